@@ -1,0 +1,81 @@
+import { Context, type Effect } from "effect"
+import type { BackendError } from "./errors.ts"
+import type {
+  AddQdiscRequest,
+  AddressInfo,
+  CreateLinkRequest,
+  CreateVethRequest,
+  FilterRule,
+  LinkChanges,
+  LinkInfo,
+  NetnsPath,
+  QdiscInfo,
+  RedirectFilter,
+  Route
+} from "./model.ts"
+
+type Op<A> = Effect.Effect<A, BackendError>
+
+/**
+ * Everything a step may ask of the kernel. Two implementations exist: LinuxBackend
+ * (rtnetlink, sysctl files, nftables) and MockBackend (an in-memory kernel model), so
+ * every step and pipeline can be tested without root and with fault injection.
+ *
+ * Every operation names the namespace it acts in. Operations fail only with BackendError;
+ * its `reason` tells undo whether the object was simply already gone (`NotFound`).
+ */
+export interface BackendShape {
+  // network namespaces
+  /** Creates a named, bind-mounted namespace and returns its path. */
+  readonly createNetns: (name: string) => Op<NetnsPath>
+  /** Removes a namespace created by createNetns. */
+  readonly deleteNetns: (path: NetnsPath) => Op<void>
+  /** True when the path exists and is a network namespace. */
+  readonly netnsExists: (path: NetnsPath) => Op<boolean>
+
+  // links
+  readonly listLinks: (netns: NetnsPath) => Op<ReadonlyArray<LinkInfo>>
+  readonly getLink: (netns: NetnsPath, name: string) => Op<LinkInfo>
+  /** Creates a veth pair; the peer is born in `peerNetns`. Returns both ends. */
+  readonly createVeth: (request: CreateVethRequest) => Op<{ readonly link: LinkInfo; readonly peer: LinkInfo }>
+  readonly createLink: (request: CreateLinkRequest) => Op<LinkInfo>
+  /** Deleting one end of a veth deletes the other too. */
+  readonly deleteLink: (netns: NetnsPath, name: string) => Op<void>
+  readonly setLink: (netns: NetnsPath, name: string, changes: LinkChanges) => Op<LinkInfo>
+  /** Moves a link to another namespace, optionally renaming it on arrival. */
+  readonly moveLink: (netns: NetnsPath, name: string, toNetns: NetnsPath, newName?: string) => Op<LinkInfo>
+
+  // addresses
+  readonly listAddresses: (netns: NetnsPath, link?: string) => Op<ReadonlyArray<AddressInfo>>
+  readonly addAddress: (netns: NetnsPath, link: string, cidr: string) => Op<void>
+  readonly deleteAddress: (netns: NetnsPath, link: string, cidr: string) => Op<void>
+
+  // routes (main table unless the route says otherwise)
+  readonly listRoutes: (netns: NetnsPath) => Op<ReadonlyArray<Route>>
+  readonly addRoute: (netns: NetnsPath, route: Route) => Op<void>
+  readonly deleteRoute: (netns: NetnsPath, route: Route) => Op<void>
+
+  // sysctls, by dotted key (`net.ipv4.ip_forward`)
+  readonly readSysctl: (netns: NetnsPath, key: string) => Op<string>
+  /** Writes the value and returns the previous one, so undo can restore it. */
+  readonly writeSysctl: (netns: NetnsPath, key: string, value: string) => Op<string>
+
+  // traffic control
+  readonly listQdiscs: (netns: NetnsPath, link: string) => Op<ReadonlyArray<QdiscInfo>>
+  readonly addQdisc: (netns: NetnsPath, request: AddQdiscRequest) => Op<void>
+  readonly deleteQdisc: (netns: NetnsPath, link: string, parent: "root" | "ingress") => Op<void>
+  readonly listRedirects: (netns: NetnsPath) => Op<ReadonlyArray<RedirectFilter>>
+  /** Needs an ingress or clsact qdisc on `filter.link`. */
+  readonly addRedirect: (netns: NetnsPath, filter: RedirectFilter) => Op<void>
+  readonly deleteRedirect: (netns: NetnsPath, filter: RedirectFilter) => Op<void>
+
+  // packet filtering, tscni's own tables only
+  /** Adds all rules in one atomic transaction (tables and chains are created as needed). */
+  readonly addFilterRules: (netns: NetnsPath, rules: ReadonlyArray<FilterRule>) => Op<void>
+  /** Removes every rule in `table` whose comment is `comment`, atomically. Nothing to remove is not an error. */
+  readonly deleteFilterRules: (netns: NetnsPath, table: string, comment: string) => Op<void>
+  readonly listFilterRules: (netns: NetnsPath, table?: string) => Op<ReadonlyArray<FilterRule>>
+}
+
+/** The kernel as steps see it. */
+export class Backend extends Context.Service<Backend, BackendShape>()("tscni/Backend") {}

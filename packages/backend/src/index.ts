@@ -1,0 +1,3 @@
+export * from "./Backend.ts"
+export * from "./errors.ts"
+export * from "./model.ts"

@@ -1,0 +1,3 @@
+export * from "./Step.ts"
+export * as Pipeline from "./Pipeline.ts"
+export { traceStep, type StepPhase } from "./trace.ts"
