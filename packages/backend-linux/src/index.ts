@@ -1,0 +1,2 @@
+export { layer, makeLinuxBackend } from "./LinuxBackend.ts"
+export { inNetns, isNetns } from "./netns.ts"

@@ -1,0 +1,71 @@
+import { dlopen, FFIType, read } from "bun:ffi"
+
+/**
+ * The few libc calls the Linux backend needs, bound once through bun:ffi. Everything here
+ * is synchronous: that is what makes it safe to switch network namespaces around it.
+ */
+const lib = dlopen("libc.so.6", {
+  socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+  send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
+  recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
+  open: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
+  close: { args: [FFIType.i32], returns: FFIType.i32 },
+  setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+  ioctl: { args: [FFIType.i32, FFIType.u64], returns: FFIType.i32 },
+  __errno_location: { args: [], returns: FFIType.ptr }
+})
+
+export const AF_NETLINK = 16
+export const SOCK_RAW = 3
+export const SOCK_CLOEXEC = 0o2000000
+export const NETLINK_ROUTE = 0
+export const SOL_NETLINK = 270
+export const NETLINK_EXT_ACK = 11
+export const NETLINK_GET_STRICT_CHK = 12
+export const O_RDONLY = 0
+export const O_CLOEXEC = 0o2000000
+export const CLONE_NEWNET = 0x40000000
+/** ioctl on a namespace fd: which kind of namespace it is */
+export const NS_GET_NSTYPE = 0xb703
+
+/** errno of the last failed call on this thread. */
+export const errno = (): number => {
+  const location = lib.symbols.__errno_location()
+  return location === null ? 0 : read.i32(location, 0)
+}
+
+const cstr = (text: string): Buffer => Buffer.from(text + "\0")
+
+export const libc = {
+  socket: (domain: number, type: number, protocol: number): number => lib.symbols.socket(domain, type, protocol),
+  setsockoptInt: (fd: number, level: number, name: number, value: number): number => {
+    const buffer = new Int32Array([value])
+    return lib.symbols.setsockopt(fd, level, name, buffer, 4)
+  },
+  send: (fd: number, data: Uint8Array): number => Number(lib.symbols.send(fd, data, data.byteLength, 0)),
+  recv: (fd: number, into: Uint8Array): number => Number(lib.symbols.recv(fd, into, into.byteLength, 0)),
+  open: (path: string, flags: number): number => lib.symbols.open(cstr(path), flags),
+  close: (fd: number): number => lib.symbols.close(fd),
+  setns: (fd: number, nstype: number): number => lib.symbols.setns(fd, nstype),
+  ioctl: (fd: number, request: number): number => lib.symbols.ioctl(fd, request)
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  3: "ESRCH",
+  4: "EINTR",
+  9: "EBADF",
+  13: "EACCES",
+  16: "EBUSY",
+  17: "EEXIST",
+  19: "ENODEV",
+  22: "EINVAL",
+  34: "ERANGE",
+  95: "EOPNOTSUPP",
+  99: "EADDRNOTAVAIL",
+  101: "ENETUNREACH"
+}
+
+export const errnoName = (code: number): string => ERRNO_NAMES[code] ?? `errno ${code}`

@@ -1,0 +1,165 @@
+/**
+ * Netlink wire format: a 16-byte header, a fixed family header, then TLV attributes, each
+ * padded to 4 bytes. Little-endian (host order on every platform tscni runs on).
+ */
+
+export const NLMSG_HDRLEN = 16
+export const NLMSG_NOOP = 1
+export const NLMSG_ERROR = 2
+export const NLMSG_DONE = 3
+
+export const NLM_F_REQUEST = 0x1
+export const NLM_F_MULTI = 0x2
+export const NLM_F_ACK = 0x4
+export const NLM_F_DUMP_INTR = 0x10
+export const NLM_F_CAPPED = 0x100
+export const NLM_F_ACK_TLVS = 0x200
+export const NLM_F_DUMP = 0x300
+export const NLM_F_REPLACE = 0x100
+export const NLM_F_EXCL = 0x200
+export const NLM_F_CREATE = 0x400
+
+/** NLMSGERR_ATTR_MSG: the kernel's extended-ack error text */
+const NLMSGERR_ATTR_MSG = 1
+const NLA_F_NESTED = 0x8000
+const NLA_TYPE_MASK = 0x3fff
+
+const align4 = (n: number): number => (n + 3) & ~3
+
+/** Builds the attribute section of a request. */
+export class AttributeWriter {
+  private readonly chunks: Array<Uint8Array> = []
+
+  bytes(type: number, data: Uint8Array): this {
+    const length = 4 + data.byteLength
+    const chunk = new Uint8Array(align4(length))
+    const view = new DataView(chunk.buffer)
+    view.setUint16(0, length, true)
+    view.setUint16(2, type, true)
+    chunk.set(data, 4)
+    this.chunks.push(chunk)
+    return this
+  }
+
+  string(type: number, value: string): this {
+    return this.bytes(type, new TextEncoder().encode(value + "\0"))
+  }
+
+  u32(type: number, value: number): this {
+    const data = new Uint8Array(4)
+    new DataView(data.buffer).setUint32(0, value, true)
+    return this.bytes(type, data)
+  }
+
+  u8(type: number, value: number): this {
+    return this.bytes(type, Uint8Array.of(value))
+  }
+
+  nested(type: number, build: (writer: AttributeWriter) => void): this {
+    const inner = new AttributeWriter()
+    build(inner)
+    return this.bytes(type | NLA_F_NESTED, inner.finish())
+  }
+
+  finish(): Uint8Array {
+    const total = this.chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
+    const out = new Uint8Array(total)
+    let offset = 0
+    for (const chunk of this.chunks) {
+      out.set(chunk, offset)
+      offset += chunk.byteLength
+    }
+    return out
+  }
+}
+
+/** Header + family header + attributes as one request. */
+export const encodeMessage = (
+  type: number,
+  flags: number,
+  seq: number,
+  familyHeader: Uint8Array,
+  attributes: Uint8Array = new Uint8Array(0)
+): Uint8Array => {
+  const length = NLMSG_HDRLEN + align4(familyHeader.byteLength) + attributes.byteLength
+  const out = new Uint8Array(length)
+  const view = new DataView(out.buffer)
+  view.setUint32(0, length, true)
+  view.setUint16(4, type, true)
+  view.setUint16(6, flags, true)
+  view.setUint32(8, seq, true)
+  view.setUint32(12, 0, true)
+  out.set(familyHeader, NLMSG_HDRLEN)
+  out.set(attributes, NLMSG_HDRLEN + align4(familyHeader.byteLength))
+  return out
+}
+
+export interface NetlinkMessage {
+  readonly type: number
+  readonly flags: number
+  readonly seq: number
+  /** everything after the 16-byte header */
+  readonly payload: Uint8Array
+}
+
+/** Splits a datagram into messages. */
+export const decodeMessages = (data: Uint8Array): Array<NetlinkMessage> => {
+  const messages: Array<NetlinkMessage> = []
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  let offset = 0
+  while (offset + NLMSG_HDRLEN <= data.byteLength) {
+    const length = view.getUint32(offset, true)
+    if (length < NLMSG_HDRLEN || offset + length > data.byteLength) break
+    messages.push({
+      type: view.getUint16(offset + 4, true),
+      flags: view.getUint16(offset + 6, true),
+      seq: view.getUint32(offset + 8, true),
+      payload: data.subarray(offset + NLMSG_HDRLEN, offset + length)
+    })
+    offset += align4(length)
+  }
+  return messages
+}
+
+/** Attributes by type (the last one wins for repeated types). */
+export type Attributes = Map<number, Uint8Array>
+
+export const decodeAttributes = (data: Uint8Array): Attributes => {
+  const attributes: Attributes = new Map()
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  let offset = 0
+  while (offset + 4 <= data.byteLength) {
+    const length = view.getUint16(offset, true)
+    if (length < 4 || offset + length > data.byteLength) break
+    attributes.set(view.getUint16(offset + 2, true) & NLA_TYPE_MASK, data.subarray(offset + 4, offset + length))
+    offset += align4(length)
+  }
+  return attributes
+}
+
+export const attrU32 = (attributes: Attributes, type: number): number | undefined => {
+  const data = attributes.get(type)
+  return data && data.byteLength >= 4 ? new DataView(data.buffer, data.byteOffset).getUint32(0, true) : undefined
+}
+
+export const attrString = (attributes: Attributes, type: number): string | undefined => {
+  const data = attributes.get(type)
+  if (!data) return undefined
+  const end = data.indexOf(0)
+  return new TextDecoder().decode(end === -1 ? data : data.subarray(0, end))
+}
+
+/** The errno (positive, 0 = ACK) and extended-ack text of an NLMSG_ERROR payload. */
+export const decodeError = (message: NetlinkMessage): { errno: number; text: string | undefined } => {
+  const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
+  const errno = -view.getInt32(0, true)
+  let text: string | undefined
+  if (message.flags & NLM_F_ACK_TLVS) {
+    // error code (4), then the original request: its header only when NLM_F_CAPPED,
+    // else the whole request; the TLVs follow.
+    const requestLength = message.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(view.getUint32(4, true))
+    const tlvs = decodeAttributes(message.payload.subarray(4 + requestLength))
+    text = attrString(tlvs, NLMSGERR_ATTR_MSG)
+  }
+  return { errno, text }
+}

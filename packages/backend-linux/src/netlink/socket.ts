@@ -1,0 +1,96 @@
+import { AF_NETLINK, errno, libc, NETLINK_EXT_ACK, NETLINK_ROUTE, SOCK_CLOEXEC, SOCK_RAW, SOL_NETLINK } from "../libc.ts"
+import { kernelError, KernelCallFailed } from "../errors.ts"
+import { inNetns } from "../netns.ts"
+import {
+  decodeError,
+  decodeMessages,
+  encodeMessage,
+  NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_DUMP_INTR,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  type NetlinkMessage
+} from "./message.ts"
+
+const RECEIVE_BUFFER = 1 << 16
+const DUMP_RETRIES = 5
+
+/**
+ * A NETLINK_ROUTE socket bound to one network namespace: it is opened inside that
+ * namespace and keeps talking to it after the thread switched back. All calls are
+ * synchronous and throw KernelCallFailed.
+ */
+export class RouteSocket {
+  private seq = Math.floor(Math.random() * 0x7fffffff)
+  private readonly buffer = new Uint8Array(RECEIVE_BUFFER)
+
+  private constructor(private readonly fd: number) {}
+
+  static open(netns: string): RouteSocket {
+    const fd = inNetns(netns, () => libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE))
+    if (fd < 0) throw new KernelCallFailed(kernelError("netlinkSocket", errno(), netns))
+    libc.setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1)
+    return new RouteSocket(fd)
+  }
+
+  close(): void {
+    libc.close(this.fd)
+  }
+
+  private send(operation: string, type: number, flags: number, header: Uint8Array, attributes?: Uint8Array): number {
+    const seq = ++this.seq
+    const message = encodeMessage(type, flags | NLM_F_REQUEST, seq, header, attributes)
+    if (libc.send(this.fd, message) < 0) throw new KernelCallFailed(kernelError(operation, errno(), "send"))
+    return seq
+  }
+
+  /** Reads until the reply to `seq` is complete; returns data messages and whether the dump was interrupted. */
+  private receive(operation: string, seq: number): { messages: Array<NetlinkMessage>; interrupted: boolean } {
+    const messages: Array<NetlinkMessage> = []
+    let interrupted = false
+    for (;;) {
+      const length = libc.recv(this.fd, this.buffer)
+      if (length < 0) throw new KernelCallFailed(kernelError(operation, errno(), "recv"))
+      for (const message of decodeMessages(this.buffer.slice(0, length))) {
+        if (message.seq !== seq) continue
+        if (message.flags & NLM_F_DUMP_INTR) interrupted = true
+        if (message.type === NLMSG_DONE) return { messages, interrupted }
+        if (message.type === NLMSG_ERROR) {
+          const { errno: code, text } = decodeError(message)
+          if (code === 0) return { messages, interrupted }
+          throw new KernelCallFailed(kernelError(operation, code, text))
+        }
+        messages.push(message)
+      }
+    }
+  }
+
+  /** A change request: sends with NLM_F_ACK and waits for the kernel's answer. */
+  request(operation: string, type: number, flags: number, header: Uint8Array, attributes?: Uint8Array): Array<NetlinkMessage> {
+    const seq = this.send(operation, type, flags | NLM_F_ACK, header, attributes)
+    return this.receive(operation, seq).messages
+  }
+
+  /** A dump; restarted when the kernel flags it as interrupted by a concurrent change. */
+  dump(operation: string, type: number, header: Uint8Array, attributes?: Uint8Array): Array<NetlinkMessage> {
+    for (let attempt = 1; ; attempt++) {
+      const seq = this.send(operation, type, NLM_F_DUMP, header, attributes)
+      const { messages, interrupted } = this.receive(operation, seq)
+      if (!interrupted || attempt >= DUMP_RETRIES) return messages
+    }
+  }
+}
+
+const sockets = new Map<string, RouteSocket>()
+
+/** One socket per namespace for the life of the process (a plugin lives for one call). */
+export const routeSocket = (netns: string): RouteSocket => {
+  let socket = sockets.get(netns)
+  if (!socket) {
+    socket = RouteSocket.open(netns)
+    sockets.set(netns, socket)
+  }
+  return socket
+}

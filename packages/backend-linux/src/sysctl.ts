@@ -1,0 +1,36 @@
+import { closeSync, openSync, readSync, writeSync } from "node:fs"
+import { inNetns } from "./netns.ts"
+
+/**
+ * `net.ipv4.conf.eth0.rp_filter` → `/proc/sys/net/ipv4/conf/eth0/rp_filter`. A key that
+ * already uses '/' is taken as a path (interface names may contain dots).
+ */
+export const sysctlPath = (key: string): string => `/proc/sys/${key.includes("/") ? key : key.replaceAll(".", "/")}`
+
+const readFd = (fd: number): string => {
+  const buffer = Buffer.alloc(4096)
+  const length = readSync(fd, buffer, 0, buffer.length, 0)
+  return buffer.subarray(0, length).toString().trim()
+}
+
+// /proc/sys/net shows the namespace of the thread that opens the file, so the file is
+// opened (and read/written, synchronously) inside the namespace. Throws fs errors.
+const withSysctl = <A>(netns: string, key: string, mode: "r" | "r+", use: (fd: number) => A): A =>
+  inNetns(netns, () => {
+    const fd = openSync(sysctlPath(key), mode)
+    try {
+      return use(fd)
+    } finally {
+      closeSync(fd)
+    }
+  })
+
+export const readSysctl = (netns: string, key: string): string => withSysctl(netns, key, "r", readFd)
+
+/** Writes and returns the previous value. */
+export const writeSysctl = (netns: string, key: string, value: string): string =>
+  withSysctl(netns, key, "r+", (fd) => {
+    const previous = readFd(fd)
+    writeSync(fd, value, 0)
+    return previous
+  })

@@ -1,0 +1,9 @@
+/** Each plugin's process entry, loaded only when that plugin is the one invoked. */
+const PLUGINS: Record<string, () => Promise<void>> = {
+  loopback: () => import("@tscni/plugin-loopback/run").then((module) => module.runLoopback())
+}
+
+export const PLUGIN_NAMES = Object.keys(PLUGINS)
+
+export const pluginNamed = (name: string): (() => Promise<void>) | undefined =>
+  Object.hasOwn(PLUGINS, name) ? PLUGINS[name] : undefined

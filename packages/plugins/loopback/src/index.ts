@@ -1,0 +1,2 @@
+export { loopbackPipeline, type LoopbackInput } from "./pipeline.ts"
+export { loopbackPlugin } from "./plugin.ts"

@@ -1,0 +1,63 @@
+import { Effect } from "effect"
+import { Backend } from "@tscni/backend"
+import { CheckFailed, Pipeline } from "@tscni/engine"
+import type { PluginDefinition, PluginRequest } from "@tscni/skel"
+import type { Result } from "@tscni/spec"
+import { loopbackPipeline } from "./pipeline.ts"
+
+const LOOPBACK_MAC = "00:00:00:00:00:00"
+
+const inputOf = (request: PluginRequest) => ({ netns: request.env.netns, ifname: request.env.ifname })
+
+/** The result the reference loopback gives: the interface and the addresses it carries. */
+const describeLoopback = (netns: string, ifname: string) =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const addresses = yield* backend.listAddresses(netns, ifname)
+    const result: Result = {
+      cniVersion: "1.1.0",
+      interfaces: [{ name: ifname, mac: LOOPBACK_MAC, sandbox: netns }],
+      ips: addresses.map((address) => ({ address: address.cidr, interface: 0 }))
+    }
+    return result
+  })
+
+/** Refuses to treat anything but a loopback device as one. */
+const requireLoopback = (netns: string, ifname: string) =>
+  Effect.gen(function*() {
+    const link = yield* (yield* Backend).getLink(netns, ifname)
+    if (link.kind !== "loopback") {
+      return yield* new CheckFailed({ step: "linkUp", message: `${ifname} in ${netns} is not a loopback device` })
+    }
+  })
+
+/**
+ * loopback: ADD brings the namespace's loopback up; DEL takes it down again (nothing to do
+ * when the namespace is gone); CHECK verifies it is an up loopback device. As a chained
+ * plugin it passes prevResult through unchanged.
+ */
+export const loopbackPlugin: PluginDefinition<Backend> = {
+  name: "loopback",
+  add: (request) =>
+    Effect.gen(function*() {
+      const input = inputOf(request)
+      yield* requireLoopback(input.netns, input.ifname)
+      yield* Pipeline.apply(loopbackPipeline, input)
+      return request.prevResult ?? (yield* describeLoopback(input.netns, input.ifname))
+    }),
+  check: (request) =>
+    Effect.gen(function*() {
+      const input = inputOf(request)
+      yield* requireLoopback(input.netns, input.ifname)
+      // What ADD promised: the link is up (whatever its state was before ADD).
+      yield* Pipeline.check(loopbackPipeline, { up: { netns: input.netns, link: input.ifname, wasUp: false } })
+    }),
+  del: (request) =>
+    Effect.gen(function*() {
+      if (request.env.netns === "") return
+      // A fresh namespace's loopback is down: that is the state ADD found.
+      yield* Pipeline.undo(loopbackPipeline, {
+        up: { netns: request.env.netns, link: request.env.ifname, wasUp: false }
+      })
+    })
+}

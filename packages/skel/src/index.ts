@@ -1,0 +1,5 @@
+export * from "./env.ts"
+export * from "./plugin.ts"
+export * from "./run.ts"
+export { loggingLayer } from "./logging.ts"
+export { answerVersionFast } from "./version.ts"

@@ -1,0 +1,33 @@
+import type { Effect } from "effect"
+import type { BackendError } from "@tscni/backend"
+import type { CheckFailed, Pipeline } from "@tscni/engine"
+import type { CniError, NetConf, Result } from "@tscni/spec"
+import type { CniEnv } from "./env.ts"
+
+/** One plugin invocation after the skeleton validated everything it could. */
+export interface PluginRequest {
+  readonly env: CniEnv
+  /** stdin decoded; unknown keys preserved */
+  readonly conf: NetConf
+  /** stdin as received, for delegation (IPAM gets exactly what we got) */
+  readonly raw: Record<string, unknown>
+  /** conf.prevResult decoded in conf.cniVersion, when present */
+  readonly prevResult: Result | undefined
+}
+
+/** The errors a plugin may let through; the skeleton maps each to a CNI error code. */
+export type PluginError = CniError | BackendError | CheckFailed | Pipeline.UndoIncomplete
+
+/**
+ * What a plugin implements. The skeleton does the rest: env and config validation,
+ * version negotiation, result conversion to the config's version, error JSON and exit codes.
+ * GC and STATUS default to "nothing to collect" / "ready".
+ */
+export interface PluginDefinition<R> {
+  readonly name: string
+  readonly add: (request: PluginRequest) => Effect.Effect<Result, PluginError, R>
+  readonly check: (request: PluginRequest) => Effect.Effect<void, PluginError, R>
+  readonly del: (request: PluginRequest) => Effect.Effect<void, PluginError, R>
+  readonly gc?: (request: PluginRequest) => Effect.Effect<void, PluginError, R>
+  readonly status?: (request: PluginRequest) => Effect.Effect<void, PluginError, R>
+}

@@ -1,0 +1,167 @@
+import { Cause, Effect, Exit, Fiber, Layer } from "effect"
+import {
+  CniError,
+  ErrorCode,
+  decodeResult,
+  encodeResult,
+  errorResult,
+  incompatibleVersion,
+  internalError,
+  invalidConfig,
+  isSupportedVersion,
+  LATEST_VERSION,
+  parseNetConf,
+  verbSupported,
+  versionInfo
+} from "@tscni/spec"
+import { type CniEnv, readCniEnv } from "./env.ts"
+import { knownErrorToCni } from "./errors.ts"
+import { loggingLayer } from "./logging.ts"
+import type { PluginDefinition, PluginRequest } from "./plugin.ts"
+
+/** What the process prints on stdout and exits with. */
+export interface Outcome {
+  readonly stdout: string
+  readonly exitCode: number
+}
+
+export interface Invocation {
+  readonly env: Record<string, string | undefined>
+  readonly stdin: Effect.Effect<string, CniError>
+}
+
+const json = (value: unknown): string => JSON.stringify(value) + "\n"
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+
+/** Human text for an undo failure list attached by the engine (RollbackIncomplete). */
+const rollbackDetails = (cause: Cause.Cause<unknown>): string | undefined => {
+  const notes: Array<string> = []
+  for (const reason of cause.reasons) {
+    const value = Cause.isDieReason(reason) ? reason.defect : undefined
+    if (isObject(value) && value._tag === "RollbackIncomplete" && Array.isArray(value.failures)) {
+      for (const failure of value.failures) {
+        if (isObject(failure)) notes.push(`${String(failure.step)}: ${String(failure.message)}`)
+      }
+    }
+  }
+  return notes.length > 0 ? `rollback incomplete: ${notes.join("; ")}` : undefined
+}
+
+/**
+ * Turns any failure into a CNI error: a CniError as it is; anything else is a bug or an
+ * unexpected condition, reported as code 100 with its message (never a stack trace).
+ */
+export const errorFromCause = (cause: Cause.Cause<unknown>): CniError => {
+  const rollback = rollbackDetails(cause)
+  const failure = cause.reasons.find(Cause.isFailReason)
+  const known = failure ? knownErrorToCni(failure.error) : undefined
+  const base = known
+    ? known
+    : Cause.hasInterruptsOnly(cause)
+    ? internalError("interrupted")
+    : internalError(describe(failure ? failure.error : Cause.squash(cause)))
+  if (rollback === undefined) return base
+  const details = base.details === undefined ? rollback : `${base.details}; ${rollback}`
+  return new CniError({ code: base.code, msg: base.msg, details })
+}
+
+const describe = (error: unknown): string => {
+  if (error instanceof Error) return error.message
+  if (isObject(error) && typeof error.message === "string") return error.message
+  return String(error)
+}
+
+const buildRequest = (env: CniEnv, stdin: string, onVersion: (version: string) => void) =>
+  Effect.gen(function*() {
+    const conf = yield* parseNetConf(stdin)
+    // Errors from here on answer in the config's version when we speak it.
+    if (isSupportedVersion(conf.cniVersion)) onVersion(conf.cniVersion)
+    if (!isSupportedVersion(conf.cniVersion)) return yield* incompatibleVersion(conf.cniVersion)
+    if (!verbSupported(env.command, conf.cniVersion)) {
+      return yield* new CniError({
+        code: ErrorCode.IncompatibleVersion,
+        msg: `cniVersion ${conf.cniVersion} does not support ${env.command}`
+      })
+    }
+    const prevResult = conf.prevResult === undefined ? undefined : yield* decodeResult(conf.prevResult, conf.cniVersion)
+    if (env.command === "CHECK" && prevResult === undefined) {
+      return yield* invalidConfig("prevResult", "required for CHECK")
+    }
+    const raw = JSON.parse(stdin) as Record<string, unknown>
+    const request: PluginRequest = { env, conf, raw, prevResult }
+    return request
+  })
+
+/**
+ * One invocation from env + stdin to stdout + exit code. Pure of process globals, so tests
+ * drive it directly; `runPlugin` wires it to the real process.
+ */
+export const handleInvocation = <R>(
+  plugin: PluginDefinition<R>,
+  invocation: Invocation
+): Effect.Effect<Outcome, never, R> =>
+  Effect.gen(function*() {
+    let version = LATEST_VERSION as string
+    const program = Effect.gen(function*() {
+      const env = yield* readCniEnv(invocation.env)
+      if (env.command === "VERSION") return json(versionInfo())
+      const request = yield* buildRequest(env, yield* invocation.stdin, (known) => (version = known))
+      switch (env.command) {
+        case "ADD": {
+          const result = yield* plugin.add(request)
+          return json(yield* encodeResult(result, version))
+        }
+        case "CHECK":
+          yield* plugin.check(request)
+          return ""
+        case "DEL":
+          yield* plugin.del(request)
+          return ""
+        case "GC":
+          if (plugin.gc) yield* plugin.gc(request)
+          return ""
+        case "STATUS":
+          if (plugin.status) yield* plugin.status(request)
+          return ""
+      }
+    })
+    const exit = yield* Effect.exit(program)
+    if (Exit.isSuccess(exit)) return { stdout: exit.value, exitCode: 0 }
+    const error = errorFromCause(exit.cause)
+    yield* Effect.logError(`${plugin.name}: ${error.msg}`).pipe(
+      Effect.annotateLogs({ code: error.code, cause: Cause.pretty(exit.cause) })
+    )
+    return { stdout: json(errorResult(error, version)), exitCode: 1 }
+  })
+
+const readStdin: Effect.Effect<string, CniError> = Effect.tryPromise({
+  try: () => Bun.stdin.text(),
+  catch: (error) => internalError(`reading stdin: ${describe(error)}`)
+})
+
+/**
+ * The plugin process: runs one invocation, prints the outcome, sets the exit code.
+ * SIGTERM/SIGINT interrupt the work, so an interrupted ADD still rolls back.
+ */
+export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer<R, LE>): Promise<void> => {
+  const env = process.env
+  const program = handleInvocation(plugin, { env, stdin: readStdin }).pipe(
+    Effect.provide(Layer.mergeAll(layer, loggingLayer(env)))
+  )
+  const fiber = Effect.runFork(program)
+  const interrupt = () => Effect.runFork(Fiber.interrupt(fiber))
+  process.once("SIGTERM", interrupt)
+  process.once("SIGINT", interrupt)
+  return Effect.runPromise(Fiber.await(fiber)).then(async (exit) => {
+    const outcome: Outcome = Exit.isSuccess(exit)
+      ? exit.value
+      : { stdout: json(errorResult(errorFromCause(exit.cause), LATEST_VERSION)), exitCode: 1 }
+    if (outcome.stdout !== "") await Bun.write(Bun.stdout, outcome.stdout)
+    process.exitCode = outcome.exitCode
+    process.removeListener("SIGTERM", interrupt)
+    process.removeListener("SIGINT", interrupt)
+  })
+}

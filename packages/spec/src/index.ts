@@ -1,0 +1,46 @@
+/** @tscni/spec: CNI spec versions, errors, config and result schemas shared by every tscni package. */
+export {
+  SUPPORTED_VERSIONS,
+  LATEST_VERSION,
+  type Verb,
+  compareVersions,
+  isSupportedVersion,
+  verbSupported,
+  negotiateVersion,
+  versionInfo
+} from "./versions.ts"
+export {
+  ErrorCode,
+  CniError,
+  incompatibleVersion,
+  unsupportedField,
+  unknownContainer,
+  invalidEnvironment,
+  ioFailure,
+  decodeFailure,
+  invalidConfig,
+  tryAgainLater,
+  notAvailable,
+  internalError,
+  errorResult,
+  describeSchemaError
+} from "./errors.ts"
+export {
+  NetworkName,
+  NetConf,
+  NetConfList,
+  decodeNetConf,
+  parseNetConf,
+  decodeNetConfList,
+  validAttachments
+} from "./config.ts"
+export {
+  Interface,
+  IpConfig,
+  RouteEntry,
+  Dns,
+  Result,
+  decodeResult,
+  encodeResult,
+  convertResult
+} from "./result.ts"

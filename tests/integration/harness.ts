@@ -1,0 +1,82 @@
+/**
+ * Integration harness: runs the compiled plugin binaries the way a runtime does (env +
+ * stdin, stdout parsed as JSON) in network namespaces the test creates, and observes the
+ * result with iproute2 (`ip -j`), never with tscni's own code.
+ */
+import { afterAll } from "bun:test"
+import { existsSync } from "node:fs"
+import { resolve } from "node:path"
+
+export const BIN_DIR = resolve(import.meta.dir, "..", "..", "dist", "bin")
+
+export const binary = (name: string): string => {
+  const path = resolve(BIN_DIR, name)
+  if (!existsSync(path)) throw new Error(`${path} is missing: run 'bun run build' first`)
+  return path
+}
+
+if (process.getuid?.() !== 0) throw new Error("integration tests need root (they create network namespaces)")
+
+const created = new Set<string>()
+
+const run = (argv: ReadonlyArray<string>): { stdout: string; stderr: string; exitCode: number } => {
+  const proc = Bun.spawnSync([...argv], { stdout: "pipe", stderr: "pipe" })
+  return { stdout: proc.stdout.toString(), stderr: proc.stderr.toString(), exitCode: proc.exitCode ?? -1 }
+}
+
+/** `ip` with arguments; throws when it fails. */
+export const ip = (...args: ReadonlyArray<string>): string => {
+  const out = run(["ip", ...args])
+  if (out.exitCode !== 0) throw new Error(`ip ${args.join(" ")}: ${out.stderr}`)
+  return out.stdout
+}
+
+/** `ip -j -n NS …` parsed. */
+export const ipJson = <T = Array<Record<string, unknown>>>(netns: string, ...args: ReadonlyArray<string>): T =>
+  JSON.parse(ip("-j", "-n", netns, ...args)) as T
+
+const deleteNetns = (name: string): void => {
+  run(["ip", "netns", "delete", name])
+  created.delete(name)
+}
+
+const cleanupAll = (): void => {
+  for (const name of [...created]) deleteNetns(name)
+}
+afterAll(cleanupAll)
+process.once("exit", cleanupAll)
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    cleanupAll()
+    process.exit(130)
+  })
+}
+
+/** A fresh, uniquely named namespace, removed after the test file on every path. */
+export const freshNetns = (): { name: string; path: string; remove: () => void } => {
+  const name = `tscni-it-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+  ip("netns", "add", name)
+  created.add(name)
+  return { name, path: `/var/run/netns/${name}`, remove: () => deleteNetns(name) }
+}
+
+export interface PluginRun {
+  readonly exitCode: number
+  readonly stdout: string
+  readonly stderr: string
+  /** stdout parsed, when it is JSON */
+  readonly json: Record<string, unknown> | undefined
+}
+
+/** Executes a plugin binary as a runtime would. */
+export const execPlugin = (
+  path: string,
+  env: Record<string, string>,
+  stdin: string
+): PluginRun => {
+  const proc = Bun.spawnSync([path], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, stdin: Buffer.from(stdin), stdout: "pipe", stderr: "pipe" })
+  const stdout = proc.stdout.toString()
+  let json: Record<string, unknown> | undefined
+  if (stdout.trim() !== "") json = JSON.parse(stdout) as Record<string, unknown>
+  return { exitCode: proc.exitCode ?? -1, stdout, stderr: proc.stderr.toString(), json }
+}
