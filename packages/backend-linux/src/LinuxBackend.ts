@@ -1,10 +1,11 @@
 import { Effect, Layer } from "effect"
 import { Backend, BackendError, type BackendShape, type BackendErrorReason, type LinkInfo } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
-import { isNetns } from "./netns.ts"
+import * as netns from "./netns.ts"
 import { routeSocket } from "./netlink/socket.ts"
 import * as address from "./rtnl/address.ts"
 import * as link from "./rtnl/link.ts"
+import * as route from "./rtnl/route.ts"
 import * as sysctl from "./sysctl.ts"
 
 const FS_REASONS: Record<string, BackendErrorReason> = {
@@ -43,47 +44,72 @@ const notYet = (operation: string): Effect.Effect<never, BackendError> =>
     new BackendError({ operation, reason: "Unsupported", message: `${operation} is not implemented by LinuxBackend yet` })
   )
 
-const findLink = (netns: string, name: string): LinkInfo => link.getLink(routeSocket(netns), netns, name)
+const findLink = (ns: string, name: string): LinkInfo => link.getLink(routeSocket(ns), ns, name)
+
+const socketOf = routeSocket
 
 /** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables. */
 export const makeLinuxBackend = (): BackendShape => ({
-  createNetns: () => notYet("createNetns"),
-  deleteNetns: () => notYet("deleteNetns"),
-  netnsExists: (path) => kernelCall("netnsExists", () => isNetns(path)),
+  createNetns: (name) => kernelCall("createNetns", () => netns.createNetns(name)),
+  deleteNetns: (path) => kernelCall("deleteNetns", () => netns.deleteNetns(path)),
+  netnsExists: (path) => kernelCall("netnsExists", () => netns.isNetns(path)),
 
-  listLinks: (netns) => kernelCall("listLinks", () => link.listLinks(routeSocket(netns), netns)),
-  getLink: (netns, name) => kernelCall("getLink", () => findLink(netns, name)),
-  createVeth: () => notYet("createVeth"),
-  createLink: () => notYet("createLink"),
-  deleteLink: () => notYet("deleteLink"),
-  setLink: (netns, name, changes) =>
-    kernelCall("setLink", () => {
-      if (changes.hairpin !== undefined || changes.isolated !== undefined) {
-        throw new KernelCallFailed(
-          new BackendError({ operation: "setLink", reason: "Unsupported", message: "bridge port flags are not implemented yet" })
+  listLinks: (ns) => kernelCall("listLinks", () => link.listLinks(socketOf(ns), ns)),
+  getLink: (ns, name) => kernelCall("getLink", () => findLink(ns, name)),
+  createVeth: (request) =>
+    kernelCall("createVeth", () => {
+      netns.withNetnsFd(request.peerNetns, (peerFd) =>
+        link.createLink(
+          socketOf(request.netns),
+          "veth",
+          { name: request.name, mtu: request.mtu, mac: request.mac },
+          { name: request.peerName, mtu: request.mtu, mac: request.peerMac, netnsFd: peerFd }
         )
+      )
+      return { link: findLink(request.netns, request.name), peer: findLink(request.peerNetns, request.peerName) }
+    }),
+  createLink: (request) =>
+    kernelCall("createLink", () => {
+      link.createLink(socketOf(request.netns), request.kind, { name: request.name, mtu: request.mtu, mac: request.mac })
+      return findLink(request.netns, request.name)
+    }),
+  deleteLink: (ns, name) => kernelCall("deleteLink", () => link.deleteLink(socketOf(ns), findLink(ns, name).index, name)),
+  setLink: (ns, name, changes) =>
+    kernelCall("setLink", () => {
+      const target = findLink(ns, name)
+      const master = typeof changes.master === "string" ? findLink(ns, changes.master).index : undefined
+      link.setLink(socketOf(ns), target, changes, master)
+      if (changes.hairpin !== undefined || changes.isolated !== undefined) {
+        link.setBridgePort(socketOf(ns), target, { hairpin: changes.hairpin, isolated: changes.isolated })
       }
-      const target = findLink(netns, name)
-      const master = typeof changes.master === "string" ? findLink(netns, changes.master).index : undefined
-      link.setLink(routeSocket(netns), target, changes, master)
-      return findLink(netns, name)
+      return findLink(ns, name)
     }),
-  moveLink: () => notYet("moveLink"),
-
-  listAddresses: (netns, linkName) =>
-    kernelCall("listAddresses", () => {
-      const socket = routeSocket(netns)
-      return address.listAddresses(socket, netns, link.listLinks(socket, netns), linkName)
+  moveLink: (ns, name, toNetns, newName) =>
+    kernelCall("moveLink", () => {
+      const target = findLink(ns, name)
+      netns.withNetnsFd(toNetns, (fd) => link.moveLink(socketOf(ns), target, fd, newName))
+      return findLink(toNetns, newName ?? name)
     }),
-  addAddress: () => notYet("addAddress"),
-  deleteAddress: () => notYet("deleteAddress"),
 
-  listRoutes: () => notYet("listRoutes"),
-  addRoute: () => notYet("addRoute"),
-  deleteRoute: () => notYet("deleteRoute"),
+  listAddresses: (ns, linkName) =>
+    kernelCall("listAddresses", () => address.listAddresses(socketOf(ns), ns, link.listLinks(socketOf(ns), ns), linkName)),
+  addAddress: (ns, linkName, cidr) =>
+    kernelCall("addAddress", () => address.addAddress(socketOf(ns), findLink(ns, linkName), cidr)),
+  deleteAddress: (ns, linkName, cidr) =>
+    kernelCall("deleteAddress", () => address.deleteAddress(socketOf(ns), findLink(ns, linkName), cidr)),
 
-  readSysctl: (netns, key) => kernelCall("readSysctl", () => sysctl.readSysctl(netns, key)),
-  writeSysctl: (netns, key, value) => kernelCall("writeSysctl", () => sysctl.writeSysctl(netns, key, value)),
+  listRoutes: (ns) => kernelCall("listRoutes", () => route.listRoutes(socketOf(ns), link.listLinks(socketOf(ns), ns))),
+  addRoute: (ns, entry) =>
+    kernelCall("addRoute", () =>
+      route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined)
+    ),
+  deleteRoute: (ns, entry) =>
+    kernelCall("deleteRoute", () =>
+      route.deleteRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined)
+    ),
+
+  readSysctl: (ns, key) => kernelCall("readSysctl", () => sysctl.readSysctl(ns, key)),
+  writeSysctl: (ns, key, value) => kernelCall("writeSysctl", () => sysctl.writeSysctl(ns, key, value)),
 
   listQdiscs: () => notYet("listQdiscs"),
   addQdisc: () => notYet("addQdisc"),

@@ -1,2 +1,2 @@
 export { layer, makeLinuxBackend } from "./LinuxBackend.ts"
-export { inNetns, isNetns } from "./netns.ts"
+export { createNetns, deleteNetns, inNetns, isNetns, NETNS_RUN_DIR } from "./netns.ts"

@@ -9,10 +9,13 @@ const lib = dlopen("libc.so.6", {
   setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
   send: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
   recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-  open: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
+  open: { args: [FFIType.cstring, FFIType.i32, FFIType.u32], returns: FFIType.i32 },
   close: { args: [FFIType.i32], returns: FFIType.i32 },
   setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   ioctl: { args: [FFIType.i32, FFIType.u64], returns: FFIType.i32 },
+  unshare: { args: [FFIType.i32], returns: FFIType.i32 },
+  mount: { args: [FFIType.cstring, FFIType.cstring, FFIType.ptr, FFIType.u64, FFIType.ptr], returns: FFIType.i32 },
+  umount2: { args: [FFIType.cstring, FFIType.i32], returns: FFIType.i32 },
   __errno_location: { args: [], returns: FFIType.ptr }
 })
 
@@ -25,6 +28,8 @@ export const NETLINK_EXT_ACK = 11
 export const NETLINK_GET_STRICT_CHK = 12
 export const O_RDONLY = 0
 export const O_CLOEXEC = 0o2000000
+export const O_CREAT = 0o100
+export const O_EXCL = 0o200
 export const CLONE_NEWNET = 0x40000000
 /** ioctl on a namespace fd: which kind of namespace it is */
 export const NS_GET_NSTYPE = 0xb703
@@ -45,11 +50,21 @@ export const libc = {
   },
   send: (fd: number, data: Uint8Array): number => Number(lib.symbols.send(fd, data, data.byteLength, 0)),
   recv: (fd: number, into: Uint8Array): number => Number(lib.symbols.recv(fd, into, into.byteLength, 0)),
-  open: (path: string, flags: number): number => lib.symbols.open(cstr(path), flags),
+  open: (path: string, flags: number, mode = 0o444): number => lib.symbols.open(cstr(path), flags, mode),
   close: (fd: number): number => lib.symbols.close(fd),
   setns: (fd: number, nstype: number): number => lib.symbols.setns(fd, nstype),
-  ioctl: (fd: number, request: number): number => lib.symbols.ioctl(fd, request)
+  ioctl: (fd: number, request: number): number => lib.symbols.ioctl(fd, request),
+  unshare: (flags: number): number => lib.symbols.unshare(flags),
+  /** mount(2) with no filesystem type and no data: bind mounts and propagation changes */
+  mount: (source: string, target: string, flags: number): number =>
+    lib.symbols.mount(cstr(source), cstr(target), null, flags, null),
+  umount2: (target: string, flags: number): number => lib.symbols.umount2(cstr(target), flags)
 }
+
+export const MS_BIND = 0x1000
+export const MS_REC = 0x4000
+export const MS_SHARED = 1 << 20
+export const MNT_DETACH = 2
 
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",

@@ -1,9 +1,23 @@
+import { existsSync, mkdirSync, rmSync } from "node:fs"
 import { HOST_NETNS } from "@tscni/backend"
-import { CLONE_NEWNET, errno, libc, NS_GET_NSTYPE, O_CLOEXEC, O_RDONLY } from "./libc.ts"
+import {
+  CLONE_NEWNET,
+  errno,
+  libc,
+  MNT_DETACH,
+  MS_BIND,
+  MS_REC,
+  MS_SHARED,
+  NS_GET_NSTYPE,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY
+} from "./libc.ts"
 import { kernelError, KernelCallFailed } from "./errors.ts"
 
 /** Opens a namespace path and verifies it is a network namespace. Throws KernelCallFailed. */
-const openNetns = (path: string): number => {
+export const openNetns = (path: string): number => {
   const fd = libc.open(path, O_RDONLY | O_CLOEXEC)
   if (fd < 0) throw new KernelCallFailed(kernelError("openNetns", errno(), path))
   if (libc.ioctl(fd, NS_GET_NSTYPE) !== CLONE_NEWNET) {
@@ -11,6 +25,20 @@ const openNetns = (path: string): number => {
     throw new KernelCallFailed(kernelError("openNetns", 22, `${path} is not a network namespace`))
   }
   return fd
+}
+
+/**
+ * An fd for IFLA_NET_NS_FD, passed to `use` and closed afterwards. HOST_NETNS is the
+ * namespace this process runs in.
+ */
+export const withNetnsFd = <A>(path: string, use: (fd: number) => A): A => {
+  const fd = path === HOST_NETNS ? libc.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC) : openNetns(path)
+  if (fd < 0) throw new KernelCallFailed(kernelError("openNetns", errno(), path))
+  try {
+    return use(fd)
+  } finally {
+    libc.close(fd)
+  }
 }
 
 /** True when `path` exists and is a network namespace. */
@@ -50,4 +78,57 @@ export const inNetns = <A>(path: string, work: () => A): A => {
     libc.close(home)
     libc.close(target)
   }
+}
+
+/** Where named namespaces live, shared with `ip netns`. */
+export const NETNS_RUN_DIR = "/var/run/netns"
+
+const fail = (operation: string, code: number, detail: string): never => {
+  throw new KernelCallFailed(kernelError(operation, code, detail))
+}
+
+// As `ip netns add` does: the directory is a shared mount so namespace mounts made here
+// are seen from other mount namespaces (e.g. a runtime's).
+const shareRunDir = (): void => {
+  mkdirSync(NETNS_RUN_DIR, { recursive: true })
+  if (libc.mount("none", NETNS_RUN_DIR, MS_SHARED | MS_REC) === 0) return
+  if (errno() !== 22) fail("createNetns", errno(), `making ${NETNS_RUN_DIR} shared`)
+  if (libc.mount(NETNS_RUN_DIR, NETNS_RUN_DIR, MS_BIND | MS_REC) !== 0) fail("createNetns", errno(), `bind ${NETNS_RUN_DIR}`)
+  if (libc.mount("none", NETNS_RUN_DIR, MS_SHARED | MS_REC) !== 0) fail("createNetns", errno(), `making ${NETNS_RUN_DIR} shared`)
+}
+
+/**
+ * Creates a named network namespace (`/var/run/netns/NAME`, interchangeable with
+ * `ip netns add`): a new namespace is made on this thread, bind-mounted to the file, and
+ * the thread returns home — all synchronously.
+ */
+export const createNetns = (name: string): string => {
+  if (name === "" || name === "." || name === ".." || name.includes("/")) fail("createNetns", 22, `bad name '${name}'`)
+  shareRunDir()
+  const path = `${NETNS_RUN_DIR}/${name}`
+  const placeholder = libc.open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC)
+  if (placeholder < 0) fail("createNetns", errno(), path)
+  libc.close(placeholder)
+  const home = libc.open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+  try {
+    if (home < 0) fail("createNetns", errno(), "opening own namespace")
+    if (libc.unshare(CLONE_NEWNET) !== 0) fail("createNetns", errno(), "unshare")
+    const mounted = libc.mount("/proc/thread-self/ns/net", path, MS_BIND)
+    const code = errno()
+    if (libc.setns(home, CLONE_NEWNET) !== 0) throw new Error(`cannot return to own network namespace (errno ${errno()})`)
+    if (mounted !== 0) fail("createNetns", code, `bind mount ${path}`)
+    return path
+  } catch (error) {
+    rmSync(path, { force: true })
+    throw error
+  } finally {
+    if (home >= 0) libc.close(home)
+  }
+}
+
+/** Unmounts and removes a namespace made by createNetns (or `ip netns add`). */
+export const deleteNetns = (path: string): void => {
+  if (!existsSync(path)) fail("deleteNetns", 2, path)
+  if (libc.umount2(path, MNT_DETACH) !== 0 && errno() !== 22) fail("deleteNetns", errno(), `umount ${path}`)
+  rmSync(path, { force: true })
 }

@@ -131,9 +131,9 @@ export const handleInvocation = <R>(
     const exit = yield* Effect.exit(program)
     if (Exit.isSuccess(exit)) return { stdout: exit.value, exitCode: 0 }
     const error = errorFromCause(exit.cause)
-    yield* Effect.logError(`${plugin.name}: ${error.msg}`).pipe(
-      Effect.annotateLogs({ code: error.code, cause: Cause.pretty(exit.cause) })
-    )
+    yield* Effect.logWarning(`${plugin.name}: ${error.msg}`).pipe(Effect.annotateLogs({ code: error.code }))
+    // The full cause (with stack traces) only with TSCNI_LOG=debug; never on stdout.
+    yield* Effect.logDebug(Cause.pretty(exit.cause))
     return { stdout: json(errorResult(error, version)), exitCode: 1 }
   })
 

@@ -47,7 +47,7 @@ export class RouteSocket {
   }
 
   /** Reads until the reply to `seq` is complete; returns data messages and whether the dump was interrupted. */
-  private receive(operation: string, seq: number): { messages: Array<NetlinkMessage>; interrupted: boolean } {
+  private receive(operation: string, seq: number, subject?: string): { messages: Array<NetlinkMessage>; interrupted: boolean } {
     const messages: Array<NetlinkMessage> = []
     let interrupted = false
     for (;;) {
@@ -60,17 +60,28 @@ export class RouteSocket {
         if (message.type === NLMSG_ERROR) {
           const { errno: code, text } = decodeError(message)
           if (code === 0) return { messages, interrupted }
-          throw new KernelCallFailed(kernelError(operation, code, text))
+          const detail = [subject, text].filter((part) => part !== undefined && part !== "").join(": ")
+          throw new KernelCallFailed(kernelError(operation, code, detail === "" ? undefined : detail))
         }
         messages.push(message)
       }
     }
   }
 
-  /** A change request: sends with NLM_F_ACK and waits for the kernel's answer. */
-  request(operation: string, type: number, flags: number, header: Uint8Array, attributes?: Uint8Array): Array<NetlinkMessage> {
+  /**
+   * A request: sends with NLM_F_ACK and waits for the kernel's answer. `subject` (the
+   * link or address concerned) goes into error messages.
+   */
+  request(
+    operation: string,
+    type: number,
+    flags: number,
+    header: Uint8Array,
+    attributes?: Uint8Array,
+    subject?: string
+  ): Array<NetlinkMessage> {
     const seq = this.send(operation, type, flags | NLM_F_ACK, header, attributes)
-    return this.receive(operation, seq).messages
+    return this.receive(operation, seq, subject).messages
   }
 
   /** A dump; restarted when the kernel flags it as interrupted by a concurrent change. */

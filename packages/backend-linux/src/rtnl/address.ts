@@ -1,38 +1,29 @@
 import type { AddressInfo, LinkInfo } from "@tscni/backend"
-import { attrString, decodeAttributes } from "../netlink/message.ts"
+import { kernelError, KernelCallFailed } from "../errors.ts"
+import { ipToString, ipv4Broadcast, parseCidr } from "../ip.ts"
+import { attrString, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
 export const RTM_NEWADDR = 20
+export const RTM_DELADDR = 21
 export const RTM_GETADDR = 22
 
 const IFA_ADDRESS = 1
 const IFA_LOCAL = 2
+const IFA_LABEL = 3
+const IFA_BROADCAST = 4
 const AF_INET = 2
 const AF_INET6 = 10
 const IFADDRMSG_LENGTH = 8
 
-const ipToString = (family: number, bytes: Uint8Array): string => {
-  if (family === AF_INET) return Array.from(bytes).join(".")
-  const groups: Array<string> = []
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16))
-  // compress the longest run of zero groups, as `ip` prints it
-  let bestStart = -1
-  let bestLength = 0
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== "0") {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === "0") j++
-    if (j - i > bestLength && j - i > 1) {
-      bestStart = i
-      bestLength = j - i
-    }
-    i = j
-  }
-  if (bestStart === -1) return groups.join(":")
-  return `${groups.slice(0, bestStart).join(":")}::${groups.slice(bestStart + bestLength).join(":")}`
+/** struct ifaddrmsg */
+const ifaddrmsg = (family: number, prefix: number, index: number): Uint8Array => {
+  const header = new Uint8Array(IFADDRMSG_LENGTH)
+  const view = new DataView(header.buffer)
+  view.setUint8(0, family)
+  view.setUint8(1, prefix)
+  view.setUint32(4, index, true)
+  return header
 }
 
 /** Every address in the namespace, optionally of one link, as CIDR strings. */
@@ -53,15 +44,32 @@ export const listAddresses = (
     const attributes = decodeAttributes(message.payload.subarray(IFADDRMSG_LENGTH))
     const bytes = attributes.get(IFA_LOCAL) ?? attributes.get(IFA_ADDRESS)
     if (!bytes || (family !== AF_INET && family !== AF_INET6)) continue
-    const link = names.get(index) ?? attrString(attributes, 3) ?? ""
+    const link = names.get(index) ?? attrString(attributes, IFA_LABEL) ?? ""
     if (linkName !== undefined && link !== linkName) continue
-    result.push({
-      netns,
-      link,
-      linkIndex: index,
-      family: family === AF_INET ? 4 : 6,
-      cidr: `${ipToString(family, bytes)}/${prefix}`
-    })
+    const ipFamily = family === AF_INET ? 4 : 6
+    result.push({ netns, link, linkIndex: index, family: ipFamily, cidr: `${ipToString(ipFamily, bytes)}/${prefix}` })
   }
   return result
+}
+
+const addressRequest = (link: LinkInfo, cidr: string, operation: string) => {
+  const parsed = parseCidr(cidr)
+  if (!parsed || !cidr.includes("/")) {
+    throw new KernelCallFailed(kernelError(operation, 22, `'${cidr}' is not an address in CIDR form`))
+  }
+  const attributes = new AttributeWriter().bytes(IFA_LOCAL, parsed.bytes).bytes(IFA_ADDRESS, parsed.bytes)
+  // as `ip addr add … brd +` and the reference plugins do for IPv4 networks with hosts
+  if (parsed.family === 4 && parsed.prefix < 31) attributes.bytes(IFA_BROADCAST, ipv4Broadcast(parsed.bytes, parsed.prefix))
+  const header = ifaddrmsg(parsed.family === 4 ? AF_INET : AF_INET6, parsed.prefix, link.index)
+  return { header, attributes: attributes.finish() }
+}
+
+export const addAddress = (socket: RouteSocket, link: LinkInfo, cidr: string): void => {
+  const { header, attributes } = addressRequest(link, cidr, "addAddress")
+  socket.request("addAddress", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, header, attributes, `${cidr} on ${link.name}`)
+}
+
+export const deleteAddress = (socket: RouteSocket, link: LinkInfo, cidr: string): void => {
+  const { header, attributes } = addressRequest(link, cidr, "deleteAddress")
+  socket.request("deleteAddress", RTM_DELADDR, 0, header, attributes, `${cidr} on ${link.name}`)
 }

@@ -1,11 +1,20 @@
 import type { LinkChanges, LinkInfo, LinkKind } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
-import { attrString, attrU32, AttributeWriter, decodeAttributes, type NetlinkMessage } from "../netlink/message.ts"
+import {
+  attrString,
+  attrU32,
+  AttributeWriter,
+  decodeAttributes,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  type NetlinkMessage
+} from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
 export const RTM_NEWLINK = 16
 export const RTM_DELLINK = 17
 export const RTM_GETLINK = 18
+export const RTM_SETLINK = 19
 
 const IFLA_ADDRESS = 1
 const IFLA_IFNAME = 3
@@ -13,8 +22,15 @@ const IFLA_MTU = 4
 const IFLA_LINK = 5
 const IFLA_MASTER = 10
 const IFLA_TXQLEN = 13
+const IFLA_PROTINFO = 12
 const IFLA_LINKINFO = 18
+const IFLA_NET_NS_FD = 28
 const IFLA_INFO_KIND = 1
+const IFLA_INFO_DATA = 2
+const VETH_INFO_PEER = 1
+const IFLA_BRPORT_MODE = 4
+const IFLA_BRPORT_ISOLATED = 33
+const AF_BRIDGE = 7
 
 const IFF_UP = 0x1
 const IFF_LOOPBACK = 0x8
@@ -25,10 +41,10 @@ const AF_UNSPEC = 0
 const IFINFOMSG_LENGTH = 16
 
 /** struct ifinfomsg */
-export const ifinfomsg = (index = 0, flags = 0, change = 0): Uint8Array => {
+export const ifinfomsg = (index = 0, flags = 0, change = 0, family = AF_UNSPEC): Uint8Array => {
   const header = new Uint8Array(IFINFOMSG_LENGTH)
   const view = new DataView(header.buffer)
-  view.setUint8(0, AF_UNSPEC)
+  view.setUint8(0, family)
   view.setInt32(4, index, true)
   view.setUint32(8, flags, true)
   view.setUint32(12, change, true)
@@ -70,16 +86,109 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
   }
 }
 
+/** Reads hairpin and isolation of bridge ports (AF_BRIDGE dump), by ifindex. */
+const bridgePortFlags = (socket: RouteSocket): Map<number, { hairpin: boolean; isolated: boolean }> => {
+  const flags = new Map<number, { hairpin: boolean; isolated: boolean }>()
+  for (const message of socket.dump("listLinks", RTM_GETLINK, ifinfomsg(0, 0, 0, AF_BRIDGE))) {
+    if (message.type !== RTM_NEWLINK) continue
+    const index = new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(4, true)
+    const protinfo = decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH)).get(IFLA_PROTINFO)
+    if (!protinfo) continue
+    const port = decodeAttributes(protinfo)
+    flags.set(index, {
+      hairpin: (port.get(IFLA_BRPORT_MODE)?.[0] ?? 0) !== 0,
+      isolated: (port.get(IFLA_BRPORT_ISOLATED)?.[0] ?? 0) !== 0
+    })
+  }
+  return flags
+}
+
+const withPortFlags = (socket: RouteSocket, links: Array<LinkInfo>): Array<LinkInfo> => {
+  if (!links.some((link) => link.master !== undefined)) return links
+  const ports = bridgePortFlags(socket)
+  return links.map((link) => {
+    const bridgePort = link.master !== undefined ? ports.get(link.index) : undefined
+    return bridgePort ? { ...link, bridgePort } : link
+  })
+}
+
 export const listLinks = (socket: RouteSocket, netns: string): Array<LinkInfo> =>
-  socket.dump("listLinks", RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map((m) =>
-    decodeLink(netns, m)
+  withPortFlags(
+    socket,
+    socket.dump("listLinks", RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map((m) =>
+      decodeLink(netns, m)
+    )
   )
 
 export const getLink = (socket: RouteSocket, netns: string, name: string): LinkInfo => {
   const attributes = new AttributeWriter().string(IFLA_IFNAME, name).finish()
-  const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(), attributes)
+  const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(), attributes, name)
   if (!reply) throw new KernelCallFailed(kernelError("getLink", 19, name))
-  return decodeLink(netns, reply)
+  const [link] = withPortFlags(socket, [decodeLink(netns, reply)])
+  return link!
+}
+
+export interface NewLinkAttributes {
+  readonly name: string
+  readonly mtu?: number | undefined
+  readonly mac?: string | undefined
+  /** fd of the namespace the link is born in (a veth peer) or moved to */
+  readonly netnsFd?: number | undefined
+}
+
+const writeLinkAttributes = (writer: AttributeWriter, link: NewLinkAttributes): AttributeWriter => {
+  writer.string(IFLA_IFNAME, link.name)
+  if (link.mtu !== undefined) writer.u32(IFLA_MTU, link.mtu)
+  if (link.mac !== undefined) writer.bytes(IFLA_ADDRESS, macToBytes(link.mac))
+  if (link.netnsFd !== undefined) writer.u32(IFLA_NET_NS_FD, link.netnsFd)
+  return writer
+}
+
+/** Creates a link of `kind`; for a veth, `peer` describes the other end (born in its own namespace). */
+export const createLink = (
+  socket: RouteSocket,
+  kind: "veth" | "bridge" | "dummy" | "ifb",
+  link: NewLinkAttributes,
+  peer?: NewLinkAttributes
+): void => {
+  const attributes = writeLinkAttributes(new AttributeWriter(), link).nested(IFLA_LINKINFO, (info) => {
+    info.string(IFLA_INFO_KIND, kind)
+    if (peer) {
+      info.nested(IFLA_INFO_DATA, (data) => {
+        // VETH_INFO_PEER holds a whole ifinfomsg followed by the peer's attributes
+        const peerAttributes = writeLinkAttributes(new AttributeWriter(), peer).finish()
+        const body = new Uint8Array(IFINFOMSG_LENGTH + peerAttributes.byteLength)
+        body.set(ifinfomsg(), 0)
+        body.set(peerAttributes, IFINFOMSG_LENGTH)
+        data.bytes(VETH_INFO_PEER, body)
+      })
+    }
+  })
+  socket.request("createLink", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifinfomsg(), attributes.finish(), link.name)
+}
+
+export const deleteLink = (socket: RouteSocket, index: number, name: string): void => {
+  socket.request("deleteLink", RTM_DELLINK, 0, ifinfomsg(index), undefined, name)
+}
+
+/** Moves a link into the namespace behind `netnsFd`, renaming it on the way when asked. */
+export const moveLink = (socket: RouteSocket, link: LinkInfo, netnsFd: number, newName?: string): void => {
+  const attributes = new AttributeWriter().u32(IFLA_NET_NS_FD, netnsFd)
+  if (newName !== undefined) attributes.string(IFLA_IFNAME, newName)
+  socket.request("moveLink", RTM_NEWLINK, 0, ifinfomsg(link.index), attributes.finish(), link.name)
+}
+
+/** Sets hairpin / isolation on a bridge port (AF_BRIDGE, IFLA_PROTINFO). */
+export const setBridgePort = (
+  socket: RouteSocket,
+  link: LinkInfo,
+  flags: { readonly hairpin?: boolean | undefined; readonly isolated?: boolean | undefined }
+): void => {
+  const attributes = new AttributeWriter().nested(IFLA_PROTINFO, (port) => {
+    if (flags.hairpin !== undefined) port.u8(IFLA_BRPORT_MODE, flags.hairpin ? 1 : 0)
+    if (flags.isolated !== undefined) port.u8(IFLA_BRPORT_ISOLATED, flags.isolated ? 1 : 0)
+  })
+  socket.request("setLink", RTM_SETLINK, 0, ifinfomsg(link.index, 0, 0, AF_BRIDGE), attributes.finish(), link.name)
 }
 
 const flagChange = (changes: LinkChanges): { flags: number; change: number } => {
@@ -109,5 +218,5 @@ export const setLink = (
   if (changes.mac !== undefined) attributes.bytes(IFLA_ADDRESS, macToBytes(changes.mac))
   if (changes.txqlen !== undefined) attributes.u32(IFLA_TXQLEN, changes.txqlen)
   if (changes.master !== undefined) attributes.u32(IFLA_MASTER, masterIndex ?? 0)
-  socket.request("setLink", RTM_NEWLINK, 0, ifinfomsg(link.index, flags, change), attributes.finish())
+  socket.request("setLink", RTM_NEWLINK, 0, ifinfomsg(link.index, flags, change), attributes.finish(), link.name)
 }

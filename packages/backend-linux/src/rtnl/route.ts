@@ -1,0 +1,139 @@
+import type { LinkInfo, Route, RouteScope } from "@tscni/backend"
+import { kernelError, KernelCallFailed } from "../errors.ts"
+import { ipToString, networkBytes, parseCidr, parseIp } from "../ip.ts"
+import { attrU32, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
+import type { RouteSocket } from "../netlink/socket.ts"
+
+export const RTM_NEWROUTE = 24
+export const RTM_DELROUTE = 25
+export const RTM_GETROUTE = 26
+
+const RTA_DST = 1
+const RTA_OIF = 4
+const RTA_GATEWAY = 5
+const RTA_PRIORITY = 6
+const RTA_PREFSRC = 7
+const RTA_METRICS = 8
+const RTA_TABLE = 15
+const RTAX_MTU = 2
+const RTAX_ADVMSS = 8
+
+const AF_INET = 2
+const AF_INET6 = 10
+const RTMSG_LENGTH = 12
+const RT_TABLE_MAIN = 254
+const RT_TABLE_LOCAL = 255
+const RTPROT_BOOT = 3
+const RTN_UNICAST = 1
+
+const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 }
+const scopeName = (value: number): RouteScope | undefined =>
+  (Object.keys(SCOPES) as Array<RouteScope>).find((name) => SCOPES[name] === value)
+
+/** struct rtmsg */
+const rtmsg = (family: number, dstLength: number, table: number, scope: number, type: number): Uint8Array => {
+  const header = new Uint8Array(RTMSG_LENGTH)
+  const view = new DataView(header.buffer)
+  view.setUint8(0, family)
+  view.setUint8(1, dstLength)
+  view.setUint8(4, table < 256 ? table : 0) // RT_TABLE_UNSPEC: the table is in RTA_TABLE
+  view.setUint8(5, RTPROT_BOOT)
+  view.setUint8(6, scope)
+  view.setUint8(7, type)
+  return header
+}
+
+/**
+ * Routes of every table but `local` (the kernel's own: addresses, broadcast, multicast),
+ * as `ip route show table all` minus local. Multicast and other non-unicast routes skipped.
+ */
+export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>): Array<Route> => {
+  const names = new Map(links.map((link) => [link.index, link.name]))
+  const routes: Array<Route> = []
+  for (const message of socket.dump("listRoutes", RTM_GETROUTE, new Uint8Array(RTMSG_LENGTH))) {
+    if (message.type !== RTM_NEWROUTE) continue
+    const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
+    const familyCode = view.getUint8(0)
+    if (familyCode !== AF_INET && familyCode !== AF_INET6) continue
+    if (view.getUint8(7) !== RTN_UNICAST) continue
+    const family = familyCode === AF_INET ? 4 : 6
+    const attributes = decodeAttributes(message.payload.subarray(RTMSG_LENGTH))
+    const table = attrU32(attributes, RTA_TABLE) ?? view.getUint8(4)
+    if (table === RT_TABLE_LOCAL) continue
+    const dstBytes = attributes.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16)
+    const gateway = attributes.get(RTA_GATEWAY)
+    const oif = attrU32(attributes, RTA_OIF)
+    const priority = attrU32(attributes, RTA_PRIORITY)
+    const src = attributes.get(RTA_PREFSRC)
+    const scope = scopeName(view.getUint8(6))
+    const metrics = attributes.get(RTA_METRICS)
+    const metricAttributes = metrics ? decodeAttributes(metrics) : undefined
+    const mtu = metricAttributes ? attrU32(metricAttributes, RTAX_MTU) : undefined
+    const advmss = metricAttributes ? attrU32(metricAttributes, RTAX_ADVMSS) : undefined
+    const link = oif !== undefined ? names.get(oif) : undefined
+    routes.push({
+      dst: `${ipToString(family, dstBytes)}/${view.getUint8(1)}`,
+      ...(gateway ? { gateway: ipToString(family, gateway) } : {}),
+      ...(link !== undefined ? { link } : {}),
+      ...(scope !== undefined && scope !== "universe" ? { scope } : {}),
+      ...(priority !== undefined && priority !== 0 ? { priority } : {}),
+      ...(table !== RT_TABLE_MAIN ? { table } : {}),
+      ...(mtu !== undefined ? { mtu } : {}),
+      ...(advmss !== undefined ? { advmss } : {}),
+      ...(src ? { src: ipToString(family, src) } : {})
+    })
+  }
+  return routes
+}
+
+const invalid = (operation: string, problem: string) => new KernelCallFailed(kernelError(operation, 22, problem))
+
+/** Builds the rtmsg and attributes for adding or deleting `route`. */
+const routeRequest = (operation: string, route: Route, linkIndex: number | undefined) => {
+  const dst = parseCidr(route.dst)
+  if (!dst) throw invalid(operation, `route dst '${route.dst}' is not a CIDR`)
+  const familyCode = dst.family === 4 ? AF_INET : AF_INET6
+  const table = route.table ?? RT_TABLE_MAIN
+  // a gateway-less route through a link is on-link: scope link, as `ip route add … dev X` does
+  const defaultScope = route.gateway === undefined && linkIndex !== undefined && dst.family === 4 ? "link" : "universe"
+  const scope = SCOPES[route.scope ?? defaultScope]
+  const attributes = new AttributeWriter()
+  if (dst.prefix > 0) attributes.bytes(RTA_DST, networkBytes(dst.bytes, dst.prefix))
+  if (route.gateway !== undefined) {
+    const gateway = parseIp(route.gateway)
+    if (!gateway || gateway.family !== dst.family) throw invalid(operation, `route gateway '${route.gateway}' does not match ${route.dst}`)
+    attributes.bytes(RTA_GATEWAY, gateway.bytes)
+  }
+  if (linkIndex !== undefined) attributes.u32(RTA_OIF, linkIndex)
+  if (route.priority !== undefined) attributes.u32(RTA_PRIORITY, route.priority)
+  if (route.src !== undefined) {
+    const src = parseIp(route.src)
+    if (!src) throw invalid(operation, `route src '${route.src}' is not an address`)
+    attributes.bytes(RTA_PREFSRC, src.bytes)
+  }
+  if (table >= 256) attributes.u32(RTA_TABLE, table)
+  if (route.mtu !== undefined || route.advmss !== undefined) {
+    attributes.nested(RTA_METRICS, (metrics) => {
+      if (route.mtu !== undefined) metrics.u32(RTAX_MTU, route.mtu)
+      if (route.advmss !== undefined) metrics.u32(RTAX_ADVMSS, route.advmss)
+    })
+  }
+  return { header: rtmsg(familyCode, dst.prefix, table, scope, RTN_UNICAST), attributes: attributes.finish() }
+}
+
+const describe = (route: Route): string =>
+  [route.dst, route.gateway && `via ${route.gateway}`, route.link && `dev ${route.link}`].filter(Boolean).join(" ")
+
+export const addRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined): void => {
+  const { header, attributes } = routeRequest("addRoute", route, linkIndex)
+  socket.request("addRoute", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, header, attributes, describe(route))
+}
+
+export const deleteRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined): void => {
+  const { header, attributes } = routeRequest("deleteRoute", route, linkIndex)
+  // as iproute2 does on delete: protocol, scope ("nowhere") and type 0 match any
+  header[5] = 0
+  header[6] = 255
+  header[7] = 0
+  socket.request("deleteRoute", RTM_DELROUTE, 0, header, attributes, describe(route))
+}
