@@ -155,8 +155,19 @@ export const FilterRule = Schema.Struct({
   family: Schema.Literals(["ip", "ip6", "inet"]),
   table: Schema.String,
   chain: Schema.String,
-  /** rule body in nft syntax, e.g. `ip saddr 10.1.0.2 masquerade` */
+  /**
+   * rule body in nft syntax, e.g. `ip saddr 10.1.0.2 masquerade`. Listings return it as
+   * nft prints it, which may be normalised (compare rules by comment, not by text).
+   */
   rule: Schema.String,
-  comment: Schema.String
+  comment: Schema.String,
+  /** when the chain is a base chain: how it hooks into the stack (used when creating it) */
+  baseChain: Schema.optionalKey(
+    Schema.Struct({
+      type: Schema.Literals(["filter", "nat", "route"]),
+      hook: Schema.Literals(["prerouting", "input", "forward", "output", "postrouting"]),
+      priority: Schema.Number
+    })
+  )
 })
 export type FilterRule = typeof FilterRule.Type

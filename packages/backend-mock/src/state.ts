@@ -1,0 +1,252 @@
+import {
+  BackendError,
+  type BackendErrorReason,
+  type BridgePortFlags,
+  type FilterRule,
+  HOST_NETNS,
+  type LinkInfo,
+  type LinkKind,
+  type NetnsPath,
+  type RouteScope,
+  type TbfOptions
+} from "@tscni/backend"
+import { Effect } from "effect"
+import type { Cidr, Ip } from "./ip.ts"
+
+/** A link inside the model; `index` is unique within its namespace only, as in the kernel. */
+export interface LinkState {
+  index: number
+  name: string
+  kind: LinkKind
+  up: boolean
+  mtu: number
+  mac: string
+  txqlen: number
+  promisc: boolean
+  allmulti: boolean
+  /** index of the bridge (same namespace) this link is a port of */
+  master: number | undefined
+  bridgePort: BridgePortFlags | undefined
+  /** for a veth: where its other end lives */
+  peer: { netns: NetnsPath; index: number } | undefined
+}
+
+/** One address on one link. IPv4 keeps `prefix` as part of its identity (the kernel does). */
+export interface AddressState {
+  readonly linkIndex: number
+  readonly cidr: Cidr
+}
+
+/**
+ * One route. `linkIndex` is the nexthop device: the given link or, for a gateway route
+ * without one, the link the gateway was resolved through (the kernel records it too).
+ */
+export interface RouteState {
+  readonly dst: Cidr
+  readonly gateway: Ip | undefined
+  readonly linkIndex: number
+  readonly scope: RouteScope
+  readonly priority: number
+  readonly table: number
+  readonly mtu: number | undefined
+  readonly advmss: number | undefined
+  readonly src: Ip | undefined
+}
+
+/** A qdisc someone added: a root tbf, or an ingress/clsact at parent ingress. */
+export interface QdiscState {
+  readonly linkIndex: number
+  readonly kind: "tbf" | "ingress" | "clsact"
+  readonly parent: "root" | "ingress"
+  readonly tbf: TbfOptions | undefined
+}
+
+/** A tc redirect from `linkIndex`'s ingress to `toLinkIndex`'s egress (same namespace). */
+export interface RedirectState {
+  readonly linkIndex: number
+  readonly toLinkIndex: number
+}
+
+/** Everything one network namespace holds. */
+export interface NetnsState {
+  readonly path: NetnsPath
+  readonly links: Map<number, LinkState>
+  /** next ifindex to hand out; not part of snapshots */
+  nextIndex: number
+  addresses: Array<AddressState>
+  routes: Array<RouteState>
+  readonly sysctls: Map<string, string>
+  qdiscs: Array<QdiscState>
+  redirects: Array<RedirectState>
+  filterRules: Array<FilterRule>
+}
+
+/** The whole in-memory kernel: namespaces by path plus counters that never show in snapshots. */
+export interface KernelState {
+  readonly namespaces: Map<NetnsPath, NetnsState>
+  macCounter: number
+}
+
+/** The kernel's main routing table, where routes go unless they name another. */
+export const MAIN_TABLE = 254
+/** Loopback has no hardware address; the kernel reports all zeros. */
+export const LOOPBACK_MAC = "00:00:00:00:00:00"
+
+/** Builds the one BackendError the mock fails with. */
+export const backendError = (
+  operation: string,
+  reason: BackendErrorReason,
+  message: string,
+  errno?: string
+): BackendError =>
+  errno === undefined
+    ? new BackendError({ operation, reason, message })
+    : new BackendError({ operation, reason, message, errno })
+
+/** Fails with a BackendError; `return yield* fail(...)` inside generators. */
+export const fail = (
+  operation: string,
+  reason: BackendErrorReason,
+  message: string,
+  errno?: string
+): Effect.Effect<never, BackendError> => Effect.fail(backendError(operation, reason, message, errno))
+
+/** Per-namespace sysctls every new namespace starts with. */
+const netnsSysctls = (path: NetnsPath): Array<readonly [string, string]> => [
+  ["net.ipv4.ip_forward", "0"],
+  ["net.ipv6.conf.all.forwarding", "0"],
+  ["net.ipv4.conf.all.route_localnet", "0"],
+  ...(path === HOST_NETNS
+    ? [
+        ["net.bridge.bridge-nf-call-iptables", "0"] as const,
+        ["net.bridge.bridge-nf-call-ip6tables", "0"] as const
+      ]
+    : [])
+]
+
+/** Per-link sysctls, created with the link and removed with it (or reset when it moves). */
+export const linkSysctls = (name: string): Array<[string, string]> => [
+  [`net.ipv4.conf.${name}.route_localnet`, "0"],
+  [`net.ipv4.conf.${name}.arp_notify`, "0"],
+  [`net.ipv6.conf.${name}.accept_dad`, "1"],
+  [`net.ipv6.conf.${name}.disable_ipv6`, "0"]
+]
+
+/** Gives a new (or newly arrived) link its sysctls with default values. */
+export const addLinkSysctls = (ns: NetnsState, name: string): void => {
+  for (const [key, value] of linkSysctls(name)) ns.sysctls.set(key, value)
+}
+
+/** Drops a link's sysctls when it is deleted or leaves the namespace. */
+export const removeLinkSysctls = (ns: NetnsState, name: string): void => {
+  for (const [key] of linkSysctls(name)) ns.sysctls.delete(key)
+}
+
+/** A namespace as the kernel creates it: only `lo`, down, no addresses. */
+export const newNetns = (path: NetnsPath): NetnsState => {
+  const ns: NetnsState = {
+    path,
+    links: new Map(),
+    nextIndex: 2,
+    addresses: [],
+    routes: [],
+    sysctls: new Map(netnsSysctls(path)),
+    qdiscs: [],
+    redirects: [],
+    filterRules: []
+  }
+  ns.links.set(1, {
+    index: 1,
+    name: "lo",
+    kind: "loopback",
+    up: false,
+    mtu: 65536,
+    mac: LOOPBACK_MAC,
+    txqlen: 1000,
+    promisc: false,
+    allmulti: false,
+    master: undefined,
+    bridgePort: undefined,
+    peer: undefined
+  })
+  addLinkSysctls(ns, "lo")
+  return ns
+}
+
+/** Looks a namespace up or fails with NotFound, as opening a missing netns path does (ENOENT). */
+export const requireNetns = (
+  state: KernelState,
+  operation: string,
+  path: NetnsPath
+): Effect.Effect<NetnsState, BackendError> => {
+  const ns = state.namespaces.get(path)
+  return ns === undefined
+    ? fail(operation, "NotFound", `network namespace ${path} does not exist`, "ENOENT")
+    : Effect.succeed(ns)
+}
+
+/** The link called `name`, if any (names are unique per namespace). */
+export const findLink = (ns: NetnsState, name: string): LinkState | undefined => {
+  for (const link of ns.links.values()) if (link.name === name) return link
+  return undefined
+}
+
+/** Looks a link up by name or fails with NotFound (ENODEV). */
+export const requireLink = (
+  ns: NetnsState,
+  operation: string,
+  name: string
+): Effect.Effect<LinkState, BackendError> => {
+  const link = findLink(ns, name)
+  return link === undefined
+    ? fail(operation, "NotFound", `link ${name} does not exist in ${ns.path}`, "ENODEV")
+    : Effect.succeed(link)
+}
+
+/** Name of the link with `index`, for projecting index-keyed state back to names. */
+export const linkName = (ns: NetnsState, index: number): string => ns.links.get(index)?.name ?? `if${index}`
+
+/**
+ * Picks an ifindex: `preferred` when it is free (a link moving namespaces keeps its index
+ * if it can, as the kernel does), else the next unused one.
+ */
+export const allocateIndex = (ns: NetnsState, preferred?: number): number => {
+  if (preferred !== undefined && !ns.links.has(preferred)) return preferred
+  while (ns.links.has(ns.nextIndex)) ns.nextIndex++
+  return ns.nextIndex++
+}
+
+/** A deterministic, locally administered unicast MAC from a counter. */
+export const generateMac = (state: KernelState): string => {
+  state.macCounter++
+  const n = state.macCounter
+  const octets = [0x02, 0x6d, 0x6b, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+  return octets.map((o) => o.toString(16).padStart(2, "0")).join(":")
+}
+
+/** Validates an interface name like the kernel's dev_valid_name (IFNAMSIZ-1 = 15). */
+export const validateLinkName = (operation: string, name: string): Effect.Effect<void, BackendError> =>
+  name.length === 0 || name.length > 15 || name === "." || name === ".." || /[/:\s]/.test(name)
+    ? fail(operation, "Invalid", `invalid interface name ${JSON.stringify(name)}`, "EINVAL")
+    : Effect.void
+
+/** The kernel's view of a link, as listLinks reports it. */
+export const toLinkInfo = (ns: NetnsState, link: LinkState): LinkInfo => ({
+  netns: ns.path,
+  index: link.index,
+  name: link.name,
+  kind: link.kind,
+  up: link.up,
+  mtu: link.mtu,
+  mac: link.mac,
+  txqlen: link.txqlen,
+  promisc: link.promisc,
+  allmulti: link.allmulti,
+  ...(link.master === undefined ? {} : { master: link.master }),
+  ...(link.peer === undefined ? {} : { peerIndex: link.peer.index }),
+  ...(link.bridgePort === undefined ? {} : { bridgePort: { ...link.bridgePort } })
+})
+
+/** Links in index order, the order the kernel dumps them in. */
+export const linksInOrder = (ns: NetnsState): Array<LinkState> =>
+  [...ns.links.values()].sort((a, b) => a.index - b.index)

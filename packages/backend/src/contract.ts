@@ -1,0 +1,485 @@
+import { describe, expect, test } from "bun:test"
+import { Effect, type Layer, Schedule, type Scope } from "effect"
+import { Backend, type BackendShape } from "./Backend.ts"
+import type { BackendError, BackendErrorReason } from "./errors.ts"
+import type { LinkInfo, NetnsPath, Route } from "./model.ts"
+
+/**
+ * How the contract gets namespaces to work in. Every test works only inside namespaces
+ * it got from here (and ones it creates with createNetns), so the suite can run against
+ * the real kernel without touching the host's own interfaces.
+ */
+export interface BackendContractOptions {
+  /** a new namespace, holding only what the kernel puts in a new namespace */
+  readonly freshNetns: () => Effect.Effect<NetnsPath, unknown, Backend>
+  /** removes a namespace from `freshNetns`; must tolerate one that is already gone */
+  readonly cleanupNetns: (path: NetnsPath) => Effect.Effect<void, unknown, Backend>
+}
+
+let counter = 0
+/** A namespace name no other test (or concurrent run) uses. */
+export const uniqueNetnsName = (): string => `tscni-ct-${process.pid}-${++counter}`
+
+/** Fresh namespaces made and removed through the Backend itself (createNetns / deleteNetns). */
+export const netnsThroughBackend: BackendContractOptions = {
+  freshNetns: () => Backend.use((backend) => backend.createNetns(uniqueNetnsName())),
+  cleanupNetns: (path) =>
+    Backend.use((backend) => backend.deleteNetns(path).pipe(Effect.catchTag("BackendError", () => Effect.void)))
+}
+
+/** The reason an operation failed with, or "succeeded". */
+const reasonOf = <A>(effect: Effect.Effect<A, BackendError>): Effect.Effect<BackendErrorReason | "succeeded"> =>
+  effect.pipe(
+    Effect.as("succeeded" as const),
+    Effect.catchTag("BackendError", (error) => Effect.succeed(error.reason))
+  )
+
+const expectReason = <A>(effect: Effect.Effect<A, BackendError>, reason: BackendErrorReason): Effect.Effect<void> =>
+  Effect.map(reasonOf(effect), (actual) => {
+    expect(actual).toBe(reason)
+  })
+
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/
+
+/** A MAC the kernel would generate: well formed, unicast, locally administered. */
+const expectGeneratedMac = (mac: string): void => {
+  expect(mac).toMatch(MAC)
+  const first = Number.parseInt(mac.slice(0, 2), 16)
+  expect(first & 1).toBe(0)
+  expect(first & 2).toBe(2)
+}
+
+/** True when some route has every given field; a field given as undefined must be absent. */
+const hasRoute = (routes: ReadonlyArray<Route>, wanted: { readonly [K in keyof Route]?: Route[K] | undefined }): boolean =>
+  routes.some((route) =>
+    Object.entries(wanted).every(([key, value]) => JSON.stringify(Reflect.get(route, key)) === JSON.stringify(value))
+  )
+
+const linkNames = (links: ReadonlyArray<LinkInfo>): Array<string> => links.map((l) => l.name)
+
+/**
+ * The behaviour every Backend must show, as bun:test cases. The same suite runs against
+ * MockBackend and LinuxBackend, so the mock cannot drift from the kernel: whatever a step
+ * relies on in a unit test on the mock is pinned here.
+ */
+export const runBackendContract = (
+  name: string,
+  makeLayer: () => Layer.Layer<Backend>,
+  options: BackendContractOptions
+): void => {
+  /** a fresh namespace for this test, removed when the test ends */
+  const netns: Effect.Effect<NetnsPath, unknown, Backend | Scope.Scope> = Effect.acquireRelease(
+    options.freshNetns(),
+    (path) => Effect.ignore(options.cleanupNetns(path))
+  )
+
+  const it = (title: string, body: (backend: BackendShape) => Effect.Effect<void, unknown, Backend | Scope.Scope>) =>
+    test(title, () =>
+      Effect.runPromise(
+        Effect.gen(function* () {
+          yield* body(yield* Backend)
+        }).pipe(Effect.scoped, Effect.provide(makeLayer()))
+      )
+    )
+
+  /** retries a check for a while: the kernel tears namespaces down asynchronously */
+  const eventually = <A, E, R>(check: Effect.Effect<A, E, R>) =>
+    Effect.retry(check, { schedule: Schedule.spaced("50 millis"), times: 60 })
+
+  describe(`Backend contract: ${name}`, () => {
+    describe("namespaces", () => {
+      it("a fresh namespace exists and has lo, down", (backend) =>
+        Effect.gen(function* () {
+          const ns = yield* netns
+          expect(yield* backend.netnsExists(ns)).toBe(true)
+          const lo = yield* backend.getLink(ns, "lo")
+          expect(lo.kind).toBe("loopback")
+          expect(lo.up).toBe(false)
+          expect(lo.netns).toBe(ns)
+        }))
+
+      it("createNetns refuses an existing name; deleteNetns removes it, then NotFound", (backend) =>
+        Effect.gen(function* () {
+          const name = uniqueNetnsName()
+          const ns = yield* Effect.acquireRelease(backend.createNetns(name), (path) =>
+            Effect.ignore(backend.deleteNetns(path))
+          )
+          yield* expectReason(backend.createNetns(name), "AlreadyExists")
+          yield* backend.deleteNetns(ns)
+          expect(yield* backend.netnsExists(ns)).toBe(false)
+          yield* expectReason(backend.deleteNetns(ns), "NotFound")
+          yield* expectReason(backend.listLinks(ns), "NotFound")
+        }))
+
+      it("deleteNetns destroys its links, including veth peers in other namespaces", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* Effect.acquireRelease(backend.createNetns(uniqueNetnsName()), (path) =>
+            Effect.ignore(backend.deleteNetns(path))
+          )
+          yield* backend.createVeth({ netns: a, name: "ct-v0", peerNetns: b, peerName: "eth0" })
+          yield* backend.deleteNetns(b)
+          expect(yield* backend.netnsExists(b)).toBe(false)
+          yield* eventually(
+            Effect.flatMap(backend.listLinks(a), (links) =>
+              linkNames(links).includes("ct-v0") ? Effect.fail("ct-v0 still there") : Effect.void
+            )
+          )
+        }))
+    })
+
+    describe("links", () => {
+      it("createVeth creates the peer directly in the peer namespace and links both ends", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          const { link, peer } = yield* backend.createVeth({ netns: a, name: "ct-veth0", peerNetns: b, peerName: "eth0" })
+          expect(link).toMatchObject({ netns: a, name: "ct-veth0", kind: "veth", up: false, mtu: 1500 })
+          expect(peer).toMatchObject({ netns: b, name: "eth0", kind: "veth", up: false, mtu: 1500 })
+          expect(link.peerIndex).toBe(peer.index)
+          expect(peer.peerIndex).toBe(link.index)
+          expectGeneratedMac(link.mac)
+          expectGeneratedMac(peer.mac)
+          expect(link.mac).not.toBe(peer.mac)
+          expect(yield* backend.getLink(a, "ct-veth0")).toEqual(link)
+          expect(yield* backend.getLink(b, "eth0")).toEqual(peer)
+          expect(linkNames(yield* backend.listLinks(a))).not.toContain("eth0")
+          expect(linkNames(yield* backend.listLinks(b))).not.toContain("ct-veth0")
+        }))
+
+      it("createVeth honours mtu and MACs", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          const { link, peer } = yield* backend.createVeth({
+            netns: a,
+            name: "ct-veth1",
+            peerNetns: b,
+            peerName: "eth0",
+            mtu: 1400,
+            mac: "02:00:00:00:01:01",
+            peerMac: "02:00:00:00:01:02"
+          })
+          expect([link.mtu, peer.mtu]).toEqual([1400, 1400])
+          expect([link.mac, peer.mac]).toEqual(["02:00:00:00:01:01", "02:00:00:00:01:02"])
+        }))
+
+      it("link names are unique per namespace", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          const dummy = yield* backend.createLink({ netns: a, name: "ct-d0", kind: "ifb" })
+          expect(dummy).toMatchObject({ name: "ct-d0", kind: "ifb", up: false, mtu: 1500 })
+          yield* expectReason(backend.createLink({ netns: a, name: "ct-d0", kind: "ifb" }), "AlreadyExists")
+          yield* expectReason(backend.createLink({ netns: a, name: "ct-d0", kind: "bridge" }), "AlreadyExists")
+          yield* expectReason(backend.createVeth({ netns: a, name: "ct-d0", peerNetns: b, peerName: "x0" }), "AlreadyExists")
+          yield* backend.createLink({ netns: b, name: "ct-d0", kind: "ifb" })
+        }))
+
+      it("createVeth with a taken peer name creates nothing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* backend.createLink({ netns: b, name: "taken", kind: "ifb" })
+          yield* expectReason(
+            backend.createVeth({ netns: a, name: "ct-v1", peerNetns: b, peerName: "taken" }),
+            "AlreadyExists"
+          )
+          yield* expectReason(backend.getLink(a, "ct-v1"), "NotFound")
+          expect((yield* backend.getLink(b, "taken")).kind).toBe("ifb")
+        }))
+
+      it("interface names have 1 to 15 characters, no '/' and no whitespace", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* expectReason(backend.createLink({ netns: a, name: "a".repeat(16), kind: "ifb" }), "Invalid")
+          yield* expectReason(backend.createLink({ netns: a, name: "", kind: "ifb" }), "Invalid")
+          yield* expectReason(backend.createLink({ netns: a, name: "a/b", kind: "ifb" }), "Invalid")
+          yield* expectReason(backend.createLink({ netns: a, name: "a b", kind: "ifb" }), "Invalid")
+          const b = yield* netns
+          yield* expectReason(
+            backend.createVeth({ netns: a, name: "ct-v2", peerNetns: b, peerName: "p".repeat(16) }),
+            "Invalid"
+          )
+          yield* expectReason(backend.getLink(a, "ct-v2"), "NotFound")
+          expect((yield* backend.createLink({ netns: a, name: "a".repeat(15), kind: "ifb" })).name).toBe("a".repeat(15))
+        }))
+
+      it("operations on a missing link fail with NotFound", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* expectReason(backend.getLink(a, "nope"), "NotFound")
+          yield* expectReason(backend.deleteLink(a, "nope"), "NotFound")
+          yield* expectReason(backend.setLink(a, "nope", { up: true }), "NotFound")
+          yield* expectReason(backend.moveLink(a, "nope", b), "NotFound")
+          yield* expectReason(backend.listAddresses(a, "nope"), "NotFound")
+          yield* expectReason(backend.listQdiscs(a, "nope"), "NotFound")
+        }))
+
+      it("deleting either end of a veth deletes both", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* backend.createVeth({ netns: a, name: "ct-v3", peerNetns: b, peerName: "eth0" })
+          yield* backend.deleteLink(b, "eth0")
+          yield* expectReason(backend.getLink(a, "ct-v3"), "NotFound")
+          yield* expectReason(backend.getLink(b, "eth0"), "NotFound")
+          yield* expectReason(backend.deleteLink(a, "ct-v3"), "NotFound")
+        }))
+
+      it("setLink changes up, mtu, mac and txqlen, and validates them", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          // a veth end: every kernel has veth, and it accepts a new MAC (ifb does not)
+          yield* backend.createVeth({ netns: a, name: "ct-d1", peerNetns: a, peerName: "ct-d1p" })
+          expect((yield* backend.setLink(a, "ct-d1", { up: true })).up).toBe(true)
+          expect((yield* backend.getLink(a, "ct-d1")).up).toBe(true)
+          const changed = yield* backend.setLink(a, "ct-d1", { mtu: 1400, mac: "02:aa:bb:cc:dd:ee", txqlen: 500 })
+          expect(changed).toMatchObject({ mtu: 1400, mac: "02:aa:bb:cc:dd:ee", txqlen: 500 })
+          expect(yield* backend.getLink(a, "ct-d1")).toEqual(changed)
+          yield* expectReason(backend.setLink(a, "ct-d1", { mtu: 10 }), "Invalid")
+          yield* expectReason(backend.setLink(a, "ct-d1", { mtu: 70000 }), "Invalid")
+          yield* expectReason(backend.setLink(a, "ct-d1", { mac: "01:00:5e:00:00:01" }), "Invalid")
+          expect((yield* backend.setLink(a, "ct-d1", { up: false })).up).toBe(false)
+          expect((yield* backend.getLink(a, "ct-d1")).mtu).toBe(1400)
+        }))
+
+      it("setLink master enslaves to a bridge; port flags need a bridge port", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const bridge = yield* backend.createLink({ netns: a, name: "ct-br0", kind: "bridge" })
+          yield* backend.createLink({ netns: a, name: "ct-d2", kind: "ifb" })
+          yield* backend.createLink({ netns: a, name: "ct-d3", kind: "ifb" })
+          yield* expectReason(backend.setLink(a, "ct-d2", { hairpin: true }), "Invalid")
+          yield* expectReason(backend.setLink(a, "ct-d2", { master: "ct-d3" }), "Invalid")
+          yield* expectReason(backend.setLink(a, "ct-d2", { master: "nope" }), "NotFound")
+          const port = yield* backend.setLink(a, "ct-d2", { master: "ct-br0" })
+          expect(port.master).toBe(bridge.index)
+          expect(port.bridgePort).toEqual({ hairpin: false, isolated: false })
+          expect((yield* backend.setLink(a, "ct-d2", { hairpin: true })).bridgePort).toEqual({
+            hairpin: true,
+            isolated: false
+          })
+          expect((yield* backend.setLink(a, "ct-d2", { isolated: true })).bridgePort).toEqual({
+            hairpin: true,
+            isolated: true
+          })
+          const released = yield* backend.setLink(a, "ct-d2", { master: null })
+          expect(released.master).toBeUndefined()
+          expect(released.bridgePort).toBeUndefined()
+        }))
+
+      it("deleting a bridge releases its ports", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-br1", kind: "bridge" })
+          yield* backend.createLink({ netns: a, name: "ct-d4", kind: "ifb" })
+          yield* backend.setLink(a, "ct-d4", { master: "ct-br1" })
+          yield* backend.deleteLink(a, "ct-br1")
+          const port = yield* backend.getLink(a, "ct-d4")
+          expect(port.master).toBeUndefined()
+          expect(port.bridgePort).toBeUndefined()
+        }))
+
+      it("moveLink moves a link (down, without addresses) and may rename it", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-d5", kind: "ifb", mtu: 1450 })
+          yield* backend.setLink(a, "ct-d5", { up: true })
+          yield* backend.addAddress(a, "ct-d5", "10.99.5.2/24")
+          const moved = yield* backend.moveLink(a, "ct-d5", b, "eth1")
+          expect(moved).toMatchObject({ netns: b, name: "eth1", kind: "ifb", up: false, mtu: 1450 })
+          expect(yield* backend.getLink(b, "eth1")).toEqual(moved)
+          yield* expectReason(backend.getLink(a, "ct-d5"), "NotFound")
+          expect(yield* backend.listAddresses(b, "eth1")).toEqual([])
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.5.0/24" })).toBe(false)
+        }))
+
+      it("moveLink refuses a name taken in the target namespace and changes nothing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-d6", kind: "ifb" })
+          yield* backend.createLink({ netns: b, name: "eth2", kind: "ifb" })
+          yield* expectReason(backend.moveLink(a, "ct-d6", b, "eth2"), "AlreadyExists")
+          expect((yield* backend.getLink(a, "ct-d6")).kind).toBe("ifb")
+        }))
+
+      it("moving a veth end keeps the pair", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* backend.createVeth({ netns: a, name: "ct-v4", peerNetns: a, peerName: "ct-v4p" })
+          const moved = yield* backend.moveLink(a, "ct-v4p", b, "eth0")
+          expect(moved.kind).toBe("veth")
+          expect((yield* backend.getLink(a, "ct-v4")).peerIndex).toBe(moved.index)
+          yield* backend.deleteLink(a, "ct-v4")
+          yield* expectReason(backend.getLink(b, "eth0"), "NotFound")
+        }))
+    })
+
+    describe("addresses", () => {
+      it("an address needs its link and a valid CIDR; duplicates and missing ones are refused", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* expectReason(backend.addAddress(a, "nope", "10.99.1.2/24"), "NotFound")
+          const link = yield* backend.createLink({ netns: a, name: "ct-d7", kind: "ifb" })
+          yield* expectReason(backend.addAddress(a, "ct-d7", "10.99.1.300/24"), "Invalid")
+          yield* expectReason(backend.addAddress(a, "ct-d7", "not-an-ip/24"), "Invalid")
+          yield* backend.addAddress(a, "ct-d7", "10.99.1.2/24")
+          yield* backend.addAddress(a, "ct-d7", "fd00:99::2/64")
+          const listed = yield* backend.listAddresses(a, "ct-d7")
+          expect(listed).toContainEqual({ netns: a, link: "ct-d7", linkIndex: link.index, family: 4, cidr: "10.99.1.2/24" })
+          expect(listed).toContainEqual({ netns: a, link: "ct-d7", linkIndex: link.index, family: 6, cidr: "fd00:99::2/64" })
+          expect(yield* backend.listAddresses(a)).toContainEqual(listed[0])
+          yield* expectReason(backend.addAddress(a, "ct-d7", "10.99.1.2/24"), "AlreadyExists")
+          yield* backend.deleteAddress(a, "ct-d7", "10.99.1.2/24")
+          expect((yield* backend.listAddresses(a, "ct-d7")).map((x) => x.cidr)).not.toContain("10.99.1.2/24")
+          yield* expectReason(backend.deleteAddress(a, "ct-d7", "10.99.1.2/24"), "NotFound")
+        }))
+    })
+
+    describe("routes", () => {
+      const upWithAddress = (backend: BackendShape, ns: NetnsPath, link: string, cidr: string) =>
+        Effect.gen(function* () {
+          yield* backend.createLink({ netns: ns, name: link, kind: "ifb" })
+          yield* backend.setLink(ns, link, { up: true })
+          yield* backend.addAddress(ns, link, cidr)
+        })
+
+      it("an address on an up link brings its connected route; down takes it away", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* upWithAddress(backend, a, "ct-d8", "10.99.2.2/24")
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.2.0/24", link: "ct-d8", gateway: undefined })).toBe(
+            true
+          )
+          yield* backend.setLink(a, "ct-d8", { up: false })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.2.0/24" })).toBe(false)
+          yield* backend.setLink(a, "ct-d8", { up: true })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.2.0/24", link: "ct-d8" })).toBe(true)
+        }))
+
+      it("a route via an unreachable gateway fails; a reachable one works once", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* upWithAddress(backend, a, "ct-d9", "10.99.3.2/24")
+          yield* expectReason(backend.addRoute(a, { dst: "0.0.0.0/0", gateway: "192.0.2.1" }), "Invalid")
+          yield* expectReason(backend.addRoute(a, { dst: "not-a-cidr", gateway: "10.99.3.1" }), "Invalid")
+          yield* backend.addRoute(a, { dst: "0.0.0.0/0", gateway: "10.99.3.1" })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "0.0.0.0/0", gateway: "10.99.3.1", link: "ct-d9" })).toBe(
+            true
+          )
+          yield* expectReason(backend.addRoute(a, { dst: "0.0.0.0/0", gateway: "10.99.3.1" }), "AlreadyExists")
+          yield* backend.deleteRoute(a, { dst: "0.0.0.0/0", gateway: "10.99.3.1" })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "0.0.0.0/0" })).toBe(false)
+          yield* expectReason(backend.deleteRoute(a, { dst: "0.0.0.0/0", gateway: "10.99.3.1" }), "NotFound")
+        }))
+
+      it("a route through a link needs that link; routes through a link go when it goes down", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* expectReason(backend.addRoute(a, { dst: "192.0.2.0/24", link: "nope" }), "NotFound")
+          yield* upWithAddress(backend, a, "ct-d10", "10.99.4.2/24")
+          yield* backend.addRoute(a, { dst: "192.0.2.0/24", link: "ct-d10" })
+          yield* backend.addRoute(a, { dst: "198.51.100.0/24", gateway: "10.99.4.1" })
+          const routes = yield* backend.listRoutes(a)
+          expect(hasRoute(routes, { dst: "192.0.2.0/24", link: "ct-d10" })).toBe(true)
+          expect(hasRoute(routes, { dst: "198.51.100.0/24", gateway: "10.99.4.1" })).toBe(true)
+          yield* backend.setLink(a, "ct-d10", { up: false })
+          const after = yield* backend.listRoutes(a)
+          expect(hasRoute(after, { dst: "192.0.2.0/24" })).toBe(false)
+          expect(hasRoute(after, { dst: "198.51.100.0/24" })).toBe(false)
+        }))
+    })
+
+    describe("sysctls", () => {
+      it("writeSysctl returns the previous value; unknown keys are NotFound", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const before = yield* backend.readSysctl(a, "net.ipv4.ip_forward")
+          expect(yield* backend.writeSysctl(a, "net.ipv4.ip_forward", "1")).toBe(before)
+          expect(yield* backend.readSysctl(a, "net.ipv4.ip_forward")).toBe("1")
+          expect(yield* backend.writeSysctl(a, "net.ipv4.ip_forward", before)).toBe("1")
+          expect(yield* backend.readSysctl(a, "net.ipv4.ip_forward")).toBe(before)
+          yield* expectReason(backend.readSysctl(a, "net.ipv4.tscni_no_such_key"), "NotFound")
+          yield* expectReason(backend.writeSysctl(a, "net.ipv4.tscni_no_such_key", "1"), "NotFound")
+        }))
+
+      it("per-link sysctls exist exactly as long as the link", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* expectReason(backend.readSysctl(a, "net.ipv4.conf.ct-d11.route_localnet"), "NotFound")
+          yield* backend.createLink({ netns: a, name: "ct-d11", kind: "ifb" })
+          const previous = yield* backend.writeSysctl(a, "net.ipv4.conf.ct-d11.route_localnet", "1")
+          expect(previous).toBe("0")
+          expect(yield* backend.readSysctl(a, "net.ipv4.conf.ct-d11.route_localnet")).toBe("1")
+          yield* backend.deleteLink(a, "ct-d11")
+          yield* expectReason(backend.readSysctl(a, "net.ipv4.conf.ct-d11.route_localnet"), "NotFound")
+        }))
+    })
+
+    describe("traffic control", () => {
+      it("a root tbf qdisc can be added once, listed and deleted", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-d12", kind: "ifb" })
+          const tbf = { rate: 8_000_000, burst: 800_000, limit: 100_000 }
+          yield* backend.addQdisc(a, { link: "ct-d12", kind: "tbf", parent: "root", tbf })
+          const listed = (yield* backend.listQdiscs(a, "ct-d12")).filter((q) => q.kind === "tbf")
+          expect(listed).toHaveLength(1)
+          expect(listed[0]?.parent).toBe("root")
+          expect(listed[0]?.link).toBe("ct-d12")
+          expect(listed[0]?.tbf?.rate).toBe(tbf.rate)
+          yield* expectReason(backend.addQdisc(a, { link: "ct-d12", kind: "tbf", parent: "root", tbf }), "AlreadyExists")
+          yield* backend.deleteQdisc(a, "ct-d12", "root")
+          expect((yield* backend.listQdiscs(a, "ct-d12")).filter((q) => q.kind === "tbf")).toEqual([])
+          yield* expectReason(backend.deleteQdisc(a, "ct-d12", "root"), "NotFound")
+        }))
+
+      it("a redirect needs an ingress qdisc on its link", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-d13", kind: "ifb" })
+          yield* backend.createLink({ netns: a, name: "ct-ifb0", kind: "ifb" })
+          const redirect = { link: "ct-d13", toLink: "ct-ifb0" }
+          yield* expectReason(backend.addRedirect(a, redirect), "Invalid")
+          yield* backend.addQdisc(a, { link: "ct-d13", kind: "ingress", parent: "ingress" })
+          yield* expectReason(backend.addQdisc(a, { link: "ct-d13", kind: "clsact", parent: "ingress" }), "AlreadyExists")
+          yield* backend.addRedirect(a, redirect)
+          expect(yield* backend.listRedirects(a)).toContainEqual(redirect)
+          yield* backend.deleteRedirect(a, redirect)
+          expect(yield* backend.listRedirects(a)).not.toContainEqual(redirect)
+          yield* expectReason(backend.deleteRedirect(a, redirect), "NotFound")
+          yield* backend.deleteQdisc(a, "ct-d13", "ingress")
+          yield* expectReason(backend.deleteQdisc(a, "ct-d13", "ingress"), "NotFound")
+        }))
+    })
+
+    describe("packet filtering", () => {
+      it("rules are added, listed and removed by table and comment", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const rule = (comment: string, body: string) => ({
+            family: "inet" as const,
+            table: "tscni-ct",
+            chain: "forward",
+            rule: body,
+            comment
+          })
+          yield* backend.addFilterRules(a, [rule("ct-owner-1", "ip saddr 10.99.9.2 accept"), rule("ct-owner-2", "ip saddr 10.99.9.3 accept")])
+          expect((yield* backend.listFilterRules(a, "tscni-ct")).map((r) => r.comment).sort()).toEqual([
+            "ct-owner-1",
+            "ct-owner-2"
+          ])
+          yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-1")
+          expect((yield* backend.listFilterRules(a, "tscni-ct")).map((r) => r.comment)).toEqual(["ct-owner-2"])
+          yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-1")
+          yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-2")
+          expect(yield* backend.listFilterRules(a, "tscni-ct")).toEqual([])
+        }))
+    })
+  })
+}
