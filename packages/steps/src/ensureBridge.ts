@@ -1,0 +1,78 @@
+import { Effect, Schema } from "effect"
+import { Backend, BackendError } from "@tscni/backend"
+import { ensure, makeStep } from "@tscni/engine"
+import { checkFailed, ignoreNotFound } from "./internal.ts"
+
+/** The bridge every pod of a network is plugged into, and how to create it if absent. */
+export interface EnsureBridgeInput {
+  readonly netns: string
+  readonly name: string
+  readonly mtu?: number
+  readonly mac?: string
+}
+
+/** `created` says whether this step made the bridge (only then may undo remove it). */
+export const EnsureBridgeHandle = Schema.Struct({
+  netns: Schema.String,
+  name: Schema.String,
+  index: Schema.Number,
+  created: Schema.Boolean
+})
+export type EnsureBridgeHandle = typeof EnsureBridgeHandle.Type
+
+const STEP = "ensureBridge"
+
+/**
+ * Makes sure the network's bridge exists and is a bridge, creating it (up) on the first
+ * pod. Shared by every pod, so undo removes it only if this step created it and no port
+ * is left on it; a bridge that was already there is adopted and never removed.
+ */
+export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, BackendError, Backend>({
+  name: STEP,
+  handle: EnsureBridgeHandle,
+  apply: (input) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const existing = yield* ignoreNotFound(backend.getLink(input.netns, input.name))
+      if (existing !== undefined) {
+        if (existing.kind !== "bridge") {
+          return yield* new BackendError({
+            operation: "createLink",
+            reason: "AlreadyExists",
+            message: `${input.name} exists in ${input.netns} and is a ${existing.kind}, not a bridge`
+          })
+        }
+        return { netns: input.netns, name: input.name, index: existing.index, created: false }
+      }
+      const created = yield* backend.createLink({
+        netns: input.netns,
+        name: input.name,
+        kind: "bridge",
+        ...(input.mtu === undefined ? {} : { mtu: input.mtu }),
+        ...(input.mac === undefined ? {} : { mac: input.mac })
+      })
+      // Bringing it up is part of this step: if that fails, remove what was just created.
+      yield* backend.setLink(input.netns, input.name, { up: true }).pipe(
+        Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
+      )
+      return { netns: input.netns, name: input.name, index: created.index, created: true }
+    }),
+  undo: (handle) =>
+    Effect.gen(function*() {
+      if (!handle.created) return
+      const backend = yield* Backend
+      const bridge = yield* ignoreNotFound(backend.getLink(handle.netns, handle.name))
+      // Gone already, or replaced by something that is not ours.
+      if (bridge === undefined || bridge.kind !== "bridge" || bridge.index !== handle.index) return
+      const links = yield* backend.listLinks(handle.netns)
+      if (links.some((link) => link.master === bridge.index)) return
+      yield* ignoreNotFound(backend.deleteLink(handle.netns, handle.name))
+    }),
+  check: (handle) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const bridge = yield* ignoreNotFound(backend.getLink(handle.netns, handle.name))
+      if (bridge === undefined) return yield* checkFailed(STEP, `bridge ${handle.name} is missing in ${handle.netns}`)
+      yield* ensure(STEP, bridge.kind === "bridge", () => `${handle.name} is a ${bridge.kind}, not a bridge`)
+    })
+})

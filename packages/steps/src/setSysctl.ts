@@ -1,0 +1,58 @@
+import { Effect, Schema } from "effect"
+import { Backend, type BackendError } from "@tscni/backend"
+import { ensure, makeStep } from "@tscni/engine"
+import { ignoreNotFound } from "./internal.ts"
+
+/**
+ * A sysctl to write in a namespace. `restoreOnUndo` (default true) is false for host-wide
+ * switches such as `net.ipv4.ip_forward`, which other pods rely on after this one is gone.
+ */
+export interface SetSysctlInput {
+  readonly netns: string
+  readonly key: string
+  readonly value: string
+  readonly restoreOnUndo?: boolean
+}
+
+/** The value written and the one it replaced, so undo can put it back. */
+export const SetSysctlHandle = Schema.Struct({
+  netns: Schema.String,
+  key: Schema.String,
+  value: Schema.String,
+  previous: Schema.String,
+  restoreOnUndo: Schema.Boolean
+})
+export type SetSysctlHandle = typeof SetSysctlHandle.Type
+
+const STEP = "setSysctl"
+
+/** Writes a sysctl, remembering the previous value; undo writes it back when asked to. */
+export const setSysctl = makeStep<SetSysctlInput, SetSysctlHandle, BackendError, Backend>({
+  name: STEP,
+  handle: SetSysctlHandle,
+  apply: (input) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const previous = yield* backend.writeSysctl(input.netns, input.key, input.value)
+      return {
+        netns: input.netns,
+        key: input.key,
+        value: input.value,
+        previous,
+        restoreOnUndo: input.restoreOnUndo ?? true
+      }
+    }),
+  undo: (handle) =>
+    Effect.gen(function*() {
+      if (!handle.restoreOnUndo) return
+      const backend = yield* Backend
+      yield* ignoreNotFound(backend.writeSysctl(handle.netns, handle.key, handle.previous))
+    }),
+  check: (handle) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const current = yield* ignoreNotFound(backend.readSysctl(handle.netns, handle.key))
+      yield* ensure(STEP, current === handle.value, () =>
+        `${handle.key} in ${handle.netns} is ${current ?? "absent"}, expected ${handle.value}`)
+    })
+})

@@ -1,0 +1,60 @@
+import { describe, expect, test } from "bun:test"
+import { Effect } from "effect"
+import { Backend, HOST_NETNS } from "@tscni/backend"
+import { addAddress } from "../src/index.ts"
+import { control, onKernel, stepContract } from "./harness.ts"
+
+const prepare = Effect.gen(function*() {
+  const backend = yield* Backend
+  yield* backend.createLink({ netns: HOST_NETNS, name: "cni0", kind: "bridge" })
+  yield* backend.setLink(HOST_NETNS, "cni0", { up: true })
+  return { netns: HOST_NETNS, link: "cni0", cidr: "10.88.0.1/24" }
+})
+
+describe("addAddress", () => {
+  stepContract({
+    step: addAddress,
+    prepare,
+    expectDiff: (handle, diff) => {
+      expect(handle).toEqual({ netns: HOST_NETNS, link: "cni0", cidr: "10.88.0.1/24", created: true })
+      expect(diff).toEqual([
+        `${HOST_NETNS}: + address cni0 10.88.0.1/24`,
+        `${HOST_NETNS}: + route 10.88.0.0/24 dev cni0 scope link src 10.88.0.1`
+      ])
+    },
+    observe: (handle) =>
+      Effect.gen(function*() {
+        const addresses = yield* Backend.use((backend) => backend.listAddresses(handle.netns, handle.link))
+        expect(addresses.map((address) => address.cidr)).toEqual([handle.cidr])
+      }),
+    removeByHand: (handle) => Backend.use((backend) => backend.deleteAddress(handle.netns, handle.link, handle.cidr)),
+    breakByHand: (handle) => Backend.use((backend) => backend.deleteAddress(handle.netns, handle.link, handle.cidr))
+  })
+
+  test("an address already present (a shared gateway) is adopted and never removed by undo", () => {
+    onKernel(Effect.gen(function*() {
+      const mock = yield* control
+      const input = yield* prepare
+      const first = yield* addAddress.apply(input)
+      const before = mock.snapshot()
+      const second = yield* addAddress.apply(input)
+      expect(second).toEqual({ ...first, created: false })
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      yield* addAddress.check(second)
+      yield* addAddress.undo(second)
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      yield* addAddress.check(first)
+    }))
+  })
+
+  test("undo tolerates the link being gone", () => {
+    onKernel(Effect.gen(function*() {
+      const mock = yield* control
+      const handle = yield* addAddress.apply(yield* prepare)
+      yield* Backend.use((backend) => backend.deleteLink(HOST_NETNS, "cni0"))
+      const gone = mock.snapshot()
+      yield* addAddress.undo(handle)
+      expect(mock.diff(gone, mock.snapshot())).toEqual([])
+    }))
+  })
+})
