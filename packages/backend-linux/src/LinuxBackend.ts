@@ -1,12 +1,14 @@
 import { Effect, Layer } from "effect"
 import { Backend, BackendError, type BackendShape, type BackendErrorReason, type LinkInfo } from "@tscni/backend"
-import { KernelCallFailed } from "./errors.ts"
+import { kernelError, KernelCallFailed } from "./errors.ts"
 import * as netns from "./netns.ts"
-import { routeSocket } from "./netlink/socket.ts"
+import * as nftables from "./nftables.ts"
+import { closeRouteSocket, routeSocket } from "./netlink/socket.ts"
 import * as address from "./rtnl/address.ts"
 import * as link from "./rtnl/link.ts"
 import * as route from "./rtnl/route.ts"
 import * as sysctl from "./sysctl.ts"
+import * as tc from "./rtnl/tc.ts"
 
 const FS_REASONS: Record<string, BackendErrorReason> = {
   ENOENT: "NotFound",
@@ -38,20 +40,23 @@ const kernelCall = <A>(operation: string, work: () => A): Effect.Effect<A, Backe
     }
   })
 
-/** Operations that land with the rest of the rtnetlink work (issue 3) fail plainly, never silently. */
-const notYet = (operation: string): Effect.Effect<never, BackendError> =>
-  Effect.fail(
-    new BackendError({ operation, reason: "Unsupported", message: `${operation} is not implemented by LinuxBackend yet` })
-  )
-
 const findLink = (ns: string, name: string): LinkInfo => link.getLink(routeSocket(ns), ns, name)
 
 const socketOf = routeSocket
 
+const invalid = (operation: string, message: string) =>
+  new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
+
 /** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables. */
 export const makeLinuxBackend = (): BackendShape => ({
   createNetns: (name) => kernelCall("createNetns", () => netns.createNetns(name)),
-  deleteNetns: (path) => kernelCall("deleteNetns", () => netns.deleteNetns(path)),
+  deleteNetns: (path) =>
+    kernelCall("deleteNetns", () => {
+      // our own sockets in it would keep the namespace (and its links) alive
+      closeRouteSocket(path)
+      nftables.closeContext(path)
+      netns.deleteNetns(path)
+    }),
   netnsExists: (path) => kernelCall("netnsExists", () => netns.isNetns(path)),
 
   listLinks: (ns) => kernelCall("listLinks", () => link.listLinks(socketOf(ns), ns)),
@@ -77,8 +82,13 @@ export const makeLinuxBackend = (): BackendShape => ({
   setLink: (ns, name, changes) =>
     kernelCall("setLink", () => {
       const target = findLink(ns, name)
-      const master = typeof changes.master === "string" ? findLink(ns, changes.master).index : undefined
-      link.setLink(socketOf(ns), target, changes, master)
+      const master = typeof changes.master === "string" ? findLink(ns, changes.master) : undefined
+      // the kernel answers EOPNOTSUPP for these; say what is wrong instead
+      if (master && master.kind !== "bridge") throw invalid("setLink", `${master.name} is not a bridge`)
+      if ((changes.hairpin !== undefined || changes.isolated !== undefined) && !master && target.master === undefined) {
+        throw invalid("setLink", `${name} is not a bridge port`)
+      }
+      link.setLink(socketOf(ns), target, changes, master?.index)
       if (changes.hairpin !== undefined || changes.isolated !== undefined) {
         link.setBridgePort(socketOf(ns), target, { hairpin: changes.hairpin, isolated: changes.isolated })
       }
@@ -87,12 +97,24 @@ export const makeLinuxBackend = (): BackendShape => ({
   moveLink: (ns, name, toNetns, newName) =>
     kernelCall("moveLink", () => {
       const target = findLink(ns, name)
+      // The kernel moves first and renames after: a taken name would leave the link moved
+      // under its old name. Refuse up front instead.
+      const arrivalName = newName ?? name
+      if (link.listLinks(socketOf(toNetns), toNetns).some((other) => other.name === arrivalName)) {
+        throw new KernelCallFailed(kernelError("moveLink", 17, `${arrivalName} exists in ${toNetns}`))
+      }
       netns.withNetnsFd(toNetns, (fd) => link.moveLink(socketOf(ns), target, fd, newName))
       return findLink(toNetns, newName ?? name)
     }),
 
   listAddresses: (ns, linkName) =>
-    kernelCall("listAddresses", () => address.listAddresses(socketOf(ns), ns, link.listLinks(socketOf(ns), ns), linkName)),
+    kernelCall("listAddresses", () => {
+      const links = link.listLinks(socketOf(ns), ns)
+      if (linkName !== undefined && !links.some((other) => other.name === linkName)) {
+        throw new KernelCallFailed(kernelError("listAddresses", 19, linkName))
+      }
+      return address.listAddresses(socketOf(ns), ns, links, linkName)
+    }),
   addAddress: (ns, linkName, cidr) =>
     kernelCall("addAddress", () => address.addAddress(socketOf(ns), findLink(ns, linkName), cidr)),
   deleteAddress: (ns, linkName, cidr) =>
@@ -111,16 +133,31 @@ export const makeLinuxBackend = (): BackendShape => ({
   readSysctl: (ns, key) => kernelCall("readSysctl", () => sysctl.readSysctl(ns, key)),
   writeSysctl: (ns, key, value) => kernelCall("writeSysctl", () => sysctl.writeSysctl(ns, key, value)),
 
-  listQdiscs: () => notYet("listQdiscs"),
-  addQdisc: () => notYet("addQdisc"),
-  deleteQdisc: () => notYet("deleteQdisc"),
-  listRedirects: () => notYet("listRedirects"),
-  addRedirect: () => notYet("addRedirect"),
-  deleteRedirect: () => notYet("deleteRedirect"),
+  listQdiscs: (ns, linkName) => kernelCall("listQdiscs", () => tc.listQdiscs(socketOf(ns), findLink(ns, linkName))),
+  addQdisc: (ns, request) => kernelCall("addQdisc", () => tc.addQdisc(socketOf(ns), findLink(ns, request.link), request)),
+  deleteQdisc: (ns, linkName, parent) =>
+    kernelCall("deleteQdisc", () => tc.deleteQdisc(socketOf(ns), findLink(ns, linkName), parent)),
+  listRedirects: (ns) => kernelCall("listRedirects", () => tc.listRedirects(socketOf(ns), link.listLinks(socketOf(ns), ns))),
+  addRedirect: (ns, filter) =>
+    kernelCall("addRedirect", () => tc.addRedirect(socketOf(ns), findLink(ns, filter.link), findLink(ns, filter.toLink))),
+  deleteRedirect: (ns, filter) =>
+    kernelCall("deleteRedirect", () => tc.deleteRedirect(socketOf(ns), findLink(ns, filter.link), findLink(ns, filter.toLink))),
 
-  addFilterRules: () => notYet("addFilterRules"),
-  deleteFilterRules: () => notYet("deleteFilterRules"),
-  listFilterRules: () => notYet("listFilterRules")
+  addFilterRules: (ns, rules) =>
+    kernelCall("addFilterRules", () => {
+      if (rules.length > 0) nftables.runNft(ns, "addFilterRules", nftables.addRulesScript(rules))
+    }),
+  deleteFilterRules: (ns, table, comment) =>
+    kernelCall("deleteFilterRules", () => {
+      const script = nftables.deleteRulesScript(nftables.listRules(ns, "deleteFilterRules"), table, comment)
+      if (script !== "") nftables.runNft(ns, "deleteFilterRules", script)
+    }),
+  listFilterRules: (ns, table) =>
+    kernelCall("listFilterRules", () =>
+      nftables.listRules(ns, "listFilterRules").rules
+        .filter((rule) => table === undefined || rule.table === table)
+        .map(({ handle: _handle, ...rule }) => rule)
+    )
 })
 
 export const layer: Layer.Layer<Backend> = Layer.sync(Backend)(makeLinuxBackend)

@@ -1,9 +1,14 @@
 import { BackendError, type BackendErrorReason } from "@tscni/backend"
 import { errnoName } from "./libc.ts"
 
-/** Kernel errno → the Backend's typed reason. */
-export const reasonForErrno = (code: number): BackendErrorReason => {
-  switch (errnoName(code)) {
+/**
+ * Kernel errno → the Backend's typed reason. EADDRNOTAVAIL means "no such address" when
+ * deleting one, but "not a usable address" when setting a MAC.
+ */
+export const reasonForErrno = (code: number, operation = ""): BackendErrorReason => {
+  const name = errnoName(code)
+  if (name === "EADDRNOTAVAIL" && operation === "setLink") return "Invalid"
+  switch (name) {
     case "EEXIST":
       return "AlreadyExists"
     case "ENODEV":
@@ -31,7 +36,7 @@ export const reasonForErrno = (code: number): BackendErrorReason => {
 export const kernelError = (operation: string, code: number, detail?: string): BackendError =>
   new BackendError({
     operation,
-    reason: reasonForErrno(code),
+    reason: reasonForErrno(code, operation),
     errno: errnoName(code),
     message: `${operation}: ${detail ? detail + ": " : ""}${errnoName(code)}`
   })

@@ -51,6 +51,12 @@ export class AttributeWriter {
     return this.bytes(type, data)
   }
 
+  u64(type: number, value: bigint): this {
+    const data = new Uint8Array(8)
+    new DataView(data.buffer).setBigUint64(0, value, true)
+    return this.bytes(type, data)
+  }
+
   u8(type: number, value: number): this {
     return this.bytes(type, Uint8Array.of(value))
   }

@@ -105,3 +105,9 @@ export const routeSocket = (netns: string): RouteSocket => {
   }
   return socket
 }
+
+/** Closes the namespace's socket, e.g. before the namespace is deleted. */
+export const closeRouteSocket = (netns: string): void => {
+  sockets.get(netns)?.close()
+  sockets.delete(netns)
+}

@@ -1,0 +1,193 @@
+import { CString, dlopen, FFIType } from "bun:ffi"
+import { BackendError, type FilterRule } from "@tscni/backend"
+import { KernelCallFailed } from "./errors.ts"
+import { inNetns } from "./netns.ts"
+
+/**
+ * Packet filtering through libnftables (Debian libnftables1) over bun:ffi: each call is
+ * one nft script, which the kernel applies as one atomic transaction. Only tables tscni
+ * names are ever touched.
+ */
+
+const NFT_CTX_OUTPUT_HANDLE = 1 << 3
+
+type Library = ReturnType<typeof openLibrary>
+const openLibrary = () =>
+  dlopen("libnftables.so.1", {
+    nft_ctx_new: { args: [FFIType.u32], returns: FFIType.ptr },
+    nft_ctx_free: { args: [FFIType.ptr], returns: FFIType.void },
+    nft_ctx_buffer_output: { args: [FFIType.ptr], returns: FFIType.i32 },
+    nft_ctx_buffer_error: { args: [FFIType.ptr], returns: FFIType.i32 },
+    nft_ctx_output_set_flags: { args: [FFIType.ptr, FFIType.u32], returns: FFIType.void },
+    nft_ctx_get_output_buffer: { args: [FFIType.ptr], returns: FFIType.ptr },
+    nft_ctx_get_error_buffer: { args: [FFIType.ptr], returns: FFIType.ptr },
+    nft_run_cmd_from_buffer: { args: [FFIType.ptr, FFIType.cstring], returns: FFIType.i32 }
+  })
+
+let library: Library | undefined
+const nft = (operation: string): Library["symbols"] => {
+  if (!library) {
+    try {
+      library = openLibrary()
+    } catch (error) {
+      throw new KernelCallFailed(
+        new BackendError({
+          operation,
+          reason: "Unsupported",
+          message: `${operation}: libnftables.so.1 is not available (install Debian's libnftables1): ${String(error)}`
+        })
+      )
+    }
+  }
+  return library.symbols
+}
+
+type Pointer = NonNullable<ReturnType<Library["symbols"]["nft_ctx_new"]>>
+const contexts = new Map<string, Pointer>()
+
+/** Frees the namespace's nft context (and its netlink socket), e.g. before the namespace is deleted. */
+export const closeContext = (netns: string): void => {
+  const context = contexts.get(netns)
+  if (context && library) library.symbols.nft_ctx_free(context)
+  contexts.delete(netns)
+}
+
+const readBuffer = (pointer: ReturnType<Library["symbols"]["nft_ctx_get_output_buffer"]>): string =>
+  pointer === null ? "" : new CString(pointer).toString()
+
+/**
+ * Runs an nft script inside the namespace (synchronously: the library's netlink socket is
+ * opened and used there). Returns stdout; throws KernelCallFailed with nft's error text.
+ */
+export const runNft = (netns: string, operation: string, script: string): string =>
+  inNetns(netns, () => {
+    const symbols = nft(operation)
+    let context = contexts.get(netns)
+    if (!context) {
+      const created = symbols.nft_ctx_new(0)
+      if (created === null) throw new KernelCallFailed(new BackendError({ operation, reason: "Unknown", message: `${operation}: nft_ctx_new failed` }))
+      symbols.nft_ctx_buffer_output(created)
+      symbols.nft_ctx_buffer_error(created)
+      symbols.nft_ctx_output_set_flags(created, NFT_CTX_OUTPUT_HANDLE)
+      contexts.set(netns, created)
+      context = created
+    }
+    const status = symbols.nft_run_cmd_from_buffer(context, Buffer.from(script + "\0"))
+    const output = readBuffer(symbols.nft_ctx_get_output_buffer(context))
+    const errors = readBuffer(symbols.nft_ctx_get_error_buffer(context))
+    if (status !== 0) {
+      const text = errors.trim()
+      const reason = /No such file or directory/.test(text) ? "NotFound" : /File exists/.test(text) ? "AlreadyExists" : /busy/i.test(text) ? "Busy" : "Invalid"
+      throw new KernelCallFailed(new BackendError({ operation, reason, message: `${operation}: ${text.split("\n")[0] ?? "nft failed"}` }))
+    }
+    return output
+  })
+
+/** A rule as `nft -a list ruleset` shows it, with where it lives and its handle. */
+export interface ListedRule extends FilterRule {
+  readonly handle: number
+}
+
+interface ListedChain {
+  readonly family: FilterRule["family"]
+  readonly table: string
+  readonly chain: string
+}
+
+const FAMILIES = new Set(["ip", "ip6", "inet"])
+
+/** Parses nft's text listing (with handles) into rules and the chains that exist. */
+export const parseRuleset = (text: string): { rules: Array<ListedRule>; chains: Array<ListedChain> } => {
+  const rules: Array<ListedRule> = []
+  const chains: Array<ListedChain> = []
+  let table: { family: FilterRule["family"]; name: string } | undefined
+  let chain: string | undefined
+  for (const raw of text.split("\n")) {
+    const line = raw.trim()
+    const tableMatch = /^table (\S+) (\S+) \{/.exec(line)
+    if (tableMatch) {
+      table = FAMILIES.has(tableMatch[1]!) ? { family: tableMatch[1] as FilterRule["family"], name: tableMatch[2]! } : undefined
+      continue
+    }
+    const chainMatch = /^chain (\S+) \{/.exec(line)
+    if (chainMatch) {
+      chain = chainMatch[1]!
+      if (table) chains.push({ family: table.family, table: table.name, chain })
+      continue
+    }
+    if (line === "}") {
+      if (chain !== undefined) chain = undefined
+      else table = undefined
+      continue
+    }
+    const ruleMatch = /^(.*?)(?: comment "([^"]*)")? # handle (\d+)$/.exec(line)
+    if (!ruleMatch || !table || chain === undefined) continue
+    if (/^(type|policy) /.test(ruleMatch[1]!)) continue
+    rules.push({
+      family: table.family,
+      table: table.name,
+      chain,
+      rule: ruleMatch[1]!,
+      comment: ruleMatch[2] ?? "",
+      handle: Number(ruleMatch[3])
+    })
+  }
+  return { rules, chains }
+}
+
+const COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
+const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+
+const invalid = (operation: string, message: string) =>
+  new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
+
+/** The script that adds rules: tables and chains are declared with `add` (idempotent). */
+export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
+  const lines: Array<string> = []
+  const declared = new Set<string>()
+  for (const rule of rules) {
+    if (!NAME.test(rule.table) || !NAME.test(rule.chain)) throw invalid("addFilterRules", `bad table or chain name '${rule.table}'/'${rule.chain}'`)
+    if (!COMMENT.test(rule.comment)) throw invalid("addFilterRules", `bad comment '${rule.comment}'`)
+    if (/[;\n]/.test(rule.rule)) throw invalid("addFilterRules", `a rule must be one statement: '${rule.rule}'`)
+    const tableKey = `${rule.family} ${rule.table}`
+    if (!declared.has(tableKey)) {
+      lines.push(`add table ${tableKey}`)
+      declared.add(tableKey)
+    }
+    const chainKey = `${tableKey} ${rule.chain}`
+    if (!declared.has(chainKey)) {
+      const base = rule.baseChain
+        ? ` { type ${rule.baseChain.type} hook ${rule.baseChain.hook} priority ${rule.baseChain.priority} ; }`
+        : ""
+      lines.push(`add chain ${chainKey}${base}`)
+      declared.add(chainKey)
+    }
+    lines.push(`add rule ${chainKey} ${rule.rule} comment "${rule.comment}"`)
+  }
+  return lines.join("\n")
+}
+
+/**
+ * The script that removes every rule of `table` with `comment`, and the chains and table
+ * it leaves empty (tscni's tables exist only while they hold rules, so DEL of the last
+ * pod leaves the host as it was).
+ */
+export const deleteRulesScript = (listing: ReturnType<typeof parseRuleset>, table: string, comment: string): string => {
+  const lines: Array<string> = []
+  const inTable = listing.rules.filter((rule) => rule.table === table)
+  const doomed = inTable.filter((rule) => rule.comment === comment)
+  if (doomed.length === 0) return ""
+  for (const rule of doomed) lines.push(`delete rule ${rule.family} ${rule.table} ${rule.chain} handle ${rule.handle}`)
+  const families = new Set(doomed.map((rule) => rule.family))
+  for (const family of families) {
+    const chains = listing.chains.filter((chain) => chain.family === family && chain.table === table)
+    const emptied = chains.filter((chain) =>
+      !inTable.some((rule) => rule.family === family && rule.chain === chain.chain && rule.comment !== comment)
+    )
+    for (const chain of emptied) lines.push(`delete chain ${family} ${table} ${chain.chain}`)
+    if (emptied.length === chains.length) lines.push(`delete table ${family} ${table}`)
+  }
+  return lines.join("\n")
+}
+
+export const listRules = (netns: string, operation: string) => parseRuleset(runNft(netns, operation, "list ruleset"))
