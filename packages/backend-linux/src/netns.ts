@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs"
-import { HOST_NETNS } from "@tscni/backend"
+import { BackendError, HOST_NETNS } from "@tscni/backend"
 import {
   CLONE_NEWNET,
   errno,
@@ -19,12 +19,17 @@ import { kernelError, KernelCallFailed } from "./errors.ts"
 /** Opens a namespace path and verifies it is a network namespace. Throws KernelCallFailed. */
 export const openNetns = (path: string): number => {
   const fd = libc.open(path, O_RDONLY | O_CLOEXEC)
-  if (fd < 0) throw new KernelCallFailed(kernelError("openNetns", errno(), path))
+  if (fd < 0) throw new KernelCallFailed(netnsError(errno(), path))
   if (libc.ioctl(fd, NS_GET_NSTYPE) !== CLONE_NEWNET) {
     libc.close(fd)
-    throw new KernelCallFailed(kernelError("openNetns", 22, `${path} is not a network namespace`))
+    throw new KernelCallFailed(netnsError(22, `${path} is not a network namespace`))
   }
   return fd
+}
+
+const netnsError = (code: number, detail: string): BackendError => {
+  const { operation, reason, message, errno } = kernelError("openNetns", code, detail)
+  return new BackendError({ operation, reason, message, ...(errno ? { errno } : {}), netns: true })
 }
 
 /**

@@ -181,7 +181,15 @@ export const requireNetns = (
 ): Effect.Effect<NetnsState, BackendError> => {
   const ns = state.namespaces.get(path)
   return ns === undefined
-    ? fail(operation, "NotFound", `network namespace ${path} does not exist`, "ENOENT")
+    ? Effect.fail(
+      new BackendError({
+        operation,
+        reason: "NotFound",
+        message: `${operation}: network namespace ${path} does not exist`,
+        errno: "ENOENT",
+        netns: true
+      })
+    )
     : Effect.succeed(ns)
 }
 

@@ -23,7 +23,12 @@ export class BackendError extends Schema.TaggedError<BackendError>()("BackendErr
   reason: BackendErrorReason,
   message: Schema.String,
   /** errno name from the kernel when there is one (EEXIST, ENODEV, …). */
-  errno: Schema.optionalKey(Schema.String)
+  errno: Schema.optionalKey(Schema.String),
+  /** set when the failure concerns the network namespace itself (it is missing or not one) */
+  netns: Schema.optionalKey(Schema.Literal(true))
 }) {}
+
+/** The namespace named by the request does not exist or is not a network namespace. */
+export const isMissingNetns = (error: BackendError): boolean => error.netns === true
 
 export const isNotFound = (error: BackendError): boolean => error.reason === "NotFound"

@@ -96,6 +96,8 @@ const undoCollecting = (entry: Entry, handle: unknown, failures: Ref.Ref<Readonl
  * Applies every step in order. On failure or interruption, the steps applied so far are
  * undone in reverse order (each registered in a Scope with release-on-failure), and the
  * original error is returned with any undo failures attached as RollbackIncomplete.
+ * A running step's apply is not cut short by an interrupt (what it did would have no handle
+ * to undo): it finishes, then the rollback undoes it with the rest.
  */
 export const apply = <In, H extends Record<string, unknown>, E, R>(
   pipeline: Pipeline<In, H, E, R>,

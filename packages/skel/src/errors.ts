@@ -1,4 +1,4 @@
-import { BackendError } from "@tscni/backend"
+import { BackendError, isMissingNetns } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import { CniError, ErrorCode, internalError, unknownContainer } from "@tscni/spec"
 
@@ -10,7 +10,7 @@ export const knownErrorToCni = (error: unknown): CniError | undefined => {
   if (error instanceof CniError) return error
   if (error instanceof BackendError) {
     // The namespace named by CNI_NETNS is not there (or is not a network namespace).
-    if (error.operation === "openNetns") return unknownContainer(error.message)
+    if (isMissingNetns(error)) return unknownContainer(error.message)
     return new CniError({ code: ErrorCode.IoFailure, msg: error.message, details: `reason: ${error.reason}` })
   }
   if (error instanceof Pipeline.UndoIncomplete) {

@@ -169,12 +169,15 @@ describe("dispatch and output", () => {
   })
 
   test("a BackendError becomes code 5; a missing namespace code 3", async () => {
-    const failing = (operation: string) =>
+    const failing = (netns: boolean) =>
       fakePlugin({
-        add: () => Effect.fail(new BackendError({ operation, reason: "NotFound", message: `${operation}: ENOENT` }))
+        add: () =>
+          Effect.fail(
+            new BackendError({ operation: "getLink", reason: "NotFound", message: "ENOENT", ...(netns ? { netns: true as const } : {}) })
+          )
       })
-    expect(errorOf(await invoke(ADD_ENV, conf(), failing("createVeth"))).code).toBe(5)
-    expect(errorOf(await invoke(ADD_ENV, conf(), failing("openNetns"))).code).toBe(3)
+    expect(errorOf(await invoke(ADD_ENV, conf(), failing(false))).code).toBe(5)
+    expect(errorOf(await invoke(ADD_ENV, conf(), failing(true))).code).toBe(3)
   })
 
   test("CheckFailed names the step", async () => {
