@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 failed_typecheck=0
-echo "== typecheck"
-if ! bun run typecheck > /tmp/tscni-typecheck.log 2>&1; then
+echo "== typecheck + lint (tsc, strict, no unused code)"
+if ! bun run lint > /tmp/tscni-typecheck.log 2>&1; then
   grep -E "error" /tmp/tscni-typecheck.log | head -40
   failed_typecheck=1
 fi
