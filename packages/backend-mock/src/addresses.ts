@@ -1,6 +1,6 @@
 import type { AddressInfo, BackendError, NetnsPath } from "@tscni/backend"
 import { Effect } from "effect"
-import { type Cidr, formatCidr, parseCidr, sameIp } from "./ip.ts"
+import { type Cidr, formatCidr, parseCidr, sameIp } from "@tscni/ip"
 import { addConnectedRoute, removeConnectedRoute } from "./lifecycle.ts"
 import {
   type AddressState,

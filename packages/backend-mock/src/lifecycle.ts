@@ -1,4 +1,4 @@
-import { contains, networkOf, parseCidr, sameIp } from "./ip.ts"
+import { contains, networkOf, parseCidr, sameIp } from "@tscni/ip"
 import {
   type AddressState,
   type KernelState,

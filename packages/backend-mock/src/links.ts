@@ -8,7 +8,7 @@ import type {
   NetnsPath
 } from "@tscni/backend"
 import { Effect } from "effect"
-import { isAssignableMac, parseMac } from "./ip.ts"
+import { isAssignableMac, parseMac } from "@tscni/ip"
 import { bringDown, bringUp, destroyLink, detachLink, releasePort } from "./lifecycle.ts"
 import {
   addLinkSysctls,

@@ -12,7 +12,7 @@ import {
   parseCidr,
   parseIp,
   sameIp
-} from "./ip.ts"
+} from "@tscni/ip"
 import {
   fail,
   type KernelState,

@@ -11,7 +11,7 @@ import {
   type TbfOptions
 } from "@tscni/backend"
 import { Effect } from "effect"
-import type { Cidr, Ip } from "./ip.ts"
+import type { Cidr, Ip } from "@tscni/ip"
 
 /** A link inside the model; `index` is unique within its namespace only, as in the kernel. */
 export interface LinkState {

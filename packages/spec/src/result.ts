@@ -4,7 +4,10 @@
  */
 import { Effect, Schema } from "effect"
 import { decodeFailure, incompatibleVersion, internalError, type CniError } from "./errors.ts"
-import { cidrFamily, ipFamily, isCidr, isIP } from "./ip.ts"
+import { cidrFamily, ipFamily } from "@tscni/ip"
+
+const isIP = (text: string): boolean => ipFamily(text) !== undefined
+const isCidr = (text: string): boolean => cidrFamily(text) !== undefined
 import { describeSchemaError } from "./schema-error.ts"
 import { compareVersions, isSupportedVersion } from "./versions.ts"
 

@@ -1,6 +1,6 @@
 import type { AddressInfo, LinkInfo } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
-import { ipToString, ipv4Broadcast, parseCidr } from "../ip.ts"
+import { formatIp, fromBytes, lastOf, parseCidr, toBytes } from "@tscni/ip"
 import { attrString, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
@@ -47,20 +47,19 @@ export const listAddresses = (
     const link = names.get(index) ?? attrString(attributes, IFA_LABEL) ?? ""
     if (linkName !== undefined && link !== linkName) continue
     const ipFamily = family === AF_INET ? 4 : 6
-    result.push({ netns, link, linkIndex: index, family: ipFamily, cidr: `${ipToString(ipFamily, bytes)}/${prefix}` })
+    result.push({ netns, link, linkIndex: index, family: ipFamily, cidr: `${formatIp(fromBytes(ipFamily, bytes))}/${prefix}` })
   }
   return result
 }
 
 const addressRequest = (link: LinkInfo, cidr: string, operation: string) => {
   const parsed = parseCidr(cidr)
-  if (!parsed || !cidr.includes("/")) {
-    throw new KernelCallFailed(kernelError(operation, 22, `'${cidr}' is not an address in CIDR form`))
-  }
-  const attributes = new AttributeWriter().bytes(IFA_LOCAL, parsed.bytes).bytes(IFA_ADDRESS, parsed.bytes)
+  if (!parsed) throw new KernelCallFailed(kernelError(operation, 22, `'${cidr}' is not an address in CIDR form`))
+  const bytes = toBytes(parsed.ip)
+  const attributes = new AttributeWriter().bytes(IFA_LOCAL, bytes).bytes(IFA_ADDRESS, bytes)
   // as `ip addr add … brd +` and the reference plugins do for IPv4 networks with hosts
-  if (parsed.family === 4 && parsed.prefix < 31) attributes.bytes(IFA_BROADCAST, ipv4Broadcast(parsed.bytes, parsed.prefix))
-  const header = ifaddrmsg(parsed.family === 4 ? AF_INET : AF_INET6, parsed.prefix, link.index)
+  if (parsed.ip.family === 4 && parsed.prefix < 31) attributes.bytes(IFA_BROADCAST, toBytes(lastOf(parsed)))
+  const header = ifaddrmsg(parsed.ip.family === 4 ? AF_INET : AF_INET6, parsed.prefix, link.index)
   return { header, attributes: attributes.finish() }
 }
 

@@ -1,6 +1,6 @@
 import type { LinkInfo, Route, RouteScope } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
-import { ipToString, networkBytes, parseCidr, parseIp } from "../ip.ts"
+import { formatIp, fromBytes, networkOf, parseCidr, parseIp, toBytes } from "@tscni/ip"
 import { attrU32, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
@@ -72,15 +72,15 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
     const advmss = metricAttributes ? attrU32(metricAttributes, RTAX_ADVMSS) : undefined
     const link = oif !== undefined ? names.get(oif) : undefined
     routes.push({
-      dst: `${ipToString(family, dstBytes)}/${view.getUint8(1)}`,
-      ...(gateway ? { gateway: ipToString(family, gateway) } : {}),
+      dst: `${formatIp(fromBytes(family, dstBytes))}/${view.getUint8(1)}`,
+      ...(gateway ? { gateway: formatIp(fromBytes(family, gateway)) } : {}),
       ...(link !== undefined ? { link } : {}),
       ...(scope !== undefined && scope !== "universe" ? { scope } : {}),
       ...(priority !== undefined && priority !== 0 ? { priority } : {}),
       ...(table !== RT_TABLE_MAIN ? { table } : {}),
       ...(mtu !== undefined ? { mtu } : {}),
       ...(advmss !== undefined ? { advmss } : {}),
-      ...(src ? { src: ipToString(family, src) } : {})
+      ...(src ? { src: formatIp(fromBytes(family, src)) } : {})
     })
   }
   return routes
@@ -92,24 +92,25 @@ const invalid = (operation: string, problem: string) => new KernelCallFailed(ker
 const routeRequest = (operation: string, route: Route, linkIndex: number | undefined) => {
   const dst = parseCidr(route.dst)
   if (!dst) throw invalid(operation, `route dst '${route.dst}' is not a CIDR`)
-  const familyCode = dst.family === 4 ? AF_INET : AF_INET6
+  const family = dst.ip.family
+  const familyCode = family === 4 ? AF_INET : AF_INET6
   const table = route.table ?? RT_TABLE_MAIN
   // a gateway-less route through a link is on-link: scope link, as `ip route add … dev X` does
-  const defaultScope = route.gateway === undefined && linkIndex !== undefined && dst.family === 4 ? "link" : "universe"
+  const defaultScope = route.gateway === undefined && linkIndex !== undefined && family === 4 ? "link" : "universe"
   const scope = SCOPES[route.scope ?? defaultScope]
   const attributes = new AttributeWriter()
-  if (dst.prefix > 0) attributes.bytes(RTA_DST, networkBytes(dst.bytes, dst.prefix))
+  if (dst.prefix > 0) attributes.bytes(RTA_DST, toBytes(networkOf(dst).ip))
   if (route.gateway !== undefined) {
     const gateway = parseIp(route.gateway)
-    if (!gateway || gateway.family !== dst.family) throw invalid(operation, `route gateway '${route.gateway}' does not match ${route.dst}`)
-    attributes.bytes(RTA_GATEWAY, gateway.bytes)
+    if (!gateway || gateway.family !== family) throw invalid(operation, `route gateway '${route.gateway}' does not match ${route.dst}`)
+    attributes.bytes(RTA_GATEWAY, toBytes(gateway))
   }
   if (linkIndex !== undefined) attributes.u32(RTA_OIF, linkIndex)
   if (route.priority !== undefined) attributes.u32(RTA_PRIORITY, route.priority)
   if (route.src !== undefined) {
     const src = parseIp(route.src)
     if (!src) throw invalid(operation, `route src '${route.src}' is not an address`)
-    attributes.bytes(RTA_PREFSRC, src.bytes)
+    attributes.bytes(RTA_PREFSRC, toBytes(src))
   }
   if (table >= 256) attributes.u32(RTA_TABLE, table)
   if (route.mtu !== undefined || route.advmss !== undefined) {

@@ -1,4 +1,10 @@
-import type { IpFamily } from "@tscni/backend"
+/**
+ * IP addresses, CIDRs and MACs for every package: parsing as inet_pton does, canonical
+ * printing as the kernel's tools do (RFC 5952 for IPv6), and the arithmetic networks need.
+ * Addresses are numbers (bigint) so masking, containment and "the next address" are exact.
+ */
+
+export type IpFamily = 4 | 6
 
 /** An IP address as a number, so the model can mask, compare and contain without strings. */
 export interface Ip {
@@ -12,7 +18,8 @@ export interface Cidr {
   readonly prefix: number
 }
 
-const bits = (family: IpFamily): number => (family === 4 ? 32 : 128)
+/** Address width in bits. */
+export const bits = (family: IpFamily): number => (family === 4 ? 32 : 128)
 
 const parseIpv4 = (text: string): bigint | undefined => {
   const parts = text.split(".")
@@ -141,3 +148,29 @@ export const parseMac = (text: string): string | undefined =>
 /** The kernel refuses multicast and all-zero MACs for an interface (EADDRNOTAVAIL). */
 export const isAssignableMac = (mac: string): boolean =>
   mac !== "00:00:00:00:00:00" && (Number.parseInt(mac.slice(0, 2), 16) & 1) === 0
+
+/** The family of an address string, or undefined when it is not an address. */
+export const ipFamily = (text: string): IpFamily | undefined => parseIp(text)?.family
+
+/** The family of an `address/prefix` string (host bits allowed), or undefined when it is not one. */
+export const cidrFamily = (text: string): IpFamily | undefined => parseCidr(text)?.ip.family
+
+/** Network byte order, as netlink carries addresses. */
+export const toBytes = (ip: Ip): Uint8Array => {
+  const length = ip.family === 4 ? 4 : 16
+  const bytes = new Uint8Array(length)
+  for (let i = 0; i < length; i++) bytes[i] = Number((ip.value >> BigInt((length - 1 - i) * 8)) & 0xffn)
+  return bytes
+}
+
+export const fromBytes = (family: IpFamily, bytes: Uint8Array): Ip => {
+  let value = 0n
+  for (const byte of bytes.subarray(0, family === 4 ? 4 : 16)) value = (value << 8n) | BigInt(byte)
+  return { family, value }
+}
+
+/** The last address of the CIDR's network (the IPv4 broadcast address). */
+export const lastOf = (cidr: Cidr): Ip => ({
+  family: cidr.ip.family,
+  value: networkOf(cidr).ip.value | (((1n << BigInt(bits(cidr.ip.family))) - 1n) >> BigInt(cidr.prefix))
+})
