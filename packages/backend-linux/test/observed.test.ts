@@ -1,0 +1,155 @@
+/**
+ * Every LinuxBackend operation, observed with the kernel's own tools (ip -j, tc -j,
+ * nft -j) rather than through the backend: what we wrote is what the kernel holds.
+ */
+import { afterAll, describe, expect, test } from "bun:test"
+import { Effect } from "effect"
+import type { BackendShape } from "@tscni/backend"
+import { makeLinuxBackend } from "../src/index.ts"
+
+if (process.getuid?.() !== 0) throw new Error("these tests need root")
+
+const backend: BackendShape = makeLinuxBackend()
+const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)
+
+const names = new Set<string>()
+const fresh = async (): Promise<{ name: string; path: string }> => {
+  const name = `tscni-ob-${process.pid}-${names.size}`
+  names.add(name)
+  return { name, path: await run(backend.createNetns(name)) }
+}
+afterAll(() => {
+  for (const name of names) Bun.spawnSync(["ip", "netns", "delete", name])
+})
+
+const tool = (netns: string, argv: Array<string>): unknown => {
+  const out = Bun.spawnSync(["ip", "netns", "exec", netns, ...argv], { stdout: "pipe", stderr: "pipe" })
+  if (out.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${out.stderr.toString()}`)
+  const text = out.stdout.toString().trim()
+  return text === "" ? [] : JSON.parse(text)
+}
+type Json = Record<string, any>
+const ipj = (netns: string, ...args: Array<string>) => tool(netns, ["ip", "-j", ...args]) as Array<Json>
+
+describe("LinuxBackend seen by iproute2 / tc / nft", () => {
+  test("createNetns is a namespace `ip netns` lists; deleteNetns removes it", async () => {
+    const ns = await fresh()
+    const listed = Bun.spawnSync(["ip", "-j", "netns", "list"]).stdout.toString()
+    expect((JSON.parse(listed) as Array<Json>).map((n) => n.name)).toContain(ns.name)
+    expect(ipj(ns.name, "link").map((l) => l.ifname)).toEqual(["lo"])
+    await run(backend.deleteNetns(ns.path))
+    expect(Bun.spawnSync(["ip", "netns", "list"]).stdout.toString()).not.toContain(ns.name)
+  })
+
+  test("a veth pair born across namespaces, with mtu and mac, up, on a bridge with hairpin", async () => {
+    const host = await fresh()
+    const pod = await fresh()
+    await run(backend.createLink({ netns: host.path, name: "br-ob", kind: "bridge", mtu: 1450 }))
+    await run(backend.createVeth({ netns: host.path, name: "veth-ob", peerNetns: pod.path, peerName: "eth0", mtu: 1450, peerMac: "0a:58:0a:09:00:02" }))
+    await run(backend.setLink(host.path, "veth-ob", { master: "br-ob", up: true }))
+    await run(backend.setLink(host.path, "veth-ob", { hairpin: true }))
+    await run(backend.setLink(pod.path, "eth0", { up: true, txqlen: 2000, promisc: true, allmulti: true }))
+    const [veth] = ipj(host.name, "-d", "link", "show", "veth-ob")
+    expect(veth).toMatchObject({ mtu: 1450, master: "br-ob", linkinfo: { info_kind: "veth", info_slave_data: { hairpin: true } } })
+    expect(veth!.flags).toContain("UP")
+    const [eth0] = ipj(pod.name, "link", "show", "eth0")
+    expect(eth0).toMatchObject({ mtu: 1450, address: "0a:58:0a:09:00:02", txqlen: 2000 })
+    expect(eth0!.flags).toEqual(expect.arrayContaining(["UP", "PROMISC", "ALLMULTI"]))
+    // the peer of the host end is the pod's eth0
+    expect(veth!.link_index).toBe(eth0!.ifindex)
+    await run(backend.setLink(host.path, "veth-ob", { master: null }))
+    expect(ipj(host.name, "link", "show", "veth-ob")[0]!.master).toBeUndefined()
+    await run(backend.deleteLink(pod.path, "eth0"))
+    expect(ipj(host.name, "link").map((l) => l.ifname)).toEqual(["lo", "br-ob"])
+  })
+
+  test("moveLink moves and renames", async () => {
+    const a = await fresh()
+    const b = await fresh()
+    await run(backend.createLink({ netns: a.path, name: "ifb-ob", kind: "ifb" }))
+    await run(backend.moveLink(a.path, "ifb-ob", b.path, "ifb-moved"))
+    expect(ipj(a.name, "link").map((l) => l.ifname)).toEqual(["lo"])
+    expect(ipj(b.name, "link").map((l) => l.ifname)).toContain("ifb-moved")
+  })
+
+  test("addresses and routes, IPv4 and IPv6, with metric, table, mtu and advmss", async () => {
+    const ns = await fresh()
+    await run(backend.createVeth({ netns: ns.path, name: "v-ob", peerNetns: ns.path, peerName: "v-ob-peer" }))
+    await run(backend.setLink(ns.path, "v-ob", { up: true }))
+    await run(backend.setLink(ns.path, "v-ob-peer", { up: true }))
+    await run(backend.addAddress(ns.path, "v-ob", "10.9.0.2/24"))
+    await run(backend.addAddress(ns.path, "v-ob", "fd09::2/64"))
+    const [addr] = ipj(ns.name, "addr", "show", "v-ob")
+    const local = addr!.addr_info.map((a: Json) => `${a.local}/${a.prefixlen}`)
+    expect(local).toEqual(expect.arrayContaining(["10.9.0.2/24", "fd09::2/64"]))
+    expect(addr!.addr_info.find((a: Json) => a.local === "10.9.0.2").broadcast).toBe("10.9.0.255")
+
+    await run(backend.addRoute(ns.path, { dst: "0.0.0.0/0", gateway: "10.9.0.1", link: "v-ob" }))
+    await run(backend.addRoute(ns.path, { dst: "10.50.0.0/16", gateway: "10.9.0.1", priority: 30, mtu: 1400, advmss: 1360 }))
+    await run(backend.addRoute(ns.path, { dst: "10.60.0.0/16", gateway: "10.9.0.1", table: 1000 }))
+    await run(backend.addRoute(ns.path, { dst: "fd10::/64", gateway: "fd09::1", link: "v-ob" }))
+    const routes = ipj(ns.name, "route", "show")
+    expect(routes).toContainEqual(expect.objectContaining({ dst: "default", gateway: "10.9.0.1", dev: "v-ob" }))
+    expect(routes).toContainEqual(expect.objectContaining({ dst: "10.50.0.0/16", metric: 30, metrics: [{ mtu: 1400, advmss: 1360 }] }))
+    expect(ipj(ns.name, "route", "show", "table", "1000")).toContainEqual(expect.objectContaining({ dst: "10.60.0.0/16" }))
+    expect(ipj(ns.name, "-6", "route", "show")).toContainEqual(expect.objectContaining({ dst: "fd10::/64", gateway: "fd09::1" }))
+
+    await run(backend.deleteRoute(ns.path, { dst: "10.50.0.0/16", gateway: "10.9.0.1", priority: 30 }))
+    await run(backend.deleteRoute(ns.path, { dst: "10.60.0.0/16", gateway: "10.9.0.1", table: 1000 }))
+    expect(ipj(ns.name, "route", "show").map((r) => r.dst)).not.toContain("10.50.0.0/16")
+    expect(ipj(ns.name, "route", "show", "table", "1000")).toEqual([])
+    await run(backend.deleteAddress(ns.path, "v-ob", "10.9.0.2/24"))
+    expect(ipj(ns.name, "-4", "addr", "show", "v-ob")[0]?.addr_info ?? []).toEqual([])
+  })
+
+  test("sysctls are per namespace and return the previous value", async () => {
+    const ns = await fresh()
+    const previous = await run(backend.writeSysctl(ns.path, "net.ipv4.ip_forward", "1"))
+    const read = Bun.spawnSync(["ip", "netns", "exec", ns.name, "cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.toString().trim()
+    expect(read).toBe("1")
+    expect(await run(backend.writeSysctl(ns.path, "net.ipv4.ip_forward", previous))).toBe("1")
+  })
+
+  test("tbf, ingress and the mirred redirect, as tc shows them", async () => {
+    const ns = await fresh()
+    await run(backend.createVeth({ netns: ns.path, name: "v-tc", peerNetns: ns.path, peerName: "v-tc-peer" }))
+    await run(backend.createLink({ netns: ns.path, name: "ifb-tc", kind: "ifb" }))
+    await run(backend.addQdisc(ns.path, { link: "v-tc", kind: "tbf", parent: "root", tbf: { rate: 8_000_000, burst: 80_000, limit: 35_000 } }))
+    await run(backend.addQdisc(ns.path, { link: "v-tc", kind: "ingress", parent: "ingress" }))
+    await run(backend.addRedirect(ns.path, { link: "v-tc", toLink: "ifb-tc" }))
+    const qdiscs = tool(ns.name, ["tc", "-j", "qdisc", "show", "dev", "v-tc"]) as Array<Json>
+    const tbf = qdiscs.find((q) => q.kind === "tbf")!
+    expect(tbf.options.rate).toBe(1_000_000) // bytes per second
+    expect(tbf.options.burst).toBe(10_000) // bytes
+    expect(qdiscs.map((q) => q.kind)).toContain("ingress")
+    const filters = tool(ns.name, ["tc", "-j", "filter", "show", "dev", "v-tc", "ingress"]) as Array<Json>
+    const redirect = filters.flatMap((f) => f.options?.actions ?? [])
+    expect(redirect).toContainEqual(expect.objectContaining({ kind: "mirred", mirred_action: "redirect", to_dev: "ifb-tc" }))
+    await run(backend.deleteRedirect(ns.path, { link: "v-tc", toLink: "ifb-tc" }))
+    expect(tool(ns.name, ["tc", "-j", "filter", "show", "dev", "v-tc", "ingress"])).toEqual([])
+    await run(backend.deleteQdisc(ns.path, "v-tc", "root"))
+    await run(backend.deleteQdisc(ns.path, "v-tc", "ingress"))
+    const left = tool(ns.name, ["tc", "-j", "qdisc", "show", "dev", "v-tc"]) as Array<Json>
+    expect(left.filter((q) => q.kind === "tbf" || q.kind === "ingress")).toEqual([])
+  })
+
+  test("nftables rules: one owner's rules added and removed, the ruleset left as it was", async () => {
+    const ns = await fresh()
+    const nat = { type: "nat", hook: "postrouting", priority: 100 } as const
+    await run(backend.addFilterRules(ns.path, [
+      { family: "ip", table: "tscni-ob", chain: "post", rule: "ip saddr 10.9.0.2 masquerade", comment: "owner-1", baseChain: nat },
+      { family: "ip", table: "tscni-ob", chain: "post", rule: "ip saddr 10.9.0.3 masquerade", comment: "owner-2", baseChain: nat }
+    ]))
+    const listed = tool(ns.name, ["nft", "-j", "list", "ruleset"]) as Json
+    const rules = (listed.nftables as Array<Json>).filter((entry) => entry.rule).map((entry) => entry.rule)
+    expect(rules.map((rule) => rule.comment)).toEqual(["owner-1", "owner-2"])
+    const chain = (listed.nftables as Array<Json>).find((entry) => entry.chain)!.chain
+    expect(chain).toMatchObject({ table: "tscni-ob", type: "nat", hook: "postrouting", prio: 100 })
+    await run(backend.deleteFilterRules(ns.path, "tscni-ob", "owner-1"))
+    const after = (tool(ns.name, ["nft", "-j", "list", "ruleset"]) as Json).nftables as Array<Json>
+    expect(after.filter((entry) => entry.rule).map((entry) => entry.rule.comment)).toEqual(["owner-2"])
+    await run(backend.deleteFilterRules(ns.path, "tscni-ob", "owner-2"))
+    const empty = (tool(ns.name, ["nft", "-j", "list", "ruleset"]) as Json).nftables as Array<Json>
+    expect(empty.filter((entry) => entry.table || entry.chain || entry.rule)).toEqual([])
+  })
+})
