@@ -77,7 +77,9 @@ for (const entry of [{ label: "loopback binary", path: () => binary("loopback") 
         }
         const del = execPlugin(plugin, env("DEL", ns.path), conf(version, { prevResult: result }))
         expect([del.exitCode, del.stdout]).toEqual([0, ""])
+        // back to what a new namespace has: lo down, no addresses
         expect(loState(ns.name).up).toBe(false)
+        expect(loAddresses(ns.name)).toEqual([])
         ns.remove()
       })
     }
@@ -135,6 +137,29 @@ for (const entry of [{ label: "loopback binary", path: () => binary("loopback") 
         expect([out.exitCode, out.json?.code]).toEqual([1, code])
       }
       expect(JSON.stringify(ipJson(ns.name, "addr"))).toBe(before)
+      ns.remove()
+    })
+
+    test("a log file that cannot be written never fails the plugin", () => {
+      const ns = freshNetns()
+      const add = execPlugin(
+        plugin,
+        { ...env("ADD", ns.path), TSCNI_LOG: "debug", TSCNI_LOG_FILE: "/nonexistent-dir/tscni.log" },
+        conf("1.0.0")
+      )
+      expect(add.exitCode).toBe(0)
+      expect(add.stderr).toContain("step linkUp apply ok")
+      const bad = execPlugin(plugin, { ...env("ADD", ns.path), TSCNI_LOG_FILE: "/nonexistent-dir/tscni.log" }, "{broken")
+      expect(bad.json?.code).toBe(6)
+      ns.remove()
+    })
+
+    test("a device that is not loopback is refused as CNI_IFNAME (code 4)", () => {
+      const ns = freshNetns()
+      Bun.spawnSync(["ip", "-n", ns.name, "link", "add", "notlo", "type", "veth", "peer", "name", "notlo-peer"])
+      const out = execPlugin(plugin, { ...env("ADD", ns.path), CNI_IFNAME: "notlo" }, conf("1.0.0"))
+      expect([out.exitCode, out.json?.code]).toEqual([1, 4])
+      expect(String(out.json?.msg)).toContain("not a loopback")
       ns.remove()
     })
 

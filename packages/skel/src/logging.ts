@@ -20,9 +20,18 @@ const LEVELS: Record<string, LogLevel> = {
 export const loggingLayer = (env: Record<string, string | undefined>): Layer.Layer<never> => {
   const level = LEVELS[(env.TSCNI_LOG ?? "warn").toLowerCase()] ?? "Warn"
   const file = env.TSCNI_LOG_FILE
+  const toStderr = (line: string) => void process.stderr.write(line + "\n")
+  // A log line must never fail the plugin (a failed write inside a step would lose its
+  // handle): when the file cannot be written, the line goes to stderr instead.
   const write = file
-    ? (line: string) => appendFileSync(file, line + "\n")
-    : (line: string) => process.stderr.write(line + "\n")
+    ? (line: string) => {
+      try {
+        appendFileSync(file, line + "\n")
+      } catch {
+        toStderr(line)
+      }
+    }
+    : toStderr
   const logger = Logger.map(Logger.formatLogFmt, write)
   return Layer.mergeAll(
     Logger.layer([logger]),

@@ -8,6 +8,7 @@ import {
   incompatibleVersion,
   internalError,
   invalidConfig,
+  ioFailure,
   isSupportedVersion,
   LATEST_VERSION,
   parseNetConf,
@@ -139,7 +140,7 @@ export const handleInvocation = <R>(
 
 const readStdin: Effect.Effect<string, CniError> = Effect.tryPromise({
   try: () => Bun.stdin.text(),
-  catch: (error) => internalError(`reading stdin: ${describe(error)}`)
+  catch: (error) => ioFailure(`reading stdin: ${describe(error)}`)
 })
 
 /**

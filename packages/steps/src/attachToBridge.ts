@@ -51,8 +51,8 @@ export const attachToBridge = makeStep<AttachToBridgeInput, AttachToBridgeHandle
       const link = yield* ignoreNotFound(backend.getLink(handle.netns, handle.link))
       if (link === undefined || link.master === undefined) return
       const bridge = yield* ignoreNotFound(backend.getLink(handle.netns, handle.bridge))
-      // Enslaved elsewhere since: not ours to release.
-      if (bridge !== undefined && link.master !== bridge.index) return
+      // Our bridge is gone, or the link was enslaved elsewhere since: not ours to release.
+      if (bridge === undefined || link.master !== bridge.index) return
       yield* ignoreNotFound(backend.setLink(handle.netns, handle.link, { master: null }))
     }),
   check: (handle) =>

@@ -9,6 +9,5 @@ export * from "./setSysctl.ts"
 export * from "./linkUp.ts"
 export * from "./ipamAllocate.ts"
 export * from "./PluginExec.ts"
-export * from "./testing/faultSweep.ts"
-export * from "./testing/fakePluginExec.ts"
-export * from "./testing/fakeIpam.ts"
+// Test helpers (faultSweep, fakes) are imported from "@tscni/steps/testing/…" so that
+// they, and the mock kernel they use, never end up in a plugin binary.

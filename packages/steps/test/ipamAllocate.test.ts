@@ -6,10 +6,10 @@ import {
   type IpamAllocateInput,
   ipamAllocate,
   IpamAllocateHandle,
-  makeFakeIpam,
-  makeFakePluginExec,
   type PluginExec
 } from "../src/index.ts"
+import { makeFakeIpam } from "../src/testing/fakeIpam.ts"
+import { makeFakePluginExec } from "../src/testing/fakePluginExec.ts"
 
 const input = (overrides: Partial<IpamAllocateInput> = {}): IpamAllocateInput => ({
   pluginType: "fake-ipam",

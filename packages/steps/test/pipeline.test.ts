@@ -8,14 +8,14 @@ import {
   attachToBridge,
   createNetns,
   ensureBridge,
-  faultSweep,
   ipamAllocate,
   linkUp,
-  makeFakeIpam,
-  makeFakePluginExec,
   setSysctl,
   vethPair
 } from "../src/index.ts"
+import { faultSweep } from "../src/testing/faultSweep.ts"
+import { makeFakeIpam } from "../src/testing/fakeIpam.ts"
+import { makeFakePluginExec } from "../src/testing/fakePluginExec.ts"
 import { control, failureOf, onKernel } from "./harness.ts"
 
 interface PodNetwork {

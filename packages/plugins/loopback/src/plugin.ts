@@ -1,8 +1,8 @@
 import { Effect } from "effect"
 import { Backend } from "@tscni/backend"
-import { CheckFailed, Pipeline } from "@tscni/engine"
+import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import type { Result } from "@tscni/spec"
+import { invalidEnvironment, type Result } from "@tscni/spec"
 import { loopbackPipeline } from "./pipeline.ts"
 
 const LOOPBACK_MAC = "00:00:00:00:00:00"
@@ -22,14 +22,22 @@ const describeLoopback = (netns: string, ifname: string) =>
     return result
   })
 
-/** Refuses to treat anything but a loopback device as one. */
+/** Refuses to treat anything but a loopback device as one (CNI_IFNAME names the wrong device). */
 const requireLoopback = (netns: string, ifname: string) =>
   Effect.gen(function*() {
     const link = yield* (yield* Backend).getLink(netns, ifname)
     if (link.kind !== "loopback") {
-      return yield* new CheckFailed({ step: "linkUp", message: `${ifname} in ${netns} is not a loopback device` })
+      return yield* invalidEnvironment("CNI_IFNAME", `${ifname} in ${netns} is not a loopback device`)
     }
   })
+
+/**
+ * The handle DEL undoes, rebuilt without ADD's memory: lo was down in the new namespace,
+ * and bringing it up made the kernel add these addresses (127.0.0.1/8 stays after down).
+ */
+const addedByAdd = (netns: string, ifname: string) => ({
+  up: { netns, link: ifname, wasUp: false, addedAddresses: ["127.0.0.1/8", "::1/128"] }
+})
 
 /**
  * loopback: ADD brings the namespace's loopback up; DEL takes it down again (nothing to do
@@ -50,14 +58,12 @@ export const loopbackPlugin: PluginDefinition<Backend> = {
       const input = inputOf(request)
       yield* requireLoopback(input.netns, input.ifname)
       // What ADD promised: the link is up (whatever its state was before ADD).
-      yield* Pipeline.check(loopbackPipeline, { up: { netns: input.netns, link: input.ifname, wasUp: false } })
+      yield* Pipeline.check(loopbackPipeline, addedByAdd(input.netns, input.ifname))
     }),
   del: (request) =>
     Effect.gen(function*() {
       if (request.env.netns === "") return
       // A fresh namespace's loopback is down: that is the state ADD found.
-      yield* Pipeline.undo(loopbackPipeline, {
-        up: { netns: request.env.netns, link: request.env.ifname, wasUp: false }
-      })
+      yield* Pipeline.undo(loopbackPipeline, addedByAdd(request.env.netns, request.env.ifname))
     })
 }

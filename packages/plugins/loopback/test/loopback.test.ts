@@ -68,7 +68,7 @@ describe("loopback on the mock kernel", () => {
       const before = control.snapshot()
       const add = yield* invoke(env("ADD", NS, "eth0"), conf())
       expect(add.exitCode).toBe(1)
-      expect(add.json.msg).toContain("not a loopback")
+      expect([add.json.code, add.json.msg]).toEqual([4, expect.stringContaining("not a loopback")])
       expect(control.diff(before, control.snapshot())).toEqual([])
     })))
 
