@@ -8,6 +8,9 @@ export * from "./addRoute.ts"
 export * from "./setSysctl.ts"
 export * from "./linkUp.ts"
 export * from "./ipamAllocate.ts"
+export * from "./addFilterRules.ts"
+export * from "./setLinkOptions.ts"
+export * from "./removeAddress.ts"
 export * from "./PluginExec.ts"
 // Test helpers (faultSweep, fakes) are imported from "@tscni/steps/testing/…" so that
 // they, and the mock kernel they use, never end up in a plugin binary.
