@@ -103,3 +103,11 @@ export const validAttachments = (
   conf: NetConf
 ): ReadonlyArray<{ containerID: string; ifname: string }> | undefined =>
   conf["cni.dev/valid-attachments"] ?? conf["cni.dev/attachments"]
+
+/**
+ * Validates a plugin's own keys (read from the raw stdin object) with the plugin's schema;
+ * failures are code 7 naming the field, exactly as for the common keys.
+ */
+export const decodePluginKeys =
+  <S extends Schema.Decoder<unknown>>(schema: S) => (json: unknown): Effect.Effect<S["Type"], CniError> =>
+    Schema.decodeUnknownEffect(schema)(json).pipe(Effect.mapError(toInvalidConfig))

@@ -30,6 +30,7 @@ export {
   NetConf,
   NetConfList,
   decodeNetConf,
+  decodePluginKeys,
   parseNetConf,
   decodeNetConfList,
   validAttachments

@@ -9,6 +9,8 @@ export interface EnsureBridgeInput {
   readonly name: string
   readonly mtu?: number
   readonly mac?: string
+  /** alias put on a bridge this step creates (marks it as tscni's) */
+  readonly alias?: string
 }
 
 /** `created` says whether this step made the bridge (only then may undo remove it). */
@@ -16,6 +18,8 @@ export const EnsureBridgeHandle = Schema.Struct({
   netns: Schema.String,
   name: Schema.String,
   index: Schema.Number,
+  /** the bridge's MAC when the step ran, for the result */
+  mac: Schema.String,
   created: Schema.Boolean
 })
 export type EnsureBridgeHandle = typeof EnsureBridgeHandle.Type
@@ -42,20 +46,21 @@ export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, Back
             message: `${input.name} exists in ${input.netns} and is a ${existing.kind}, not a bridge`
           })
         }
-        return { netns: input.netns, name: input.name, index: existing.index, created: false }
+        return { netns: input.netns, name: input.name, index: existing.index, mac: existing.mac, created: false }
       }
       const created = yield* backend.createLink({
         netns: input.netns,
         name: input.name,
         kind: "bridge",
         ...(input.mtu === undefined ? {} : { mtu: input.mtu }),
-        ...(input.mac === undefined ? {} : { mac: input.mac })
+        ...(input.mac === undefined ? {} : { mac: input.mac }),
+        ...(input.alias === undefined ? {} : { alias: input.alias })
       })
       // Bringing it up is part of this step: if that fails, remove what was just created.
       yield* backend.setLink(input.netns, input.name, { up: true }).pipe(
         Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
       )
-      return { netns: input.netns, name: input.name, index: created.index, created: true }
+      return { netns: input.netns, name: input.name, index: created.index, mac: created.mac, created: true }
     }),
   undo: (handle) =>
     Effect.gen(function*() {

@@ -38,7 +38,7 @@ export const IpamAllocateHandle = Schema.Struct({
 export type IpamAllocateHandle = typeof IpamAllocateHandle.Type
 
 type Request = Omit<IpamAllocateHandle, "result">
-type Verb = "ADD" | "DEL" | "CHECK"
+type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS"
 
 const environment = (verb: Verb, request: Request): Record<string, string> => ({
   CNI_COMMAND: verb,
@@ -148,3 +148,18 @@ export const ipamAllocate = makeStep<IpamAllocateInput, IpamAllocateHandle, CniE
       yield* invoke("CHECK", path, handle, { ...handle.config, prevResult })
     })
 })
+
+/**
+ * GC and STATUS of the delegate, as a plugin that delegates IPAM must pass them on
+ * (spec 1.1.0). A delegate binary that is missing is reported: STATUS must not say ready.
+ */
+export const delegateIpam = (
+  verb: "GC" | "STATUS",
+  request: { readonly pluginType: string; readonly config: Readonly<Record<string, unknown>>; readonly cniPath: string; readonly args: string }
+): Effect.Effect<void, CniError, PluginExec> =>
+  Effect.gen(function*() {
+    const exec = yield* PluginExec
+    const path = yield* exec.find(request.pluginType, request.cniPath)
+    const full: Request = { ...request, cniVersion: "1.1.0", containerId: "", netns: "", ifname: "" }
+    yield* invoke(verb, path, full, request.config)
+  })

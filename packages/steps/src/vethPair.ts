@@ -12,6 +12,8 @@ export interface VethPairInput {
   readonly mtu?: number
   readonly mac?: string
   readonly peerMac?: string
+  /** alias for the `name` end (what GC reads to know whose veth it is) */
+  readonly alias?: string
 }
 
 /** One end of a veth as created: enough to find it again and to report it in a Result. */
@@ -46,7 +48,14 @@ export const vethPair = makeStep<VethPairInput, VethPairHandle, BackendError, Ba
   apply: (input) =>
     Effect.gen(function*() {
       const backend = yield* Backend
-      const { link, peer } = yield* backend.createVeth(input)
+      const { alias, ...request } = input
+      const { link, peer } = yield* backend.createVeth(request)
+      if (alias !== undefined) {
+        // part of this step: if the alias cannot be set, the pair goes again
+        yield* backend.setLink(input.netns, input.name, { alias }).pipe(
+          Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
+        )
+      }
       return {
         netns: link.netns,
         name: link.name,

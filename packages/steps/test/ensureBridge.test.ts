@@ -11,7 +11,7 @@ describe("ensureBridge", () => {
     step: ensureBridge,
     prepare: Effect.succeed(input),
     expectDiff: (handle, diff) => {
-      expect(handle).toEqual({ netns: HOST_NETNS, name: "cni0", index: handle.index, created: true })
+      expect(handle).toEqual({ netns: HOST_NETNS, name: "cni0", index: handle.index, mac: handle.mac, created: true })
       expect(diff).toEqual(linkAddedLines(HOST_NETNS, "cni0", "bridge", handle.index))
     },
     observe: (handle) =>
@@ -35,7 +35,7 @@ describe("ensureBridge", () => {
       const existing = yield* backend.createLink({ netns: HOST_NETNS, name: "cni0", kind: "bridge" })
       const before = mock.snapshot()
       const handle = yield* ensureBridge.apply(input)
-      expect(handle).toEqual({ netns: HOST_NETNS, name: "cni0", index: existing.index, created: false })
+      expect(handle).toEqual({ netns: HOST_NETNS, name: "cni0", index: existing.index, mac: existing.mac, created: false })
       expect(mock.diff(before, mock.snapshot())).toEqual([])
       yield* ensureBridge.check(handle)
       yield* ensureBridge.undo(handle)

@@ -61,6 +61,14 @@ export const makeFakeIpam = (prefix = "10.88.0"): FakeIpam => {
         return ok("")
       case "CHECK":
         return allocations.has(key) ? ok("") : err(999, `fake-ipam: no address for ${key}`, cniVersion)
+      case "GC": {
+        const config = JSON.parse(request.stdin) as { "cni.dev/valid-attachments"?: Array<{ containerID: string; ifname: string }> }
+        const valid = new Set((config["cni.dev/valid-attachments"] ?? []).map((a) => `${a.containerID}/${a.ifname}`))
+        for (const held of [...allocations.keys()]) if (!valid.has(held)) allocations.delete(held)
+        return ok("")
+      }
+      case "STATUS":
+        return ok("")
       default:
         return err(4, `fake-ipam: unknown CNI_COMMAND ${String(request.env.CNI_COMMAND)}`, cniVersion)
     }

@@ -1,0 +1,236 @@
+import { Effect } from "effect"
+import { Backend, HOST_NETNS } from "@tscni/backend"
+import { CheckFailed, Pipeline } from "@tscni/engine"
+import type { PluginDefinition, PluginRequest } from "@tscni/skel"
+import { type Result, validAttachments } from "@tscni/spec"
+import { delegateIpam, type PluginExec } from "@tscni/steps"
+import { type BridgeSettings, bridgeSettings } from "./config.ts"
+import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, networkTag, ruleOwner } from "./names.ts"
+import { type BridgeInput, bridgePipeline } from "./pipeline.ts"
+import { planAddresses } from "./plan.ts"
+
+type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
+
+const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
+
+/** The request and its settings as the pipeline's input. */
+const pipelineInput = (request: PluginRequest, settings: BridgeSettings, hostSysctls: ReadonlySet<string>): BridgeInput => ({
+  settings,
+  containerId: request.env.containerId,
+  netns: request.env.netns,
+  ifname: request.env.ifname,
+  args: request.env.argsRaw,
+  cniPath: request.env.pathRaw,
+  cniVersion: request.conf.cniVersion,
+  rawConfig: request.raw,
+  hostSysctls
+})
+
+/** Which of the bridge-netfilter switches exist on this host (they need br_netfilter). */
+const presentHostSysctls = Effect.gen(function*() {
+  const backend = yield* Backend
+  const present = new Set<string>()
+  for (const key of BRIDGE_NF) {
+    const found = yield* backend.readSysctl(HOST_NETNS, key).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+    if (found) present.add(key)
+  }
+  return present
+})
+
+/**
+ * The result the reference bridge gives: bridge, host veth, pod interface; the pod's IPs on
+ * the last. Built from handles only: nothing may fail after the pipeline succeeded.
+ */
+const buildResult = (request: PluginRequest, settings: BridgeSettings, handles: BridgeHandles): Result => {
+    const ipamResult = handles.ipam?.result
+    const gatewayOf = new Map((ipamResult?.ips ?? []).map((ip) => [ip.address, ip.gateway]))
+    const dns = request.conf.dns ?? ipamResult?.dns
+    const result: Result = {
+      cniVersion: request.conf.cniVersion,
+      interfaces: [
+        { name: settings.bridge, mac: handles.bridge.mac },
+        { name: handles.veth.name, mac: handles.veth.mac },
+        { name: request.env.ifname, mac: handles.veth.peer.mac, sandbox: request.env.netns }
+      ],
+      ips: handles.plan.addresses.map((address) => {
+        const gateway = gatewayOf.get(address)
+        return { address, interface: 2, ...(gateway !== undefined ? { gateway } : {}) }
+      }),
+      routes: handles.plan.resultRoutes,
+      ...(dns !== undefined ? { dns } : {})
+    }
+    return result
+}
+
+/**
+ * The handles DEL undoes, rebuilt from names derived from the attachment and the config:
+ * the host veth (its peer goes with it), the IP (IPAM DEL), the masquerade rules (by owner).
+ * Shared things (bridge, gateway address, host sysctls) are not the pod's to undo.
+ */
+const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partial<BridgeHandles> => {
+  const { containerId, netns, ifname } = request.env
+  return {
+    veth: {
+      netns: HOST_NETNS,
+      name: hostVethName(containerId, ifname),
+      index: 0,
+      mac: "",
+      peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
+    },
+    masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
+    ...(settings.ipamType !== undefined
+      ? {
+        ipam: {
+          pluginType: settings.ipamType,
+          config: request.raw,
+          cniVersion: request.conf.cniVersion,
+          containerId,
+          netns,
+          ifname,
+          args: request.env.argsRaw,
+          cniPath: request.env.pathRaw,
+          result: request.prevResult ?? { cniVersion: request.conf.cniVersion }
+        }
+      }
+      : {})
+  }
+}
+
+/**
+ * A bridge tscni created (it carries our alias) is removed once no port is left on it, so
+ * the last pod's DEL leaves the host as it was; a bridge someone else made is never touched.
+ */
+const removeBridgeIfUnused = (settings: BridgeSettings) =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const bridge = yield* backend.getLink(HOST_NETNS, settings.bridge).pipe(Effect.orElseSucceed(() => undefined))
+    if (bridge === undefined || bridge.kind !== "bridge" || bridge.alias !== bridgeAlias(settings.network)) return
+    const links = yield* backend.listLinks(HOST_NETNS)
+    if (links.some((link) => link.master === bridge.index)) return
+    yield* backend.deleteLink(HOST_NETNS, settings.bridge).pipe(Effect.catchIf((error) => error.reason === "NotFound", () => Effect.void))
+  })
+
+/** The pod's part of prevResult: its interface's IPs (a chain's result may hold others). */
+const podResult = (request: PluginRequest): Result | undefined => {
+  const prev = request.prevResult
+  if (prev === undefined) return undefined
+  const index = (prev.interfaces ?? []).findIndex((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
+  return { ...prev, ips: (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index) }
+}
+
+/** The handles CHECK verifies: what ADD promised, rebuilt from prevResult and the config. */
+const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
+  Effect.gen(function*() {
+    const result = podResult(request)
+    const plan = yield* planAddresses(result, {
+      ifname: request.env.ifname,
+      isGateway: settings.isGateway,
+      isDefaultGateway: false // the default routes are in prevResult's routes already
+    })
+    const { containerId, netns, ifname } = request.env
+    const hostVeth = hostVethName(containerId, ifname)
+    const owner = ruleOwner(settings.network, containerId, ifname)
+    const masquerade = settings.ipMasq && plan.addresses.length > 0
+    const handles: Partial<BridgeHandles> = {
+      bridge: { netns: HOST_NETNS, name: settings.bridge, index: 0, mac: "", created: false },
+      veth: { netns: HOST_NETNS, name: hostVeth, index: 0, mac: "", peer: { netns, name: ifname, index: 0, mac: "" } },
+      port: { netns: HOST_NETNS, link: hostVeth, bridge: settings.bridge, hairpin: settings.hairpinMode, isolated: settings.portIsolation },
+      hostUp: { netns: HOST_NETNS, link: hostVeth, wasUp: false },
+      addresses: plan.addresses.map((cidr) => ({ netns, link: ifname, cidr, created: true })),
+      routes: plan.routes.map((route) => ({ netns, route })),
+      gateways: plan.gateways.map((cidr) => ({ netns: HOST_NETNS, bridge: settings.bridge, cidr, created: false, replaced: [] })),
+      ...(settings.disableContainerInterface ? {} : { podUp: { netns, link: ifname, wasUp: false } }),
+      ...(masquerade ? { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: plan.addresses.length } } : {}),
+      ...(settings.ipamType !== undefined && result !== undefined
+        ? {
+          ipam: {
+            pluginType: settings.ipamType,
+            config: request.raw,
+            cniVersion: request.conf.cniVersion,
+            containerId,
+            netns,
+            ifname,
+            args: request.env.argsRaw,
+            cniPath: request.env.pathRaw,
+            result
+          }
+        }
+        : {})
+    }
+    return handles
+  })
+
+/** The pod interface still has the MAC prevResult reported. */
+const checkMac = (request: PluginRequest) =>
+  Effect.gen(function*() {
+    const reported = request.prevResult?.interfaces?.find((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
+    if (reported?.mac === undefined) return
+    const link = yield* (yield* Backend).getLink(request.env.netns, request.env.ifname)
+    if (link.mac.toLowerCase() !== reported.mac.toLowerCase()) {
+      return yield* new CheckFailed({ step: "vethPair", message: `${request.env.ifname} has MAC ${link.mac}, prevResult says ${reported.mac}` })
+    }
+  })
+
+/** GC: host veths and masquerade rules of this network whose attachment the runtime no longer knows. */
+const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
+  Effect.gen(function*() {
+    const valid = validAttachments(request.conf) ?? []
+    const validKeys = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)))
+    const validVeths = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
+    const backend = yield* Backend
+    const bridge = yield* backend.getLink(HOST_NETNS, settings.bridge).pipe(Effect.orElseSucceed(() => undefined))
+    if (bridge !== undefined) {
+      for (const link of yield* backend.listLinks(HOST_NETNS)) {
+        const ours = link.master === bridge.index && link.kind === "veth" && link.alias?.startsWith(`tscni:${settings.network}/`) === true
+        if (ours && !validVeths.has(link.name)) yield* backend.deleteLink(HOST_NETNS, link.name).pipe(Effect.ignore)
+      }
+    }
+    const prefix = `${networkTag(settings.network)}:`
+    const owners = new Set(
+      (yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE).pipe(Effect.orElseSucceed(() => [])))
+        .map((rule) => rule.comment)
+        .filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
+    )
+    for (const owner of owners) yield* backend.deleteFilterRules(HOST_NETNS, BRIDGE_TABLE, owner)
+    if (settings.ipamType !== undefined) {
+      yield* delegateIpam("GC", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })
+    }
+    yield* removeBridgeIfUnused(settings)
+  })
+
+/**
+ * bridge: the pod's veth on a host bridge, its IPs from IPAM, routes, gateway and
+ * masquerade; DEL from derived names (works without the netns, twice, or with no ADD);
+ * CHECK against prevResult; GC of host veths and rules of attachments no longer valid.
+ */
+export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
+  name: "bridge",
+  add: (request) =>
+    Effect.gen(function*() {
+      const settings = yield* bridgeSettings(request)
+      const input = pipelineInput(request, settings, yield* presentHostSysctls)
+      const handles = yield* Pipeline.apply(bridgePipeline, input)
+      return buildResult(request, settings, handles)
+    }),
+  check: (request) =>
+    Effect.gen(function*() {
+      const settings = yield* bridgeSettings(request)
+      yield* Pipeline.check(bridgePipeline, yield* handlesForCheck(request, settings))
+      yield* checkMac(request)
+    }),
+  del: (request) =>
+    Effect.gen(function*() {
+      const settings = yield* bridgeSettings(request)
+      yield* Pipeline.undo(bridgePipeline, handlesForDel(request, settings))
+      yield* removeBridgeIfUnused(settings)
+    }),
+  gc: (request) => Effect.gen(function*() {
+    yield* collectGarbage(request, yield* bridgeSettings(request))
+  }),
+  status: (request) =>
+    Effect.gen(function*() {
+      const settings = yield* bridgeSettings(request)
+      if (settings.ipamType === undefined) return
+      yield* delegateIpam("STATUS", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })
+    })
+}

@@ -1,0 +1,82 @@
+import { Effect, Schema } from "effect"
+import { Backend, type BackendError } from "@tscni/backend"
+import { ensure, makeStep } from "@tscni/engine"
+import { type CniError, invalidConfig } from "@tscni/spec"
+import { contains, parseCidr } from "@tscni/ip"
+
+export interface GatewayAddressInput {
+  readonly netns: string
+  readonly bridge: string
+  /** the gateway with the pod network's prefix, e.g. `10.22.0.1/16` */
+  readonly cidr: string
+  /** replace another address of the same network instead of failing (`forceAddress`) */
+  readonly force: boolean
+}
+
+export const GatewayAddressHandle = Schema.Struct({
+  netns: Schema.String,
+  bridge: Schema.String,
+  cidr: Schema.String,
+  /** false when the bridge already had it: shared by every pod, never removed by undo */
+  created: Schema.Boolean,
+  /** addresses `force` removed, put back by undo */
+  replaced: Schema.Array(Schema.String)
+})
+export type GatewayAddressHandle = typeof GatewayAddressHandle.Type
+
+const STEP = "gatewayAddress"
+
+/** Two CIDRs overlap when either network contains the other's address. */
+const overlaps = (a: string, b: string): boolean => {
+  const x = parseCidr(a)
+  const y = parseCidr(b)
+  return x !== undefined && y !== undefined && (contains(x, y.ip) || contains(y, x.ip))
+}
+
+/**
+ * Gives the bridge the pod network's gateway address, as the reference bridge plugin does:
+ * an existing equal address is adopted; a different address of the same network is an
+ * error unless `forceAddress`, which replaces it (and undo restores it).
+ */
+export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle, BackendError | CniError, Backend>({
+  name: STEP,
+  handle: GatewayAddressHandle,
+  apply: (input) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const present = (yield* backend.listAddresses(input.netns, input.bridge)).map((address) => address.cidr)
+      const base = { netns: input.netns, bridge: input.bridge, cidr: input.cidr }
+      if (present.includes(input.cidr)) return { ...base, created: false, replaced: [] }
+      const conflicting = present.filter((cidr) => overlaps(cidr, input.cidr))
+      if (conflicting.length > 0 && !input.force) {
+        return yield* invalidConfig(
+          "forceAddress",
+          `bridge ${input.bridge} already has ${conflicting.join(", ")}, which differs from ${input.cidr}; set forceAddress to replace it`
+        )
+      }
+      for (const cidr of conflicting) yield* backend.deleteAddress(input.netns, input.bridge, cidr)
+      yield* backend.addAddress(input.netns, input.bridge, input.cidr).pipe(
+        // put back what was removed if the new address cannot be added
+        Effect.onError(() => Effect.ignore(Effect.forEach(conflicting, (cidr) => backend.addAddress(input.netns, input.bridge, cidr))))
+      )
+      return { ...base, created: true, replaced: conflicting }
+    }),
+  undo: (handle) =>
+    Effect.gen(function*() {
+      if (!handle.created) return
+      const backend = yield* Backend
+      const present = yield* backend.listAddresses(handle.netns, handle.bridge).pipe(
+        Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed(undefined))
+      )
+      if (present === undefined) return // the bridge is gone, and its addresses with it
+      if (present.some((address) => address.cidr === handle.cidr)) yield* backend.deleteAddress(handle.netns, handle.bridge, handle.cidr)
+      for (const cidr of handle.replaced) {
+        if (!present.some((address) => address.cidr === cidr)) yield* backend.addAddress(handle.netns, handle.bridge, cidr)
+      }
+    }),
+  check: (handle) =>
+    Effect.gen(function*() {
+      const present = (yield* (yield* Backend).listAddresses(handle.netns, handle.bridge)).map((address) => address.cidr)
+      yield* ensure(STEP, present.includes(handle.cidr), () => `bridge ${handle.bridge} lacks its gateway ${handle.cidr}`)
+    })
+})

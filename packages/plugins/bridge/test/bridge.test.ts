@@ -1,0 +1,300 @@
+import { describe, expect, test } from "bun:test"
+import { Effect, Layer } from "effect"
+import { Backend, HOST_NETNS } from "@tscni/backend"
+import * as MockBackend from "@tscni/backend-mock"
+import { handleInvocation } from "@tscni/skel"
+import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
+import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
+import { BRIDGE_TABLE, bridgePlugin, hostVethName } from "../src/index.ts"
+
+type Json = Record<string, any>
+
+/** A mock kernel plus a fake host-local, kept for the whole test. */
+const world = () => {
+  const ipam = makeFakeIpam("10.88.0")
+  const exec = makeFakePluginExec({ "fake-ipam": ipam.plugin })
+  return { ipam, exec, layer: Layer.mergeAll(MockBackend.layer, exec.layer) }
+}
+
+const CONF = {
+  cniVersion: "1.0.0",
+  name: "podnet",
+  type: "bridge",
+  bridge: "br-test",
+  isGateway: true,
+  isDefaultGateway: true,
+  ipMasq: true,
+  hairpinMode: true,
+  ipam: { type: "fake-ipam" }
+}
+
+const env = (command: string, id: string, netns: string, ifname = "eth0") => ({
+  CNI_COMMAND: command,
+  CNI_CONTAINERID: id,
+  CNI_NETNS: netns,
+  CNI_IFNAME: ifname,
+  CNI_PATH: "/opt/cni/bin"
+})
+
+const invoke = (environment: Record<string, string>, conf: Json) =>
+  handleInvocation(bridgePlugin, { env: environment, stdin: Effect.succeed(JSON.stringify(conf)) }).pipe(
+    Effect.map((outcome) => ({ ...outcome, json: outcome.stdout === "" ? undefined : (JSON.parse(outcome.stdout) as Json) }))
+  )
+
+const run = <A, E>(w: ReturnType<typeof world>, body: Effect.Effect<A, E, Backend | MockBackend.MockControlService>) =>
+  Effect.runPromise(body.pipe(Effect.provide(w.layer)))
+
+const pod = (name: string) => Backend.use((backend) => backend.createNetns(name))
+
+describe("bridge ADD on the mock kernel", () => {
+  test("plugs the pod into the bridge with its IP, routes, gateway and masquerade", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      expect(add.exitCode).toBe(0)
+      const veth = hostVethName("c1", "eth0")
+      expect(add.json!.interfaces).toEqual([
+        { name: "br-test", mac: expect.any(String) },
+        { name: veth, mac: expect.any(String) },
+        { name: "eth0", mac: expect.any(String), sandbox: ns }
+      ])
+      expect(add.json!.ips).toEqual([{ address: "10.88.0.2/24", gateway: "10.88.0.1", interface: 2 }])
+      expect(add.json!.routes).toEqual([{ dst: "0.0.0.0/0", gw: "10.88.0.1" }])
+
+      const bridge = yield* backend.getLink(HOST_NETNS, "br-test")
+      expect(bridge).toMatchObject({ kind: "bridge", up: true, alias: "tscni:podnet" })
+      const hostEnd = yield* backend.getLink(HOST_NETNS, veth)
+      expect(hostEnd).toMatchObject({ kind: "veth", up: true, master: bridge.index, bridgePort: { hairpin: true, isolated: false } })
+      expect(hostEnd.alias).toBe("tscni:podnet/c1/eth0")
+      const podEnd = yield* backend.getLink(ns, "eth0")
+      expect(podEnd).toMatchObject({ up: true, mac: add.json!.interfaces[2].mac })
+      expect((yield* backend.listAddresses(ns, "eth0")).map((a) => a.cidr)).toContain("10.88.0.2/24")
+      expect((yield* backend.listAddresses(HOST_NETNS, "br-test")).map((a) => a.cidr)).toEqual(["10.88.0.1/24"])
+      expect(yield* backend.listRoutes(ns)).toContainEqual(expect.objectContaining({ dst: "0.0.0.0/0", gateway: "10.88.0.1", link: "eth0" }))
+      expect(yield* backend.readSysctl(HOST_NETNS, "net.ipv4.ip_forward")).toBe("1")
+      expect(yield* backend.readSysctl(HOST_NETNS, "net.bridge.bridge-nf-call-iptables")).toBe("1")
+      const rules = yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)
+      expect(rules.map((r) => r.rule)).toEqual(["ip saddr 10.88.0.2 ip daddr != 10.88.0.0/24 ip daddr != 224.0.0.0/4 masquerade"])
+      expect(w.ipam.allocations().get("c1/eth0")).toBe("10.88.0.2/24")
+    }))
+  })
+
+  test("every fault during ADD leaves kernel and IPAM as they were", async () => {
+    let failures = 0
+    for (let k = 1; ; k++) {
+      // a fresh kernel and IPAM per k: fail the k-th backend call of one ADD
+      const w = world()
+      const outcome = await run(w, Effect.gen(function*() {
+        const mock = yield* MockBackend.MockControlService
+        const ns = yield* pod("p1")
+        const before = mock.snapshot()
+        const callsBefore = mock.calls().length
+        mock.failNth(k)
+        const add = yield* invoke(env("ADD", "c1", ns), CONF)
+        mock.clearFaults()
+        const fired = mock.calls().length - callsBefore >= k
+        if (add.exitCode !== 0) {
+          expect({ k, diff: mock.diff(before, mock.snapshot()), allocations: w.ipam.allocations().size })
+            .toEqual({ k, diff: [], allocations: 0 })
+        }
+        return { failed: add.exitCode !== 0, fired }
+      }))
+      if (outcome.failed) failures++
+      if (!outcome.fired) break
+    }
+    expect(failures).toBeGreaterThan(15)
+  })
+
+  test("an IPAM failure (range exhausted) leaves no veth behind", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* pod("p1")
+      const before = mock.snapshot()
+      w.ipam.failAdd({ code: 11, msg: "no IP addresses available in range set 10.88.0.0/24" })
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      expect([add.exitCode, add.json!.code, add.json!.msg]).toEqual([1, 11, "no IP addresses available in range set 10.88.0.0/24"])
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+
+  test("bad configuration is a code 7/2 error naming the field, with no change", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* pod("p1")
+      const before = mock.snapshot()
+      const cases: Array<[Json, Record<string, string>, number, string]> = [
+        [{ ...CONF, mtu: 10 }, {}, 7, "mtu"],
+        [{ ...CONF, bridge: "a-name-that-is-too-long" }, {}, 7, "bridge"],
+        [{ ...CONF, runtimeConfig: { mac: "01:00:5e:00:00:01" } }, {}, 7, "runtimeConfig.mac"],
+        [{ ...CONF, ipMasqBackend: "iptables" }, {}, 2, "ipMasqBackend"],
+        [{ ...CONF, disableContainerInterface: true }, {}, 7, "disableContainerInterface"],
+        [CONF, { CNI_ARGS: "IgnoreUnknown=1;MAC=zz:zz" }, 7, "MAC"]
+      ]
+      for (const [conf, extraEnv, code, field] of cases) {
+        const out = yield* invoke({ ...env("ADD", "c1", ns), ...extraEnv }, conf)
+        expect([out.exitCode, out.json!.code]).toEqual([1, code])
+        expect(out.json!.msg).toContain(field)
+      }
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+
+  test("a MAC from runtimeConfig, args or CNI_ARGS lands on the pod interface", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const sources: Array<[Json, Record<string, string>, string]> = [
+        [{ ...CONF, runtimeConfig: { mac: "0a:58:0a:58:00:aa" } }, {}, "0a:58:0a:58:00:aa"],
+        [{ ...CONF, args: { cni: { mac: "0a:58:0a:58:00:bb" } } }, {}, "0a:58:0a:58:00:bb"],
+        [CONF, { CNI_ARGS: "IgnoreUnknown=1;MAC=0A:58:0A:58:00:CC" }, "0a:58:0a:58:00:cc"]
+      ]
+      for (const [index, [conf, extraEnv, mac]] of sources.entries()) {
+        const ns = yield* pod(`m${index}`)
+        const out = yield* invoke({ ...env("ADD", `m${index}`, ns), ...extraEnv }, conf)
+        expect(out.exitCode).toBe(0)
+        expect((yield* backend.getLink(ns, "eth0")).mac).toBe(mac)
+      }
+    }))
+  })
+})
+
+describe("bridge DEL, CHECK and GC on the mock kernel", () => {
+  test("DEL removes everything of the pod; the last pod's DEL removes tscni's bridge", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const backend = yield* Backend
+      const ns1 = yield* pod("p1")
+      const ns2 = yield* pod("p2")
+      const before = mock.snapshot()
+      const add1 = yield* invoke(env("ADD", "c1", ns1), CONF)
+      const add2 = yield* invoke(env("ADD", "c2", ns2), CONF)
+      expect([add1.exitCode, add2.exitCode]).toEqual([0, 0])
+      // the second pod adopted bridge and gateway
+      expect((yield* backend.listAddresses(HOST_NETNS, "br-test")).map((a) => a.cidr)).toEqual(["10.88.0.1/24"])
+
+      expect((yield* invoke(env("DEL", "c1", ns1), { ...CONF, prevResult: add1.json })).exitCode).toBe(0)
+      expect((yield* backend.getLink(HOST_NETNS, "br-test")).up).toBe(true)
+      expect((yield* backend.listAddresses(HOST_NETNS, "br-test")).map((a) => a.cidr)).toEqual(["10.88.0.1/24"])
+      expect((yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)).map((r) => r.rule)).toEqual([
+        expect.stringContaining("10.88.0.3")
+      ])
+
+      expect((yield* invoke(env("DEL", "c2", ns2), { ...CONF, prevResult: add2.json })).exitCode).toBe(0)
+      // host-wide switches stay (as with the reference plugin); nothing else is left
+      expect(mock.diff(before, mock.snapshot()).filter((line) => !line.includes("sysctl net."))).toEqual([])
+      expect(w.ipam.allocations().size).toBe(0)
+    }))
+  })
+
+  test("DEL succeeds twice, without ADD, and with the namespace already gone", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      yield* backend.deleteNetns(ns)
+      for (const netns of [ns, ""]) {
+        const del = yield* invoke(env("DEL", "c1", netns), { ...CONF, prevResult: add.json })
+        expect([del.exitCode, del.stdout]).toEqual([0, ""])
+      }
+      expect(yield* backend.listLinks(HOST_NETNS)).not.toContainEqual(expect.objectContaining({ name: hostVethName("c1", "eth0") }))
+      expect(yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)).toEqual([])
+      expect(w.ipam.allocations().size).toBe(0)
+      const never = yield* invoke(env("DEL", "never-added", ""), CONF)
+      expect(never.exitCode).toBe(0)
+      expect(mock.calls().length).toBeGreaterThan(0)
+    }))
+  })
+
+  test("CHECK passes after ADD and names what was changed by hand", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      const check = () => invoke(env("CHECK", "c1", ns), { ...CONF, prevResult: add.json })
+      expect((yield* check()).exitCode).toBe(0)
+
+      yield* backend.deleteAddress(ns, "eth0", "10.88.0.2/24")
+      const noAddress = yield* check()
+      expect([noAddress.exitCode, noAddress.json!.msg]).toEqual([1, expect.stringContaining("10.88.0.2/24")])
+      yield* backend.addAddress(ns, "eth0", "10.88.0.2/24")
+      expect((yield* check()).exitCode).toBe(0)
+
+      yield* backend.setLink(HOST_NETNS, hostVethName("c1", "eth0"), { master: null })
+      const detached = yield* check()
+      expect([detached.exitCode, detached.json!.msg]).toEqual([1, expect.stringContaining("not a port of br-test")])
+    }))
+  })
+
+  test("GC removes the veth, rules and IP of attachments that are no longer valid", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns1 = yield* pod("p1")
+      const ns2 = yield* pod("p2")
+      yield* invoke(env("ADD", "c1", ns1), CONF)
+      yield* invoke(env("ADD", "c2", ns2), CONF)
+      const gc = yield* invoke({ CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" }, {
+        ...CONF,
+        cniVersion: "1.1.0",
+        "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }]
+      })
+      expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
+      const names = (yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)
+      expect(names).not.toContain(hostVethName("c1", "eth0"))
+      expect(names).toContain(hostVethName("c2", "eth0"))
+      expect((yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)).map((r) => r.rule)).toEqual([
+        expect.stringContaining("10.88.0.3")
+      ])
+      expect([...w.ipam.allocations().keys()]).toEqual(["c2/eth0"])
+    }))
+  })
+
+  test("forceAddress: a foreign address in the pod network blocks ADD unless forced; rollback restores it", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      yield* backend.createLink({ netns: HOST_NETNS, name: "br-test", kind: "bridge" })
+      yield* backend.setLink(HOST_NETNS, "br-test", { up: true })
+      yield* backend.addAddress(HOST_NETNS, "br-test", "10.88.0.254/24")
+      const before = mock.snapshot()
+      const refused = yield* invoke(env("ADD", "c1", ns), CONF)
+      expect([refused.exitCode, refused.json!.code, refused.json!.msg]).toEqual([1, 7, expect.stringContaining("forceAddress")])
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+
+      const forced = { ...CONF, forceAddress: true }
+      mock.failWhen((call) => call.operation === "addFilterRules") // fail at the very end
+      const failed = yield* invoke(env("ADD", "c1", ns), forced)
+      mock.clearFaults()
+      expect(failed.exitCode).toBe(1)
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+
+      expect((yield* invoke(env("ADD", "c1", ns), forced)).exitCode).toBe(0)
+      expect((yield* backend.listAddresses(HOST_NETNS, "br-test")).map((a) => a.cidr)).toEqual(["10.88.0.1/24"])
+    }))
+  })
+
+  test("an interface name already taken in the pod is refused, nothing left", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      yield* backend.createVeth({ netns: ns, name: "eth0", peerNetns: ns, peerName: "other" })
+      const before = mock.snapshot()
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      expect(add.exitCode).toBe(1)
+      expect(add.json!.msg).toContain("eth0")
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+})
