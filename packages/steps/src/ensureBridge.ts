@@ -1,5 +1,5 @@
 import { Effect, Schema } from "effect"
-import { Backend, BackendError } from "@tscni/backend"
+import { Backend, BackendError, type LinkInfo } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 import { checkFailed, ignoreNotFound } from "./internal.ts"
 
@@ -37,17 +37,18 @@ export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, Back
   apply: (input) =>
     Effect.gen(function*() {
       const backend = yield* Backend
+      const adopt = (existing: LinkInfo) =>
+        existing.kind === "bridge"
+          ? Effect.succeed({ netns: input.netns, name: input.name, index: existing.index, mac: existing.mac, created: false })
+          : Effect.fail(
+            new BackendError({
+              operation: "createLink",
+              reason: "AlreadyExists",
+              message: `${input.name} exists in ${input.netns} and is a ${existing.kind}, not a bridge`
+            })
+          )
       const existing = yield* ignoreNotFound(backend.getLink(input.netns, input.name))
-      if (existing !== undefined) {
-        if (existing.kind !== "bridge") {
-          return yield* new BackendError({
-            operation: "createLink",
-            reason: "AlreadyExists",
-            message: `${input.name} exists in ${input.netns} and is a ${existing.kind}, not a bridge`
-          })
-        }
-        return { netns: input.netns, name: input.name, index: existing.index, mac: existing.mac, created: false }
-      }
+      if (existing !== undefined) return yield* adopt(existing)
       const created = yield* backend.createLink({
         netns: input.netns,
         name: input.name,
@@ -55,12 +56,22 @@ export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, Back
         ...(input.mtu === undefined ? {} : { mtu: input.mtu }),
         ...(input.mac === undefined ? {} : { mac: input.mac }),
         ...(input.alias === undefined ? {} : { alias: input.alias })
-      })
+      }).pipe(
+        Effect.map((link) => ({ link, raced: false })),
+        // a concurrent ADD of another pod created it first: adopt theirs
+        Effect.catchIf(
+          (error) => error.reason === "AlreadyExists",
+          () => backend.getLink(input.netns, input.name).pipe(Effect.map((link) => ({ link, raced: true })))
+        )
+      )
+      if (created.raced) return yield* adopt(created.link)
       // Bringing it up is part of this step: if that fails, remove what was just created.
-      yield* backend.setLink(input.netns, input.name, { up: true }).pipe(
+      // Setting its own MAC pins it: else a bridge takes the lowest MAC of its ports, which
+      // changes as pods come and go (the reference plugin does the same).
+      yield* backend.setLink(input.netns, input.name, { up: true, mac: created.link.mac }).pipe(
         Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
       )
-      return { netns: input.netns, name: input.name, index: created.index, mac: created.mac, created: true }
+      return { netns: input.netns, name: input.name, index: created.link.index, mac: created.link.mac, created: true }
     }),
   undo: (handle) =>
     Effect.gen(function*() {

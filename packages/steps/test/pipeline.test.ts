@@ -152,7 +152,7 @@ describe("faultSweep", () => {
           const backend = yield* Backend
           const created = yield* backend.createLink({ netns: input.netns, name: input.name, kind: "bridge" })
           yield* backend.setLink(input.netns, input.name, { up: true })
-          return { netns: input.netns, name: input.name, index: created.index, created: true }
+          return { netns: input.netns, name: input.name, index: created.index, mac: created.mac, created: true }
         })
     }
     const pipeline = Pipeline.make<{ readonly name: string }>("leaky").step("bridge", leaky, (input) => ({

@@ -55,11 +55,14 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
         )
       }
       for (const cidr of conflicting) yield* backend.deleteAddress(input.netns, input.bridge, cidr)
-      yield* backend.addAddress(input.netns, input.bridge, input.cidr).pipe(
+      const created = yield* backend.addAddress(input.netns, input.bridge, input.cidr).pipe(
+        Effect.as(true),
+        // another pod's ADD, running at the same time, added it first: adopt it
+        Effect.catchIf((error) => error.reason === "AlreadyExists" && conflicting.length === 0, () => Effect.succeed(false)),
         // put back what was removed if the new address cannot be added
         Effect.onError(() => Effect.ignore(Effect.forEach(conflicting, (cidr) => backend.addAddress(input.netns, input.bridge, cidr))))
       )
-      return { ...base, created: true, replaced: conflicting }
+      return { ...base, created, replaced: conflicting }
     }),
   undo: (handle) =>
     Effect.gen(function*() {

@@ -1,0 +1,49 @@
+/**
+ * Runs one plugin invocation in-process on the real kernel with the k-th Backend call
+ * failing, for fault-injection tests of compiled-plugin behaviour without a test hook in
+ * the product: `ip netns exec HOST bun fault-driver.ts <plugin> <k>` with the plugin's env
+ * and stdin. Prints the plugin's stdout; the last stderr line is `calls=<n>` (how many
+ * Backend calls were made, so the test knows whether call k happened at all).
+ */
+import { Effect, Layer } from "effect"
+import { Backend, BackendError, type BackendShape } from "@tscni/backend"
+import { makeLinuxBackend } from "@tscni/backend-linux"
+import { bridgePlugin } from "@tscni/plugin-bridge"
+import { handleInvocation, loggingLayer, type PluginDefinition } from "@tscni/skel"
+import { PluginExec } from "@tscni/steps"
+
+const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = { bridge: bridgePlugin }
+
+const [name, kText] = process.argv.slice(2)
+const plugin = PLUGINS[name ?? ""]
+const k = Number(kText)
+if (!plugin || !Number.isInteger(k)) {
+  console.error("usage: fault-driver.ts <plugin> <k>")
+  process.exit(2)
+}
+
+let calls = 0
+const real = makeLinuxBackend()
+/** Every operation of the real backend, the k-th one failing before it runs. */
+const faulty = Object.fromEntries(
+  Object.entries(real).map(([operation, run]) => [
+    operation,
+    (...args: Array<unknown>) =>
+      Effect.suspend(() => {
+        calls++
+        if (calls === k) {
+          return Effect.fail(new BackendError({ operation, reason: "Injected", message: `${operation}: injected fault at call ${k}` }))
+        }
+        return (run as (...a: Array<unknown>) => Effect.Effect<unknown, BackendError>)(...args)
+      })
+  ])
+) as unknown as BackendShape
+
+// logs to stderr as in the real plugin (stdout carries only the result)
+const layer = Layer.mergeAll(Layer.succeed(Backend)(faulty), PluginExec.layer, loggingLayer(process.env))
+const outcome = await Effect.runPromise(
+  handleInvocation(plugin, { env: process.env, stdin: Effect.promise(() => Bun.stdin.text()) }).pipe(Effect.provide(layer))
+)
+process.stdout.write(outcome.stdout)
+process.stderr.write(`calls=${calls}\n`)
+process.exitCode = outcome.exitCode
