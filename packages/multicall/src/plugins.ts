@@ -1,6 +1,8 @@
 /** Each plugin's process entry, loaded only when that plugin is the one invoked. */
 const PLUGINS: Record<string, () => Promise<void>> = {
-  loopback: () => import("@tscni/plugin-loopback/run").then((module) => module.runLoopback())
+  loopback: () => import("@tscni/plugin-loopback/run").then((module) => module.runLoopback()),
+  "host-local": () => import("@tscni/plugin-host-local/run").then((module) => module.runHostLocal()),
+  static: () => import("@tscni/plugin-static/run").then((module) => module.runStatic())
 }
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS)

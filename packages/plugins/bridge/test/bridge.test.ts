@@ -3,6 +3,7 @@ import { Effect, Layer } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
 import { handleInvocation } from "@tscni/skel"
+import type { PluginExec } from "@tscni/steps"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
 import { BRIDGE_TABLE, bridgePlugin, hostVethName } from "../src/index.ts"
@@ -41,7 +42,10 @@ const invoke = (environment: Record<string, string>, conf: Json) =>
     Effect.map((outcome) => ({ ...outcome, json: outcome.stdout === "" ? undefined : (JSON.parse(outcome.stdout) as Json) }))
   )
 
-const run = <A, E>(w: ReturnType<typeof world>, body: Effect.Effect<A, E, Backend | MockBackend.MockControlService>) =>
+const run = <A, E>(
+  w: ReturnType<typeof world>,
+  body: Effect.Effect<A, E, Backend | MockBackend.MockControlService | PluginExec>
+) =>
   Effect.runPromise(body.pipe(Effect.provide(w.layer)))
 
 const pod = (name: string) => Backend.use((backend) => backend.createNetns(name))

@@ -1,0 +1,98 @@
+/**
+ * Where a runtime asks an IPAM plugin for specific addresses, read the way the reference
+ * plugins read them: the `ips` capability (`runtimeConfig.ips`), the `args.cni.ips`
+ * convention, and `IP=` in CNI_ARGS (parsed like libcni's `types.LoadArgs`).
+ */
+import { Effect } from "effect"
+import { type CniError, invalidConfig, invalidEnvironment, type NetConf } from "@tscni/spec"
+
+/** One address text a runtime asked for, with the field it came from and how to blame it. */
+export interface RequestedText {
+  readonly text: string
+  /** e.g. `runtimeConfig.ips[0]`, `args.cni.ips[1]`, `CNI_ARGS IP` */
+  readonly field: string
+  /** The error for a problem with this entry: code 7 for config fields, code 4 for CNI_ARGS. */
+  readonly fail: (problem: string) => CniError
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const stringList = (value: unknown, field: string): Effect.Effect<ReadonlyArray<RequestedText>, CniError> => {
+  // Go's json decoding treats a missing key and `null` alike.
+  if (value === undefined || value === null) return Effect.succeed([])
+  if (!Array.isArray(value)) return Effect.fail(invalidConfig(field, "expected an array of strings"))
+  const out: Array<RequestedText> = []
+  for (const [index, item] of value.entries()) {
+    const itemField = `${field}[${index}]`
+    if (typeof item !== "string") return Effect.fail(invalidConfig(itemField, "expected a string"))
+    out.push({ text: item.trim(), field: itemField, fail: (problem) => invalidConfig(itemField, problem) })
+  }
+  return Effect.succeed(out)
+}
+
+/** `runtimeConfig.ips`: the `ips` capability a runtime injects. */
+export const runtimeConfigIps = (conf: NetConf): Effect.Effect<ReadonlyArray<RequestedText>, CniError> =>
+  stringList(conf.runtimeConfig?.ips, "runtimeConfig.ips")
+
+/** `args.cni.ips`: the CONVENTIONS.md way to pass addresses in the config itself. */
+export const argsCniIps = (conf: NetConf): Effect.Effect<ReadonlyArray<RequestedText>, CniError> => {
+  const cni = conf.args?.cni
+  if (cni === undefined || cni === null) return Effect.succeed([])
+  if (!isRecord(cni)) return Effect.fail(invalidConfig("args.cni", "expected an object"))
+  return stringList(cni.ips, "args.cni.ips")
+}
+
+/** A comma-separated CNI_ARGS value split into entries (empty entries skipped). */
+export const cniArgsList = (value: string | undefined, key: string): ReadonlyArray<RequestedText> =>
+  (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "").map((text) => ({
+    text,
+    field: `CNI_ARGS ${key}`,
+    fail: (problem: string) => invalidEnvironment("CNI_ARGS", `${key}: ${problem}`)
+  }))
+
+const parseBool = (value: string): boolean | undefined => {
+  switch (value.toLowerCase()) {
+    case "1":
+    case "true":
+      return true
+    case "0":
+    case "false":
+      return false
+    default:
+      return undefined
+  }
+}
+
+/**
+ * CNI_ARGS as libcni's `types.LoadArgs` reads it into a plugin's args struct: keys are
+ * case-sensitive; `IgnoreUnknown` takes 1/true/0/false; a key the plugin does not know is
+ * an error unless `IgnoreUnknown` is true (Kubernetes runtimes always set it). Code 4.
+ */
+export const readCniArgs = (
+  pairs: ReadonlyArray<readonly [string, string]>,
+  known: ReadonlyArray<string>
+): Effect.Effect<ReadonlyMap<string, string>, CniError> => {
+  const values = new Map<string, string>()
+  const unknown: Array<string> = []
+  let ignoreUnknown = false
+  for (const [key, value] of pairs) {
+    if (key === "IgnoreUnknown") {
+      const parsed = parseBool(value)
+      if (parsed === undefined) {
+        return Effect.fail(invalidEnvironment("CNI_ARGS", `IgnoreUnknown: invalid boolean ${JSON.stringify(value)}`))
+      }
+      ignoreUnknown = parsed
+    } else if (known.includes(key)) {
+      values.set(key, value)
+    } else {
+      unknown.push(`${key}=${value}`)
+    }
+  }
+  if (unknown.length > 0 && !ignoreUnknown) {
+    return Effect.fail(
+      invalidEnvironment("CNI_ARGS", `unknown args ${unknown.join(";")} (set IgnoreUnknown=1 to ignore them)`)
+    )
+  }
+  return Effect.succeed(values)
+}

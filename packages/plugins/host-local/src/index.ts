@@ -1,0 +1,1 @@
+export { runHostLocal } from "./run.ts"

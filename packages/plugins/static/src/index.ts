@@ -1,0 +1,1 @@
+export { runStatic } from "./run.ts"
