@@ -1,5 +1,14 @@
 import { Effect, Layer } from "effect"
-import { Backend, BackendError, type BackendShape, type BackendErrorReason, type LinkInfo } from "@tscni/backend"
+import {
+  Backend,
+  BackendError,
+  type BackendShape,
+  type BackendErrorReason,
+  type LinkInfo,
+  MAX_ALIAS_BYTES,
+  MAX_VLAN_ID,
+  MIN_VLAN_ID
+} from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "./errors.ts"
 import * as netns from "./netns.ts"
 import * as nftables from "./nftables.ts"
@@ -24,12 +33,28 @@ const errorCode = (error: unknown): string | undefined => {
   return typeof error.code === "string" ? error.code : undefined
 }
 
-/** Runs synchronous kernel work and turns whatever it throws into a BackendError. */
+/** The same failure, attributed to the Backend operation that ran into it. */
+const asOperation = (operation: string, error: BackendError): BackendError => {
+  if (error.operation === operation) return error
+  const { reason, message, errno, netns } = error
+  return new BackendError({
+    operation,
+    reason,
+    message,
+    ...(errno !== undefined ? { errno } : {}),
+    ...(netns !== undefined ? { netns } : {})
+  })
+}
+
+/**
+ * Runs synchronous kernel work and turns whatever it throws into a BackendError, naming
+ * the Backend operation (a failed lookup inside addAddress is addAddress's failure).
+ */
 const kernelCall = <A>(operation: string, work: () => A): Effect.Effect<A, BackendError> =>
   Effect.try({
     try: work,
     catch: (error) => {
-      if (error instanceof KernelCallFailed) return error.error
+      if (error instanceof KernelCallFailed) return asOperation(operation, error.error)
       const code = errorCode(error)
       return new BackendError({
         operation,
@@ -46,6 +71,38 @@ const socketOf = routeSocket
 
 const invalid = (operation: string, message: string) =>
   new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
+
+const VLAN_FILTERING_UNSUPPORTED =
+  "bridge VLAN filtering is not supported by this kernel (built without CONFIG_BRIDGE_VLAN_FILTERING)"
+
+/** EOPNOTSUPP from a bridge VLAN request means the kernel was built without VLAN filtering. */
+const vlanSupport = <A>(effect: Effect.Effect<A, BackendError>): Effect.Effect<A, BackendError> =>
+  Effect.mapError(effect, (error) =>
+    error.errno === "EOPNOTSUPP"
+      ? new BackendError({
+        operation: error.operation,
+        reason: "Unsupported",
+        errno: "EOPNOTSUPP",
+        message: `${error.operation}: ${VLAN_FILTERING_UNSUPPORTED}`
+      })
+      : error
+  )
+
+const checkAlias = (operation: string, alias: string | undefined): void => {
+  if (alias !== undefined && Buffer.byteLength(alias, "utf8") > MAX_ALIAS_BYTES) {
+    throw invalid(operation, `alias is longer than ${MAX_ALIAS_BYTES} bytes`)
+  }
+}
+
+const checkVid = (operation: string, vid: number): void => {
+  if (!(Number.isInteger(vid) && vid >= MIN_VLAN_ID && vid <= MAX_VLAN_ID)) {
+    throw invalid(operation, `invalid VLAN id ${vid} (expected ${MIN_VLAN_ID}..${MAX_VLAN_ID})`)
+  }
+}
+
+/** The VLANs the kernel reports for one link ([] for links that hold none). */
+const vlansOf = (ns: string, target: LinkInfo, operation: string) =>
+  link.bridgeVlans(socketOf(ns), operation).get(target.index) ?? []
 
 /** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables. */
 export const makeLinuxBackend = (): BackendShape => ({
@@ -66,6 +123,7 @@ export const makeLinuxBackend = (): BackendShape => ({
       netns.withNetnsFd(request.peerNetns, (peerFd) =>
         link.createLink(
           socketOf(request.netns),
+          "createVeth",
           "veth",
           { name: request.name, mtu: request.mtu, mac: request.mac },
           { name: request.peerName, mtu: request.mtu, mac: request.peerMac, netnsFd: peerFd }
@@ -74,18 +132,45 @@ export const makeLinuxBackend = (): BackendShape => ({
       return { link: findLink(request.netns, request.name), peer: findLink(request.peerNetns, request.peerName) }
     }),
   createLink: (request) =>
-    kernelCall("createLink", () => {
-      link.createLink(socketOf(request.netns), request.kind, { name: request.name, mtu: request.mtu, mac: request.mac })
-      return findLink(request.netns, request.name)
+    Effect.gen(function* () {
+      const op = "createLink"
+      const create = kernelCall(op, () => {
+        checkAlias(op, request.alias)
+        if (request.vlanFiltering !== undefined && request.kind !== "bridge") {
+          throw invalid(op, `vlanFiltering applies to bridges, not ${request.kind}`)
+        }
+        link.createLink(
+          socketOf(request.netns),
+          op,
+          request.kind,
+          { name: request.name, mtu: request.mtu, mac: request.mac },
+          undefined,
+          { vlanFiltering: request.vlanFiltering }
+        )
+      })
+      // the kernel registers the bridge, fails to switch filtering on and unregisters it again
+      yield* request.vlanFiltering === true ? vlanSupport(create) : create
+      if (request.alias !== undefined && request.alias !== "") {
+        // RTM_NEWLINK ignores IFLA_IFALIAS when creating: set it after, or create nothing
+        const alias = request.alias
+        const { netns: ns, name } = request
+        const undo = kernelCall(op, () => link.deleteLink(socketOf(ns), findLink(ns, name).index, name))
+        yield* kernelCall(op, () => link.setLink(socketOf(ns), findLink(ns, name), { alias }, undefined)).pipe(
+          Effect.onError(() => Effect.ignore(undo))
+        )
+      }
+      return yield* kernelCall(op, () => findLink(request.netns, request.name))
     }),
   deleteLink: (ns, name) => kernelCall("deleteLink", () => link.deleteLink(socketOf(ns), findLink(ns, name).index, name)),
   setLink: (ns, name, changes) =>
     kernelCall("setLink", () => {
       const target = findLink(ns, name)
       const master = typeof changes.master === "string" ? findLink(ns, changes.master) : undefined
-      // the kernel answers EOPNOTSUPP for these; say what is wrong instead
+      checkAlias("setLink", changes.alias)
+      // the kernel answers EOPNOTSUPP for these; say what is wrong instead, before changing anything
       if (master && master.kind !== "bridge") throw invalid("setLink", `${master.name} is not a bridge`)
-      if ((changes.hairpin !== undefined || changes.isolated !== undefined) && !master && target.master === undefined) {
+      const willBePort = changes.master === null ? false : master !== undefined || target.master !== undefined
+      if ((changes.hairpin !== undefined || changes.isolated !== undefined) && !willBePort) {
         throw invalid("setLink", `${name} is not a bridge port`)
       }
       link.setLink(socketOf(ns), target, changes, master?.index)
@@ -105,6 +190,30 @@ export const makeLinuxBackend = (): BackendShape => ({
       }
       netns.withNetnsFd(toNetns, (fd) => link.moveLink(socketOf(ns), target, fd, newName))
       return findLink(toNetns, newName ?? name)
+    }),
+
+  listBridgeVlans: (ns, name) =>
+    kernelCall("listBridgeVlans", () => vlansOf(ns, findLink(ns, name), "listBridgeVlans")),
+  addBridgeVlan: (ns, name, vlan) =>
+    vlanSupport(
+      kernelCall("addBridgeVlan", () => {
+        const target = findLink(ns, name)
+        checkVid("addBridgeVlan", vlan.vid)
+        // without a master the kernel answers EOPNOTSUPP, which would read as "no VLAN support"
+        if (target.kind !== "bridge" && target.master === undefined) {
+          throw invalid("addBridgeVlan", `${name} is neither a bridge nor a bridge port`)
+        }
+        link.changeBridgeVlan(socketOf(ns), "addBridgeVlan", true, target, vlan)
+      })
+    ),
+  deleteBridgeVlan: (ns, name, vid) =>
+    kernelCall("deleteBridgeVlan", () => {
+      const target = findLink(ns, name)
+      checkVid("deleteBridgeVlan", vid)
+      // the kernel acknowledges deleting a VLAN that is not there; undo needs to know
+      const existing = vlansOf(ns, target, "deleteBridgeVlan").find((v) => v.vid === vid)
+      if (!existing) throw new KernelCallFailed(kernelError("deleteBridgeVlan", 2, `${name} has no VLAN ${vid}`))
+      link.changeBridgeVlan(socketOf(ns), "deleteBridgeVlan", false, target, existing)
     }),
 
   listAddresses: (ns, linkName) =>

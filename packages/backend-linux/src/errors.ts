@@ -1,13 +1,17 @@
 import { BackendError, type BackendErrorReason } from "@tscni/backend"
 import { errnoName } from "./libc.ts"
 
+/** Operations where EADDRNOTAVAIL is about a MAC the link cannot take, not a missing address. */
+const MAC_OPERATIONS = new Set(["setLink", "createLink", "createVeth"])
+
 /**
  * Kernel errno → the Backend's typed reason. EADDRNOTAVAIL means "no such address" when
- * deleting one, but "not a usable address" when setting a MAC.
+ * deleting one, but "not a usable address" when setting or creating with a MAC. ELOOP is
+ * the bridge's "cannot enslave a bridge to a bridge".
  */
 export const reasonForErrno = (code: number, operation = ""): BackendErrorReason => {
   const name = errnoName(code)
-  if (name === "EADDRNOTAVAIL" && operation === "setLink") return "Invalid"
+  if (name === "EADDRNOTAVAIL" && MAC_OPERATIONS.has(operation)) return "Invalid"
   switch (name) {
     case "EEXIST":
       return "AlreadyExists"
@@ -23,6 +27,7 @@ export const reasonForErrno = (code: number, operation = ""): BackendErrorReason
       return "Busy"
     case "EINVAL":
     case "ERANGE":
+    case "ELOOP":
     case "ENETUNREACH":
       return "Invalid"
     case "EOPNOTSUPP":

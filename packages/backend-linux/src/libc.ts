@@ -78,6 +78,7 @@ const ERRNO_NAMES: Record<number, string> = {
   19: "ENODEV",
   22: "EINVAL",
   34: "ERANGE",
+  40: "ELOOP",
   95: "EOPNOTSUPP",
   99: "EADDRNOTAVAIL",
   101: "ENETUNREACH"

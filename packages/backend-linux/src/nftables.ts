@@ -94,49 +94,100 @@ interface ListedChain {
   readonly chain: string
 }
 
-const FAMILIES = new Set(["ip", "ip6", "inet"])
+const FAMILIES: ReadonlySet<string> = new Set(["ip", "ip6", "inet", "bridge", "netdev"])
+const isFamily = (name: string): name is FilterRule["family"] => FAMILIES.has(name)
 
-/** Parses nft's text listing (with handles) into rules and the chains that exist. */
+/** `{` minus `}` on a line, outside double-quoted strings (comments, interface names). */
+const braceBalance = (line: string): number => {
+  let balance = 0
+  let quoted = false
+  for (const char of line) {
+    if (char === '"') quoted = !quoted
+    else if (!quoted && char === "{") balance++
+    else if (!quoted && char === "}") balance--
+  }
+  return balance
+}
+
+/**
+ * Parses nft's text listing (with handles) into rules and the chains that exist. Blocks
+ * are tracked by their braces, so sets, maps, flowtables and named objects (and their
+ * multi-line element lists) are skipped instead of being mistaken for a table's end;
+ * tables of families tscni does not use (arp) are skipped whole.
+ */
 export const parseRuleset = (text: string): { rules: Array<ListedRule>; chains: Array<ListedChain> } => {
   const rules: Array<ListedRule> = []
   const chains: Array<ListedChain> = []
+  /** what each open brace belongs to, innermost last */
+  const blocks: Array<"table" | "chain" | "other"> = []
   let table: { family: FilterRule["family"]; name: string } | undefined
   let chain: string | undefined
   for (const raw of text.split("\n")) {
     const line = raw.trim()
+    const balance = braceBalance(line)
     const tableMatch = /^table (\S+) (\S+) \{/.exec(line)
-    if (tableMatch) {
-      table = FAMILIES.has(tableMatch[1]!) ? { family: tableMatch[1] as FilterRule["family"], name: tableMatch[2]! } : undefined
-      continue
-    }
     const chainMatch = /^chain (\S+) \{/.exec(line)
-    if (chainMatch) {
+    if (tableMatch && blocks.length === 0) {
+      const family = tableMatch[1]!
+      table = isFamily(family) ? { family, name: tableMatch[2]! } : undefined
+      blocks.push("table")
+    } else if (chainMatch && blocks.length === 1 && blocks[0] === "table") {
       chain = chainMatch[1]!
       if (table) chains.push({ family: table.family, table: table.name, chain })
-      continue
+      blocks.push("chain")
+    } else if (balance > 0) {
+      for (let i = 0; i < balance; i++) blocks.push("other")
+    } else if (balance < 0) {
+      for (let i = 0; i < -balance; i++) {
+        const closed = blocks.pop()
+        if (closed === "chain") chain = undefined
+        if (closed === "table") table = undefined
+      }
+    } else if (blocks.length === 2 && blocks[1] === "chain" && table && chain !== undefined) {
+      const ruleMatch = /^(.*?)(?: comment "([^"]*)")? # handle (\d+)$/.exec(line)
+      if (!ruleMatch || /^(type|policy) /.test(ruleMatch[1]!)) continue
+      rules.push({
+        family: table.family,
+        table: table.name,
+        chain,
+        rule: ruleMatch[1]!,
+        comment: ruleMatch[2] ?? "",
+        handle: Number(ruleMatch[3])
+      })
     }
-    if (line === "}") {
-      if (chain !== undefined) chain = undefined
-      else table = undefined
-      continue
-    }
-    const ruleMatch = /^(.*?)(?: comment "([^"]*)")? # handle (\d+)$/.exec(line)
-    if (!ruleMatch || !table || chain === undefined) continue
-    if (/^(type|policy) /.test(ruleMatch[1]!)) continue
-    rules.push({
-      family: table.family,
-      table: table.name,
-      chain,
-      rule: ruleMatch[1]!,
-      comment: ruleMatch[2] ?? "",
-      handle: Number(ruleMatch[3])
-    })
   }
   return { rules, chains }
 }
 
 const COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
 const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
+/** an interface name nft can take quoted: no quotes, slashes, whitespace or braces */
+const DEVICE = /^[^\s"/{};\\]{1,15}$/
+const IP_HOOKS: ReadonlySet<string> = new Set(["prerouting", "input", "forward", "output", "postrouting"])
+
+/**
+ * Why nft would refuse the rule's base chain, or undefined — checked here so the answer
+ * is Invalid with a reason rather than nft's "No such file or directory" (e.g. for a nat
+ * chain in the bridge family). The mock applies the same table.
+ */
+const baseChainProblem = (rule: FilterRule): string | undefined => {
+  const base = rule.baseChain
+  if (base === undefined) return undefined
+  if (!Number.isInteger(base.priority)) return `bad priority ${base.priority}`
+  if (base.device !== undefined && !DEVICE.test(base.device)) return `bad device name '${base.device}'`
+  if ((rule.family === "bridge" || rule.family === "netdev") && base.type !== "filter") {
+    return `a ${rule.family} chain can only be of type filter`
+  }
+  if (rule.family === "netdev") {
+    if (base.hook !== "ingress" && base.hook !== "egress") return `a netdev chain hooks ingress or egress, not ${base.hook}`
+    return base.device === undefined ? "a netdev base chain needs a device" : undefined
+  }
+  if (rule.family === "inet" && base.hook === "ingress") {
+    return base.device === undefined ? "an inet ingress chain needs a device" : undefined
+  }
+  if (!IP_HOOKS.has(base.hook)) return `a ${rule.family} chain cannot hook ${base.hook}`
+  return base.device !== undefined ? `a ${rule.family} ${base.hook} chain takes no device` : undefined
+}
 
 const invalid = (operation: string, message: string) =>
   new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
@@ -149,6 +200,9 @@ export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
     if (!NAME.test(rule.table) || !NAME.test(rule.chain)) throw invalid("addFilterRules", `bad table or chain name '${rule.table}'/'${rule.chain}'`)
     if (!COMMENT.test(rule.comment)) throw invalid("addFilterRules", `bad comment '${rule.comment}'`)
     if (/[;\n]/.test(rule.rule)) throw invalid("addFilterRules", `a rule must be one statement: '${rule.rule}'`)
+    if (!FAMILIES.has(rule.family)) throw invalid("addFilterRules", `unknown family '${rule.family}'`)
+    const problem = baseChainProblem(rule)
+    if (problem !== undefined) throw invalid("addFilterRules", problem)
     const tableKey = `${rule.family} ${rule.table}`
     if (!declared.has(tableKey)) {
       lines.push(`add table ${tableKey}`)
@@ -156,8 +210,9 @@ export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
     }
     const chainKey = `${tableKey} ${rule.chain}`
     if (!declared.has(chainKey)) {
+      const device = rule.baseChain?.device === undefined ? "" : ` device "${rule.baseChain.device}"`
       const base = rule.baseChain
-        ? ` { type ${rule.baseChain.type} hook ${rule.baseChain.hook} priority ${rule.baseChain.priority} ; }`
+        ? ` { type ${rule.baseChain.type} hook ${rule.baseChain.hook}${device} priority ${rule.baseChain.priority} ; }`
         : ""
       lines.push(`add chain ${chainKey}${base}`)
       declared.add(chainKey)

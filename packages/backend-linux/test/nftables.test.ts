@@ -77,3 +77,108 @@ describe("nft add script", () => {
     expect(() => addRulesScript([{ ...rule, table: "bad table" }])).toThrow()
   })
 })
+
+const MIXED = `table arp filter { # handle 4
+	chain input { # handle 1
+		type filter hook input priority filter; policy accept;
+		counter drop # handle 2
+	}
+}
+table inet tscni { # handle 5
+	set allowed { # handle 2
+		type ipv4_addr
+		elements = { 10.1.0.2, 10.1.0.3,
+			     10.1.0.4 }
+	}
+	counter hits { # handle 3
+		packets 0 bytes 0
+	}
+	chain forward { # handle 4
+		type filter hook forward priority filter; policy accept;
+		ip saddr @allowed tcp dport { 80, 443 } accept comment "cid-1" # handle 5
+	}
+}
+table bridge tscni-mac { # handle 6
+	chain prerouting { # handle 1
+		type filter hook prerouting priority dstnat; policy accept;
+		iifname "veth1234" ether saddr != 0a:58:0a:01:00:02 drop comment "cid-1" # handle 2
+	}
+}
+table netdev tscni-nd { # handle 7
+	chain ingress { # handle 1
+		type filter hook ingress device "veth1234" priority filter; policy accept;
+		ether saddr 0a:58:0a:01:00:09 drop comment "cid-2" # handle 2
+	}
+}
+`
+
+describe("nft listing with other families and objects", () => {
+  test("bridge and netdev rules are listed; arp tables and sets, counters, element lists are skipped", () => {
+    const { rules, chains } = parseRuleset(MIXED)
+    expect(rules.map((r) => [r.family, r.table, r.chain, r.comment, r.handle])).toEqual([
+      ["inet", "tscni", "forward", "cid-1", 5],
+      ["bridge", "tscni-mac", "prerouting", "cid-1", 2],
+      ["netdev", "tscni-nd", "ingress", "cid-2", 2]
+    ])
+    expect(rules[0]?.rule).toBe("ip saddr @allowed tcp dport { 80, 443 } accept")
+    expect(rules[1]?.rule).toBe('iifname "veth1234" ether saddr != 0a:58:0a:01:00:02 drop')
+    expect(chains.map((c) => `${c.family} ${c.table} ${c.chain}`)).toEqual([
+      "inet tscni forward",
+      "bridge tscni-mac prerouting",
+      "netdev tscni-nd ingress"
+    ])
+  })
+
+  test("deleting one owner's bridge rule drops its emptied chain and table", () => {
+    expect(deleteRulesScript(parseRuleset(MIXED), "tscni-mac", "cid-1").split("\n")).toEqual([
+      "delete rule bridge tscni-mac prerouting handle 2",
+      "delete chain bridge tscni-mac prerouting",
+      "delete table bridge tscni-mac"
+    ])
+  })
+})
+
+describe("nft add script for bridge and netdev chains", () => {
+  const spoof: FilterRule = {
+    family: "bridge",
+    table: "tscni-mac",
+    chain: "prerouting",
+    rule: 'iifname "veth1234" ether saddr != 0a:58:0a:01:00:02 drop',
+    comment: "cid-1",
+    baseChain: { type: "filter", hook: "prerouting", priority: -300 }
+  }
+  const ingress: FilterRule = {
+    family: "netdev",
+    table: "tscni-nd",
+    chain: "ingress",
+    rule: "ether saddr 0a:58:0a:01:00:09 drop",
+    comment: "cid-2",
+    baseChain: { type: "filter", hook: "ingress", priority: 0, device: "veth1234" }
+  }
+
+  test("a bridge base chain at -300 and a netdev chain on its device", () => {
+    expect(addRulesScript([spoof, ingress]).split("\n")).toEqual([
+      "add table bridge tscni-mac",
+      "add chain bridge tscni-mac prerouting { type filter hook prerouting priority -300 ; }",
+      'add rule bridge tscni-mac prerouting iifname "veth1234" ether saddr != 0a:58:0a:01:00:02 drop comment "cid-1"',
+      "add table netdev tscni-nd",
+      'add chain netdev tscni-nd ingress { type filter hook ingress device "veth1234" priority 0 ; }',
+      'add rule netdev tscni-nd ingress ether saddr 0a:58:0a:01:00:09 drop comment "cid-2"'
+    ])
+  })
+
+  test("refuses base chains nft cannot make, and devices that could break out of the script", () => {
+    const chain = (family: FilterRule["family"], baseChain: NonNullable<FilterRule["baseChain"]>): FilterRule => ({
+      ...spoof,
+      family,
+      baseChain
+    })
+    expect(() => addRulesScript([chain("bridge", { type: "nat", hook: "prerouting", priority: 0 })])).toThrow("type filter")
+    expect(() => addRulesScript([chain("netdev", { type: "filter", hook: "prerouting", priority: 0 })])).toThrow("ingress or egress")
+    expect(() => addRulesScript([chain("netdev", { type: "filter", hook: "ingress", priority: 0 })])).toThrow("needs a device")
+    expect(() => addRulesScript([chain("ip", { type: "filter", hook: "ingress", priority: 0, device: "eth0" })])).toThrow()
+    expect(() => addRulesScript([chain("ip", { type: "nat", hook: "postrouting", priority: 100, device: "eth0" })])).toThrow("no device")
+    expect(() => addRulesScript([chain("netdev", { type: "filter", hook: "ingress", priority: 0, device: 'x" ; flush' })])).toThrow()
+    expect(() => addRulesScript([chain("inet", { type: "filter", hook: "ingress", priority: 0, device: "eth0" })])).not.toThrow()
+  })
+})

@@ -8,9 +8,10 @@ import { linkOperations } from "./links.ts"
 import { netnsOperations } from "./netns.ts"
 import { routeOperations } from "./routes.ts"
 import { diffSnapshots, type KernelSnapshot, takeSnapshot } from "./snapshot.ts"
-import { type KernelState, newNetns } from "./state.ts"
+import { type BridgeVlanSupport, type KernelState, newNetns } from "./state.ts"
 import { sysctlOperations } from "./sysctls.ts"
 import { tcOperations } from "./tc.ts"
+import { vlanOperations } from "./vlans.ts"
 
 /*
  * How faithful the model is, and where it stops (the contract suite pins the rest):
@@ -27,8 +28,16 @@ import { tcOperations } from "./tc.ts"
  *   local address); `link` + `scope: "link"` (or a fe80:: gateway with `link`) is on-link.
  *   IPv4 dev routes need the device up (ENETDOWN), IPv6 ones do not.
  * - Not modelled: the local table, IPv6 link-local autoconfiguration (no fe80:: addresses
- *   appear), DAD, carrier, default root qdiscs (noqueue/fq_codel are not listed),
- *   secondary-address promotion, bridge MTU following its ports, nft rule parsing.
+ *   appear), DAD, carrier, default root qdiscs (noqueue/fq_codel have handle 0 and are
+ *   never listed, on Linux too), secondary-address promotion, bridge MTU following its
+ *   ports, nft rule parsing, netdev chains following their device.
+ * - Routes carry a protocol: connected routes are `kernel`, added ones `boot` (not listed).
+ * - Aliases survive moves (as the kernel's ifalias does); "" clears one.
+ * - Bridge VLANs (option `vlanFiltering`): when supported, a new bridge and a new port get
+ *   VLAN 1 pvid untagged, a port's VLANs go when it leaves its bridge; when unsupported,
+ *   creating a bridge with vlanFiltering: true and adding a VLAN fail with Unsupported and
+ *   change nothing, and listings are empty. Filtering on/off does not change what can be
+ *   configured (the kernel lets you set port VLANs either way).
  * - A redirect whose target link is deleted disappears (the kernel keeps a dangling filter).
  * - moveLink keeps the ifindex when it is free in the target namespace, as the kernel does.
  */
@@ -50,12 +59,18 @@ export interface MockControl {
   /** a fault fires BEFORE the operation changes anything */
 }
 
+/** How the modelled kernel is built. */
+export interface MockKernelOptions {
+  /** whether bridge VLAN filtering is available (default "supported") */
+  readonly vlanFiltering?: BridgeVlanSupport
+}
+
 /** A kernel as a freshly booted host has it: the host namespace with `lo` up. */
-export const bootKernel = (): KernelState => {
+export const bootKernel = (options: MockKernelOptions = {}): KernelState => {
   const host = newNetns(HOST_NETNS)
   const lo = host.links.get(1)
   if (lo !== undefined) bringUp(host, lo)
-  return { namespaces: new Map([[HOST_NETNS, host]]), macCounter: 0 }
+  return { namespaces: new Map([[HOST_NETNS, host]]), macCounter: 0, vlanFiltering: options.vlanFiltering ?? "supported" }
 }
 
 /**
@@ -63,8 +78,10 @@ export const bootKernel = (): KernelState => {
  * and checked against armed faults before it runs, so an injected failure never leaves a
  * partial change behind.
  */
-export const makeMockBackend = (): { readonly backend: BackendShape; readonly control: MockControl } => {
-  const state = bootKernel()
+export const makeMockBackend = (
+  options: MockKernelOptions = {}
+): { readonly backend: BackendShape; readonly control: MockControl } => {
+  const state = bootKernel(options)
   const faults = makeFaults()
 
   const instrument =
@@ -82,6 +99,7 @@ export const makeMockBackend = (): { readonly backend: BackendShape; readonly co
   const sysctls = sysctlOperations(state)
   const tc = tcOperations(state)
   const filters = filterOperations(state)
+  const vlans = vlanOperations(state)
 
   const backend: BackendShape = {
     createNetns: instrument("createNetns", netns.createNetns),
@@ -94,6 +112,9 @@ export const makeMockBackend = (): { readonly backend: BackendShape; readonly co
     deleteLink: instrument("deleteLink", links.deleteLink),
     setLink: instrument("setLink", links.setLink),
     moveLink: instrument("moveLink", links.moveLink),
+    listBridgeVlans: instrument("listBridgeVlans", vlans.listBridgeVlans),
+    addBridgeVlan: instrument("addBridgeVlan", vlans.addBridgeVlan),
+    deleteBridgeVlan: instrument("deleteBridgeVlan", vlans.deleteBridgeVlan),
     listAddresses: instrument("listAddresses", addresses.listAddresses),
     addAddress: instrument("addAddress", addresses.addAddress),
     deleteAddress: instrument("deleteAddress", addresses.deleteAddress),

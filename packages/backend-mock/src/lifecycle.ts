@@ -28,7 +28,8 @@ export const connectedRouteFor = (ns: NetnsState, address: AddressState): RouteS
       table: MAIN_TABLE,
       mtu: undefined,
       advmss: undefined,
-      src: address.cidr.ip
+      src: address.cidr.ip,
+      protocol: "kernel"
     }
   }
   return {
@@ -40,7 +41,8 @@ export const connectedRouteFor = (ns: NetnsState, address: AddressState): RouteS
     table: MAIN_TABLE,
     mtu: undefined,
     advmss: undefined,
-    src: undefined
+    src: undefined,
+    protocol: "kernel"
   }
 }
 
@@ -121,8 +123,9 @@ export const dropIpv6 = (ns: NetnsState, link: LinkState): void => {
   ns.routes = ns.routes.filter((r) => r.linkIndex !== link.index || r.dst.ip.family === 4)
 }
 
-/** Releases a port from its bridge. */
+/** Releases a port from its bridge; its port VLANs go with the membership. */
 export const releasePort = (link: LinkState): void => {
+  if (link.master !== undefined) link.vlans = []
   link.master = undefined
   link.bridgePort = undefined
 }

@@ -1,11 +1,12 @@
-import type {
-  BackendError,
-  CreateLinkRequest,
-  CreateVethRequest,
-  LinkChanges,
-  LinkInfo,
-  LinkKind,
-  NetnsPath
+import {
+  type BackendError,
+  type CreateLinkRequest,
+  type CreateVethRequest,
+  type LinkChanges,
+  type LinkInfo,
+  type LinkKind,
+  MAX_ALIAS_BYTES,
+  type NetnsPath
 } from "@tscni/backend"
 import { Effect } from "effect"
 import { isAssignableMac, parseMac } from "@tscni/ip"
@@ -13,6 +14,7 @@ import { bringDown, bringUp, destroyLink, detachLink, releasePort } from "./life
 import {
   addLinkSysctls,
   allocateIndex,
+  defaultVlans,
   fail,
   findLink,
   generateMac,
@@ -27,6 +29,10 @@ import {
   toLinkInfo,
   validateLinkName
 } from "./state.ts"
+
+/** What the mock (and LinuxBackend) say when the kernel has no bridge VLAN filtering. */
+export const VLAN_FILTERING_UNSUPPORTED =
+  "bridge VLAN filtering is not supported by this kernel (built without CONFIG_BRIDGE_VLAN_FILTERING)"
 
 /** The kernel's default MTU for the links the mock can create. */
 export const DEFAULT_MTU = 1500
@@ -51,6 +57,12 @@ const validateMac = (operation: string, mac: string | undefined): Effect.Effect<
   }
   return Effect.succeed(parsed)
 }
+
+/** The kernel keeps at most IFALIASZ-1 bytes (ERANGE from the attribute policy beyond). */
+const validateAlias = (operation: string, alias: string | undefined): Effect.Effect<void, BackendError> =>
+  alias === undefined || Buffer.byteLength(alias, "utf8") <= MAX_ALIAS_BYTES
+    ? Effect.void
+    : fail(operation, "Invalid", `alias is longer than ${MAX_ALIAS_BYTES} bytes`, "ERANGE")
 
 const nameTaken = (operation: string, ns: NetnsState, name: string): Effect.Effect<void, BackendError> =>
   findLink(ns, name) === undefined
@@ -77,7 +89,10 @@ const newLink = (
     allmulti: false,
     master: undefined,
     bridgePort: undefined,
-    peer: undefined
+    peer: undefined,
+    alias: undefined,
+    vlanFiltering: kind === "bridge" ? false : undefined,
+    vlans: kind === "bridge" ? defaultVlans(state) : []
   }
   ns.links.set(link.index, link)
   addLinkSysctls(ns, name)
@@ -99,6 +114,7 @@ const validateChanges = (
     if (changes.txqlen !== undefined && !(Number.isInteger(changes.txqlen) && changes.txqlen >= 0)) {
       return yield* fail(op, "Invalid", `invalid txqlen ${changes.txqlen}`, "EINVAL")
     }
+    yield* validateAlias(op, changes.alias)
     let master: LinkState | null | undefined = undefined
     if (changes.master === null) master = null
     else if (changes.master !== undefined) {
@@ -164,8 +180,19 @@ export const linkOperations = (state: KernelState) => ({
       yield* validateLinkName(op, request.name)
       yield* validateMtu(op, request.mtu)
       const mac = yield* validateMac(op, request.mac)
+      yield* validateAlias(op, request.alias)
+      if (request.vlanFiltering !== undefined && request.kind !== "bridge") {
+        return yield* fail(op, "Invalid", `vlanFiltering applies to bridges, not ${request.kind}`, "EINVAL")
+      }
       yield* nameTaken(op, ns, request.name)
-      return toLinkInfo(ns, newLink(state, ns, request.name, request.kind, request.mtu, mac))
+      if (request.vlanFiltering === true && state.vlanFiltering === "unsupported") {
+        // the kernel registers the bridge, fails to switch filtering on and unregisters it
+        return yield* fail(op, "Unsupported", VLAN_FILTERING_UNSUPPORTED, "EOPNOTSUPP")
+      }
+      const link = newLink(state, ns, request.name, request.kind, request.mtu, mac)
+      if (request.alias !== undefined && request.alias !== "") link.alias = request.alias
+      if (request.vlanFiltering === true) link.vlanFiltering = true
+      return toLinkInfo(ns, link)
     }),
 
   deleteLink: (netns: NetnsPath, name: string): Effect.Effect<void, BackendError> =>
@@ -189,10 +216,14 @@ export const linkOperations = (state: KernelState) => ({
       if (changes.txqlen !== undefined) link.txqlen = changes.txqlen
       if (changes.promisc !== undefined) link.promisc = changes.promisc
       if (changes.allmulti !== undefined) link.allmulti = changes.allmulti
+      if (changes.alias !== undefined) link.alias = changes.alias === "" ? undefined : changes.alias
       if (master === null) releasePort(link)
       else if (master !== undefined && link.master !== master.index) {
+        // a new master: released from the old one (flags and VLANs go), joined fresh
+        releasePort(link)
         link.master = master.index
         link.bridgePort = { hairpin: false, isolated: false }
+        link.vlans = defaultVlans(state)
       }
       if (link.bridgePort !== undefined) {
         link.bridgePort = {

@@ -31,7 +31,7 @@ export const defaultPriority = (family: 4 | 6): number => (family === 4 ? 0 : 10
 /**
  * A route as the kernel reports it: always with its nexthop device, IPv4 without a zero
  * metric, IPv6 always with one and always scope universe (IPv6 routes have no scope),
- * the table only when it is not main.
+ * the table only when it is not main, the protocol only when it is not boot.
  */
 export const toRoute = (ns: NetnsState, r: RouteState): Route => {
   const v4 = r.dst.ip.family === 4
@@ -44,7 +44,8 @@ export const toRoute = (ns: NetnsState, r: RouteState): Route => {
     ...(r.table === MAIN_TABLE ? {} : { table: r.table }),
     ...(r.mtu === undefined ? {} : { mtu: r.mtu }),
     ...(r.advmss === undefined ? {} : { advmss: r.advmss }),
-    ...(r.src === undefined ? {} : { src: formatIp(r.src) })
+    ...(r.src === undefined ? {} : { src: formatIp(r.src) }),
+    ...(r.protocol === "boot" ? {} : { protocol: r.protocol })
   }
 }
 
@@ -193,7 +194,8 @@ export const routeOperations = (state: KernelState) => ({
         table,
         mtu: route.mtu,
         advmss: route.advmss,
-        src
+        src,
+        protocol: "boot"
       })
     }),
 

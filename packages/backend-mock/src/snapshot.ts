@@ -1,12 +1,28 @@
-import type { AddressInfo, FilterRule, LinkInfo, NetnsPath, QdiscInfo, RedirectFilter, Route } from "@tscni/backend"
+import type {
+  AddressInfo,
+  BridgeVlan,
+  FilterRule,
+  LinkInfo,
+  NetnsPath,
+  QdiscInfo,
+  RedirectFilter,
+  Route
+} from "@tscni/backend"
 import { addressInfos } from "./addresses.ts"
 import { routesInOrder, toRoute } from "./routes.ts"
-import { type KernelState, linksInOrder, type NetnsState, toLinkInfo } from "./state.ts"
+import { DEFAULT_BRIDGE_VLAN, type KernelState, linksInOrder, type NetnsState, toLinkInfo } from "./state.ts"
 import { toQdiscInfo, toRedirectFilter } from "./tc.ts"
+
+/** One VLAN of one bridge or bridge port. */
+export interface BridgeVlanEntry extends BridgeVlan {
+  readonly link: string
+}
 
 /** Everything one namespace holds, as plain data in a stable order. */
 export interface NetnsSnapshot {
   readonly links: ReadonlyArray<LinkInfo>
+  /** by link index, then vid */
+  readonly bridgeVlans: ReadonlyArray<BridgeVlanEntry>
   readonly addresses: ReadonlyArray<AddressInfo>
   readonly routes: ReadonlyArray<Route>
   readonly sysctls: Readonly<Record<string, string>>
@@ -26,6 +42,9 @@ export interface KernelSnapshot {
 
 const snapshotNetns = (ns: NetnsState): NetnsSnapshot => ({
   links: linksInOrder(ns).map((l) => toLinkInfo(ns, l)),
+  bridgeVlans: linksInOrder(ns).flatMap((l) =>
+    [...l.vlans].sort((a, b) => a.vid - b.vid).map((v) => ({ link: l.name, vid: v.vid, pvid: v.pvid, untagged: v.untagged }))
+  ),
   addresses: addressInfos(ns),
   routes: routesInOrder(ns).map((r) => toRoute(ns, r)),
   sysctls: Object.fromEntries([...ns.sysctls.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
@@ -49,6 +68,7 @@ export const takeSnapshot = (state: KernelState): KernelSnapshot =>
 
 const EMPTY: NetnsSnapshot = {
   links: [],
+  bridgeVlans: [],
   addresses: [],
   routes: [],
   sysctls: {},
@@ -71,6 +91,56 @@ const formatRoute = (r: Route): string =>
   ]
     .filter((part) => part !== "")
     .join(" ")
+
+/**
+ * Protocol changes of routes that are otherwise the same (a connected route deleted and
+ * re-added by hand, say): the route lines leave the protocol out, as `ip route` leaves
+ * out boot, so that they read like the kernel's own listing.
+ */
+const diffRouteProtocols = (before: ReadonlyArray<Route>, after: ReadonlyArray<Route>): Array<string> => {
+  const protocols = (routes: ReadonlyArray<Route>) => {
+    const byRoute = new Map<string, Array<string>>()
+    for (const route of routes) {
+      const key = formatRoute(route)
+      byRoute.set(key, [...(byRoute.get(key) ?? []), String(route.protocol ?? "boot")].sort())
+    }
+    return byRoute
+  }
+  const b = protocols(before)
+  const a = protocols(after)
+  return [...b.keys()].sort().flatMap((key) => {
+    const from = b.get(key) ?? []
+    const to = a.get(key) ?? []
+    if (from.length !== to.length || from.join() === to.join()) return []
+    return [`~ route ${key} protocol: ${from.join(",")} → ${to.join(",")}`]
+  })
+}
+
+const formatVlan = (v: BridgeVlanEntry): string =>
+  [`${v.link} vid ${v.vid}`, v.pvid ? "pvid" : "", v.untagged ? "untagged" : ""].filter((p) => p !== "").join(" ")
+
+const isDefaultVlan = (v: BridgeVlan): boolean =>
+  v.vid === DEFAULT_BRIDGE_VLAN.vid && v.pvid === DEFAULT_BRIDGE_VLAN.pvid && v.untagged === DEFAULT_BRIDGE_VLAN.untagged
+
+/** Links that hold bridge VLANs in a snapshot: bridges and bridge ports. */
+const vlanCarriers = (s: NetnsSnapshot): Set<string> =>
+  new Set(s.links.filter((l) => l.kind === "bridge" || l.master !== undefined).map((l) => l.name))
+
+/**
+ * Bridge VLAN differences. VLAN 1 pvid untagged comes with every new bridge and port (and
+ * goes with them), so it is not reported for a link that only became, or stopped being, a
+ * bridge or port: that change already has its own line. Any other VLAN, and any change
+ * to the VLANs of a link that is a bridge or port on both sides, is reported.
+ */
+const diffBridgeVlans = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> => {
+  const inBoth = new Set([...vlanCarriers(before)].filter((name) => vlanCarriers(after).has(name)))
+  const relevant = (v: BridgeVlanEntry) => inBoth.has(v.link) || !isDefaultVlan(v)
+  return diffBags(
+    "bridge vlan",
+    before.bridgeVlans.filter(relevant).map(formatVlan),
+    after.bridgeVlans.filter(relevant).map(formatVlan)
+  )
+}
 
 const formatRule = (r: FilterRule): string =>
   `${r.family} ${r.table} ${r.chain} ${JSON.stringify(r.rule)} comment ${JSON.stringify(r.comment)}`
@@ -131,8 +201,10 @@ const diffNetns = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> =
     diffBags(what, pick(before).map(show), pick(after).map(show))
   return [
     ...diffLinks(before.links, after.links),
+    ...diffBridgeVlans(before, after),
     ...bag("address", (s) => s.addresses, (a) => `${a.link} ${a.cidr}`),
     ...bag("route", (s) => s.routes, formatRoute),
+    ...diffRouteProtocols(before.routes, after.routes),
     ...diffSysctls(before.sysctls, after.sysctls),
     ...bag("qdisc", (s) => s.qdiscs, (q) => JSON.stringify(q)),
     ...bag("redirect", (s) => s.redirects, (r) => `${r.link} → ${r.toLink}`),

@@ -2,6 +2,7 @@ import {
   BackendError,
   type BackendErrorReason,
   type BridgePortFlags,
+  type BridgeVlan,
   type FilterRule,
   HOST_NETNS,
   type LinkInfo,
@@ -29,6 +30,12 @@ export interface LinkState {
   bridgePort: BridgePortFlags | undefined
   /** for a veth: where its other end lives */
   peer: { netns: NetnsPath; index: number } | undefined
+  /** IFLA_IFALIAS; undefined (never "") when none is set */
+  alias: string | undefined
+  /** bridges only */
+  vlanFiltering: boolean | undefined
+  /** bridge VLANs of a bridge or a port, by vid; [] for other links (and without VLAN support) */
+  vlans: Array<BridgeVlan>
 }
 
 /** One address on one link. IPv4 keeps `prefix` as part of its identity (the kernel does). */
@@ -51,6 +58,8 @@ export interface RouteState {
   readonly mtu: number | undefined
   readonly advmss: number | undefined
   readonly src: Ip | undefined
+  /** connected routes are the kernel's; everything added through the Backend is boot */
+  readonly protocol: "kernel" | "boot"
 }
 
 /** A qdisc someone added: a root tbf, or an ingress/clsact at parent ingress. */
@@ -81,11 +90,22 @@ export interface NetnsState {
   filterRules: Array<FilterRule>
 }
 
+/** Whether the modelled kernel has bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING). */
+export type BridgeVlanSupport = "supported" | "unsupported"
+
 /** The whole in-memory kernel: namespaces by path plus counters that never show in snapshots. */
 export interface KernelState {
   readonly namespaces: Map<NetnsPath, NetnsState>
   macCounter: number
+  readonly vlanFiltering: BridgeVlanSupport
 }
+
+/** VLAN 1 pvid untagged: what a new bridge and every new port get (the default_pvid). */
+export const DEFAULT_BRIDGE_VLAN: BridgeVlan = { vid: 1, pvid: true, untagged: true }
+
+/** The VLANs a new bridge or a newly enslaved port starts with on this kernel. */
+export const defaultVlans = (state: KernelState): Array<BridgeVlan> =>
+  state.vlanFiltering === "supported" ? [{ ...DEFAULT_BRIDGE_VLAN }] : []
 
 /** The kernel's main routing table, where routes go unless they name another. */
 export const MAIN_TABLE = 254
@@ -167,7 +187,10 @@ export const newNetns = (path: NetnsPath): NetnsState => {
     allmulti: false,
     master: undefined,
     bridgePort: undefined,
-    peer: undefined
+    peer: undefined,
+    alias: undefined,
+    vlanFiltering: undefined,
+    vlans: []
   })
   addLinkSysctls(ns, "lo")
   return ns
@@ -252,7 +275,9 @@ export const toLinkInfo = (ns: NetnsState, link: LinkState): LinkInfo => ({
   allmulti: link.allmulti,
   ...(link.master === undefined ? {} : { master: link.master }),
   ...(link.peer === undefined ? {} : { peerIndex: link.peer.index }),
-  ...(link.bridgePort === undefined ? {} : { bridgePort: { ...link.bridgePort } })
+  ...(link.bridgePort === undefined ? {} : { bridgePort: { ...link.bridgePort } }),
+  ...(link.alias === undefined ? {} : { alias: link.alias }),
+  ...(link.vlanFiltering === undefined ? {} : { vlanFiltering: link.vlanFiltering })
 })
 
 /** Links in index order, the order the kernel dumps them in. */

@@ -21,7 +21,7 @@ describe("namespaces", () => {
       }
     ])
     expect(ok(backend.listAddresses(HOST_NETNS)).map((a) => a.cidr)).toEqual(["127.0.0.1/8", "::1/128"])
-    expect(ok(backend.listRoutes(HOST_NETNS))).toEqual([{ dst: "::1/128", link: "lo", scope: "universe", priority: 256 }])
+    expect(ok(backend.listRoutes(HOST_NETNS))).toEqual([{ dst: "::1/128", link: "lo", scope: "universe", priority: 256, protocol: "kernel" }])
   })
 
   test("sysctl seeds: bridge-nf only in the host namespace", () => {

@@ -70,8 +70,8 @@ describe("connected routes", () => {
     ok(backend.addAddress(ns, "d0", "10.2.0.1/32"))
     ok(backend.addAddress(ns, "d0", "fd00::2/64"))
     expect(ok(backend.listRoutes(ns))).toEqual([
-      { dst: "10.1.0.0/24", link: "d0", scope: "link", src: "10.1.0.2" },
-      { dst: "fd00::/64", link: "d0", scope: "universe", priority: 256 }
+      { dst: "10.1.0.0/24", link: "d0", scope: "link", src: "10.1.0.2", protocol: "kernel" },
+      { dst: "fd00::/64", link: "d0", scope: "universe", priority: 256, protocol: "kernel" }
     ])
   })
 
@@ -88,7 +88,7 @@ describe("connected routes", () => {
     const { backend, ns } = setup()
     ok(backend.addAddress(ns, "d0", "10.1.0.3/24"))
     ok(backend.deleteAddress(ns, "d0", "10.1.0.2/24"))
-    expect(ok(backend.listRoutes(ns))).toEqual([{ dst: "10.1.0.0/24", link: "d0", scope: "link", src: "10.1.0.3" }])
+    expect(ok(backend.listRoutes(ns))).toEqual([{ dst: "10.1.0.0/24", link: "d0", scope: "link", src: "10.1.0.3", protocol: "kernel" }])
     ok(backend.deleteAddress(ns, "d0", "10.1.0.3/24"))
     expect(ok(backend.listRoutes(ns))).toEqual([])
   })

@@ -3,6 +3,7 @@ import type { BackendError } from "./errors.ts"
 import type {
   AddQdiscRequest,
   AddressInfo,
+  BridgeVlan,
   CreateLinkRequest,
   CreateVethRequest,
   FilterRule,
@@ -45,6 +46,22 @@ export interface BackendShape {
   /** Moves a link to another namespace, optionally renaming it on arrival. */
   readonly moveLink: (netns: NetnsPath, name: string, toNetns: NetnsPath, newName?: string) => Op<LinkInfo>
 
+  // bridge VLANs (AF_BRIDGE IFLA_AF_SPEC / IFLA_BRIDGE_VLAN_INFO, as `bridge vlan`)
+  /**
+   * VLANs of a bridge port or of a bridge itself, by vid; [] for any other link and on
+   * kernels without bridge VLAN support. NotFound when the link does not exist.
+   */
+  readonly listBridgeVlans: (netns: NetnsPath, link: string) => Op<ReadonlyArray<BridgeVlan>>
+  /**
+   * Adds a VLAN to a bridge port (or to the bridge device itself, `self`). An existing vid
+   * gets exactly the new flags; `pvid` moves the port's pvid to this vid. Invalid for a vid
+   * outside 1..4094 or a link that is neither a bridge nor a port; Unsupported (changing
+   * nothing) on kernels without bridge VLAN filtering.
+   */
+  readonly addBridgeVlan: (netns: NetnsPath, link: string, vlan: BridgeVlan) => Op<void>
+  /** Removes a VLAN from a bridge port or bridge; NotFound when it is not there. */
+  readonly deleteBridgeVlan: (netns: NetnsPath, link: string, vid: number) => Op<void>
+
   // addresses
   readonly listAddresses: (netns: NetnsPath, link?: string) => Op<ReadonlyArray<AddressInfo>>
   readonly addAddress: (netns: NetnsPath, link: string, cidr: string) => Op<void>
@@ -61,6 +78,11 @@ export interface BackendShape {
   readonly writeSysctl: (netns: NetnsPath, key: string, value: string) => Op<string>
 
   // traffic control
+  /**
+   * The qdiscs someone added to the link. The kernel's own defaults (noqueue, pfifo_fast,
+   * fq_codel, mq… with handle 0, attached when a link comes up) are never listed, so a
+   * link nobody shaped lists [] whether it is up or down.
+   */
   readonly listQdiscs: (netns: NetnsPath, link: string) => Op<ReadonlyArray<QdiscInfo>>
   readonly addQdisc: (netns: NetnsPath, request: AddQdiscRequest) => Op<void>
   readonly deleteQdisc: (netns: NetnsPath, link: string, parent: "root" | "ingress") => Op<void>

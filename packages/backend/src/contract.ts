@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test"
 import { Effect, type Layer, Schedule, type Scope } from "effect"
 import { Backend, type BackendShape } from "./Backend.ts"
 import type { BackendError, BackendErrorReason } from "./errors.ts"
-import type { LinkInfo, NetnsPath, Route } from "./model.ts"
+import type { BridgeVlan, FilterRule, LinkInfo, NetnsPath, Route } from "./model.ts"
 
 /**
  * How the contract gets namespaces to work in. Every test works only inside namespaces
@@ -14,6 +14,11 @@ export interface BackendContractOptions {
   readonly freshNetns: () => Effect.Effect<NetnsPath, unknown, Backend>
   /** removes a namespace from `freshNetns`; must tolerate one that is already gone */
   readonly cleanupNetns: (path: NetnsPath) => Effect.Effect<void, unknown, Backend>
+  /**
+   * Whether the backend must support bridge VLAN filtering. Unset: either is fine (the
+   * kernel decides), as long as an unsupported one says Unsupported and changes nothing.
+   */
+  readonly bridgeVlans?: "supported" | "unsupported"
 }
 
 let counter = 0
@@ -318,6 +323,136 @@ export const runBackendContract = (
           yield* backend.deleteLink(a, "ct-v4")
           yield* expectReason(backend.getLink(b, "eth0"), "NotFound")
         }))
+
+      it("a link may carry an alias: set on create, changed, cleared with \"\", kept across a move", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          const bridge = yield* backend.createLink({ netns: a, name: "ct-br2", kind: "bridge", alias: "tscni:ct-net" })
+          expect(bridge.alias).toBe("tscni:ct-net")
+          expect((yield* backend.getLink(a, "ct-br2")).alias).toBe("tscni:ct-net")
+          expect((yield* backend.listLinks(a)).find((l) => l.name === "ct-br2")?.alias).toBe("tscni:ct-net")
+          const plain = yield* backend.createLink({ netns: a, name: "ct-d14", kind: "ifb", alias: "" })
+          expect("alias" in plain).toBe(false)
+          expect((yield* backend.setLink(a, "ct-br2", { alias: "tscni:other" })).alias).toBe("tscni:other")
+          const cleared = yield* backend.setLink(a, "ct-br2", { alias: "" })
+          expect("alias" in cleared).toBe(false)
+          expect(yield* backend.getLink(a, "ct-br2")).toEqual(cleared)
+          // at most 255 bytes; a refused alias changes nothing and creates nothing
+          expect((yield* backend.setLink(a, "ct-d14", { alias: "x".repeat(255) })).alias).toBe("x".repeat(255))
+          yield* expectReason(backend.setLink(a, "ct-d14", { alias: "x".repeat(256) }), "Invalid")
+          expect((yield* backend.getLink(a, "ct-d14")).alias).toBe("x".repeat(255))
+          yield* expectReason(
+            backend.createLink({ netns: a, name: "ct-d15", kind: "ifb", alias: "é".repeat(128) }),
+            "Invalid"
+          )
+          yield* expectReason(backend.getLink(a, "ct-d15"), "NotFound")
+          yield* backend.setLink(a, "ct-d14", { alias: "tscni:moving" })
+          expect((yield* backend.moveLink(a, "ct-d14", b, "eth3")).alias).toBe("tscni:moving")
+        }))
+
+      it("a bridge reports vlanFiltering (off by default); other kinds neither have nor take it", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const bridge = yield* backend.createLink({ netns: a, name: "ct-br3", kind: "bridge" })
+          expect(bridge.vlanFiltering).toBe(false)
+          expect((yield* backend.createLink({ netns: a, name: "ct-br4", kind: "bridge", vlanFiltering: false })).vlanFiltering).toBe(
+            false
+          )
+          const ifb = yield* backend.createLink({ netns: a, name: "ct-d16", kind: "ifb" })
+          expect("vlanFiltering" in ifb).toBe(false)
+          yield* expectReason(backend.createLink({ netns: a, name: "ct-d17", kind: "ifb", vlanFiltering: true }), "Invalid")
+          yield* expectReason(backend.getLink(a, "ct-d17"), "NotFound")
+        }))
+
+      it("a MAC the kernel cannot assign is Invalid on create too, and creates nothing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* expectReason(backend.createLink({ netns: a, name: "ct-d18", kind: "ifb", mac: "01:00:5e:00:00:01" }), "Invalid")
+          yield* expectReason(
+            backend.createVeth({ netns: a, name: "ct-v8", peerNetns: a, peerName: "ct-v8p", peerMac: "01:00:5e:00:00:02" }),
+            "Invalid"
+          )
+          expect(linkNames(yield* backend.listLinks(a))).toEqual(["lo"])
+        }))
+
+      it("a bridge cannot be a port; releasing a port and setting port flags at once is refused", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-br6", kind: "bridge" })
+          yield* backend.createLink({ netns: a, name: "ct-br7", kind: "bridge" })
+          yield* expectReason(backend.setLink(a, "ct-br6", { master: "ct-br7" }), "Invalid")
+          yield* expectReason(backend.setLink(a, "lo", { master: "ct-br7" }), "Invalid")
+          yield* backend.createLink({ netns: a, name: "ct-d19", kind: "ifb" })
+          const port = yield* backend.setLink(a, "ct-d19", { master: "ct-br7" })
+          yield* expectReason(backend.setLink(a, "ct-d19", { master: null, hairpin: true }), "Invalid")
+          expect(yield* backend.getLink(a, "ct-d19")).toEqual(port)
+        }))
+    })
+
+    describe("bridge VLANs", () => {
+      const vlan = (vid: number, pvid: boolean, untagged: boolean): BridgeVlan => ({ vid, pvid, untagged })
+
+      it("VLAN filtering is either supported or Unsupported without leaving anything behind", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const created = yield* reasonOf(
+            backend.createLink({ netns: a, name: "ct-br5", kind: "bridge", vlanFiltering: true, alias: "tscni:ct" })
+          )
+          const supported = created === "succeeded"
+          if (options.bridgeVlans !== undefined) expect(supported).toBe(options.bridgeVlans === "supported")
+          if (supported) {
+            expect(yield* backend.getLink(a, "ct-br5")).toMatchObject({ kind: "bridge", vlanFiltering: true, alias: "tscni:ct" })
+          } else {
+            expect(created).toBe("Unsupported")
+            expect(linkNames(yield* backend.listLinks(a))).toEqual(["lo"])
+            yield* backend.createLink({ netns: a, name: "ct-br5", kind: "bridge" })
+          }
+          yield* backend.createVeth({ netns: a, name: "ct-v5", peerNetns: a, peerName: "ct-v5p" })
+          yield* backend.setLink(a, "ct-v5", { master: "ct-br5" })
+          const defaults = supported ? [vlan(1, true, true)] : []
+          expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual(defaults)
+          expect(yield* backend.listBridgeVlans(a, "ct-br5")).toEqual(defaults)
+          // what fails the same way with or without support
+          expect(yield* backend.listBridgeVlans(a, "ct-v5p")).toEqual([])
+          yield* expectReason(backend.listBridgeVlans(a, "nope"), "NotFound")
+          yield* expectReason(backend.addBridgeVlan(a, "nope", vlan(10, false, false)), "NotFound")
+          yield* expectReason(backend.addBridgeVlan(a, "ct-v5p", vlan(10, false, false)), "Invalid")
+          yield* expectReason(backend.addBridgeVlan(a, "ct-v5", vlan(0, false, false)), "Invalid")
+          yield* expectReason(backend.addBridgeVlan(a, "ct-v5", vlan(4095, false, false)), "Invalid")
+          yield* expectReason(backend.deleteBridgeVlan(a, "ct-v5", 10), "NotFound")
+          yield* expectReason(backend.deleteBridgeVlan(a, "ct-v5p", 1), "NotFound")
+          if (!supported) {
+            yield* expectReason(backend.addBridgeVlan(a, "ct-v5", vlan(10, true, true)), "Unsupported")
+            yield* expectReason(backend.addBridgeVlan(a, "ct-br5", vlan(10, false, false)), "Unsupported")
+            expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual([])
+            expect(yield* backend.listBridgeVlans(a, "ct-br5")).toEqual([])
+            return
+          }
+          yield* backend.addBridgeVlan(a, "ct-v5", vlan(10, false, false))
+          expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual([vlan(1, true, true), vlan(10, false, false)])
+          // a new pvid takes over; re-adding a vid replaces its flags
+          yield* backend.addBridgeVlan(a, "ct-v5", vlan(20, true, true))
+          yield* backend.addBridgeVlan(a, "ct-v5", vlan(10, false, true))
+          expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual([
+            vlan(1, false, true),
+            vlan(10, false, true),
+            vlan(20, true, true)
+          ])
+          yield* backend.deleteBridgeVlan(a, "ct-v5", 10)
+          yield* backend.deleteBridgeVlan(a, "ct-v5", 1)
+          expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual([vlan(20, true, true)])
+          yield* expectReason(backend.deleteBridgeVlan(a, "ct-v5", 10), "NotFound")
+          // the bridge device's own VLANs are separate from its ports'
+          yield* backend.addBridgeVlan(a, "ct-br5", vlan(30, false, false))
+          expect(yield* backend.listBridgeVlans(a, "ct-br5")).toEqual([vlan(1, true, true), vlan(30, false, false)])
+          yield* backend.deleteBridgeVlan(a, "ct-br5", 30)
+          // leaving the bridge drops the port's VLANs; joining again starts from the default
+          yield* backend.setLink(a, "ct-v5", { master: null })
+          expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual([])
+          yield* backend.setLink(a, "ct-v5", { master: "ct-br5" })
+          expect(yield* backend.listBridgeVlans(a, "ct-v5")).toEqual([vlan(1, true, true)])
+        }))
     })
 
     describe("addresses", () => {
@@ -393,6 +528,22 @@ export const runBackendContract = (
           expect(hasRoute(after, { dst: "192.0.2.0/24" })).toBe(false)
           expect(hasRoute(after, { dst: "198.51.100.0/24" })).toBe(false)
         }))
+
+      it("listed routes say who installed them: the kernel's connected ones `kernel`, added ones nothing (boot)", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* upWithAddress(backend, a, "ct-d20", "10.99.6.2/24")
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.6.0/24", link: "ct-d20", protocol: "kernel" })).toBe(true)
+          // a protocol given to addRoute is ignored: tscni's routes are always boot
+          yield* backend.addRoute(a, { dst: "192.0.2.0/24", link: "ct-d20", protocol: "static" })
+          yield* backend.addRoute(a, { dst: "198.51.100.0/24", gateway: "10.99.6.1" })
+          const routes = yield* backend.listRoutes(a)
+          expect(hasRoute(routes, { dst: "192.0.2.0/24", protocol: undefined })).toBe(true)
+          expect(hasRoute(routes, { dst: "198.51.100.0/24", protocol: undefined })).toBe(true)
+          // and so it is by deleteRoute
+          yield* backend.deleteRoute(a, { dst: "192.0.2.0/24", link: "ct-d20", protocol: "kernel" })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "192.0.2.0/24" })).toBe(false)
+        }))
     })
 
     describe("sysctls", () => {
@@ -456,6 +607,20 @@ export const runBackendContract = (
           yield* backend.deleteQdisc(a, "ct-d13", "ingress")
           yield* expectReason(backend.deleteQdisc(a, "ct-d13", "ingress"), "NotFound")
         }))
+
+      it("the kernel's default qdiscs are never listed, up or down", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createVeth({ netns: a, name: "ct-v9", peerNetns: a, peerName: "ct-v9p" })
+          yield* backend.createLink({ netns: a, name: "ct-d21", kind: "ifb" })
+          for (const link of ["ct-v9", "ct-v9p", "ct-d21", "lo"]) expect(yield* backend.listQdiscs(a, link)).toEqual([])
+          for (const link of ["ct-v9", "ct-v9p", "ct-d21", "lo"]) yield* backend.setLink(a, link, { up: true })
+          for (const link of ["ct-v9", "ct-v9p", "ct-d21", "lo"]) expect(yield* backend.listQdiscs(a, link)).toEqual([])
+          yield* backend.addQdisc(a, { link: "ct-d21", kind: "clsact", parent: "ingress" })
+          expect((yield* backend.listQdiscs(a, "ct-d21")).map((q) => q.kind)).toEqual(["clsact"])
+          yield* backend.deleteQdisc(a, "ct-d21", "ingress")
+          expect(yield* backend.listQdiscs(a, "ct-d21")).toEqual([])
+        }))
     })
 
     describe("packet filtering", () => {
@@ -479,6 +644,50 @@ export const runBackendContract = (
           yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-1")
           yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-2")
           expect(yield* backend.listFilterRules(a, "tscni-ct")).toEqual([])
+        }))
+
+      it("bridge and netdev families: a MAC spoof check on a bridge port and a device ingress chain", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createVeth({ netns: a, name: "ct-v10", peerNetns: a, peerName: "ct-v10p" })
+          const spoof: FilterRule = {
+            family: "bridge",
+            table: "tscni-ct-br",
+            chain: "prerouting",
+            rule: 'iifname "ct-v10" ether saddr != 0a:58:0a:01:00:02 drop',
+            comment: "ct-owner-3",
+            baseChain: { type: "filter", hook: "prerouting", priority: -300 }
+          }
+          const ingress: FilterRule = {
+            family: "netdev",
+            table: "tscni-ct-nd",
+            chain: "ingress",
+            rule: "ether saddr 0a:58:0a:01:00:09 drop",
+            comment: "ct-owner-4",
+            baseChain: { type: "filter", hook: "ingress", priority: 0, device: "ct-v10" }
+          }
+          const filter = { type: "filter", priority: 0 } as const
+          // refused as a whole, before anything is added
+          yield* expectReason(
+            backend.addFilterRules(a, [spoof, { ...spoof, baseChain: { ...filter, type: "nat", hook: "prerouting" } }]),
+            "Invalid"
+          )
+          yield* expectReason(
+            backend.addFilterRules(a, [{ ...ingress, baseChain: { ...filter, hook: "prerouting", device: "ct-v10" } }]),
+            "Invalid"
+          )
+          yield* expectReason(backend.addFilterRules(a, [{ ...ingress, baseChain: { ...filter, hook: "ingress" } }]), "Invalid")
+          expect(yield* backend.listFilterRules(a)).toEqual([])
+          yield* backend.addFilterRules(a, [spoof, ingress])
+          const listed = yield* backend.listFilterRules(a)
+          expect(listed.map((r) => [r.family, r.table, r.chain, r.comment])).toEqual([
+            ["bridge", "tscni-ct-br", "prerouting", "ct-owner-3"],
+            ["netdev", "tscni-ct-nd", "ingress", "ct-owner-4"]
+          ])
+          expect((yield* backend.listFilterRules(a, "tscni-ct-br")).map((r) => r.comment)).toEqual(["ct-owner-3"])
+          yield* backend.deleteFilterRules(a, "tscni-ct-br", "ct-owner-3")
+          yield* backend.deleteFilterRules(a, "tscni-ct-nd", "ct-owner-4")
+          expect(yield* backend.listFilterRules(a)).toEqual([])
         }))
     })
   })

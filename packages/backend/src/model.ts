@@ -36,10 +36,21 @@ export const LinkInfo = Schema.Struct({
   allmulti: Schema.Boolean,
   /** index of the bridge this link is a port of */
   master: Schema.optionalKey(Schema.Number),
-  /** for a veth: the peer's index in the peer's namespace */
+  /**
+   * for a veth: the peer's ifindex. It is an index in the PEER's namespace (ifindexes are
+   * per namespace), so it names a link here only when both ends live in the same one;
+   * which namespace the peer is in is not reported.
+   */
   peerIndex: Schema.optionalKey(Schema.Number),
   /** for a bridge port */
-  bridgePort: Schema.optionalKey(BridgePortFlags)
+  bridgePort: Schema.optionalKey(BridgePortFlags),
+  /**
+   * the interface alias (IFLA_IFALIAS, `ip link set X alias …`), absent when none is set.
+   * Plugins mark what they created with it (e.g. `tscni:<network>` on a bridge).
+   */
+  alias: Schema.optionalKey(Schema.String),
+  /** for a bridge (and only a bridge): whether VLAN filtering is on */
+  vlanFiltering: Schema.optionalKey(Schema.Boolean)
 })
 export type LinkInfo = typeof LinkInfo.Type
 
@@ -54,12 +65,23 @@ export interface CreateVethRequest {
   readonly peerMac?: string
 }
 
+/** Longest interface alias the kernel stores (IFALIASZ-1 bytes of UTF-8). */
+export const MAX_ALIAS_BYTES = 255
+
 export interface CreateLinkRequest {
   readonly netns: NetnsPath
   readonly name: string
   readonly kind: "bridge" | "dummy" | "ifb"
   readonly mtu?: number
   readonly mac?: string
+  /** interface alias to set on the new link (at most MAX_ALIAS_BYTES); "" means none */
+  readonly alias?: string
+  /**
+   * bridges only (Invalid on other kinds): create with VLAN filtering on. `true` fails
+   * with reason Unsupported, creating nothing, on kernels without bridge VLAN filtering;
+   * `false` is the kernel default and works everywhere.
+   */
+  readonly vlanFiltering?: boolean
 }
 
 /** Changes to apply to an existing link; absent keys are left as they are. */
@@ -75,7 +97,27 @@ export interface LinkChanges {
   /** bridge port flags; only valid on a link that has a master */
   readonly hairpin?: boolean
   readonly isolated?: boolean
+  /** new interface alias (at most MAX_ALIAS_BYTES); the empty string clears it */
+  readonly alias?: string
 }
+
+/**
+ * One VLAN of a bridge port (or of the bridge device itself), as `bridge vlan` shows it.
+ * `vid` is 1..4094; `pvid`: untagged ingress frames are put in this VLAN (a port has at
+ * most one); `untagged`: frames of this VLAN leave the port untagged. On kernels with
+ * bridge VLAN support, a new bridge and every new port start with VLAN 1 pvid untagged
+ * (the bridge's default_pvid).
+ */
+export const BridgeVlan = Schema.Struct({
+  vid: Schema.Number,
+  pvid: Schema.Boolean,
+  untagged: Schema.Boolean
+})
+export type BridgeVlan = typeof BridgeVlan.Type
+
+/** Valid VLAN ids: 0 and 4095 are reserved. */
+export const MIN_VLAN_ID = 1
+export const MAX_VLAN_ID = 4094
 
 export const IpFamily = Schema.Literals([4, 6])
 export type IpFamily = typeof IpFamily.Type
@@ -94,6 +136,14 @@ export const RouteScope = Schema.Literals(["universe", "link", "host"])
 export type RouteScope = typeof RouteScope.Type
 
 /**
+ * Who installed a route (rtm_protocol): `kernel` for the connected routes the kernel adds
+ * with an address, `boot` for routes added without naming a protocol (what addRoute and
+ * `ip route add` use), `static` for routes an administrator marked so, else the number.
+ */
+export const RouteProtocol = Schema.Union([Schema.Literals(["kernel", "boot", "static"]), Schema.Number])
+export type RouteProtocol = typeof RouteProtocol.Type
+
+/**
  * A route. `dst` is a CIDR (`0.0.0.0/0` / `::/0` for the default route). A route names
  * either a gateway, a link, or both. `table` defaults to main (254).
  */
@@ -107,7 +157,14 @@ export const Route = Schema.Struct({
   mtu: Schema.optionalKey(Schema.Number),
   advmss: Schema.optionalKey(Schema.Number),
   /** preferred source address */
-  src: Schema.optionalKey(Schema.String)
+  src: Schema.optionalKey(Schema.String),
+  /**
+   * Reported by listRoutes, as `ip route` does: present unless it is `boot` (absent means
+   * boot, like an absent table means main), so connected routes say `kernel` and routes
+   * tscni added have none. Ignored by addRoute (which always adds with boot) and by
+   * deleteRoute (a route is identified by dst, table, metric, gateway and link).
+   */
+  protocol: Schema.optionalKey(RouteProtocol)
 })
 export type Route = typeof Route.Type
 
@@ -148,11 +205,18 @@ export const RedirectFilter = Schema.Struct({
 export type RedirectFilter = typeof RedirectFilter.Type
 
 /**
+ * nftables address families tscni uses: `bridge` sees frames crossing a bridge (e.g. MAC
+ * spoof checks on its ports), `netdev` sees a device's ingress/egress before the stack.
+ */
+export const FilterFamily = Schema.Literals(["ip", "ip6", "inet", "bridge", "netdev"])
+export type FilterFamily = typeof FilterFamily.Type
+
+/**
  * One packet-filter rule in one of tscni's own tables. `comment` identifies the owner
  * (per container) so undo, DEL and GC remove exactly those rules.
  */
 export const FilterRule = Schema.Struct({
-  family: Schema.Literals(["ip", "ip6", "inet"]),
+  family: FilterFamily,
   table: Schema.String,
   chain: Schema.String,
   /**
@@ -161,12 +225,19 @@ export const FilterRule = Schema.Struct({
    */
   rule: Schema.String,
   comment: Schema.String,
-  /** when the chain is a base chain: how it hooks into the stack (used when creating it) */
+  /**
+   * when the chain is a base chain: how it hooks into the stack (used when creating it).
+   * `bridge` and `netdev` chains are `type filter` only; `netdev` hooks are `ingress` and
+   * `egress` and need `device` (recent kernels accept one that does not exist yet); the
+   * others use the five IP hooks.
+   */
   baseChain: Schema.optionalKey(
     Schema.Struct({
       type: Schema.Literals(["filter", "nat", "route"]),
-      hook: Schema.Literals(["prerouting", "input", "forward", "output", "postrouting"]),
-      priority: Schema.Number
+      hook: Schema.Literals(["prerouting", "input", "forward", "output", "postrouting", "ingress", "egress"]),
+      priority: Schema.Number,
+      /** the interface a `netdev` base chain is attached to */
+      device: Schema.optionalKey(Schema.String)
     })
   )
 })

@@ -57,6 +57,12 @@ export class AttributeWriter {
     return this.bytes(type, data)
   }
 
+  u16(type: number, value: number): this {
+    const data = new Uint8Array(2)
+    new DataView(data.buffer).setUint16(0, value, true)
+    return this.bytes(type, data)
+  }
+
   u8(type: number, value: number): this {
     return this.bytes(type, Uint8Array.of(value))
   }
@@ -143,9 +149,28 @@ export const decodeAttributes = (data: Uint8Array): Attributes => {
   return attributes
 }
 
+/** Every attribute in order, repeated types included (e.g. one IFLA_BRIDGE_VLAN_INFO per VLAN). */
+export const decodeAttributeList = (data: Uint8Array): Array<{ readonly type: number; readonly data: Uint8Array }> => {
+  const attributes: Array<{ readonly type: number; readonly data: Uint8Array }> = []
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  let offset = 0
+  while (offset + 4 <= data.byteLength) {
+    const length = view.getUint16(offset, true)
+    if (length < 4 || offset + length > data.byteLength) break
+    attributes.push({ type: view.getUint16(offset + 2, true) & NLA_TYPE_MASK, data: data.subarray(offset + 4, offset + length) })
+    offset += align4(length)
+  }
+  return attributes
+}
+
 export const attrU32 = (attributes: Attributes, type: number): number | undefined => {
   const data = attributes.get(type)
   return data && data.byteLength >= 4 ? new DataView(data.buffer, data.byteOffset).getUint32(0, true) : undefined
+}
+
+export const attrU8 = (attributes: Attributes, type: number): number | undefined => {
+  const data = attributes.get(type)
+  return data && data.byteLength >= 1 ? data[0] : undefined
 }
 
 export const attrString = (attributes: Attributes, type: number): string | undefined => {

@@ -1,9 +1,11 @@
-import type { LinkChanges, LinkInfo, LinkKind } from "@tscni/backend"
+import type { BridgeVlan, LinkChanges, LinkInfo, LinkKind } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import {
   attrString,
   attrU32,
+  attrU8,
   AttributeWriter,
+  decodeAttributeList,
   decodeAttributes,
   NLM_F_CREATE,
   NLM_F_EXCL,
@@ -24,12 +26,22 @@ const IFLA_MASTER = 10
 const IFLA_TXQLEN = 13
 const IFLA_PROTINFO = 12
 const IFLA_LINKINFO = 18
+const IFLA_IFALIAS = 20
+const IFLA_AF_SPEC = 26
 const IFLA_NET_NS_FD = 28
+const IFLA_EXT_MASK = 29
 const IFLA_INFO_KIND = 1
 const IFLA_INFO_DATA = 2
 const VETH_INFO_PEER = 1
 const IFLA_BRPORT_MODE = 4
 const IFLA_BRPORT_ISOLATED = 33
+const IFLA_BR_VLAN_FILTERING = 7
+const IFLA_BRIDGE_FLAGS = 0
+const IFLA_BRIDGE_VLAN_INFO = 2
+const BRIDGE_FLAGS_SELF = 2
+const BRIDGE_VLAN_INFO_PVID = 0x2
+const BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+const RTEXT_FILTER_BRVLAN = 0x2
 const AF_BRIDGE = 7
 
 const IFF_UP = 0x1
@@ -64,12 +76,16 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
   const index = view.getInt32(4, true)
   const flags = view.getUint32(8, true)
   const attributes = decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH))
-  const linkInfo = attributes.get(IFLA_LINKINFO)
-  const kindName = linkInfo ? attrString(decodeAttributes(linkInfo), IFLA_INFO_KIND) : undefined
+  const linkInfoData = attributes.get(IFLA_LINKINFO)
+  const linkInfo = linkInfoData ? decodeAttributes(linkInfoData) : undefined
+  const kindName = linkInfo ? attrString(linkInfo, IFLA_INFO_KIND) : undefined
   const kind: LinkKind = flags & IFF_LOOPBACK ? "loopback" : (kindName && KINDS[kindName]) || "other"
   const address = attributes.get(IFLA_ADDRESS)
   const master = attrU32(attributes, IFLA_MASTER)
   const peer = attrU32(attributes, IFLA_LINK)
+  const alias = attrString(attributes, IFLA_IFALIAS)
+  const bridgeData = kind === "bridge" ? linkInfo?.get(IFLA_INFO_DATA) : undefined
+  const vlanFiltering = bridgeData ? attrU8(decodeAttributes(bridgeData), IFLA_BR_VLAN_FILTERING) : undefined
   return {
     netns,
     index,
@@ -82,7 +98,9 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
     promisc: (flags & IFF_PROMISC) !== 0,
     allmulti: (flags & IFF_ALLMULTI) !== 0,
     ...(master !== undefined && master !== 0 ? { master } : {}),
-    ...(kind === "veth" && peer !== undefined && peer !== 0 ? { peerIndex: peer } : {})
+    ...(kind === "veth" && peer !== undefined && peer !== 0 ? { peerIndex: peer } : {}),
+    ...(alias !== undefined && alias !== "" ? { alias } : {}),
+    ...(kind === "bridge" ? { vlanFiltering: (vlanFiltering ?? 0) !== 0 } : {})
   }
 }
 
@@ -144,15 +162,27 @@ const writeLinkAttributes = (writer: AttributeWriter, link: NewLinkAttributes): 
   return writer
 }
 
-/** Creates a link of `kind`; for a veth, `peer` describes the other end (born in its own namespace). */
-export const createLink = (
-  socket: RouteSocket,
+/** Kind-specific settings of a new link (IFLA_INFO_DATA). */
+export interface NewLinkData {
+  /** bridge: IFLA_BR_VLAN_FILTERING; only sent when true (off is the kernel's default) */
+  readonly vlanFiltering?: boolean | undefined
+}
+
+/**
+ * The RTM_NEWLINK attributes creating a link of `kind`; for a veth, `peer` describes the
+ * other end (born in its own namespace).
+ */
+export const createLinkAttributes = (
   kind: "veth" | "bridge" | "dummy" | "ifb",
   link: NewLinkAttributes,
-  peer?: NewLinkAttributes
-): void => {
-  const attributes = writeLinkAttributes(new AttributeWriter(), link).nested(IFLA_LINKINFO, (info) => {
+  peer?: NewLinkAttributes,
+  data: NewLinkData = {}
+): Uint8Array =>
+  writeLinkAttributes(new AttributeWriter(), link).nested(IFLA_LINKINFO, (info) => {
     info.string(IFLA_INFO_KIND, kind)
+    if (kind === "bridge" && data.vlanFiltering === true) {
+      info.nested(IFLA_INFO_DATA, (bridge) => bridge.u8(IFLA_BR_VLAN_FILTERING, 1))
+    }
     if (peer) {
       info.nested(IFLA_INFO_DATA, (data) => {
         // VETH_INFO_PEER holds a whole ifinfomsg followed by the peer's attributes
@@ -163,8 +193,19 @@ export const createLink = (
         data.bytes(VETH_INFO_PEER, body)
       })
     }
-  })
-  socket.request("createLink", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifinfomsg(), attributes.finish(), link.name)
+  }).finish()
+
+/** Creates a link (see createLinkAttributes); `operation` names the Backend call in errors. */
+export const createLink = (
+  socket: RouteSocket,
+  operation: string,
+  kind: "veth" | "bridge" | "dummy" | "ifb",
+  link: NewLinkAttributes,
+  peer?: NewLinkAttributes,
+  data?: NewLinkData
+): void => {
+  const attributes = createLinkAttributes(kind, link, peer, data)
+  socket.request(operation, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifinfomsg(), attributes, link.name)
 }
 
 export const deleteLink = (socket: RouteSocket, index: number, name: string): void => {
@@ -205,7 +246,7 @@ const flagChange = (changes: LinkChanges): { flags: number; change: number } => 
   return { flags, change }
 }
 
-/** Applies flag, mtu, mac, txqlen and master changes in one RTM_NEWLINK. */
+/** Applies flag, mtu, mac, txqlen, master and alias changes in one RTM_NEWLINK. */
 export const setLink = (
   socket: RouteSocket,
   link: LinkInfo,
@@ -218,5 +259,75 @@ export const setLink = (
   if (changes.mac !== undefined) attributes.bytes(IFLA_ADDRESS, macToBytes(changes.mac))
   if (changes.txqlen !== undefined) attributes.u32(IFLA_TXQLEN, changes.txqlen)
   if (changes.master !== undefined) attributes.u32(IFLA_MASTER, masterIndex ?? 0)
+  // as iproute2: the alias without a NUL, so that "" (length 0) clears it
+  if (changes.alias !== undefined) attributes.bytes(IFLA_IFALIAS, new TextEncoder().encode(changes.alias))
   socket.request("setLink", RTM_NEWLINK, 0, ifinfomsg(link.index, flags, change), attributes.finish(), link.name)
+}
+
+/**
+ * Bridge VLANs by ifindex, from the AF_BRIDGE dump with RTEXT_FILTER_BRVLAN (what
+ * `bridge vlan show` reads): ports report their VLANs, a bridge its own. A kernel without
+ * bridge VLAN filtering reports none.
+ */
+export const bridgeVlans = (socket: RouteSocket, operation: string): Map<number, Array<BridgeVlan>> => {
+  const vlans = new Map<number, Array<BridgeVlan>>()
+  const filter = new AttributeWriter().u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN).finish()
+  for (const message of socket.dump(operation, RTM_GETLINK, ifinfomsg(0, 0, 0, AF_BRIDGE), filter)) {
+    if (message.type !== RTM_NEWLINK) continue
+    const index = new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(4, true)
+    const spec = decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH)).get(IFLA_AF_SPEC)
+    if (!spec) continue
+    const list = vlans.get(index) ?? []
+    for (const attribute of decodeAttributeList(spec)) {
+      if (attribute.type !== IFLA_BRIDGE_VLAN_INFO || attribute.data.byteLength < 4) continue
+      const view = new DataView(attribute.data.buffer, attribute.data.byteOffset, 4)
+      const flags = view.getUint16(0, true)
+      list.push({
+        vid: view.getUint16(2, true),
+        pvid: (flags & BRIDGE_VLAN_INFO_PVID) !== 0,
+        untagged: (flags & BRIDGE_VLAN_INFO_UNTAGGED) !== 0
+      })
+    }
+    vlans.set(index, list)
+  }
+  for (const list of vlans.values()) list.sort((a, b) => a.vid - b.vid)
+  return vlans
+}
+
+/**
+ * The request adding (RTM_SETLINK) or removing (RTM_DELLINK) one VLAN, as `bridge vlan
+ * add|del dev LINK vid V [pvid] [untagged] [self]`. The family MUST be AF_BRIDGE: an
+ * RTM_DELLINK with AF_UNSPEC would delete the link itself.
+ */
+export const bridgeVlanRequest = (
+  add: boolean,
+  link: LinkInfo,
+  vlan: BridgeVlan
+): { readonly type: number; readonly header: Uint8Array; readonly attributes: Uint8Array } => {
+  const info = new Uint8Array(4)
+  const view = new DataView(info.buffer)
+  view.setUint16(0, (vlan.pvid ? BRIDGE_VLAN_INFO_PVID : 0) | (vlan.untagged ? BRIDGE_VLAN_INFO_UNTAGGED : 0), true)
+  view.setUint16(2, vlan.vid, true)
+  const attributes = new AttributeWriter().nested(IFLA_AF_SPEC, (spec) => {
+    // a bridge's own VLANs are its "self" ones; a port's are handled by its master
+    if (link.kind === "bridge") spec.u16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_SELF)
+    spec.bytes(IFLA_BRIDGE_VLAN_INFO, info)
+  })
+  return {
+    type: add ? RTM_SETLINK : RTM_DELLINK,
+    header: ifinfomsg(link.index, 0, 0, AF_BRIDGE),
+    attributes: attributes.finish()
+  }
+}
+
+/** Adds or removes one VLAN of a bridge port or a bridge. */
+export const changeBridgeVlan = (
+  socket: RouteSocket,
+  operation: string,
+  add: boolean,
+  link: LinkInfo,
+  vlan: BridgeVlan
+): void => {
+  const { type, header, attributes } = bridgeVlanRequest(add, link, vlan)
+  socket.request(operation, type, 0, header, attributes, `VLAN ${vlan.vid} on ${link.name}`)
 }

@@ -1,4 +1,4 @@
-import type { LinkInfo, Route, RouteScope } from "@tscni/backend"
+import type { LinkInfo, Route, RouteProtocol, RouteScope } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import { formatIp, fromBytes, networkOf, parseCidr, parseIp, toBytes } from "@tscni/ip"
 import { attrU32, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
@@ -23,12 +23,18 @@ const AF_INET6 = 10
 const RTMSG_LENGTH = 12
 const RT_TABLE_MAIN = 254
 const RT_TABLE_LOCAL = 255
+const RTPROT_KERNEL = 2
 const RTPROT_BOOT = 3
+const RTPROT_STATIC = 4
 const RTN_UNICAST = 1
 
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 }
 const scopeName = (value: number): RouteScope | undefined =>
   (Object.keys(SCOPES) as Array<RouteScope>).find((name) => SCOPES[name] === value)
+
+/** rtm_protocol as the Backend names it; boot (the default) is left out by the listing. */
+const protocolName = (value: number): RouteProtocol =>
+  value === RTPROT_KERNEL ? "kernel" : value === RTPROT_BOOT ? "boot" : value === RTPROT_STATIC ? "static" : value
 
 /** struct rtmsg */
 const rtmsg = (family: number, dstLength: number, table: number, scope: number, type: number): Uint8Array => {
@@ -66,6 +72,7 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
     const priority = attrU32(attributes, RTA_PRIORITY)
     const src = attributes.get(RTA_PREFSRC)
     const scope = scopeName(view.getUint8(6))
+    const protocol = protocolName(view.getUint8(5))
     const metrics = attributes.get(RTA_METRICS)
     const metricAttributes = metrics ? decodeAttributes(metrics) : undefined
     const mtu = metricAttributes ? attrU32(metricAttributes, RTAX_MTU) : undefined
@@ -80,7 +87,8 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
       ...(table !== RT_TABLE_MAIN ? { table } : {}),
       ...(mtu !== undefined ? { mtu } : {}),
       ...(advmss !== undefined ? { advmss } : {}),
-      ...(src ? { src: formatIp(fromBytes(family, src)) } : {})
+      ...(src ? { src: formatIp(fromBytes(family, src)) } : {}),
+      ...(protocol !== "boot" ? { protocol } : {})
     })
   }
   return routes
