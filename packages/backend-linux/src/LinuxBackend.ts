@@ -224,8 +224,8 @@ export const makeLinuxBackend = (): BackendShape => ({
       }
       return address.listAddresses(socketOf(ns), ns, links, linkName)
     }),
-  addAddress: (ns, linkName, cidr) =>
-    kernelCall("addAddress", () => address.addAddress(socketOf(ns), findLink(ns, linkName), cidr)),
+  addAddress: (ns, linkName, cidr, options) =>
+    kernelCall("addAddress", () => address.addAddress(socketOf(ns), findLink(ns, linkName), cidr, options?.noDad === true)),
   deleteAddress: (ns, linkName, cidr) =>
     kernelCall("deleteAddress", () => address.deleteAddress(socketOf(ns), findLink(ns, linkName), cidr)),
 

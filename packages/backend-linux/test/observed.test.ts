@@ -102,6 +102,19 @@ describe("LinuxBackend seen by iproute2 / tc / nft", () => {
     expect(ipj(ns.name, "-4", "addr", "show", "v-ob")[0]?.addr_info ?? []).toEqual([])
   })
 
+  test("noDad: an IPv6 address is usable at once, not tentative", async () => {
+    const ns = await fresh()
+    await run(backend.createVeth({ netns: ns.path, name: "v-dad", peerNetns: ns.path, peerName: "v-dad-peer" }))
+    await run(backend.setLink(ns.path, "v-dad", { up: true }))
+    await run(backend.setLink(ns.path, "v-dad-peer", { up: true }))
+    await run(backend.addAddress(ns.path, "v-dad", "fd77::1/64", { noDad: true }))
+    await run(backend.addAddress(ns.path, "v-dad", "fd78::1/64"))
+    const info = ipj(ns.name, "-6", "addr", "show", "v-dad")[0]!.addr_info as Array<Json>
+    const byAddress = new Map(info.map((a) => [a.local, a]))
+    expect(byAddress.get("fd77::1")?.tentative).toBeUndefined()
+    expect(byAddress.get("fd78::1")?.tentative).toBe(true)
+  })
+
   test("sysctls are per namespace and return the previous value", async () => {
     const ns = await fresh()
     const previous = await run(backend.writeSysctl(ns.path, "net.ipv4.ip_forward", "1"))

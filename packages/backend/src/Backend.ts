@@ -1,6 +1,7 @@
 import { Context, type Effect } from "effect"
 import type { BackendError } from "./errors.ts"
 import type {
+  AddAddressOptions,
   AddQdiscRequest,
   AddressInfo,
   BridgeVlan,
@@ -64,7 +65,11 @@ export interface BackendShape {
 
   // addresses
   readonly listAddresses: (netns: NetnsPath, link?: string) => Op<ReadonlyArray<AddressInfo>>
-  readonly addAddress: (netns: NetnsPath, link: string, cidr: string) => Op<void>
+  /**
+   * `noDad` skips IPv6 duplicate address detection for this address (IFA_F_NODAD): usable
+   * at once instead of seconds later; for addresses that are ours by construction.
+   */
+  readonly addAddress: (netns: NetnsPath, link: string, cidr: string, options?: AddAddressOptions) => Op<void>
   readonly deleteAddress: (netns: NetnsPath, link: string, cidr: string) => Op<void>
 
   // routes (main table unless the route says otherwise)

@@ -132,6 +132,10 @@ export const AddressInfo = Schema.Struct({
 })
 export type AddressInfo = typeof AddressInfo.Type
 
+export interface AddAddressOptions {
+  readonly noDad?: boolean
+}
+
 export const RouteScope = Schema.Literals(["universe", "link", "host"])
 export type RouteScope = typeof RouteScope.Type
 

@@ -17,11 +17,14 @@ const AF_INET6 = 10
 const IFADDRMSG_LENGTH = 8
 
 /** struct ifaddrmsg */
-const ifaddrmsg = (family: number, prefix: number, index: number): Uint8Array => {
+const IFA_F_NODAD = 0x02
+
+const ifaddrmsg = (family: number, prefix: number, index: number, flags = 0): Uint8Array => {
   const header = new Uint8Array(IFADDRMSG_LENGTH)
   const view = new DataView(header.buffer)
   view.setUint8(0, family)
   view.setUint8(1, prefix)
+  view.setUint8(2, flags)
   view.setUint32(4, index, true)
   return header
 }
@@ -52,19 +55,20 @@ export const listAddresses = (
   return result
 }
 
-const addressRequest = (link: LinkInfo, cidr: string, operation: string) => {
+const addressRequest = (link: LinkInfo, cidr: string, operation: string, noDad = false) => {
   const parsed = parseCidr(cidr)
   if (!parsed) throw new KernelCallFailed(kernelError(operation, 22, `'${cidr}' is not an address in CIDR form`))
   const bytes = toBytes(parsed.ip)
   const attributes = new AttributeWriter().bytes(IFA_LOCAL, bytes).bytes(IFA_ADDRESS, bytes)
   // as `ip addr add … brd +` and the reference plugins do for IPv4 networks with hosts
   if (parsed.ip.family === 4 && parsed.prefix < 31) attributes.bytes(IFA_BROADCAST, toBytes(lastOf(parsed)))
-  const header = ifaddrmsg(parsed.ip.family === 4 ? AF_INET : AF_INET6, parsed.prefix, link.index)
+  const flags = noDad && parsed.ip.family === 6 ? IFA_F_NODAD : 0
+  const header = ifaddrmsg(parsed.ip.family === 4 ? AF_INET : AF_INET6, parsed.prefix, link.index, flags)
   return { header, attributes: attributes.finish() }
 }
 
-export const addAddress = (socket: RouteSocket, link: LinkInfo, cidr: string): void => {
-  const { header, attributes } = addressRequest(link, cidr, "addAddress")
+export const addAddress = (socket: RouteSocket, link: LinkInfo, cidr: string, noDad = false): void => {
+  const { header, attributes } = addressRequest(link, cidr, "addAddress", noDad)
   socket.request("addAddress", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, header, attributes, `${cidr} on ${link.name}`)
 }
 

@@ -55,7 +55,9 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
         )
       }
       for (const cidr of conflicting) yield* backend.deleteAddress(input.netns, input.bridge, cidr)
-      const created = yield* backend.addAddress(input.netns, input.bridge, input.cidr).pipe(
+      // the gateway is ours by construction: no duplicate address detection (which would
+      // leave an IPv6 gateway unusable for the pod's first seconds)
+      const created = yield* backend.addAddress(input.netns, input.bridge, input.cidr, { noDad: true }).pipe(
         Effect.as(true),
         // another pod's ADD, running at the same time, added it first: adopt it
         Effect.catchIf((error) => error.reason === "AlreadyExists" && conflicting.length === 0, () => Effect.succeed(false)),
