@@ -12,7 +12,8 @@ import {
 import { kernelError, KernelCallFailed } from "./errors.ts"
 import * as netns from "./netns.ts"
 import * as nftables from "./nftables.ts"
-import { closeRouteSocket, routeSocket } from "./netlink/socket.ts"
+import * as conntrack from "./conntrack.ts"
+import { closeRouteSocket, netfilterSocket, routeSocket } from "./netlink/socket.ts"
 import * as address from "./rtnl/address.ts"
 import * as link from "./rtnl/link.ts"
 import * as route from "./rtnl/route.ts"
@@ -251,6 +252,13 @@ export const makeLinuxBackend = (): BackendShape => ({
     kernelCall("addRedirect", () => tc.addRedirect(socketOf(ns), findLink(ns, filter.link), findLink(ns, filter.toLink))),
   deleteRedirect: (ns, filter) =>
     kernelCall("deleteRedirect", () => tc.deleteRedirect(socketOf(ns), findLink(ns, filter.link), findLink(ns, filter.toLink))),
+
+  deleteConntrack: (ns, filter) =>
+    kernelCall("deleteConntrack", () => {
+      const invalid = conntrack.invalidFilter(filter)
+      if (invalid) throw invalid
+      return conntrack.deleteConntrack(netfilterSocket(ns), filter)
+    }),
 
   addFilterRules: (ns, rules) =>
     kernelCall("addFilterRules", () => {

@@ -115,6 +115,23 @@ describe("LinuxBackend seen by iproute2 / tc / nft", () => {
     expect(byAddress.get("fd78::1")?.tentative).toBe(true)
   })
 
+  test("deleteConntrack forgets exactly the flows of one protocol and port, as conntrack -L shows", async () => {
+    const ns = await fresh()
+    await run(backend.setLink(ns.path, "lo", { up: true }))
+    // a rule that needs connection tracking makes the namespace track flows
+    tool(ns.name, ["nft", "add table inet ct-ob; add chain inet ct-ob in { type filter hook input priority 0 ; }; add rule inet ct-ob in ct state new accept"])
+    const send = (port: number) => Bun.spawnSync(["ip", "netns", "exec", ns.name, "bash", "-c", `echo x > /dev/udp/127.0.0.1/${port}`])
+    send(5353)
+    send(5354)
+    const flows = (port: number) =>
+      Bun.spawnSync(["ip", "netns", "exec", ns.name, "conntrack", "-L", "-p", "udp", "--dport", String(port)], { stderr: "pipe" })
+        .stdout.toString().split("\n").filter((line) => line.includes("udp")).length
+    expect([flows(5353), flows(5354)]).toEqual([1, 1])
+    expect(await run(backend.deleteConntrack(ns.path, { family: 4, protocol: "udp", dstPort: 5353 }))).toBe(1)
+    expect([flows(5353), flows(5354)]).toEqual([0, 1])
+    expect(await run(backend.deleteConntrack(ns.path, { family: 4, protocol: "tcp", dstPort: 5354 }))).toBe(0)
+  })
+
   test("sysctls are per namespace and return the previous value", async () => {
     const ns = await fresh()
     const previous = await run(backend.writeSysctl(ns.path, "net.ipv4.ip_forward", "1"))

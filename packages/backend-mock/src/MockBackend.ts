@@ -12,6 +12,7 @@ import { type BridgeVlanSupport, type KernelState, newNetns } from "./state.ts"
 import { sysctlOperations } from "./sysctls.ts"
 import { tcOperations } from "./tc.ts"
 import { vlanOperations } from "./vlans.ts"
+import { conntrackOperations } from "./conntrack.ts"
 
 /*
  * How faithful the model is, and where it stops (the contract suite pins the rest):
@@ -100,6 +101,7 @@ export const makeMockBackend = (
   const tc = tcOperations(state)
   const filters = filterOperations(state)
   const vlans = vlanOperations(state)
+  const conntrack = conntrackOperations(state)
 
   const backend: BackendShape = {
     createNetns: instrument("createNetns", netns.createNetns),
@@ -129,6 +131,7 @@ export const makeMockBackend = (
     listRedirects: instrument("listRedirects", tc.listRedirects),
     addRedirect: instrument("addRedirect", tc.addRedirect),
     deleteRedirect: instrument("deleteRedirect", tc.deleteRedirect),
+    deleteConntrack: instrument("deleteConntrack", conntrack.deleteConntrack),
     addFilterRules: instrument("addFilterRules", filters.addFilterRules),
     deleteFilterRules: instrument("deleteFilterRules", filters.deleteFilterRules),
     listFilterRules: instrument("listFilterRules", filters.listFilterRules)

@@ -2,6 +2,7 @@ import { Context, type Effect } from "effect"
 import type { BackendError } from "./errors.ts"
 import type {
   AddAddressOptions,
+  ConntrackFilter,
   AddQdiscRequest,
   AddressInfo,
   BridgeVlan,
@@ -95,6 +96,13 @@ export interface BackendShape {
   /** Needs an ingress or clsact qdisc on `filter.link`. */
   readonly addRedirect: (netns: NetnsPath, filter: RedirectFilter) => Op<void>
   readonly deleteRedirect: (netns: NetnsPath, filter: RedirectFilter) => Op<void>
+
+  // connection tracking
+  /**
+   * Deletes the tracked connections matching the filter and returns how many there were
+   * (portmap flushes stale UDP flows of a new mapping). The mock tracks no connections.
+   */
+  readonly deleteConntrack: (netns: NetnsPath, filter: ConntrackFilter) => Op<number>
 
   // packet filtering, tscni's own tables only
   /** Adds all rules in one atomic transaction (tables and chains are created as needed). */

@@ -246,3 +246,10 @@ export const FilterRule = Schema.Struct({
   )
 })
 export type FilterRule = typeof FilterRule.Type
+
+/** Which tracked connections to forget: those of one protocol and original destination port. */
+export interface ConntrackFilter {
+  readonly family: 4 | 6
+  readonly protocol: "tcp" | "udp" | "sctp"
+  readonly dstPort: number
+}

@@ -73,6 +73,11 @@ export class AttributeWriter {
     return this.bytes(type | NLA_F_NESTED, inner.finish())
   }
 
+  /** A nested attribute whose content is already encoded (e.g. echoed from a dump). */
+  nestedBytes(type: number, data: Uint8Array): this {
+    return this.bytes(type | NLA_F_NESTED, data)
+  }
+
   finish(): Uint8Array {
     const total = this.chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0)
     const out = new Uint8Array(total)

@@ -28,8 +28,9 @@ export class RouteSocket {
 
   private constructor(private readonly fd: number) {}
 
-  static open(netns: string): RouteSocket {
-    const fd = inNetns(netns, () => libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE))
+  /** `protocol`: NETLINK_ROUTE (rtnetlink) or NETLINK_NETFILTER (conntrack). */
+  static open(netns: string, protocol = NETLINK_ROUTE): RouteSocket {
+    const fd = inNetns(netns, () => libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol))
     if (fd < 0) throw new KernelCallFailed(kernelError("netlinkSocket", errno(), netns))
     libc.setsockoptInt(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1)
     return new RouteSocket(fd)
@@ -94,20 +95,29 @@ export class RouteSocket {
   }
 }
 
+const NETLINK_NETFILTER = 12
 const sockets = new Map<string, RouteSocket>()
 
-/** One socket per namespace for the life of the process (a plugin lives for one call). */
-export const routeSocket = (netns: string): RouteSocket => {
-  let socket = sockets.get(netns)
+const cached = (netns: string, protocol: number): RouteSocket => {
+  const key = `${protocol}:${netns}`
+  let socket = sockets.get(key)
   if (!socket) {
-    socket = RouteSocket.open(netns)
-    sockets.set(netns, socket)
+    socket = RouteSocket.open(netns, protocol)
+    sockets.set(key, socket)
   }
   return socket
 }
 
-/** Closes the namespace's socket, e.g. before the namespace is deleted. */
+/** One rtnetlink socket per namespace for the life of the process (a plugin lives for one call). */
+export const routeSocket = (netns: string): RouteSocket => cached(netns, NETLINK_ROUTE)
+
+/** The same for netfilter (conntrack). */
+export const netfilterSocket = (netns: string): RouteSocket => cached(netns, NETLINK_NETFILTER)
+
+/** Closes the namespace's sockets, e.g. before the namespace is deleted. */
 export const closeRouteSocket = (netns: string): void => {
-  sockets.get(netns)?.close()
-  sockets.delete(netns)
+  for (const protocol of [NETLINK_ROUTE, NETLINK_NETFILTER]) {
+    sockets.get(`${protocol}:${netns}`)?.close()
+    sockets.delete(`${protocol}:${netns}`)
+  }
 }

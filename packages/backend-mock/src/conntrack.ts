@@ -1,0 +1,18 @@
+import type { BackendError, ConntrackFilter, NetnsPath } from "@tscni/backend"
+import { Effect } from "effect"
+import { fail, type KernelState, requireNetns } from "./state.ts"
+
+/**
+ * The mock carries no traffic, so it tracks no connections: deleting finds nothing. The
+ * namespace and the filter are still checked as the kernel would.
+ */
+export const conntrackOperations = (state: KernelState) => ({
+  deleteConntrack: (netns: NetnsPath, filter: ConntrackFilter): Effect.Effect<number, BackendError> =>
+    Effect.gen(function*() {
+      yield* requireNetns(state, "deleteConntrack", netns)
+      if (!Number.isInteger(filter.dstPort) || filter.dstPort < 1 || filter.dstPort > 65535) {
+        return yield* fail("deleteConntrack", "Invalid", `deleteConntrack: bad port ${filter.dstPort}`, "EINVAL")
+      }
+      return 0
+    })
+})
