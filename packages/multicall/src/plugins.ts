@@ -3,7 +3,8 @@ const PLUGINS: Record<string, () => Promise<void>> = {
   loopback: () => import("@tscni/plugin-loopback/run").then((module) => module.runLoopback()),
   "host-local": () => import("@tscni/plugin-host-local/run").then((module) => module.runHostLocal()),
   static: () => import("@tscni/plugin-static/run").then((module) => module.runStatic()),
-  bridge: () => import("@tscni/plugin-bridge/run").then((module) => module.runBridge())
+  bridge: () => import("@tscni/plugin-bridge/run").then((module) => module.runBridge()),
+  portmap: () => import("@tscni/plugin-portmap/run").then((module) => module.runPortmap())
 }
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS)

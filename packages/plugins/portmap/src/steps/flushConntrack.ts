@@ -1,0 +1,30 @@
+import { Effect, Schema } from "effect"
+import { Backend, type BackendError, type ConntrackFilter } from "@tscni/backend"
+import { makeStep } from "@tscni/engine"
+
+export interface FlushConntrackInput {
+  readonly netns: string
+  readonly filters: ReadonlyArray<ConntrackFilter>
+}
+
+export const FlushConntrackHandle = Schema.Struct({ netns: Schema.String, flushed: Schema.Number })
+export type FlushConntrackHandle = typeof FlushConntrackHandle.Type
+
+/**
+ * Forgets tracked UDP flows to a new hostPort: a flow seen before the mapping existed keeps
+ * its un-NATed entry and would never reach the pod until it times out. Forgetting stale
+ * state is not something to undo, so undo and check do nothing.
+ */
+export const flushConntrack = makeStep<FlushConntrackInput, FlushConntrackHandle, BackendError, Backend>({
+  name: "flushConntrack",
+  handle: FlushConntrackHandle,
+  apply: (input) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      let flushed = 0
+      for (const filter of input.filters) flushed += yield* backend.deleteConntrack(input.netns, filter)
+      return { netns: input.netns, flushed }
+    }),
+  undo: () => Effect.void,
+  check: () => Effect.void
+})
