@@ -134,6 +134,45 @@ describe("bridge on the real kernel", () => {
     expect(observe(h.name)).toBe(before)
   })
 
+  test("macspoofchk: frames from another MAC are dropped; DEL removes the rule and table", () => {
+    const h = host()
+    const p = freshNetns()
+    const before = observe(h.name)
+    const c = conf(h, { macspoofchk: true })
+    const add = execIn(h, BRIDGE, env("ADD", "it-mac", p.path), JSON.stringify(c))
+    expect(add.exitCode).toBe(0)
+    const table = Bun.spawnSync(["ip", "netns", "exec", h.name, "nft", "list", "table", "bridge", "tscni-macspoof"]).stdout.toString()
+    const podMac = (add.json!.interfaces as Array<Json>)[2]!.mac
+    expect(table).toContain(`ether saddr != ${podMac} drop`)
+    expect(ping(p.name, "10.123.0.1")).toBe(true)
+    Bun.spawnSync(["ip", "-n", p.name, "link", "set", "eth0", "address", "0a:58:0a:7b:00:99"])
+    Bun.spawnSync(["ip", "-n", p.name, "neigh", "flush", "all"])
+    expect(ping(p.name, "10.123.0.1")).toBe(false)
+    Bun.spawnSync(["ip", "-n", p.name, "link", "set", "eth0", "address", podMac])
+    const del = execIn(h, BRIDGE, env("DEL", "it-mac", p.path), JSON.stringify({ ...c, prevResult: add.json }))
+    expect(del.exitCode).toBe(0)
+    expect(observe(h.name)).toBe(before)
+    p.remove()
+  })
+
+  test("vlan on this kernel: either the port is on the VLAN, or a clean failure that leaves nothing", () => {
+    const h = host()
+    const p = freshNetns()
+    const before = observe(h.name)
+    const c = conf(h, { vlan: 100 })
+    const add = execIn(h, BRIDGE, env("ADD", "it-vlan", p.path), JSON.stringify(c))
+    if (add.exitCode === 0) {
+      const vlans = Bun.spawnSync(["ip", "netns", "exec", h.name, "bridge", "-j", "vlan", "show"]).stdout.toString()
+      expect(vlans).toContain('"vlan":100')
+      execIn(h, BRIDGE, env("DEL", "it-vlan", p.path), JSON.stringify({ ...c, prevResult: add.json }))
+    } else {
+      expect(String(add.json?.msg)).toContain("VLAN")
+      expect(observe(h.name)).toBe(before)
+      expect(Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))).toEqual([])
+    }
+    p.remove()
+  })
+
   test("CHECK fails when the pod's address was removed by hand", () => {
     const h = host()
     const p = freshNetns()

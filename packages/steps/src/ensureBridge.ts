@@ -11,6 +11,8 @@ export interface EnsureBridgeInput {
   readonly mac?: string
   /** alias put on a bridge this step creates (marks it as tscni's) */
   readonly alias?: string
+  /** create it with VLAN filtering on (ports then carry VLANs) */
+  readonly vlanFiltering?: boolean
 }
 
 /** `created` says whether this step made the bridge (only then may undo remove it). */
@@ -55,7 +57,8 @@ export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, Back
         kind: "bridge",
         ...(input.mtu === undefined ? {} : { mtu: input.mtu }),
         ...(input.mac === undefined ? {} : { mac: input.mac }),
-        ...(input.alias === undefined ? {} : { alias: input.alias })
+        ...(input.alias === undefined ? {} : { alias: input.alias }),
+        ...(input.vlanFiltering === true ? { vlanFiltering: true } : {})
       }).pipe(
         Effect.map((link) => ({ link, raced: false })),
         // a concurrent ADD of another pod created it first: adopt theirs

@@ -12,8 +12,11 @@ export const attachmentKey = (containerId: string, ifname: string): string => sh
 export const hostVethName = (containerId: string, ifname: string): string =>
   `veth${attachmentKey(containerId, ifname).slice(0, 11)}`
 
-/** tscni's nftables table for bridge networks (masquerade; mac spoof check in the bridge family). */
+/** tscni's nftables table for bridge networks' masquerade (families ip and ip6). */
 export const BRIDGE_TABLE = "tscni-bridge"
+
+/** tscni's nftables table (family bridge) for the MAC spoof check. */
+export const MACSPOOF_TABLE = "tscni-macspoof"
 
 /**
  * The owner comment on a pod's rules: `br:<network hash>:<attachment key>`. The network part

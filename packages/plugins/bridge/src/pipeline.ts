@@ -14,9 +14,10 @@ import {
   vethPair
 } from "@tscni/steps"
 import type { BridgeSettings } from "./config.ts"
-import { bridgeAlias, hostVethName, ruleOwner, vethAlias } from "./names.ts"
+import { bridgeAlias, hostVethName, MACSPOOF_TABLE, ruleOwner, vethAlias } from "./names.ts"
 import { AddressPlan, masqueradeRules, planAddresses } from "./plan.ts"
 import { gatewayAddress } from "./steps/gatewayAddress.ts"
+import { portVlan } from "./steps/portVlan.ts"
 
 /** One bridge ADD: the decided settings and the request they apply to. */
 export interface BridgeInput {
@@ -61,6 +62,7 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
     netns: HOST_NETNS,
     name: input.settings.bridge,
     alias: bridgeAlias(input.settings.network),
+    ...(input.settings.vlan !== undefined ? { vlanFiltering: true } : {}),
     ...(input.settings.mtu !== undefined ? { mtu: input.settings.mtu } : {})
   }))
   .optionalStep("promisc", setLinkOptions, (input) =>
@@ -81,6 +83,15 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
     hairpin: input.settings.hairpinMode,
     isolated: input.settings.portIsolation
   }))
+  .optionalStep("vlan", portVlan, (input) => {
+    const vid = input.settings.vlan
+    return vid === undefined ? Pipeline.skip : {
+      netns: HOST_NETNS,
+      link: hostVethName(input.containerId, input.ifname),
+      vid,
+      preserveDefaultVlan: input.settings.preserveDefaultVlan
+    }
+  })
   .step("hostUp", linkUp, (input) => ({ netns: HOST_NETNS, link: hostVethName(input.containerId, input.ifname) }))
   .optionalStep("ipam", ipamAllocate, (input) =>
     skipUnless(input.settings.ipamType !== undefined, () => ({
@@ -128,6 +139,19 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
   // kube-proxy must see bridged pod traffic in iptables/nftables
   .step("bridgeNf", eachOf(setSysctl), (input) =>
     BRIDGE_NF.filter((key) => input.hostSysctls.has(key)).map((key) => ({ netns: HOST_NETNS, key, value: "1" })))
+  // The pod may only send frames from its own MAC (bridge family, before forwarding).
+  .optionalStep("macSpoofCheck", addFilterRules, (input, handles) =>
+    skipUnless(input.settings.macspoofchk, () => ({
+      netns: HOST_NETNS,
+      rules: [{
+        family: "bridge" as const,
+        table: MACSPOOF_TABLE,
+        chain: "prerouting",
+        rule: `iifname "${handles.veth.name}" ether saddr != ${handles.veth.peer.mac} drop`,
+        comment: ruleOwner(input.settings.network, input.containerId, input.ifname),
+        baseChain: { type: "filter" as const, hook: "prerouting" as const, priority: -300 }
+      }]
+    })))
   .optionalStep("masquerade", addFilterRules, (input, handles) => {
     const rules = masqueradeRules(
       handles.plan.addresses,

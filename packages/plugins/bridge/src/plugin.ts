@@ -5,7 +5,7 @@ import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type Result, validAttachments } from "@tscni/spec"
 import { delegateIpam, type PluginExec } from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
-import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, networkTag, ruleOwner } from "./names.ts"
+import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner } from "./names.ts"
 import { type BridgeInput, bridgePipeline } from "./pipeline.ts"
 import { planAddresses } from "./plan.ts"
 
@@ -78,6 +78,7 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
       peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
     },
     masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
+    macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
     ...(settings.ipamType !== undefined
       ? {
         ipam: {
@@ -141,6 +142,10 @@ const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
       gateways: plan.gateways.map((cidr) => ({ netns: HOST_NETNS, bridge: settings.bridge, cidr, created: false, replaced: [] })),
       ...(settings.disableContainerInterface ? {} : { podUp: { netns, link: ifname, wasUp: false } }),
       ...(masquerade ? { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: plan.addresses.length } } : {}),
+      ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 1 } } : {}),
+      ...(settings.vlan !== undefined
+        ? { vlan: { netns: HOST_NETNS, link: hostVeth, vid: settings.vlan, removedDefault: false } }
+        : {}),
       ...(settings.ipamType !== undefined && result !== undefined
         ? {
           ipam: {
@@ -186,12 +191,14 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
       }
     }
     const prefix = `${networkTag(settings.network)}:`
-    const owners = new Set(
-      (yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE).pipe(Effect.orElseSucceed(() => [])))
-        .map((rule) => rule.comment)
-        .filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
-    )
-    for (const owner of owners) yield* backend.deleteFilterRules(HOST_NETNS, BRIDGE_TABLE, owner)
+    for (const table of [BRIDGE_TABLE, MACSPOOF_TABLE]) {
+      const owners = new Set(
+        (yield* backend.listFilterRules(HOST_NETNS, table).pipe(Effect.orElseSucceed(() => [])))
+          .map((rule) => rule.comment)
+          .filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
+      )
+      for (const owner of owners) yield* backend.deleteFilterRules(HOST_NETNS, table, owner)
+    }
     if (settings.ipamType !== undefined) {
       yield* delegateIpam("GC", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })
     }

@@ -75,3 +75,39 @@ describe("bridge options", () => {
       expect(yield* Backend.use((backend) => backend.listRoutes(ns))).toContainEqual(expect.objectContaining({ dst: "0.0.0.0/0", gateway: "10.77.0.1" }))
     })))
 })
+
+describe("bridge options: vlan and macspoofchk", () => {
+  test("macspoofchk drops frames from the pod's port with another source MAC (bridge family)", () =>
+    addWith({ macspoofchk: true }, (ns, result) => Effect.gen(function*() {
+      const backend = yield* Backend
+      const rules = yield* backend.listFilterRules(HOST_NETNS, "tscni-macspoof")
+      expect(rules).toEqual([expect.objectContaining({
+        family: "bridge",
+        rule: `iifname "${VETH}" ether saddr != ${result.interfaces[2].mac} drop`
+      })])
+      expect((yield* backend.getLink(ns, "eth0")).mac).toBe(result.interfaces[2].mac)
+    })))
+
+  test("vlan puts the port on its VLAN (PVID, untagged) on a VLAN-filtering bridge and drops VLAN 1", () =>
+    addWith({ vlan: 100, preserveDefaultVlan: false }, () => Effect.gen(function*() {
+      const backend = yield* Backend
+      expect((yield* backend.getLink(HOST_NETNS, "br-opts")).vlanFiltering).toBe(true)
+      expect(yield* backend.listBridgeVlans(HOST_NETNS, VETH)).toEqual([{ vid: 100, pvid: true, untagged: true }])
+    })))
+
+  test("vlan on a kernel without VLAN filtering fails cleanly and leaves nothing", async () => {
+    const ipam = makeFakeIpam("10.77.0")
+    const layer = Layer.mergeAll(MockBackend.layerWith({ vlanFiltering: "unsupported" }), makeFakePluginExec({ "fake-ipam": ipam.plugin }).layer)
+    await Effect.runPromise(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* Backend.use((backend) => backend.createNetns("pod"))
+      const before = mock.snapshot()
+      const env = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c1", CNI_NETNS: ns, CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" }
+      const outcome = yield* handleInvocation(bridgePlugin, { env, stdin: Effect.succeed(JSON.stringify({ ...BASE, vlan: 100 })) })
+      expect(outcome.exitCode).toBe(1)
+      expect(JSON.parse(outcome.stdout).msg).toContain("VLAN")
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      expect(ipam.allocations().size).toBe(0)
+    }).pipe(Effect.provide(layer)))
+  })
+})
