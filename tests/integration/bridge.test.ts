@@ -132,6 +132,8 @@ describe("bridge on the real kernel", () => {
     }
     expect(execIn(h, BRIDGE, env("DEL", "it-never", ""), JSON.stringify(conf(h))).exitCode).toBe(0)
     expect(observe(h.name)).toBe(before)
+    // the IP went back to the pool too
+    expect(Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))).toEqual([])
   })
 
   test("macspoofchk: frames from another MAC are dropped; DEL removes the rule and table", () => {
