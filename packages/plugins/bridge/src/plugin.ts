@@ -62,6 +62,22 @@ const buildResult = (request: PluginRequest, settings: BridgeSettings, handles: 
     return result
 }
 
+/** The IPAM delegation as ADD made it (same config and request), for DEL and CHECK to repeat. */
+const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Result): Partial<BridgeHandles> =>
+  settings.ipamType === undefined ? {} : {
+    ipam: {
+      pluginType: settings.ipamType,
+      config: request.raw,
+      cniVersion: request.conf.cniVersion,
+      containerId: request.env.containerId,
+      netns: request.env.netns,
+      ifname: request.env.ifname,
+      args: request.env.argsRaw,
+      cniPath: request.env.pathRaw,
+      result
+    }
+  }
+
 /**
  * The handles DEL undoes, rebuilt from names derived from the attachment and the config:
  * the host veth (its peer goes with it), the IP (IPAM DEL), the masquerade rules (by owner).
@@ -79,21 +95,7 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
     },
     masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
     macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
-    ...(settings.ipamType !== undefined
-      ? {
-        ipam: {
-          pluginType: settings.ipamType,
-          config: request.raw,
-          cniVersion: request.conf.cniVersion,
-          containerId,
-          netns,
-          ifname,
-          args: request.env.argsRaw,
-          cniPath: request.env.pathRaw,
-          result: request.prevResult ?? { cniVersion: request.conf.cniVersion }
-        }
-      }
-      : {})
+    ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
   }
 }
 
@@ -146,21 +148,7 @@ const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
       ...(settings.vlan !== undefined
         ? { vlan: { netns: HOST_NETNS, link: hostVeth, vid: settings.vlan, removedDefault: false } }
         : {}),
-      ...(settings.ipamType !== undefined && result !== undefined
-        ? {
-          ipam: {
-            pluginType: settings.ipamType,
-            config: request.raw,
-            cniVersion: request.conf.cniVersion,
-            containerId,
-            netns,
-            ifname,
-            args: request.env.argsRaw,
-            cniPath: request.env.pathRaw,
-            result
-          }
-        }
-        : {})
+      ...(result !== undefined ? ipamHandle(request, settings, result) : {})
     }
     return handles
   })
