@@ -8,12 +8,17 @@
 import { Effect, Layer } from "effect"
 import { Backend, BackendError, type BackendShape } from "@tscni/backend"
 import { makeLinuxBackend } from "@tscni/backend-linux"
+import { bandwidthPlugin } from "@tscni/plugin-bandwidth"
 import { bridgePlugin } from "@tscni/plugin-bridge"
 import { portmapPlugin } from "@tscni/plugin-portmap"
 import { handleInvocation, loggingLayer, type PluginDefinition } from "@tscni/skel"
 import { PluginExec } from "@tscni/steps"
 
-const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = { bridge: bridgePlugin, portmap: portmapPlugin }
+const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = {
+  bridge: bridgePlugin,
+  portmap: portmapPlugin,
+  bandwidth: bandwidthPlugin
+}
 
 const [name, kText] = process.argv.slice(2)
 const plugin = PLUGINS[name ?? ""]

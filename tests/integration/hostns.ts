@@ -90,6 +90,7 @@ export const observe = (netns: string): string => {
       addr: a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)
     })),
     routes: JSON.parse(read(["ip", "-j", "route", "show", "table", "all"])),
+    qdiscs: JSON.parse(read(["tc", "-j", "qdisc", "show"])).map((q: Record<string, unknown>) => ({ dev: q.dev, kind: q.kind, handle: q.handle, parent: q.parent })),
     nft: read(["nft", "list", "ruleset"])
   }, null, 1)
 }

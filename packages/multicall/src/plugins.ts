@@ -4,7 +4,8 @@ const PLUGINS: Record<string, () => Promise<void>> = {
   "host-local": () => import("@tscni/plugin-host-local/run").then((module) => module.runHostLocal()),
   static: () => import("@tscni/plugin-static/run").then((module) => module.runStatic()),
   bridge: () => import("@tscni/plugin-bridge/run").then((module) => module.runBridge()),
-  portmap: () => import("@tscni/plugin-portmap/run").then((module) => module.runPortmap())
+  portmap: () => import("@tscni/plugin-portmap/run").then((module) => module.runPortmap()),
+  bandwidth: () => import("@tscni/plugin-bandwidth/run").then((module) => module.runBandwidth())
 }
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS)

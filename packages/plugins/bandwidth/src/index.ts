@@ -1,0 +1,6 @@
+export { type BandwidthSettings, bandwidthSettings, shapesNothing } from "./config.ts"
+export { findHostVeth, guessHostVeth } from "./hostVeth.ts"
+export * from "./names.ts"
+export { type BandwidthHandles, type BandwidthInput, bandwidthPipeline } from "./pipeline.ts"
+export { bandwidthPlugin } from "./plugin.ts"
+export * from "./tbf.ts"

@@ -1,0 +1,386 @@
+import { afterAll, describe, expect, test } from "bun:test"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { BIN_DIR, binary, freshNetns, ipJson } from "./harness.ts"
+import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
+
+const BANDWIDTH = binary("bandwidth")
+const BRIDGE = binary("bridge")
+binary("host-local")
+
+type Json = Record<string, any>
+
+const MBIT = 1_000_000
+/** 12.5 kB: room for eight full frames, small next to the 250 kB sent */
+const BURST = 100_000
+const SENT = 250_000
+const GATEWAY = "10.131.0.1"
+const POD_IP = "10.131.0.2"
+
+const sh = (argv: ReadonlyArray<string>): string => {
+  const proc = Bun.spawnSync([...argv], { stdout: "pipe", stderr: "pipe" })
+  if (proc.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${proc.stderr.toString()}`)
+  return proc.stdout.toString()
+}
+const hosts: Array<TestHost> = []
+const host = () => {
+  const h = freshHost()
+  hosts.push(h)
+  // no IPv6 duplicate address detection in the test host: the links a pod brings settle at
+  // once instead of seconds later, in the middle of a before/after comparison
+  for (const key of ["net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"]) {
+    sh(["ip", "netns", "exec", h.name, "sysctl", "-qw", `${key}=0`])
+  }
+  return h
+}
+afterAll(() => hosts.forEach((h) => h.remove()))
+
+const env = (command: string, id: string, netns: string) => ({
+  CNI_COMMAND: command,
+  CNI_CONTAINERID: id,
+  CNI_NETNS: netns,
+  CNI_IFNAME: "eth0",
+  CNI_PATH: BIN_DIR
+})
+
+const bridgeConf = (h: TestHost): Json => ({
+  cniVersion: "1.0.0",
+  name: "bwnet",
+  type: "bridge",
+  bridge: "cni-bw0",
+  isGateway: true,
+  ipam: { type: "host-local", ranges: [[{ subnet: "10.131.0.0/24" }]], dataDir: h.dir }
+})
+
+const bwConf = (prevResult: Json | undefined, limits: Json): Json => ({
+  cniVersion: "1.0.0",
+  name: "bwnet",
+  type: "bandwidth",
+  capabilities: { bandwidth: true },
+  ...(prevResult === undefined ? {} : { prevResult }),
+  ...limits
+})
+
+/**
+ * Waits until the kernel is done with new links by itself (carrier up, IPv6 link-local
+ * address valid), so snapshots taken after it differ only by what the test did.
+ */
+const settle = (h: TestHost, links: ReadonlyArray<string>) => {
+  const settled = (link: string) => {
+    const [state] = ipJson<Array<Json>>(h.name, "addr", "show", "dev", link)
+    return !(state!.flags as Array<string>).includes("NO-CARRIER") &&
+      (state!.addr_info as Array<Json>).some((a) => String(a.local).startsWith("fe80:") && a.tentative !== true)
+  }
+  for (let i = 0; i < 100; i++) {
+    if (links.every(settled)) return
+    Bun.sleepSync(50)
+  }
+  throw new Error(`${links.join(", ")} did not settle`)
+}
+
+/** A pod plugged into the test host's bridge by tscni's bridge plugin: what bandwidth is chained after. */
+const plugPod = (h: TestHost, id: string) => {
+  const pod = freshNetns()
+  const add = execIn(h, BRIDGE, env("ADD", id, pod.path), JSON.stringify(bridgeConf(h)))
+  if (add.exitCode !== 0) throw new Error(`bridge ADD failed: ${add.stdout}${add.stderr}`)
+  const result = add.json!
+  const hostVeth = String((result.interfaces as Array<Json>)[1]!.name)
+  settle(h, [hostVeth, "cni-bw0"])
+  const unplug = () => {
+    execIn(h, BRIDGE, env("DEL", id, pod.path), JSON.stringify({ ...bridgeConf(h), prevResult: result }))
+    pod.remove()
+  }
+  return { pod, result, hostVeth, unplug }
+}
+
+const tcJson = (ns: string, ...args: ReadonlyArray<string>): Array<Json> => JSON.parse(sh(["ip", "netns", "exec", ns, "tc", "-j", ...args]) || "[]")
+
+/** Every qdisc and ingress filter in a namespace as `tc` shows them (no counters): compared before/after. */
+const observeTc = (ns: string): string => {
+  const qdiscs = tcJson(ns, "qdisc", "show").map(({ kind, handle, dev, parent, root, options }) => ({ kind, handle, dev, parent, root, options }))
+  const filters = qdiscs
+    .filter((q) => q.kind === "ingress")
+    .map((q) => ({ dev: q.dev, filters: tcJson(ns, "filter", "show", "dev", q.dev, "ingress") }))
+  return JSON.stringify({ qdiscs, filters }, null, 1)
+}
+
+/** The tiny TCP receiver and sender the rate is measured with (run with bun, inside a namespace). */
+const writeTrafficScripts = (dir: string) => {
+  const server = join(dir, "receive.ts")
+  const client = join(dir, "send.ts")
+  writeFileSync(server, `
+import { createServer } from "node:net"
+const [address, port, total] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
+setTimeout(() => process.exit(3), 15_000)
+const server = createServer((socket) => {
+  let received = 0
+  let first = 0
+  socket.on("data", (chunk) => {
+    if (received === 0) first = performance.now()
+    received += chunk.length
+    if (received >= total) {
+      process.stdout.write(JSON.stringify({ bytes: received, ms: performance.now() - first }) + "\\n", () => process.exit(0))
+    }
+  })
+})
+server.listen(port, address, () => process.stdout.write("ready\\n"))
+`)
+  writeFileSync(client, `
+import { connect } from "node:net"
+const [address, port, total] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
+setTimeout(() => process.exit(3), 15_000)
+const socket = connect(port, address, () => socket.end(Buffer.alloc(total, 97)))
+socket.on("error", (error) => { console.error(String(error)); process.exit(1) })
+socket.on("close", () => process.exit(0))
+`)
+  return { server, client }
+}
+
+/**
+ * Sends SENT bytes over TCP from one namespace to a listener in another and returns the rate
+ * the receiver saw, in bit/s, from its first byte to its last. Both processes are always reaped.
+ */
+const measure = async (dir: string, fromNs: string, toNs: string, address: string, port: number): Promise<number> => {
+  const scripts = writeTrafficScripts(dir)
+  const receiver = Bun.spawn(["ip", "netns", "exec", toNs, "bun", scripts.server, address, String(port), String(SENT)], {
+    stdout: "pipe",
+    stderr: "pipe"
+  })
+  try {
+    const reader = receiver.stdout.getReader()
+    let output = ""
+    while (!output.includes("ready\n")) {
+      const { value, done } = await reader.read()
+      if (done) throw new Error(`receiver did not start: ${await new Response(receiver.stderr).text()}`)
+      output += new TextDecoder().decode(value)
+    }
+    const sender = Bun.spawnSync(["ip", "netns", "exec", fromNs, "bun", scripts.client, address, String(port), String(SENT)], {
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: 20_000
+    })
+    if (sender.exitCode !== 0) throw new Error(`sender failed: ${sender.stderr.toString()}`)
+    while (!output.includes("}\n")) {
+      const { value, done } = await reader.read()
+      if (done) break
+      output += new TextDecoder().decode(value)
+    }
+    const line = output.split("\n").find((l) => l.startsWith("{"))
+    if (line === undefined) throw new Error(`receiver gave no measurement: ${output}`)
+    const { bytes, ms } = JSON.parse(line) as { bytes: number; ms: number }
+    return (bytes * 8) / (ms / 1000)
+  } finally {
+    receiver.kill()
+    await receiver.exited
+  }
+}
+
+const mbit = (rate: number): string => `${(rate / MBIT).toFixed(3)} Mbit/s`
+
+describe("bandwidth on the real kernel", () => {
+  test("ADD: tbf, ingress qdisc, redirect and ifb as tc sees them; CHECK passes; DEL restores the host", () => {
+    const h = host()
+    const before = { host: observe(h.name), tc: observeTc(h.name) }
+    const pod = plugPod(h, "bw-c1")
+    const plugged = { host: observe(h.name), tc: observeTc(h.name) }
+    const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: 2 * MBIT, egressBurst: 2 * BURST }
+    try {
+      const add = execIn(h, BANDWIDTH, env("ADD", "bw-c1", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      expect([add.exitCode, add.stderr]).toEqual([0, ""])
+      const ifb = (add.json!.interfaces as Array<Json>)[3]!
+      expect(ifb.name).toMatch(/^bwp[0-9a-f]{12}$/)
+      expect((add.json!.interfaces as Array<Json>).slice(0, 3)).toEqual(pod.result.interfaces as Array<Json>)
+      expect(add.json!.ips).toEqual(pod.result.ips)
+
+      // observed with iproute2, not with tscni
+      const [ifbLink] = ipJson<Array<Json>>(h.name, "-d", "link", "show", ifb.name)
+      const [veth] = ipJson<Array<Json>>(h.name, "link", "show", pod.hostVeth)
+      expect(ifbLink).toMatchObject({ linkinfo: { info_kind: "ifb" }, mtu: veth!.mtu, address: ifb.mac, ifalias: "tscni:bwnet/bw-c1/eth0" })
+      expect(ifbLink!.flags).toContain("UP")
+      const qdiscs = tcJson(h.name, "qdisc", "show")
+      // tc reports rate in bytes/s and burst in bytes; it shows the limit as the latency it
+      // means: 25 ms, i.e. limit = 25 ms at the rate + the burst
+      expect(qdiscs).toContainEqual(expect.objectContaining({
+        kind: "tbf", handle: "1:", dev: pod.hostVeth, root: true, options: expect.objectContaining({ rate: 125_000, lat: 25_000 })
+      }))
+      expect(qdiscs).toContainEqual(expect.objectContaining({ kind: "ingress", handle: "ffff:", dev: pod.hostVeth }))
+      expect(qdiscs).toContainEqual(expect.objectContaining({
+        kind: "tbf", handle: "1:", dev: ifb.name, root: true, options: expect.objectContaining({ rate: 250_000, burst: 25_000, lat: 25_000 })
+      }))
+      const tbf = qdiscs.find((q) => q.dev === pod.hostVeth && q.kind === "tbf")!
+      expect(Math.abs(tbf.options.burst - BURST / 8)).toBeLessThanOrEqual(2)
+      const actions = tcJson(h.name, "filter", "show", "dev", pod.hostVeth, "ingress").flatMap((f) => f.options?.actions ?? [])
+      expect(actions).toEqual([expect.objectContaining({ kind: "mirred", mirred_action: "redirect", direction: "egress", to_dev: ifb.name })])
+
+      const check = execIn(h, BANDWIDTH, env("CHECK", "bw-c1", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+      expect([check.exitCode, check.stdout]).toEqual([0, ""])
+
+      for (let i = 0; i < 2; i++) {
+        const del = execIn(h, BANDWIDTH, env("DEL", "bw-c1", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+        expect([del.exitCode, del.stdout]).toEqual([0, ""])
+        expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(plugged)
+      }
+    } finally {
+      pod.unplug()
+    }
+    expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(before)
+  })
+
+  test("egress: a 1 Mbit/s limit holds a real TCP transfer from the pod to about 1 Mbit/s", async () => {
+    const h = host()
+    const pod = plugPod(h, "bw-eg")
+    try {
+      const unshaped = await measure(h.dir, pod.pod.name, h.name, GATEWAY, 5101)
+      const limits = { egressRate: MBIT, egressBurst: BURST }
+      const add = execIn(h, BANDWIDTH, env("ADD", "bw-eg", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      expect(add.exitCode).toBe(0)
+      const shaped = await measure(h.dir, pod.pod.name, h.name, GATEWAY, 5102)
+      console.log(`egress: unshaped ${mbit(unshaped)}, shaped to 1 Mbit/s: ${mbit(shaped)}`)
+      expect(unshaped).toBeGreaterThan(10 * MBIT)
+      expect(shaped).toBeGreaterThan(0.6 * MBIT)
+      expect(shaped).toBeLessThan(1.6 * MBIT)
+      expect(execIn(h, BANDWIDTH, env("DEL", "bw-eg", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+      const after = await measure(h.dir, pod.pod.name, h.name, GATEWAY, 5103)
+      expect(after).toBeGreaterThan(10 * MBIT)
+    } finally {
+      pod.unplug()
+    }
+  }, 30_000)
+
+  test("ingress: a 1 Mbit/s limit holds a real TCP transfer to the pod to about 1 Mbit/s", async () => {
+    const h = host()
+    const pod = plugPod(h, "bw-in")
+    try {
+      const unshaped = await measure(h.dir, h.name, pod.pod.name, POD_IP, 5201)
+      const limits = { ingressRate: MBIT, ingressBurst: BURST }
+      const add = execIn(h, BANDWIDTH, env("ADD", "bw-in", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      expect(add.exitCode).toBe(0)
+      const shaped = await measure(h.dir, h.name, pod.pod.name, POD_IP, 5202)
+      console.log(`ingress: unshaped ${mbit(unshaped)}, shaped to 1 Mbit/s: ${mbit(shaped)}`)
+      expect(unshaped).toBeGreaterThan(10 * MBIT)
+      expect(shaped).toBeGreaterThan(0.6 * MBIT)
+      expect(shaped).toBeLessThan(1.6 * MBIT)
+      expect(execIn(h, BANDWIDTH, env("DEL", "bw-in", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+    } finally {
+      pod.unplug()
+    }
+  }, 30_000)
+
+  test("containerd's MaxUint32 burst from runtimeConfig: ADD, CHECK (burst as the kernel reports it) and DEL", () => {
+    const h = host()
+    const pod = plugPod(h, "bw-ctrd")
+    const plugged = { host: observe(h.name), tc: observeTc(h.name) }
+    try {
+      const limits = { runtimeConfig: { bandwidth: { ingressRate: MBIT, ingressBurst: 4294967295, egressRate: 10 * MBIT, egressBurst: 4294967295 } } }
+      const add = execIn(h, BANDWIDTH, env("ADD", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      expect([add.exitCode, add.stdout.includes('"code"')]).toEqual([0, false])
+      const check = execIn(h, BANDWIDTH, env("CHECK", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+      expect([check.exitCode, check.stdout]).toEqual([0, ""])
+      expect(execIn(h, BANDWIDTH, env("DEL", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+      expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(plugged)
+    } finally {
+      pod.unplug()
+    }
+  })
+
+  test("CHECK fails once the host veth's tbf is deleted by hand", () => {
+    const h = host()
+    const pod = plugPod(h, "bw-chk")
+    try {
+      const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: MBIT, egressBurst: BURST }
+      const add = execIn(h, BANDWIDTH, env("ADD", "bw-chk", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      expect(add.exitCode).toBe(0)
+      sh(["ip", "netns", "exec", h.name, "tc", "qdisc", "del", "dev", pod.hostVeth, "root"])
+      const check = execIn(h, BANDWIDTH, env("CHECK", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+      expect(check.exitCode).toBe(1)
+      expect(String(check.json?.msg)).toContain(pod.hostVeth)
+      const changed = execIn(h, BANDWIDTH, env("CHECK", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, { ...limits, ingressRate: 0, ingressBurst: 0, egressRate: 3 * MBIT })))
+      expect(changed.exitCode).toBe(1)
+      expect(execIn(h, BANDWIDTH, env("DEL", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+    } finally {
+      pod.unplug()
+    }
+  })
+
+  test("bad limits: code 7 naming the field, nothing changed", () => {
+    const h = host()
+    const pod = plugPod(h, "bw-bad")
+    const plugged = { host: observe(h.name), tc: observeTc(h.name) }
+    try {
+      for (const [limits, field] of [
+        [{ egressRate: MBIT }, "egressBurst"],
+        [{ ingressRate: MBIT, ingressBurst: 1000 }, "ingressBurst"]
+      ] as const) {
+        const add = execIn(h, BANDWIDTH, env("ADD", "bw-bad", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+        expect([add.exitCode, add.json?.code]).toEqual([1, 7])
+        expect(String(add.json?.msg)).toContain(field)
+      }
+      expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(plugged)
+    } finally {
+      pod.unplug()
+    }
+  })
+
+  test("DEL with the pod's namespace gone (and empty), and without ADD: the ifb goes, the host is as before", () => {
+    const h = host()
+    const before = { host: observe(h.name), tc: observeTc(h.name) }
+    const pod = plugPod(h, "bw-gone")
+    const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: MBIT, egressBurst: BURST }
+    const add = execIn(h, BANDWIDTH, env("ADD", "bw-gone", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+    expect(add.exitCode).toBe(0)
+    // the runtime removes the namespace first: the veth dies with it, the ifb stays until DEL
+    pod.pod.remove()
+    for (const netns of [pod.pod.path, ""]) {
+      const del = execIn(h, BANDWIDTH, env("DEL", "bw-gone", netns), JSON.stringify(bwConf(add.json, limits)))
+      expect([netns, del.exitCode, del.stdout]).toEqual([netns, 0, ""])
+    }
+    expect(execIn(h, BANDWIDTH, env("DEL", "bw-never", ""), JSON.stringify(bwConf(undefined, limits))).exitCode).toBe(0)
+    execIn(h, BRIDGE, env("DEL", "bw-gone", pod.pod.path), JSON.stringify({ ...bridgeConf(h), prevResult: pod.result }))
+    expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(before)
+  })
+
+  test("SIGKILL during ADD, then DEL without prevResult (no cached result): the host is as before", async () => {
+    const h = host()
+    const pod = plugPod(h, "bw-kill")
+    const plugged = { host: observe(h.name), tc: observeTc(h.name) }
+    const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: MBIT, egressBurst: BURST }
+    let interrupted = 0
+    try {
+      for (const delayMs of [5, 20, 40, 60, 80, 100, 120, 150, 200]) {
+        const running = spawnIn(h, BANDWIDTH, env("ADD", "bw-kill", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+        await Bun.sleep(delayMs)
+        running.proc.kill("SIGKILL")
+        await running.done
+        if (observeTc(h.name) !== plugged.tc) interrupted++
+        const del = execIn(h, BANDWIDTH, env("DEL", "bw-kill", pod.pod.path), JSON.stringify(bwConf(undefined, limits)))
+        expect({ delayMs, code: del.exitCode }).toEqual({ delayMs, code: 0 })
+        expect({ delayMs, host: observe(h.name), tc: observeTc(h.name) }).toEqual({ delayMs, ...plugged })
+      }
+      // some kills came after ADD had shaped something: DEL had work to do
+      expect(interrupted).toBeGreaterThan(0)
+    } finally {
+      pod.unplug()
+    }
+  }, 60_000)
+
+  test("GC removes the ifb of an attachment the runtime no longer lists", () => {
+    const h = host()
+    const pod = plugPod(h, "bw-gc")
+    try {
+      const limits = { egressRate: MBIT, egressBurst: BURST }
+      const add = execIn(h, BANDWIDTH, env("ADD", "bw-gc", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      expect(add.exitCode).toBe(0)
+      const ifb = String((add.json!.interfaces as Array<Json>)[3]!.name)
+      const gc = (valid: Array<Json>) =>
+        execIn(h, BANDWIDTH, { CNI_COMMAND: "GC", CNI_PATH: BIN_DIR }, JSON.stringify({ cniVersion: "1.1.0", name: "bwnet", type: "bandwidth", "cni.dev/valid-attachments": valid }))
+      expect(gc([{ containerID: "bw-gc", ifname: "eth0" }]).exitCode).toBe(0)
+      expect(ipJson<Array<Json>>(h.name, "link", "show", "type", "ifb").map((l) => l.ifname)).toEqual([ifb])
+      expect(gc([]).exitCode).toBe(0)
+      expect(ipJson<Array<Json>>(h.name, "link", "show", "type", "ifb")).toEqual([])
+      const status = execIn(h, BANDWIDTH, { CNI_COMMAND: "STATUS", CNI_PATH: BIN_DIR }, JSON.stringify({ cniVersion: "1.1.0", name: "bwnet", type: "bandwidth" }))
+      expect([status.exitCode, status.stdout]).toEqual([0, ""])
+    } finally {
+      pod.unplug()
+    }
+  })
+})
