@@ -10,6 +10,8 @@ import { Backend, BackendError, type BackendShape } from "@tscni/backend"
 import { makeLinuxBackend } from "@tscni/backend-linux"
 import { bandwidthPlugin } from "@tscni/plugin-bandwidth"
 import { bridgePlugin } from "@tscni/plugin-bridge"
+import { firewallPlugin } from "@tscni/plugin-firewall"
+import { DEFAULT_OPTIONS, makeTuningPlugin } from "@tscni/plugin-tuning"
 import { portmapPlugin } from "@tscni/plugin-portmap"
 import { handleInvocation, loggingLayer, type PluginDefinition } from "@tscni/skel"
 import { PluginExec } from "@tscni/steps"
@@ -17,7 +19,9 @@ import { PluginExec } from "@tscni/steps"
 const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = {
   bridge: bridgePlugin,
   portmap: portmapPlugin,
-  bandwidth: bandwidthPlugin
+  bandwidth: bandwidthPlugin,
+  firewall: firewallPlugin,
+  tuning: makeTuningPlugin({ ...DEFAULT_OPTIONS, allowlistPath: process.env.TSCNI_TUNING_ALLOWLIST ?? DEFAULT_OPTIONS.allowlistPath })
 }
 
 const [name, kText] = process.argv.slice(2)

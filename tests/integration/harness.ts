@@ -3,7 +3,6 @@
  * stdin, stdout parsed as JSON) in network namespaces the test creates, and observes the
  * result with iproute2 (`ip -j`), never with tscni's own code.
  */
-import { afterAll } from "bun:test"
 import { existsSync } from "node:fs"
 import { resolve } from "node:path"
 
@@ -40,10 +39,14 @@ const deleteNetns = (name: string): void => {
   created.delete(name)
 }
 
-const cleanupAll = (): void => {
+/**
+ * Removes every namespace a test made and did not remove. Registered for the whole run by
+ * tests/preload.ts (a file-level afterAll here would only cover the first test file that
+ * imports this module), and on exit and interrupt.
+ */
+export const cleanupAll = (): void => {
   for (const name of [...created]) deleteNetns(name)
 }
-afterAll(cleanupAll)
 process.once("exit", cleanupAll)
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {

@@ -5,7 +5,9 @@ const PLUGINS: Record<string, () => Promise<void>> = {
   static: () => import("@tscni/plugin-static/run").then((module) => module.runStatic()),
   bridge: () => import("@tscni/plugin-bridge/run").then((module) => module.runBridge()),
   portmap: () => import("@tscni/plugin-portmap/run").then((module) => module.runPortmap()),
-  bandwidth: () => import("@tscni/plugin-bandwidth/run").then((module) => module.runBandwidth())
+  bandwidth: () => import("@tscni/plugin-bandwidth/run").then((module) => module.runBandwidth()),
+  tuning: () => import("@tscni/plugin-tuning/run").then((module) => module.runTuning()),
+  firewall: () => import("@tscni/plugin-firewall/run").then((module) => module.runFirewall())
 }
 
 export const PLUGIN_NAMES = Object.keys(PLUGINS)

@@ -26,6 +26,8 @@ export type SetSysctlHandle = typeof SetSysctlHandle.Type
 
 const STEP = "setSysctl"
 
+const normalize = (value: string): string => value.trim().split(/\s+/).join(" ")
+
 /** Writes a sysctl, remembering the previous value; undo writes it back when asked to. */
 export const setSysctl = makeStep<SetSysctlInput, SetSysctlHandle, BackendError, Backend>({
   name: STEP,
@@ -52,7 +54,9 @@ export const setSysctl = makeStep<SetSysctlInput, SetSysctlHandle, BackendError,
     Effect.gen(function*() {
       const backend = yield* Backend
       const current = yield* ignoreNotFound(backend.readSysctl(handle.netns, handle.key))
-      yield* ensure(STEP, current === handle.value, () =>
+      // multi-value sysctls (ip_local_port_range) read back tab-separated
+      const same = current !== undefined && normalize(current) === normalize(handle.value)
+      yield* ensure(STEP, same, () =>
         `${handle.key} in ${handle.netns} is ${current ?? "absent"}, expected ${handle.value}`)
     })
 })

@@ -1,0 +1,321 @@
+import { describe, expect, test } from "bun:test"
+import { Effect } from "effect"
+import { Backend, HOST_NETNS } from "@tscni/backend"
+import * as MockBackend from "@tscni/backend-mock"
+import { handleInvocation } from "@tscni/skel"
+import { FIREWALL_TABLE, firewallPlugin, networkTag, podAddresses, ruleOwner } from "../src/index.ts"
+
+type Json = Record<string, any>
+
+const CONF: Json = { cniVersion: "1.0.0", name: "fwnet", type: "firewall", backend: "" }
+
+/** What the bridge plugin returns: bridge, host veth, pod interface; IPs on the last. */
+const prevResult = (ns: string, addresses: ReadonlyArray<string> = ["10.88.0.2/24"], version = "1.0.0"): Json => ({
+  cniVersion: version,
+  interfaces: [{ name: "cni-br0", mac: "0a:00:00:00:00:01" }, { name: "veth1234", mac: "0a:00:00:00:00:02" }, {
+    name: "eth0",
+    mac: "0a:00:00:00:00:03",
+    sandbox: ns
+  }],
+  ips: addresses.map((address) => ({
+    address,
+    interface: 2,
+    ...(version < "1.0.0" ? { version: address.includes(":") ? "6" : "4" } : {})
+  }))
+})
+
+const env = (command: string, id = "c1", netns = "/var/run/netns/p1") => ({
+  CNI_COMMAND: command,
+  CNI_CONTAINERID: id,
+  CNI_NETNS: netns,
+  CNI_IFNAME: "eth0",
+  CNI_PATH: "/opt/cni/bin"
+})
+
+const invoke = (environment: Record<string, string>, conf: Json) =>
+  handleInvocation(firewallPlugin, { env: environment, stdin: Effect.succeed(JSON.stringify(conf)) }).pipe(
+    Effect.map((outcome) => ({ ...outcome, json: outcome.stdout === "" ? undefined : (JSON.parse(outcome.stdout) as Json) }))
+  )
+
+const onMock = <A, E>(body: Effect.Effect<A, E, Backend | MockBackend.MockControlService>) =>
+  Effect.runPromise(body.pipe(Effect.provide(MockBackend.layer)))
+
+/** The host side of a bridge network, as the bridge plugin leaves it. */
+const bridgeNetwork = Effect.gen(function*() {
+  const backend = yield* Backend
+  const ns = yield* backend.createNetns("p1")
+  yield* backend.createLink({ netns: HOST_NETNS, name: "cni-br0", kind: "bridge" })
+  yield* backend.createVeth({ netns: HOST_NETNS, name: "veth1234", peerNetns: ns, peerName: "eth0" })
+  yield* backend.setLink(HOST_NETNS, "veth1234", { master: "cni-br0" })
+  return ns
+})
+
+const rulesOf = (owner?: string) =>
+  Backend.use((backend) => backend.listFilterRules(HOST_NETNS, FIREWALL_TABLE)).pipe(
+    Effect.map((rules) => rules.filter((rule) => owner === undefined || rule.comment === owner))
+  )
+
+describe("firewall ADD and DEL on the mock kernel", () => {
+  test("open (default): the pod's traffic and all ingress to it are accepted in tscni's forward chain; DEL restores", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* bridgeNetwork
+      const before = mock.snapshot()
+      const prev = prevResult(ns, ["10.88.0.2/24", "fd00:0:0::2/64"])
+      const add = yield* invoke(env("ADD"), { ...CONF, prevResult: prev })
+      expect(add.exitCode).toBe(0)
+      expect(add.json).toEqual(prev)
+      const owner = ruleOwner("fwnet", "c1", "eth0")
+      expect(owner).toMatch(/^fw:[0-9a-f]{8}:[0-9a-f]{12}$/)
+      const rules = yield* rulesOf()
+      expect(rules.map((r) => [r.family, r.table, r.chain, r.rule, r.comment])).toEqual([
+        ["inet", FIREWALL_TABLE, "forward", "ip daddr 10.88.0.2 ct state established,related accept", owner],
+        ["inet", FIREWALL_TABLE, "forward", "ip saddr 10.88.0.2 accept", owner],
+        ["inet", FIREWALL_TABLE, "forward", "ip daddr 10.88.0.2 accept", owner],
+        ["inet", FIREWALL_TABLE, "forward", "ip6 daddr fd00::2 ct state established,related accept", owner],
+        ["inet", FIREWALL_TABLE, "forward", "ip6 saddr fd00::2 accept", owner],
+        ["inet", FIREWALL_TABLE, "forward", "ip6 daddr fd00::2 accept", owner]
+      ])
+      expect(rules[0]!.baseChain).toEqual({ type: "filter", hook: "forward", priority: 0 })
+
+      const del = yield* invoke(env("DEL"), { ...CONF, prevResult: add.json })
+      expect([del.exitCode, del.stdout]).toEqual([0, ""])
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+
+  test("same-bridge: ingress through the pod's bridge is accepted, other new connections that were not DNAT-ed are dropped first", async () => {
+    await onMock(Effect.gen(function*() {
+      const ns = yield* bridgeNetwork
+      // the host veth comes first here: the bridge is found by asking the kernel, not by position
+      const prev = prevResult(ns)
+      prev.interfaces = [prev.interfaces[1], prev.interfaces[0], prev.interfaces[2]]
+      prev.ips[0].interface = 2
+      const add = yield* invoke(env("ADD"), { ...CONF, ingressPolicy: "same-bridge", prevResult: prev })
+      expect(add.exitCode).toBe(0)
+      const rules = yield* rulesOf()
+      expect(rules.map((r) => [r.chain, r.rule])).toEqual([
+        ["forward", "ip daddr 10.88.0.2 ct state established,related accept"],
+        ["forward", "ip saddr 10.88.0.2 accept"],
+        ["forward", "iifname \"cni-br0\" ip daddr 10.88.0.2 accept"],
+        ["isolation", "iifname != \"cni-br0\" ip daddr 10.88.0.2 ct state != { established, related } ct status & dnat == 0 drop"]
+      ])
+      expect(rules[3]!.baseChain).toEqual({ type: "filter", hook: "forward", priority: -1 })
+      expect((yield* invoke(env("CHECK"), { ...CONF, ingressPolicy: "same-bridge", prevResult: add.json })).exitCode).toBe(0)
+    }))
+  })
+
+  test("isolated: only replies and published ports reach the pod", async () => {
+    await onMock(Effect.gen(function*() {
+      const ns = yield* bridgeNetwork
+      const add = yield* invoke(env("ADD"), { ...CONF, ingressPolicy: "isolated", prevResult: prevResult(ns) })
+      expect(add.exitCode).toBe(0)
+      expect((yield* rulesOf()).map((r) => [r.chain, r.rule])).toEqual([
+        ["forward", "ip daddr 10.88.0.2 ct state established,related accept"],
+        ["forward", "ip saddr 10.88.0.2 accept"],
+        ["isolation", "ip daddr 10.88.0.2 ct state != { established, related } ct status & dnat == 0 drop"]
+      ])
+    }))
+  })
+
+  test("a fault at every backend call of ADD leaves the host unchanged", async () => {
+    for (const ingressPolicy of ["open", "same-bridge", "isolated"]) {
+      let failures = 0
+      for (let k = 1; ; k++) {
+        const outcome = await onMock(Effect.gen(function*() {
+          const mock = yield* MockBackend.MockControlService
+          const ns = yield* bridgeNetwork
+          const before = mock.snapshot()
+          const callsBefore = mock.calls().length
+          mock.failNth(k)
+          const add = yield* invoke(env("ADD"), { ...CONF, ingressPolicy, prevResult: prevResult(ns, ["10.88.0.2/24", "fd00::2/64"]) })
+          mock.clearFaults()
+          const fired = mock.calls().length - callsBefore >= k
+          if (add.exitCode !== 0) expect({ k, ingressPolicy, diff: mock.diff(before, mock.snapshot()) }).toEqual({ k, ingressPolicy, diff: [] })
+          return { failed: add.exitCode !== 0, fired }
+        }))
+        if (outcome.failed) failures++
+        if (!outcome.fired) break
+      }
+      // listing the table and the one rule transaction, plus the bridge lookup (getLink) for same-bridge
+      expect({ ingressPolicy, failures }).toEqual({ ingressPolicy, failures: ingressPolicy === "same-bridge" ? 3 : 2 })
+    }
+  })
+
+  test("bad configuration: code 2 for other backends, code 7 naming the field, with no change", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* bridgeNetwork
+      const before = mock.snapshot()
+      const prev = prevResult(ns)
+      const cases: Array<[Json, number, string]> = [
+        [{ ...CONF, backend: "iptables", prevResult: prev }, 2, "backend"],
+        [{ ...CONF, backend: "firewalld", prevResult: prev }, 2, "firewalld"],
+        [{ ...CONF, backend: "pf", prevResult: prev }, 7, "backend"],
+        [{ ...CONF, ingressPolicy: "closed", prevResult: prev }, 7, "ingressPolicy"],
+        [{ ...CONF, ingressPolicy: "same-bridge", prevResult: { ...prev, interfaces: [prev.interfaces[2]] } }, 7, "ingressPolicy"],
+        [CONF, 7, "prevResult"]
+      ]
+      for (const [conf, code, field] of cases) {
+        const out = yield* invoke(env("ADD"), conf)
+        expect({ field, exit: out.exitCode, code: out.json!.code }).toEqual({ field, exit: 1, code })
+        expect(out.json!.msg).toContain(field)
+      }
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+
+  test("DEL removes exactly the pod's rules: without prevResult, twice, and without ADD", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* bridgeNetwork
+      const before = mock.snapshot()
+      const a1 = yield* invoke(env("ADD", "c1"), { ...CONF, prevResult: prevResult(ns, ["10.88.0.2/24"]) })
+      const a2 = yield* invoke(env("ADD", "c2"), { ...CONF, prevResult: prevResult(ns, ["10.88.0.3/24"]) })
+      const other = yield* invoke(env("ADD", "c1"), { ...CONF, name: "othernet", prevResult: prevResult(ns, ["10.99.0.2/24"]) })
+      expect([a1.exitCode, a2.exitCode, other.exitCode]).toEqual([0, 0, 0])
+      for (let i = 0; i < 2; i++) {
+        const del = yield* invoke(env("DEL", "c1", ""), CONF)
+        expect([del.exitCode, del.stdout]).toEqual([0, ""])
+      }
+      expect((yield* rulesOf()).map((r) => r.rule)).toEqual([
+        "ip daddr 10.88.0.3 ct state established,related accept",
+        "ip saddr 10.88.0.3 accept",
+        "ip daddr 10.88.0.3 accept",
+        "ip daddr 10.99.0.2 ct state established,related accept",
+        "ip saddr 10.99.0.2 accept",
+        "ip daddr 10.99.0.2 accept"
+      ])
+      expect((yield* invoke(env("DEL", "never"), CONF)).exitCode).toBe(0)
+      expect((yield* invoke(env("DEL", "c2"), { ...CONF, prevResult: a2.json })).exitCode).toBe(0)
+      expect((yield* invoke(env("DEL", "c1"), { ...CONF, name: "othernet" })).exitCode).toBe(0)
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+
+  test("a repeated ADD adopts the rules already there; stale rules of the same attachment are replaced", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* bridgeNetwork
+      const before = mock.snapshot()
+      const conf = { ...CONF, prevResult: prevResult(ns) }
+      expect((yield* invoke(env("ADD"), conf)).exitCode).toBe(0)
+      const first = yield* rulesOf()
+      const again = yield* invoke(env("ADD"), conf)
+      expect(again.exitCode).toBe(0)
+      expect(yield* rulesOf()).toEqual(first)
+      // the pod got another address since (an ADD that was never deleted)
+      const moved = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns, ["10.88.0.7/24"]) })
+      expect(moved.exitCode).toBe(0)
+      expect((yield* rulesOf()).map((r) => r.rule)).toEqual([
+        "ip daddr 10.88.0.7 ct state established,related accept",
+        "ip saddr 10.88.0.7 accept",
+        "ip daddr 10.88.0.7 accept"
+      ])
+      expect((yield* invoke(env("CHECK"), { ...CONF, prevResult: moved.json })).exitCode).toBe(0)
+      expect((yield* invoke(env("DEL"), CONF)).exitCode).toBe(0)
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+
+  test("a prevResult without pod addresses installs nothing and returns prevResult", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* bridgeNetwork
+      const before = mock.snapshot()
+      const add = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns, []) })
+      expect(add.exitCode).toBe(0)
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    }))
+  })
+})
+
+describe("firewall CHECK, GC, STATUS and versions on the mock kernel", () => {
+  test("CHECK passes after ADD and fails when a rule was removed or changed by hand", async () => {
+    await onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* bridgeNetwork
+      const add = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns) })
+      const check = () => invoke(env("CHECK"), { ...CONF, prevResult: add.json })
+      expect((yield* check()).exitCode).toBe(0)
+
+      const owner = ruleOwner("fwnet", "c1", "eth0")
+      const rules = yield* rulesOf(owner)
+      yield* backend.deleteFilterRules(HOST_NETNS, FIREWALL_TABLE, owner)
+      const gone = yield* check()
+      expect([gone.exitCode, gone.json!.msg]).toEqual([1, expect.stringContaining(owner)])
+
+      // as many rules as before, but for another address
+      yield* backend.addFilterRules(HOST_NETNS, rules.map((rule) => ({ ...rule, rule: rule.rule.replace("10.88.0.2", "10.88.0.9") })))
+      const changed = yield* check()
+      expect([changed.exitCode, changed.json!.msg]).toEqual([1, expect.stringContaining("10.88.0.2")])
+      yield* backend.deleteFilterRules(HOST_NETNS, FIREWALL_TABLE, owner)
+      yield* backend.addFilterRules(HOST_NETNS, rules)
+      expect((yield* check()).exitCode).toBe(0)
+    }))
+  })
+
+  test("GC removes the rules of this network's attachments that are no longer valid, only those", async () => {
+    await onMock(Effect.gen(function*() {
+      const ns = yield* bridgeNetwork
+      for (const [id, ip] of [["c1", "10.88.0.2/24"], ["c2", "10.88.0.3/24"], ["c3", "10.88.0.4/24"]] as const) {
+        expect((yield* invoke(env("ADD", id), { ...CONF, prevResult: prevResult(ns, [ip]) })).exitCode).toBe(0)
+      }
+      expect((yield* invoke(env("ADD", "c1"), { ...CONF, name: "othernet", prevResult: prevResult(ns, ["10.99.0.2/24"]) })).exitCode).toBe(0)
+      const gc = yield* invoke({ CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" }, {
+        ...CONF,
+        cniVersion: "1.1.0",
+        "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }]
+      })
+      expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
+      const owners = new Set((yield* rulesOf()).map((rule) => rule.comment))
+      expect(owners).toEqual(new Set([ruleOwner("fwnet", "c2", "eth0"), ruleOwner("othernet", "c1", "eth0")]))
+      expect(networkTag("fwnet")).not.toBe(networkTag("othernet"))
+    }))
+  })
+
+  test("STATUS: ready when nftables answers, code 50 when it is unsupported", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const conf = { ...CONF, cniVersion: "1.1.0" }
+      expect((yield* invoke({ CNI_COMMAND: "STATUS" }, conf)).exitCode).toBe(0)
+      mock.failWhen((call) => call.operation === "listFilterRules", "Unsupported")
+      const down = yield* invoke({ CNI_COMMAND: "STATUS" }, conf)
+      expect([down.exitCode, down.json!.code]).toEqual([1, 50])
+      const bad = yield* invoke({ CNI_COMMAND: "STATUS" }, { ...conf, backend: "iptables" })
+      expect([bad.exitCode, bad.json!.code]).toEqual([1, 2])
+    }))
+  })
+
+  for (const version of ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]) {
+    test(`cniVersion ${version}: prevResult comes back unchanged in that version`, async () => {
+      await onMock(Effect.gen(function*() {
+        const ns = yield* bridgeNetwork
+        const conf = { ...CONF, cniVersion: version }
+        const prev = prevResult(ns, ["10.88.0.2/24", "fd00::2/64"], version)
+        const add = yield* invoke(env("ADD"), { ...conf, prevResult: prev })
+        expect(add.exitCode).toBe(0)
+        expect(add.json).toEqual(prev)
+        expect(yield* rulesOf()).toHaveLength(6)
+        if (version >= "0.4.0") expect((yield* invoke(env("CHECK"), { ...conf, prevResult: add.json })).exitCode).toBe(0)
+        expect((yield* invoke(env("DEL"), { ...conf, prevResult: add.json })).exitCode).toBe(0)
+        expect(yield* rulesOf()).toEqual([])
+      }))
+    })
+  }
+})
+
+describe("pod addresses", () => {
+  test("the IPs of sandboxed interfaces and of no interface; host-side ones are not the pod's", () => {
+    expect(podAddresses({
+      cniVersion: "1.0.0",
+      interfaces: [{ name: "br0" }, { name: "eth0", sandbox: "/ns" }],
+      ips: [
+        { address: "10.0.0.1/24", interface: 0 },
+        { address: "10.0.0.2/24", interface: 1 },
+        { address: "fd00:0::0:3/64" },
+        { address: "10.0.0.2/24", interface: 1 }
+      ]
+    })).toEqual(["10.0.0.2", "fd00::3"])
+  })
+})

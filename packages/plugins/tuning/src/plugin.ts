@@ -1,0 +1,142 @@
+import { basename, dirname, join } from "node:path"
+import { Effect } from "effect"
+import { Backend, isNotFound } from "@tscni/backend"
+import { CheckFailed, Pipeline } from "@tscni/engine"
+import type { PluginDefinition, PluginRequest } from "@tscni/skel"
+import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
+import { resolveSysctls, type TuningOptions, type TuningSettings, tuningSettings } from "./config.ts"
+import { type TuningInput, tuningPipeline } from "./pipeline.ts"
+import { listStateFiles, networkDir, readState, removeState, statePath } from "./state.ts"
+
+type TuningHandles = typeof tuningPipeline extends Pipeline.Pipeline<TuningInput, infer H, infer _E, infer _R> ? H : never
+
+const stateFileOf = (request: PluginRequest, settings: TuningSettings): string =>
+  statePath(settings.dataDir, settings.network, request.env.containerId, request.env.ifname)
+
+/**
+ * prevResult with the interface's new MAC, as the reference reports it: the interface of
+ * that name inside a sandbox (the pod's, not a host-side one that happens to share it).
+ */
+const withMac = (prev: Result, cniVersion: string, ifname: string, mac: string | undefined): Result => ({
+  ...prev,
+  cniVersion,
+  ...(mac !== undefined && prev.interfaces !== undefined
+    ? {
+      interfaces: prev.interfaces.map((i) => (i.name === ifname && i.sandbox !== undefined && i.sandbox !== "" ? { ...i, mac } : i))
+    }
+    : {})
+})
+
+/** The handles CHECK verifies: the configured values, rebuilt from the config alone. */
+const handlesForCheck = (request: PluginRequest, settings: TuningSettings, options: TuningOptions) =>
+  Effect.gen(function*() {
+    const { netns, ifname } = request.env
+    const sysctls = yield* resolveSysctls(settings, ifname, options)
+    const handles: Partial<TuningHandles> = {
+      sysctls: sysctls.map((s) => ({ netns, key: s.key, value: s.value, previous: "", restoreOnUndo: true })),
+      link: settings.link.map((applied) => ({ netns, link: ifname, applied, previous: {} }))
+    }
+    return handles
+  })
+
+/** The reference's CHECK also fails when the interface is gone, whatever was configured. */
+const checkInterface = (request: PluginRequest) =>
+  Effect.gen(function*() {
+    const { netns, ifname } = request.env
+    const found = yield* (yield* Backend).getLink(netns, ifname).pipe(
+      Effect.as(true),
+      Effect.catchIf(isNotFound, () => Effect.succeed(false))
+    )
+    if (!found) return yield* new CheckFailed({ step: "setLinkOptions", message: `${ifname} is missing in ${netns}` })
+  })
+
+/**
+ * DEL: restore what the state file says ADD replaced, in reverse order, in the namespace
+ * the runtime names now. No file (no ADD, or DEL ran already): nothing to do. No
+ * namespace, or a namespace already gone: nothing left to restore, the file goes.
+ */
+const restore = (request: PluginRequest, settings: TuningSettings) =>
+  Effect.gen(function*() {
+    const path = stateFileOf(request, settings)
+    yield* removeTempFiles(path)
+    const state = yield* readState(path)
+    if (state._tag === "absent") return
+    const netns = request.env.netns
+    if (state._tag === "found" && netns !== "") {
+      const decoded = Pipeline.decodeHandles(tuningPipeline, state.record.handles)
+      yield* Pipeline.undo(tuningPipeline, {
+        sysctls: (decoded.sysctls ?? []).map((handle) => ({ ...handle, netns })),
+        link: (decoded.link ?? []).map((handle) => ({ ...handle, netns }))
+      })
+    }
+    yield* removeState(path)
+  })
+
+/**
+ * Temp files of this attachment's state file: left by an ADD killed between writing and
+ * renaming, before it changed anything, so they are only garbage.
+ */
+const removeTempFiles = (path: string) =>
+  Effect.gen(function*() {
+    const dir = dirname(path)
+    const prefix = `${basename(path)}.`
+    for (const name of yield* listStateFiles(dir)) {
+      if (name.startsWith(prefix) && name.endsWith(".tmp")) yield* removeState(join(dir, name))
+    }
+  })
+
+/** GC: state files of attachments the runtime no longer knows (and stray temp files) go. */
+const collectGarbage = (request: PluginRequest, settings: TuningSettings) =>
+  Effect.gen(function*() {
+    const valid = new Set((validAttachments(request.conf) ?? []).map((a) => `${a.containerID}/${a.ifname}`))
+    const dir = networkDir(settings.dataDir, settings.network)
+    for (const name of yield* listStateFiles(dir)) {
+      const path = join(dir, name)
+      if (name.endsWith(".tmp")) {
+        yield* removeState(path)
+        continue
+      }
+      if (!name.endsWith(".json")) continue
+      const state = yield* readState(path)
+      if (state._tag === "corrupt" || (state._tag === "found" && !valid.has(`${state.record.containerId}/${state.record.ifname}`))) {
+        yield* removeState(path)
+      }
+    }
+  })
+
+/**
+ * tuning: sysctls in the pod's namespace and the pod interface's MAC, MTU, promiscuous and
+ * all-multicast modes and queue length; every previous value is restored by DEL (from the
+ * per-attachment state file), CHECK compares with the config, GC drops stale state.
+ */
+export const makeTuningPlugin = (options: TuningOptions): PluginDefinition<Backend> => ({
+  name: "tuning",
+  add: (request) =>
+    Effect.gen(function*() {
+      const settings = yield* tuningSettings(request, options)
+      const sysctls = yield* resolveSysctls(settings, request.env.ifname, options)
+      const prev = request.prevResult
+      if (prev === undefined) {
+        return yield* invalidConfig("prevResult", "tuning is a chained plugin and needs the previous plugin's result")
+      }
+      yield* Pipeline.apply(tuningPipeline, {
+        containerId: request.env.containerId,
+        netns: request.env.netns,
+        ifname: request.env.ifname,
+        sysctls,
+        link: settings.link,
+        statePath: stateFileOf(request, settings)
+      })
+      return withMac(prev, request.conf.cniVersion, request.env.ifname, settings.mac)
+    }),
+  check: (request) =>
+    Effect.gen(function*() {
+      const settings = yield* tuningSettings(request, options)
+      const handles = yield* handlesForCheck(request, settings, options)
+      yield* checkInterface(request)
+      yield* Pipeline.check(tuningPipeline, handles)
+    }),
+  del: (request) => Effect.flatMap(tuningSettings(request, options), (settings) => restore(request, settings)),
+  gc: (request) => Effect.flatMap(tuningSettings(request, options), (settings) => collectGarbage(request, settings)),
+  status: (request) => Effect.asVoid(tuningSettings(request, options))
+})

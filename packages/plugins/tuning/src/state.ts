@@ -1,0 +1,112 @@
+/**
+ * The per-attachment state file: what ADD is about to change and the values it replaces,
+ * so DEL (a new process, without ADD's memory) can put them back. One JSON file per
+ * attachment, `<dataDir>/<network>/<containerID>-<ifname>.json`, written atomically.
+ */
+import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs"
+import { join } from "node:path"
+import { Effect, Exit, Schema } from "effect"
+import { type CniError, ioFailure } from "@tscni/spec"
+import { SetLinkOptionsHandle, SetSysctlHandle } from "@tscni/steps"
+
+/**
+ * The handles DEL undoes, encoded with the steps' own handle schemas: the value each
+ * sysctl and each link property had before ADD.
+ */
+export const TuningHandles = Schema.Struct({
+  sysctls: Schema.Array(SetSysctlHandle),
+  link: Schema.Array(SetLinkOptionsHandle)
+})
+export type TuningHandles = typeof TuningHandles.Type
+
+/** One state file: whose it is (GC reads this) and the handles, as Pipeline.encodeHandles wrote them. */
+export const StateRecord = Schema.Struct({
+  containerId: Schema.String,
+  ifname: Schema.String,
+  netns: Schema.String,
+  handles: Schema.Record(Schema.String, Schema.Unknown)
+})
+export type StateRecord = typeof StateRecord.Type
+
+const errnoCode = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const fsCall = <A>(what: string, path: string, run: () => A): Effect.Effect<A, CniError> =>
+  Effect.try({ try: run, catch: (error) => ioFailure(`tuning: cannot ${what} ${path}`, describe(error)) })
+
+/** The network's directory under the data directory. */
+export const networkDir = (dataDir: string, network: string): string => join(dataDir, network)
+
+/** The attachment's state file. */
+export const statePath = (dataDir: string, network: string, containerId: string, ifname: string): string =>
+  join(networkDir(dataDir, network), `${containerId}-${ifname}.json`)
+
+let tempCounter = 0
+
+/** Writes the file whole or not at all: a temp file in the same directory, then rename. */
+export const writeState = (path: string, record: StateRecord): Effect.Effect<void, CniError> =>
+  fsCall("write", path, () => {
+    mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 })
+    const temp = `${path}.${process.pid}.${tempCounter++}.tmp`
+    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
+    try {
+      writeSync(fd, JSON.stringify(Schema.encodeSync(StateRecord)(record)) + "\n")
+      closeSync(fd)
+      renameSync(temp, path)
+    } catch (error) {
+      unlinkSync(temp)
+      throw error
+    }
+  })
+
+/** Removes a file; one already gone is fine. */
+export const removeState = (path: string): Effect.Effect<void, CniError> =>
+  fsCall("remove", path, () => {
+    try {
+      unlinkSync(path)
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw error
+    }
+  })
+
+/** What a state file holds: absent, unreadable as a record (`corrupt`), or the record. */
+export type StateRead =
+  | { readonly _tag: "absent" }
+  | { readonly _tag: "corrupt" }
+  | { readonly _tag: "found"; readonly record: StateRecord }
+
+/** Reads a state file; a file that does not parse or decode is `corrupt`, never an error. */
+export const readState = (path: string): Effect.Effect<StateRead, CniError> =>
+  fsCall("read", path, () => {
+    try {
+      return readFileSync(path, "utf8")
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return undefined
+      throw error
+    }
+  }).pipe(
+    Effect.map((text): StateRead => {
+      if (text === undefined) return { _tag: "absent" }
+      let json: unknown
+      try {
+        json = JSON.parse(text)
+      } catch {
+        return { _tag: "corrupt" }
+      }
+      const decoded = Schema.decodeUnknownExit(StateRecord)(json)
+      return Exit.isSuccess(decoded) ? { _tag: "found", record: decoded.value } : { _tag: "corrupt" }
+    })
+  )
+
+/** The files in the network's directory (none when it does not exist). */
+export const listStateFiles = (dir: string): Effect.Effect<ReadonlyArray<string>, CniError> =>
+  fsCall("list", dir, () => {
+    try {
+      return readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name)
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return []
+      throw error
+    }
+  })
