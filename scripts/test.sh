@@ -15,7 +15,7 @@ fi
 
 echo "== tests"
 log=$(mktemp)
-bun test 2>&1 | tee "$log" | grep -E "^\(fail\)|^error:|^ *[0-9]+ (pass|fail)$" || true
+bun test --timeout 120000 2>&1 | tee "$log" | grep -E "^\(fail\)|^error:|^ *[0-9]+ (pass|fail)$" || true
 status=${PIPESTATUS[0]}
 passed=$(grep -E "^ *[0-9]+ pass$" "$log" | tail -1 | grep -oE "[0-9]+" || echo 0)
 failed=$(grep -E "^ *[0-9]+ fail$" "$log" | tail -1 | grep -oE "[0-9]+" || echo 0)

@@ -1,0 +1,66 @@
+/** The cluster files: what a DaemonSet installer must have, checked so a careless edit fails. */
+import { describe, expect, test } from "bun:test"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { REPO } from "./helpers.ts"
+
+type Json = Record<string, unknown>
+const docs = Bun.YAML.parse(readFileSync(join(REPO, "deploy/daemonset.yaml"), "utf8")) as ReadonlyArray<Json>
+
+const at = (value: unknown, ...path: ReadonlyArray<string | number>): unknown =>
+  path.reduce<unknown>((node, key) => (typeof node === "object" && node !== null ? (node as Record<string | number, unknown>)[key] : undefined), value)
+
+describe("deploy/daemonset.yaml", () => {
+  const daemonSet = docs.find((doc) => doc.kind === "DaemonSet")
+  const pod = at(daemonSet, "spec", "template", "spec") as Json
+  const inits = (pod.initContainers ?? []) as ReadonlyArray<Json>
+  const install = inits.find((container) => container.name === "install-cni") as Json
+
+  test("a DaemonSet in kube-system: host network, node-critical, tolerates every taint", () => {
+    expect(at(daemonSet, "metadata", "namespace")).toBe("kube-system")
+    expect(pod.hostNetwork).toBe(true)
+    expect(pod.priorityClassName).toBe("system-node-critical")
+    expect(pod.tolerations).toContainEqual({ operator: "Exists" })
+    expect(at(daemonSet, "spec", "selector", "matchLabels")).toEqual(at(daemonSet, "spec", "template", "metadata", "labels"))
+  })
+
+  test("the install-cni init container runs tscni-install into the host dirs, mounted at the same paths", () => {
+    const script = (install.command as ReadonlyArray<string>).join(" ")
+    expect(script).toContain("/opt/tscni/bin/tscni-install")
+    expect(script).toContain("--bin-dir /opt/cni/bin")
+    expect(script).toContain("--conf-dir /etc/cni/net.d")
+    expect(script).toContain("--conflist-template /opt/tscni/10-tscni.conflist.template")
+    expect(script).toContain("POD_CIDR")
+    const mounts = install.volumeMounts as ReadonlyArray<Json>
+    const volumes = pod.volumes as ReadonlyArray<Json>
+    for (const hostDir of ["/opt/cni/bin", "/etc/cni/net.d"]) {
+      const volume = volumes.find((v) => at(v, "hostPath", "path") === hostDir)
+      expect(volume).toBeDefined()
+      expect(mounts).toContainEqual(expect.objectContaining({ name: volume?.name, mountPath: hostDir }))
+    }
+  })
+
+  test("the pod CIDR comes from the node object, which the service account may read", () => {
+    expect(inits.findIndex((c) => c.name === "pod-cidr")).toBeLessThan(inits.indexOf(install))
+    expect(pod.serviceAccountName).toBe("tscni")
+    const role = docs.find((doc) => doc.kind === "ClusterRole")
+    expect(at(role, "rules", 0, "resources")).toEqual(["nodes"])
+    const binding = docs.find((doc) => doc.kind === "ClusterRoleBinding")
+    expect(at(binding, "subjects", 0)).toEqual({ kind: "ServiceAccount", name: "tscni", namespace: "kube-system" })
+  })
+
+  test("then a pause container", () => {
+    const containers = pod.containers as ReadonlyArray<Json>
+    expect(containers).toHaveLength(1)
+    expect(String(containers[0]?.image)).toMatch(/pause/)
+  })
+})
+
+describe("deploy/Dockerfile", () => {
+  const dockerfile = readFileSync(join(REPO, "deploy/Dockerfile"), "utf8")
+  test("debian bookworm-slim with the binaries and the template where the DaemonSet expects them", () => {
+    expect(dockerfile).toMatch(/^FROM debian:bookworm-slim$/m)
+    expect(dockerfile).toMatch(/^COPY dist\/bin\/tscni dist\/bin\/tscni-install \/opt\/tscni\/bin\/$/m)
+    expect(dockerfile).toMatch(/^COPY deploy\/10-tscni\.conflist\.template \/opt\/tscni\/$/m)
+  })
+})
