@@ -244,6 +244,122 @@ describe("bridge on the real kernel", () => {
   }, 120_000)
 })
 
+/** Runs a command in a test namespace (never on the real host); throws when it fails. */
+const inNetns = (netns: string, ...argv: Array<string>): string => {
+  const out = Bun.spawnSync(["ip", "netns", "exec", netns, ...argv], { stdout: "pipe", stderr: "pipe" })
+  if (out.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${out.stderr.toString()}`)
+  return out.stdout.toString()
+}
+
+/**
+ * iptables-save and ip6tables-save of a namespace, as they compare: without the timestamp
+ * comments and the counters, and without tables that hold nothing but their empty
+ * built-in chains (iptables cannot remove a table once something created it).
+ */
+const iptablesState = (netns: string): string =>
+  ["iptables-save", "ip6tables-save"].map((tool) =>
+    inNetns(netns, tool)
+      .split(/^COMMIT$/m)
+      .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => line.replace(/ \[\d+:\d+\]$/, "")))
+      .filter((lines) => lines.some((line) => !line.startsWith("*") && !/^:[A-Z]+ ACCEPT$/.test(line)))
+      .map((lines) => lines.join("\n"))
+      .join("\nCOMMIT\n")
+  ).join("\n---\n")
+
+/** observe() without nft's listing: with iptables-nft, iptables tables show up there too (see iptablesState). */
+const observeHost = (netns: string): string => {
+  const { nft: _nft, ...rest } = JSON.parse(observe(netns)) as Json
+  return JSON.stringify(rest)
+}
+
+describe("bridge with ipMasqBackend iptables on the real kernel", () => {
+  test("the pod reaches an outside address only masqueraded; others' rules untouched; DEL restores the host and iptables-save", () => {
+    const h = host()
+    const p1 = freshNetns()
+    const p2 = freshNetns()
+    // an outside network that has no route back to the pods: only masqueraded traffic gets answers
+    const outside = freshNetns()
+    inNetns(h.name, "ip", "link", "add", "it-out0", "type", "veth", "peer", "name", "eth0", "netns", outside.name)
+    inNetns(h.name, "ip", "addr", "add", "192.0.2.1/24", "dev", "it-out0")
+    inNetns(h.name, "ip", "link", "set", "it-out0", "up")
+    inNetns(outside.name, "ip", "addr", "add", "192.0.2.2/24", "dev", "eth0")
+    inNetns(outside.name, "ip", "link", "set", "eth0", "up")
+    inNetns(h.name, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "198.51.100.0/24", "-j", "MASQUERADE")
+    const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
+    const c = conf(h, { ipMasqBackend: "iptables" })
+    const a1 = execIn(h, BRIDGE, env("ADD", "it-ipt1", p1.path), JSON.stringify(c))
+    const a2 = execIn(h, BRIDGE, env("ADD", "it-ipt2", p2.path), JSON.stringify(c))
+    expect([a1.exitCode, a1.stderr, a2.exitCode]).toEqual([0, "", 0])
+
+    // observed with iptables-save, not with tscni
+    const nat = inNetns(h.name, "iptables-save", "-t", "nat")
+    expect(nat).toContain("-A POSTROUTING -m comment --comment tscni -j TSCNI-BR-MASQ")
+    expect(nat).toMatch(/-A TSCNI-BR-MASQ -s 10\.123\.0\.2\/32 -d 10\.123\.0\.0\/24 -m comment --comment "?br:[0-9a-f]{8}:[0-9a-f]{12}"? -j RETURN/)
+    expect(nat).toMatch(/-A TSCNI-BR-MASQ -s 10\.123\.0\.2\/32 ! -d 224\.0\.0\.0\/4 -m comment --comment "?br:[0-9a-f]{8}:[0-9a-f]{12}"? -j MASQUERADE/)
+    expect(inNetns(h.name, "nft", "list", "tables")).not.toContain("tscni")
+
+    expect(ping(p1.name, "192.0.2.2")).toBe(true)
+    expect(ping(p1.name, "10.123.0.3")).toBe(true)
+    const check = execIn(h, BRIDGE, env("CHECK", "it-ipt1", p1.path), JSON.stringify({ ...c, prevResult: a1.json }))
+    expect([check.exitCode, check.stdout]).toEqual([0, ""])
+
+    expect(execIn(h, BRIDGE, env("DEL", "it-ipt1", p1.path), JSON.stringify({ ...c, prevResult: a1.json })).exitCode).toBe(0)
+    // the other pod keeps its masquerade; the DELeted one's rules are gone
+    expect(ping(p2.name, "192.0.2.2")).toBe(true)
+    expect(inNetns(h.name, "iptables-save", "-t", "nat")).not.toContain("10.123.0.2/32")
+    expect(execIn(h, BRIDGE, env("DEL", "it-ipt2", p2.path), JSON.stringify({ ...c, prevResult: a2.json })).exitCode).toBe(0)
+    expect({ host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual(before)
+    expect(iptablesState(h.name)).toContain("-A POSTROUTING -s 198.51.100.0/24 -j MASQUERADE")
+    // and without masquerade the outside network cannot answer
+    const p3 = freshNetns()
+    const a3 = execIn(h, BRIDGE, env("ADD", "it-ipt3", p3.path), JSON.stringify(conf(h, { ipMasq: false })))
+    expect(a3.exitCode).toBe(0)
+    expect(ping(p3.name, "192.0.2.2")).toBe(false)
+    execIn(h, BRIDGE, env("DEL", "it-ipt3", p3.path), JSON.stringify(conf(h, { ipMasq: false, prevResult: a3.json })))
+    for (const ns of [p1, p2, p3, outside]) ns.remove()
+  }, 60_000)
+
+  test("20 parallel ADDs and DELs share the chain without losing a rule or duplicating the jump", async () => {
+    const h = host()
+    const pods = Array.from({ length: 20 }, () => freshNetns())
+    const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
+    const c = conf(h, { ipMasqBackend: "iptables" })
+    const adds = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, env("ADD", `it-iptp-${i}`, p.path), JSON.stringify(c)).done))
+    expect(adds.filter((a) => a.exitCode !== 0).map((a) => a.stdout + a.stderr)).toEqual([])
+    const nat = inNetns(h.name, "iptables-save", "-t", "nat").split("\n")
+    expect(nat.filter((line) => line.startsWith("-A TSCNI-BR-MASQ"))).toHaveLength(40)
+    expect(nat.filter((line) => line.includes("-j TSCNI-BR-MASQ"))).toHaveLength(1)
+    const dels = await Promise.all(pods.map((p, i) =>
+      spawnIn(h, BRIDGE, env("DEL", `it-iptp-${i}`, p.path), JSON.stringify({ ...c, prevResult: adds[i]!.json })).done
+    ))
+    expect(dels.map((d) => d.exitCode)).toEqual(pods.map(() => 0))
+    expect({ host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual(before)
+    pods.forEach((p) => p.remove())
+  }, 120_000)
+
+  test("a fault at the last kernel calls of ADD (the iptables transaction) leaves the host, its iptables and IPAM unchanged", () => {
+    const h = host()
+    const p = freshNetns()
+    const c = JSON.stringify(conf(h, { ipMasqBackend: "iptables" }))
+    // a run without a fault says how many Backend calls ADD makes; the last one is the masquerade's
+    const clean = execIn(h, ["bun", DRIVER, "bridge", "100000"], env("ADD", "it-iptf", p.path), c)
+    expect(clean.exitCode).toBe(0)
+    const calls = Number(/calls=(\d+)/.exec(clean.stderr)?.[1] ?? -1)
+    expect(execIn(h, BRIDGE, env("DEL", "it-iptf", p.path), JSON.stringify({ ...JSON.parse(c), prevResult: clean.json })).exitCode).toBe(0)
+    Bun.sleepSync(100)
+    const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
+    for (const k of [calls, calls - 1]) {
+      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], env("ADD", "it-iptf", p.path), c)
+      expect({ k, exitCode: run.exitCode }).toEqual({ k, exitCode: 1 })
+      if (k === calls) expect(run.stdout).toContain("addIptablesRules: injected fault")
+      expect({ k, host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual({ k, ...before })
+      const allocated = Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))
+      expect({ k, allocated }).toEqual({ k, allocated: [] })
+    }
+    p.remove()
+  }, 60_000)
+})
+
 describe("mixed chains with the reference plugins (Debian containernetworking-plugins)", () => {
   test("our bridge with the reference host-local", () => {
     const h = host()

@@ -15,7 +15,7 @@ type Json = Record<string, any>
 const cleanups: Array<() => void> = []
 afterAll(() => cleanups.reverse().forEach((cleanup) => cleanup()))
 
-const bridgeConf = (h: TestHost): Json => ({
+const bridgeConf = (h: TestHost, extra: Json = {}): Json => ({
   cniVersion: "1.0.0",
   name: "pmnet",
   type: "bridge",
@@ -24,15 +24,17 @@ const bridgeConf = (h: TestHost): Json => ({
   isDefaultGateway: true,
   ipMasq: true,
   hairpinMode: true,
-  ipam: { type: "host-local", ranges: [[{ subnet: "10.125.0.0/24" }]], dataDir: h.dir }
+  ipam: { type: "host-local", ranges: [[{ subnet: "10.125.0.0/24" }]], dataDir: h.dir },
+  ...extra
 })
-const portmapConf = (mappings: Array<Json>, prevResult: Json | undefined): Json => ({
+const portmapConf = (mappings: Array<Json>, prevResult: Json | undefined, extra: Json = {}): Json => ({
   cniVersion: "1.0.0",
   name: "pmnet",
   type: "portmap",
   capabilities: { portMappings: true },
   runtimeConfig: { portMappings: mappings },
-  ...(prevResult ? { prevResult } : {})
+  ...(prevResult ? { prevResult } : {}),
+  ...extra
 })
 const env = (command: string, id: string, netns: string) => ({
   CNI_COMMAND: command,
@@ -61,19 +63,65 @@ const fetchIn = (netns: string, url: string): string => {
   return out.exitCode === 0 ? out.stdout.toString().trim() : `failed: ${out.stderr.toString().split("\n")[0]}`
 }
 
-const addPod = (h: TestHost, id: string, netns: string, mappings: Array<Json>, portmap = PORTMAP, bridge = BRIDGE) => {
-  const b = execIn(h, bridge, env("ADD", id, netns), JSON.stringify(bridgeConf(h)))
+/** Extra keys for a host that needs iptables: the bridge's masquerade and portmap's rules both there. */
+interface Mode {
+  readonly bridge?: Json
+  readonly portmap?: Json
+}
+
+const addPod = (h: TestHost, id: string, netns: string, mappings: Array<Json>, portmap = PORTMAP, bridge = BRIDGE, mode: Mode = {}) => {
+  const b = execIn(h, bridge, env("ADD", id, netns), JSON.stringify(bridgeConf(h, mode.bridge)))
   expect([b.exitCode, b.stderr]).toEqual([0, ""])
-  const p = execIn(h, portmap, env("ADD", id, netns), JSON.stringify(portmapConf(mappings, b.json)))
+  const p = execIn(h, portmap, env("ADD", id, netns), JSON.stringify(portmapConf(mappings, b.json, mode.portmap)))
   expect([p.exitCode, p.stderr]).toEqual([0, ""])
   // a chained plugin passes prevResult on (the reference portmap adds an empty dns: {})
   expect({ ...p.json, dns: undefined }).toEqual({ ...b.json, dns: undefined })
   return p.json!
 }
-const delPod = (h: TestHost, id: string, netns: string, result: Json, mappings: Array<Json>, portmap = PORTMAP, bridge = BRIDGE) => {
-  expect(execIn(h, portmap, env("DEL", id, netns), JSON.stringify(portmapConf(mappings, result))).exitCode).toBe(0)
-  expect(execIn(h, bridge, env("DEL", id, netns), JSON.stringify({ ...bridgeConf(h), prevResult: result })).exitCode).toBe(0)
+const delPod = (h: TestHost, id: string, netns: string, result: Json, mappings: Array<Json>, portmap = PORTMAP, bridge = BRIDGE, mode: Mode = {}) => {
+  expect(execIn(h, portmap, env("DEL", id, netns), JSON.stringify(portmapConf(mappings, result, mode.portmap))).exitCode).toBe(0)
+  expect(execIn(h, bridge, env("DEL", id, netns), JSON.stringify({ ...bridgeConf(h, mode.bridge), prevResult: result })).exitCode).toBe(0)
 }
+
+/** Runs a command in a test namespace (never on the real host); throws when it fails. */
+const inNetns = (netns: string, ...argv: Array<string>): string => {
+  const out = Bun.spawnSync(["ip", "netns", "exec", netns, ...argv], { stdout: "pipe", stderr: "pipe" })
+  if (out.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${out.stderr.toString()}`)
+  return out.stdout.toString()
+}
+
+/**
+ * iptables-save and ip6tables-save of a namespace, as they compare: without the timestamp
+ * comments and the counters, and without tables that hold nothing but their empty
+ * built-in chains (iptables cannot remove a table once something created it).
+ */
+const iptablesState = (netns: string): string =>
+  ["iptables-save", "ip6tables-save"].map((tool) => {
+    const blocks = inNetns(netns, tool).split(/^COMMIT$/m)
+    return blocks
+      .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => line.replace(/ \[\d+:\d+\]$/, "")))
+      .filter((lines) => lines.some((line) => !line.startsWith("*") && !/^:[A-Z]+ ACCEPT$/.test(line)))
+      .map((lines) => lines.join("\n"))
+      .join("\nCOMMIT\n")
+  }).join("\n---\n")
+
+/** observe() without nft's listing: with iptables-nft, iptables tables show up there too (see iptablesState). */
+const observeHost = (netns: string): string => {
+  const { nft: _nft, ...rest } = JSON.parse(observe(netns)) as Json
+  return JSON.stringify(rest)
+}
+
+/** A view of the host once IPv6 duplicate address detection is over (a new link's fe80:: address adds a local route when it is). */
+const settled = (netns: string, view: () => string): string => {
+  for (let i = 0; i < 50; i++) {
+    const addresses = JSON.parse(inNetns(netns, "ip", "-j", "addr", "show")) as Array<{ addr_info: Array<Json> }>
+    if (!addresses.some((link) => link.addr_info.some((address) => address.tentative === true))) break
+    Bun.sleepSync(100)
+  }
+  return view()
+}
+
+const IPTABLES: Mode = { bridge: { ipMasqBackend: "iptables" }, portmap: { backend: "iptables" } }
 
 describe("portmap on the real kernel", () => {
   test("a hostPort reaches the pod from the host (127.0.0.1 and the bridge address), another pod and the pod itself", async () => {
@@ -133,7 +181,7 @@ describe("portmap on the real kernel", () => {
     const mappings = [{ hostPort: 8082, containerPort: 80, protocol: "tcp" }, { hostPort: 5354, containerPort: 53, protocol: "udp" }]
     const bridged = execIn(h, BRIDGE, env("ADD", "pm-fault", p.path), JSON.stringify(bridgeConf(h)))
     expect(bridged.exitCode).toBe(0)
-    const before = observe(h.name)
+    const before = settled(h.name, () => observe(h.name))
     let faults = 0
     for (let k = 1; k < 100; k++) {
       const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], env("ADD", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
@@ -164,4 +212,99 @@ describe("portmap on the real kernel", () => {
       p.remove()
     }
   }, 60_000)
+
+  test("backend iptables: a hostPort reaches the pod from the host, another pod and the pod itself; others' rules untouched; DEL restores iptables-save", async () => {
+    const h = freshHost()
+    cleanups.push(h.remove)
+    // someone else's rules in the same table and chain (kube-proxy, say)
+    inNetns(h.name, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24", "-j", "MASQUERADE")
+    inNetns(h.name, "ip6tables", "-t", "nat", "-A", "POSTROUTING", "-s", "2001:db8::/32", "-j", "MASQUERADE")
+    const p1 = freshNetns()
+    const p2 = freshNetns()
+    const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
+    const mappings = [{ hostPort: 8090, containerPort: 80, protocol: "tcp" }]
+    const r1 = addPod(h, "pmi-c1", p1.path, mappings, PORTMAP, BRIDGE, IPTABLES)
+    const r2 = addPod(h, "pmi-c2", p2.path, [], PORTMAP, BRIDGE, IPTABLES)
+    await serveIn(p1.name, 80, "hello over iptables")
+
+    // observed with iptables-save, not with tscni
+    const nat = inNetns(h.name, "iptables-save", "-t", "nat")
+    expect(nat).toContain("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-PM-DNAT")
+    expect(nat).toContain("-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-PM-DNAT")
+    expect(nat).toMatch(/-A TSCNI-PM-DNAT -p tcp -m comment --comment "?pm:[0-9a-f]{8}:[0-9a-f]{12}"? -m tcp --dport 8090 -j DNAT --to-destination 10\.125\.0\.2:80/)
+    expect(nat).toContain("-j MARK --set-xmark 0x2000/0x2000")
+    expect(nat).toMatch(/-A TSCNI-PM-MASQ -d 10\.125\.0\.2\/32 .*-m mark --mark 0x2000\/0x2000 -j MASQUERADE/)
+    expect(nat).toMatch(/-A TSCNI-BR-MASQ -s 10\.125\.0\.2\/32 ! -d 224\.0\.0\.0\/4 .*-j MASQUERADE/)
+    // nothing of tscni's in nftables' own tables
+    expect(inNetns(h.name, "nft", "list", "tables")).not.toContain("tscni")
+
+    expect(fetchIn(h.name, "http://127.0.0.1:8090/")).toBe("hello over iptables")
+    expect(fetchIn(h.name, "http://10.125.0.1:8090/")).toBe("hello over iptables")
+    expect(fetchIn(p2.name, "http://10.125.0.1:8090/")).toBe("hello over iptables")
+    expect(fetchIn(p1.name, "http://10.125.0.1:8090/")).toBe("hello over iptables")
+
+    const check = execIn(h, PORTMAP, env("CHECK", "pmi-c1", p1.path), JSON.stringify(portmapConf(mappings, r1, IPTABLES.portmap)))
+    expect([check.exitCode, check.stdout]).toEqual([0, ""])
+
+    delPod(h, "pmi-c1", p1.path, r1, mappings, PORTMAP, BRIDGE, IPTABLES)
+    expect(fetchIn(h.name, "http://10.125.0.1:8090/")).toStartWith("failed")
+    expect(inNetns(h.name, "iptables-save", "-t", "nat")).not.toContain("TSCNI-PM-")
+    delPod(h, "pmi-c2", p2.path, r2, [], PORTMAP, BRIDGE, IPTABLES)
+    expect({ host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual(before)
+    expect(iptablesState(h.name)).toContain("-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE")
+    p1.remove()
+    p2.remove()
+  }, 60_000)
+
+  test("backend iptables with externalSetMarkChain: marking is left to that chain (KUBE-MARK-MASQ) and its owner masquerades", async () => {
+    const h = freshHost()
+    cleanups.push(h.remove)
+    // what kube-proxy has: a chain that sets bit 14, and a masquerade of marked connections
+    for (const tool of ["iptables", "ip6tables"]) {
+      inNetns(h.name, tool, "-t", "nat", "-N", "KUBE-MARK-MASQ")
+      inNetns(h.name, tool, "-t", "nat", "-A", "KUBE-MARK-MASQ", "-j", "MARK", "--set-xmark", "0x4000/0x4000")
+      inNetns(h.name, tool, "-t", "nat", "-A", "POSTROUTING", "-m", "mark", "--mark", "0x4000/0x4000", "-j", "MASQUERADE")
+    }
+    const p1 = freshNetns()
+    const before = iptablesState(h.name)
+    const mappings = [{ hostPort: 8091, containerPort: 80, protocol: "tcp" }]
+    const mode: Mode = { bridge: { ipMasqBackend: "iptables" }, portmap: { externalSetMarkChain: "KUBE-MARK-MASQ" } }
+    const r1 = addPod(h, "pmk-c1", p1.path, mappings, PORTMAP, BRIDGE, mode)
+    await serveIn(p1.name, 80, "hello via kube's mark")
+    const nat = inNetns(h.name, "iptables-save", "-t", "nat")
+    expect(nat).toMatch(/-A TSCNI-PM-DNAT -s 127\.0\.0\.0\/8 -p tcp .*--dport 8091 -j KUBE-MARK-MASQ/)
+    expect(nat).not.toContain("TSCNI-PM-MASQ")
+    expect(fetchIn(h.name, "http://127.0.0.1:8091/")).toBe("hello via kube's mark")
+    expect(fetchIn(p1.name, "http://10.125.0.1:8091/")).toBe("hello via kube's mark")
+    delPod(h, "pmk-c1", p1.path, r1, mappings, PORTMAP, BRIDGE, mode)
+    expect(iptablesState(h.name)).toBe(before)
+    p1.remove()
+  }, 60_000)
+
+  test("backend iptables: a fault at every kernel call of portmap ADD leaves the host and its iptables as they were", () => {
+    const h = freshHost()
+    cleanups.push(h.remove)
+    const p = freshNetns()
+    const mappings = [{ hostPort: 8092, containerPort: 80, protocol: "tcp" }, { hostPort: 5355, containerPort: 53, protocol: "udp" }]
+    const bridged = execIn(h, BRIDGE, env("ADD", "pmi-fault", p.path), JSON.stringify(bridgeConf(h, IPTABLES.bridge)))
+    expect(bridged.exitCode).toBe(0)
+    const conf = JSON.stringify(portmapConf(mappings, bridged.json, IPTABLES.portmap))
+    const before = { host: settled(h.name, () => observeHost(h.name)), iptables: iptablesState(h.name) }
+    let faults = 0
+    for (let k = 1; k < 100; k++) {
+      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], env("ADD", "pmi-fault", p.path), conf)
+      const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
+      if (run.exitCode === 0) {
+        expect(execIn(h, PORTMAP, env("DEL", "pmi-fault", p.path), conf).exitCode).toBe(0)
+        if (calls < k) break
+        continue
+      }
+      faults++
+      expect({ k, host: observeHost(h.name) }).toEqual({ k, host: before.host })
+      expect({ k, iptables: iptablesState(h.name).split("\n") }).toEqual({ k, iptables: before.iptables.split("\n") })
+    }
+    expect(faults).toBeGreaterThan(2)
+    expect(execIn(h, BRIDGE, env("DEL", "pmi-fault", p.path), JSON.stringify({ ...bridgeConf(h, IPTABLES.bridge), prevResult: bridged.json })).exitCode).toBe(0)
+    p.remove()
+  }, 120_000)
 })

@@ -12,6 +12,7 @@ import {
 import { kernelError, KernelCallFailed } from "./errors.ts"
 import * as netns from "./netns.ts"
 import * as nftables from "./nftables.ts"
+import * as iptables from "./iptables.ts"
 import * as conntrack from "./conntrack.ts"
 import { closeRouteSocket, netfilterSocket, routeSocket } from "./netlink/socket.ts"
 import * as address from "./rtnl/address.ts"
@@ -105,7 +106,7 @@ const checkVid = (operation: string, vid: number): void => {
 const vlansOf = (ns: string, target: LinkInfo, operation: string) =>
   link.bridgeVlans(socketOf(ns), operation).get(target.index) ?? []
 
-/** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables. */
+/** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables, iptables-restore. */
 export const makeLinuxBackend = (): BackendShape => ({
   createNetns: (name) => kernelCall("createNetns", () => netns.createNetns(name)),
   deleteNetns: (path) =>
@@ -274,7 +275,11 @@ export const makeLinuxBackend = (): BackendShape => ({
       nftables.listRules(ns, "listFilterRules").rules
         .filter((rule) => table === undefined || rule.table === table)
         .map(({ handle: _handle, ...rule }) => rule)
-    )
+    ),
+
+  addIptablesRules: iptables.addIptablesRules,
+  deleteIptablesRules: iptables.deleteIptablesRules,
+  listIptablesRules: iptables.listIptablesRules
 })
 
 export const layer: Layer.Layer<Backend> = Layer.sync(Backend)(makeLinuxBackend)

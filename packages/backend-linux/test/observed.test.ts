@@ -285,3 +285,107 @@ describe("LinuxBackend seen by iproute2 / tc / nft", () => {
     expect(empty.filter((entry) => entry.table || entry.chain || entry.rule)).toEqual([])
   })
 })
+
+describe("LinuxBackend iptables seen by iptables-save", () => {
+  /** `iptables-save -t TABLE` in the namespace without the timestamp comments and counters. */
+  const saved = (netns: string, table: string, family: 4 | 6 = 4): string => {
+    const tool = family === 4 ? "iptables-save" : "ip6tables-save"
+    const out = Bun.spawnSync(["ip", "netns", "exec", netns, tool, "-t", table], { stdout: "pipe", stderr: "pipe" })
+    if (out.exitCode !== 0) throw new Error(`${tool}: ${out.stderr.toString()}`)
+    return out.stdout.toString().split("\n").filter((line) => !line.startsWith("#")).map((line) => line.replace(/ \[\d+:\d+\]$/, "")).join("\n")
+  }
+  const by = (netns: string, ...argv: Array<string>) => {
+    const out = Bun.spawnSync(["ip", "netns", "exec", netns, ...argv], { stdout: "pipe", stderr: "pipe" })
+    if (out.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${out.stderr.toString()}`)
+  }
+  const local = ["-m", "addrtype", "--dst-type", "LOCAL"]
+  const portmapLike = (comment: string, address: string, port: number) => ({
+    family: 4 as const,
+    table: "nat" as const,
+    chains: [
+      { name: "TSCNI-OB-DNAT", jumpFrom: [{ chain: "PREROUTING" as const, position: "append" as const, match: local }, { chain: "OUTPUT" as const, position: "append" as const, match: local }] },
+      { name: "TSCNI-OB-MASQ", jumpFrom: [{ chain: "POSTROUTING" as const, position: "insert" as const }] }
+    ],
+    rules: [
+      { chain: "TSCNI-OB-DNAT", args: ["-p", "tcp", "--dport", String(port), "-s", "127.0.0.1", "-j", "MARK", "--set-xmark", "0x2000/0x2000"], position: "insert" as const },
+      { chain: "TSCNI-OB-DNAT", args: ["-p", "tcp", "--dport", String(port), "-j", "DNAT", "--to-destination", `${address}:80`], position: "insert" as const },
+      { chain: "TSCNI-OB-MASQ", args: ["-d", address, "-m", "mark", "--mark", "0x2000/0x2000", "-j", "MASQUERADE"] }
+    ],
+    comment
+  })
+
+  test("one owner's rules and chains as iptables-save shows them; others' rules untouched; the table back as it was", async () => {
+    const ns = await fresh()
+    by(ns.name, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "192.0.2.0/24", "-j", "MASQUERADE")
+    const before = saved(ns.name, "nat")
+    await run(backend.addIptablesRules(ns.path, portmapLike("pm:ob:1", "10.9.0.2", 8080)))
+    await run(backend.addIptablesRules(ns.path, portmapLike("pm:ob:2", "10.9.0.3", 8081)))
+    const text = saved(ns.name, "nat")
+    expect(text).toContain(":TSCNI-OB-DNAT -")
+    expect(text).toContain("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-OB-DNAT")
+    expect(text).toContain("-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-OB-DNAT")
+    // the jump into MASQ was inserted: before the rule that was there
+    expect(text).toContain("-A POSTROUTING -m comment --comment tscni -j TSCNI-OB-MASQ\n-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE")
+    // the second owner's DNAT rules were inserted above the first's, in their own order
+    const dnat = text.split("\n").filter((line) => line.startsWith("-A TSCNI-OB-DNAT"))
+    expect(dnat).toEqual([
+      "-A TSCNI-OB-DNAT -s 127.0.0.1/32 -p tcp -m comment --comment \"pm:ob:2\" -m tcp --dport 8081 -j MARK --set-xmark 0x2000/0x2000",
+      "-A TSCNI-OB-DNAT -p tcp -m comment --comment \"pm:ob:2\" -m tcp --dport 8081 -j DNAT --to-destination 10.9.0.3:80",
+      "-A TSCNI-OB-DNAT -s 127.0.0.1/32 -p tcp -m comment --comment \"pm:ob:1\" -m tcp --dport 8080 -j MARK --set-xmark 0x2000/0x2000",
+      "-A TSCNI-OB-DNAT -p tcp -m comment --comment \"pm:ob:1\" -m tcp --dport 8080 -j DNAT --to-destination 10.9.0.2:80"
+    ])
+    expect(text.split("\n").filter((line) => line.includes("-j TSCNI-OB-"))).toHaveLength(3)
+    await run(backend.deleteIptablesRules(ns.path, { family: 4, table: "nat", comment: "pm:ob:1" }))
+    expect(saved(ns.name, "nat")).not.toContain("pm:ob:1")
+    expect(saved(ns.name, "nat")).toContain("pm:ob:2")
+    await run(backend.deleteIptablesRules(ns.path, { family: 4, table: "nat", comment: "pm:ob:2" }))
+    expect(saved(ns.name, "nat")).toBe(before)
+  })
+
+  test("ip6tables: an IPv6 masquerade in its own chain, and back", async () => {
+    const ns = await fresh()
+    const before = saved(ns.name, "nat", 6)
+    await run(backend.addIptablesRules(ns.path, {
+      family: 6,
+      table: "nat",
+      chains: [{ name: "TSCNI-OB-MASQ6", jumpFrom: [{ chain: "POSTROUTING", position: "append" }] }],
+      rules: [
+        { chain: "TSCNI-OB-MASQ6", args: ["-s", "fd09::2/128", "-d", "fd09::/64", "-j", "RETURN"] },
+        { chain: "TSCNI-OB-MASQ6", args: ["-s", "fd09::2/128", "!", "-d", "ff00::/8", "-j", "MASQUERADE"] }
+      ],
+      comment: "br:ob:1"
+    }))
+    const text = saved(ns.name, "nat", 6)
+    expect(text).toContain("-A TSCNI-OB-MASQ6 -s fd09::2/128 ! -d ff00::/8 -m comment --comment \"br:ob:1\" -j MASQUERADE")
+    expect(saved(ns.name, "nat", 4)).not.toContain("TSCNI-OB-MASQ6")
+    await run(backend.deleteIptablesRules(ns.path, { family: 6, table: "nat", comment: "br:ob:1" }))
+    expect(saved(ns.name, "nat", 6)).toBe(before)
+  })
+
+  test("concurrent writers to the same new chains: every owner's rules, one jump each; concurrent deletes leave nothing", async () => {
+    const ns = await fresh()
+    const before = saved(ns.name, "nat")
+    const owners = Array.from({ length: 8 }, (_, i) => i)
+    await Promise.all(owners.map((i) => run(backend.addIptablesRules(ns.path, portmapLike(`pm:par:${i}`, `10.9.1.${i + 2}`, 9000 + i)))))
+    const listing = await run(backend.listIptablesRules(ns.path, { family: 4, table: "nat" }))
+    expect(new Set(listing.rules.map((r) => r.comment))).toEqual(new Set(["tscni", ...owners.map((i) => `pm:par:${i}`)]))
+    expect(listing.rules.filter((r) => r.comment === "tscni")).toHaveLength(3)
+    await Promise.all(owners.map((i) => run(backend.deleteIptablesRules(ns.path, { family: 4, table: "nat", comment: `pm:par:${i}` }))))
+    expect(saved(ns.name, "nat")).toBe(before)
+  })
+
+  test("a jump into a chain that does not exist: NotFound naming it, and nothing changed", async () => {
+    const ns = await fresh()
+    const before = saved(ns.name, "nat")
+    const outcome = await run(Effect.result(backend.addIptablesRules(ns.path, {
+      family: 4,
+      table: "nat",
+      chains: [{ name: "TSCNI-OB-X", jumpFrom: [{ chain: "PREROUTING", position: "append" }] }],
+      rules: [{ chain: "TSCNI-OB-X", args: ["-j", "KUBE-MARK-MASQ"] }],
+      comment: "pm:ob:3"
+    })))
+    expect(outcome._tag === "Failure" && outcome.failure.reason).toBe("NotFound")
+    expect(outcome._tag === "Failure" && outcome.failure.message).toContain("KUBE-MARK-MASQ")
+    expect(saved(ns.name, "nat")).toBe(before)
+  })
+})

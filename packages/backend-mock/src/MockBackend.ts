@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { addressOperations } from "./addresses.ts"
 import { type MockCall, makeFaults } from "./faults.ts"
 import { filterOperations } from "./filters.ts"
+import { iptablesOperations } from "./iptables.ts"
 import { bringUp } from "./lifecycle.ts"
 import { linkOperations } from "./links.ts"
 import { netnsOperations } from "./netns.ts"
@@ -32,6 +33,9 @@ import { conntrackOperations } from "./conntrack.ts"
  *   appear), DAD, carrier, default root qdiscs (noqueue/fq_codel have handle 0 and are
  *   never listed, on Linux too), secondary-address promotion, bridge MTU following its
  *   ports, nft rule parsing, netdev chains following their device.
+ * - iptables: tables per namespace and family, created with their built-in chains on first
+ *   use and never removed (as with iptables); rule arguments are kept as given, not
+ *   normalised as iptables-save prints them; a jump to a missing chain is NotFound.
  * - Routes carry a protocol: connected routes are `kernel`, added ones `boot` (not listed).
  * - Aliases survive moves (as the kernel's ifalias does); "" clears one.
  * - Bridge VLANs (option `vlanFiltering`): when supported, a new bridge and a new port get
@@ -100,6 +104,7 @@ export const makeMockBackend = (
   const sysctls = sysctlOperations(state)
   const tc = tcOperations(state)
   const filters = filterOperations(state)
+  const iptables = iptablesOperations(state)
   const vlans = vlanOperations(state)
   const conntrack = conntrackOperations(state)
 
@@ -134,7 +139,10 @@ export const makeMockBackend = (
     deleteConntrack: instrument("deleteConntrack", conntrack.deleteConntrack),
     addFilterRules: instrument("addFilterRules", filters.addFilterRules),
     deleteFilterRules: instrument("deleteFilterRules", filters.deleteFilterRules),
-    listFilterRules: instrument("listFilterRules", filters.listFilterRules)
+    listFilterRules: instrument("listFilterRules", filters.listFilterRules),
+    addIptablesRules: instrument("addIptablesRules", iptables.addIptablesRules),
+    deleteIptablesRules: instrument("deleteIptablesRules", iptables.deleteIptablesRules),
+    listIptablesRules: instrument("listIptablesRules", iptables.listIptablesRules)
   }
 
   const control: MockControl = {

@@ -4,7 +4,7 @@ import { type MockControl, type MockKernelOptions, makeMockBackend } from "./Moc
 
 export type { MockCall } from "./faults.ts"
 export { bootKernel, type MockControl, type MockKernelOptions, makeMockBackend } from "./MockBackend.ts"
-export type { BridgeVlanEntry, KernelSnapshot, NetnsSnapshot } from "./snapshot.ts"
+export type { BridgeVlanEntry, IptablesTableSnapshot, KernelSnapshot, NetnsSnapshot } from "./snapshot.ts"
 export type { BridgeVlanSupport } from "./state.ts"
 
 /** The mock's control handle as a service, so tests written against layers can reach it. */

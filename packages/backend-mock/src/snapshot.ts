@@ -1,5 +1,8 @@
 import type {
   AddressInfo,
+  IpFamily,
+  IptablesListedRule,
+  IptablesTable,
   BridgeVlan,
   FilterRule,
   LinkInfo,
@@ -9,6 +12,7 @@ import type {
   Route
 } from "@tscni/backend"
 import { addressInfos } from "./addresses.ts"
+import { iptablesTables } from "./iptables.ts"
 import { routesInOrder, toRoute } from "./routes.ts"
 import { DEFAULT_BRIDGE_VLAN, type KernelState, linksInOrder, type NetnsState, toLinkInfo } from "./state.ts"
 import { toQdiscInfo, toRedirectFilter } from "./tc.ts"
@@ -16,6 +20,14 @@ import { toQdiscInfo, toRedirectFilter } from "./tc.ts"
 /** One VLAN of one bridge or bridge port. */
 export interface BridgeVlanEntry extends BridgeVlan {
   readonly link: string
+}
+
+/** tscni's chains and rules in one iptables table of one family (tables without any are left out). */
+export interface IptablesTableSnapshot {
+  readonly family: IpFamily
+  readonly table: IptablesTable
+  readonly chains: ReadonlyArray<string>
+  readonly rules: ReadonlyArray<IptablesListedRule>
 }
 
 /** Everything one namespace holds, as plain data in a stable order. */
@@ -29,6 +41,7 @@ export interface NetnsSnapshot {
   readonly qdiscs: ReadonlyArray<QdiscInfo>
   readonly redirects: ReadonlyArray<RedirectFilter>
   readonly filterRules: ReadonlyArray<FilterRule>
+  readonly iptables: ReadonlyArray<IptablesTableSnapshot>
 }
 
 /**
@@ -52,7 +65,11 @@ const snapshotNetns = (ns: NetnsState): NetnsSnapshot => ({
     .sort((a, b) => a.linkIndex - b.linkIndex || a.parent.localeCompare(b.parent))
     .map((q) => toQdiscInfo(ns, q)),
   redirects: ns.redirects.map((r) => toRedirectFilter(ns, r)),
-  filterRules: ns.filterRules.map((r) => ({ ...r }))
+  filterRules: ns.filterRules.map((r) => ({ ...r })),
+  // a table holding only its empty built-in chains reads as no table: iptables cannot remove one
+  iptables: iptablesTables(ns)
+    .filter(([, , listing]) => listing.chains.length > 0 || listing.rules.length > 0)
+    .map(([family, table, listing]) => ({ family, table, chains: listing.chains, rules: listing.rules }))
 })
 
 /** Takes a snapshot; later changes to the kernel never show through it. */
@@ -74,7 +91,8 @@ const EMPTY: NetnsSnapshot = {
   sysctls: {},
   qdiscs: [],
   redirects: [],
-  filterRules: []
+  filterRules: [],
+  iptables: []
 }
 
 const formatRoute = (r: Route): string =>
@@ -193,6 +211,18 @@ const diffSysctls = (before: Sysctls, after: Sysctls): Array<string> =>
     return [`~ sysctl ${key}: ${from} → ${to}`]
   })
 
+/** iptables chains and rules added or removed, and rules whose order changed. */
+const diffIptables = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> => {
+  const chains = (s: NetnsSnapshot) => s.iptables.flatMap((t) => t.chains.map((c) => `${t.family} ${t.table} ${c}`))
+  const rules = (s: NetnsSnapshot) =>
+    s.iptables.flatMap((t) =>
+      t.rules.map((r) => `${t.family} ${t.table} ${r.chain} ${JSON.stringify(r.args.join(" "))} comment ${JSON.stringify(r.comment)}`)
+    )
+  const lines = [...diffBags("iptables chain", chains(before), chains(after)), ...diffBags("iptables rule", rules(before), rules(after))]
+  const reordered = lines.length === 0 && JSON.stringify(before.iptables) !== JSON.stringify(after.iptables)
+  return [...lines, ...(reordered ? ["~ iptables rules: same rules, different order"] : [])]
+}
+
 const diffNetns = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> => {
   const rules = diffBags("filter rule", before.filterRules.map(formatRule), after.filterRules.map(formatRule))
   const sameRulesReordered =
@@ -209,7 +239,8 @@ const diffNetns = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> =
     ...bag("qdisc", (s) => s.qdiscs, (q) => JSON.stringify(q)),
     ...bag("redirect", (s) => s.redirects, (r) => `${r.link} → ${r.toLink}`),
     ...rules,
-    ...(sameRulesReordered ? ["~ filter rules: same rules, different order"] : [])
+    ...(sameRulesReordered ? ["~ filter rules: same rules, different order"] : []),
+    ...diffIptables(before, after)
   ]
 }
 

@@ -5,6 +5,8 @@ import {
   type BridgeVlan,
   type FilterRule,
   HOST_NETNS,
+  type IpFamily,
+  type IptablesTable,
   type LinkInfo,
   type LinkKind,
   type NetnsPath,
@@ -76,6 +78,19 @@ export interface RedirectState {
   readonly toLinkIndex: number
 }
 
+/** One iptables rule: its arguments as added (the model does not normalise them) and its comment. */
+export interface IptablesRuleState {
+  readonly args: ReadonlyArray<string>
+  readonly comment: string
+}
+
+/** One iptables table of one family: every chain (built-in ones included) with its rules in order. */
+export interface IptablesTableState {
+  readonly family: IpFamily
+  readonly table: IptablesTable
+  readonly chains: Map<string, Array<IptablesRuleState>>
+}
+
 /** Everything one network namespace holds. */
 export interface NetnsState {
   readonly path: NetnsPath
@@ -88,6 +103,8 @@ export interface NetnsState {
   qdiscs: Array<QdiscState>
   redirects: Array<RedirectState>
   filterRules: Array<FilterRule>
+  /** iptables tables by `<family> <table>`, created on first use with their built-in chains */
+  readonly iptables: Map<string, IptablesTableState>
 }
 
 /** Whether the modelled kernel has bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING). */
@@ -173,7 +190,8 @@ export const newNetns = (path: NetnsPath): NetnsState => {
     sysctls: new Map(netnsSysctls(path)),
     qdiscs: [],
     redirects: [],
-    filterRules: []
+    filterRules: [],
+    iptables: new Map()
   }
   ns.links.set(1, {
     index: 1,

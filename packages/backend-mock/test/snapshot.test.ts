@@ -1,6 +1,6 @@
 import { HOST_NETNS } from "@tscni/backend"
 import { describe, expect, test } from "bun:test"
-import { fresh, ok } from "./helpers.ts"
+import { fresh, ok, reason } from "./helpers.ts"
 
 describe("snapshots and diffs", () => {
   test("diff is [] for equal snapshots", () => {
@@ -94,5 +94,52 @@ describe("snapshots and diffs", () => {
     const before = control.snapshot()
     ok(backend.addFilterRules(HOST_NETNS, [rule]))
     expect(control.diff(before, control.snapshot())).toEqual(['host: + filter rule ip t c "accept" comment "a"'])
+  })
+
+  test("iptables chains and rules show in diffs; a table left with its empty built-in chains reads as none", () => {
+    const { backend, control } = fresh()
+    const before = control.snapshot()
+    const batch = (comment: string, address: string) => ({
+      family: 4 as const,
+      table: "nat" as const,
+      chains: [{ name: "TSCNI-T", jumpFrom: [{ chain: "POSTROUTING" as const, position: "append" as const }] }],
+      rules: [{ chain: "TSCNI-T", args: ["-s", address, "-j", "MASQUERADE"] }],
+      comment
+    })
+    ok(backend.addIptablesRules(HOST_NETNS, batch("a", "10.1.0.2/32")))
+    expect(control.diff(before, control.snapshot())).toEqual([
+      "host: + iptables chain 4 nat TSCNI-T",
+      'host: + iptables rule 4 nat POSTROUTING "-j TSCNI-T" comment "tscni"',
+      'host: + iptables rule 4 nat TSCNI-T "-s 10.1.0.2/32 -j MASQUERADE" comment "a"'
+    ])
+    const one = control.snapshot()
+    ok(backend.addIptablesRules(HOST_NETNS, batch("b", "10.1.0.3/32")))
+    expect(control.diff(one, control.snapshot())).toEqual(['host: + iptables rule 4 nat TSCNI-T "-s 10.1.0.3/32 -j MASQUERADE" comment "b"'])
+    ok(backend.deleteIptablesRules(HOST_NETNS, { family: 4, table: "nat", comment: "a" }))
+    ok(backend.addIptablesRules(HOST_NETNS, batch("a", "10.1.0.2/32")))
+    expect(control.diff(one, control.snapshot())).toEqual([
+      'host: + iptables rule 4 nat TSCNI-T "-s 10.1.0.3/32 -j MASQUERADE" comment "b"'
+    ])
+    ok(backend.deleteIptablesRules(HOST_NETNS, { family: 4, table: "nat", comment: "b" }))
+    expect(control.diff(one, control.snapshot())).toEqual([])
+    ok(backend.deleteIptablesRules(HOST_NETNS, { family: 4, table: "nat", comment: "a" }))
+    expect(control.diff(before, control.snapshot())).toEqual([])
+    expect(control.snapshot()).toEqual(before)
+  })
+
+  test("iptables: a failed batch (fault or invalid) changes nothing", () => {
+    const { backend, control } = fresh()
+    const before = control.snapshot()
+    const batch = {
+      family: 6 as const,
+      table: "nat" as const,
+      chains: [{ name: "TSCNI-T", jumpFrom: [{ chain: "POSTROUTING" as const, position: "insert" as const }] }],
+      rules: [{ chain: "TSCNI-T", args: ["-j", "MASQUERADE"] }, { chain: "TSCNI-T", args: ["-j", "TSCNI-MISSING"] }],
+      comment: "a"
+    }
+    expect(reason(backend.addIptablesRules(HOST_NETNS, batch))).toBe("NotFound")
+    control.failNth(1)
+    expect(reason(backend.addIptablesRules(HOST_NETNS, { ...batch, rules: [batch.rules[0]!] }))).toBe("Injected")
+    expect(control.diff(before, control.snapshot())).toEqual([])
   })
 })

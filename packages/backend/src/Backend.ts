@@ -9,6 +9,11 @@ import type {
   CreateLinkRequest,
   CreateVethRequest,
   FilterRule,
+  IptablesBatch,
+  IptablesListing,
+  IptablesSelector,
+  IptablesTable,
+  IpFamily,
   LinkChanges,
   LinkInfo,
   NetnsPath,
@@ -110,6 +115,24 @@ export interface BackendShape {
   /** Removes every rule in `table` whose comment is `comment`, atomically. Nothing to remove is not an error. */
   readonly deleteFilterRules: (netns: NetnsPath, table: string, comment: string) => Op<void>
   readonly listFilterRules: (netns: NetnsPath, table?: string) => Op<ReadonlyArray<FilterRule>>
+
+  // iptables, for hosts that need it: tscni's own TSCNI- chains only
+  /**
+   * Adds one owner's rules to one table in one atomic transaction (`iptables-restore
+   * --noflush`): the batch's chains are created when missing (an existing chain keeps its
+   * rules) and hooked into their built-in chain once. Invalid (changing nothing) when the
+   * batch breaks the rules of `iptablesBatchProblem`; NotFound when a rule jumps to a chain
+   * that does not exist; Unsupported when the host has no iptables for the family.
+   */
+  readonly addIptablesRules: (netns: NetnsPath, batch: IptablesBatch) => Op<void>
+  /**
+   * Removes every rule of tscni's chains carrying the selector's comment, and the chains
+   * that leaves empty together with the jumps into them, atomically. Nothing to remove is
+   * not an error.
+   */
+  readonly deleteIptablesRules: (netns: NetnsPath, selector: IptablesSelector) => Op<void>
+  /** tscni's chains in the table and their rules, with the jumps into them. */
+  readonly listIptablesRules: (netns: NetnsPath, where: { readonly family: IpFamily; readonly table: IptablesTable }) => Op<IptablesListing>
 }
 
 /** The kernel as steps see it. */

@@ -2,7 +2,8 @@ import { describe, expect, test } from "bun:test"
 import { Effect, type Layer, Schedule, type Scope } from "effect"
 import { Backend, type BackendShape } from "./Backend.ts"
 import type { BackendError, BackendErrorReason } from "./errors.ts"
-import type { BridgeVlan, FilterRule, LinkInfo, NetnsPath, Route } from "./model.ts"
+import { IPTABLES_JUMP_COMMENT } from "./iptables.ts"
+import type { BridgeVlan, FilterRule, IptablesBatch, IptablesChain, LinkInfo, NetnsPath, Route } from "./model.ts"
 
 /**
  * How the contract gets namespaces to work in. Every test works only inside namespaces
@@ -688,6 +689,172 @@ export const runBackendContract = (
           yield* backend.deleteFilterRules(a, "tscni-ct-br", "ct-owner-3")
           yield* backend.deleteFilterRules(a, "tscni-ct-nd", "ct-owner-4")
           expect(yield* backend.listFilterRules(a)).toEqual([])
+        }))
+    })
+
+    describe("iptables", () => {
+      const nat4 = { family: 4, table: "nat" } as const
+      const empty = { chains: [], rules: [] }
+      const post: IptablesChain = { name: "TSCNI-CT-POST", jumpFrom: [{ chain: "POSTROUTING", position: "append" }] }
+      const masquerade = (comment: string, address: string): IptablesBatch => ({
+        ...nat4,
+        chains: [post],
+        rules: [{ chain: "TSCNI-CT-POST", args: ["-s", `${address}/32`, "-j", "MASQUERADE"] }],
+        comment
+      })
+      const jump = (from: string, chain: string, match: ReadonlyArray<string> = []) => ({
+        chain: from,
+        args: [...match, "-j", chain],
+        comment: IPTABLES_JUMP_COMMENT
+      })
+
+      it("a chain is created and hooked once, shared by owners, and goes with its last rule and its jump", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+          yield* backend.addIptablesRules(a, masquerade("ct-owner-1", "10.99.9.2"))
+          yield* backend.addIptablesRules(a, masquerade("ct-owner-2", "10.99.9.3"))
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual({
+            chains: ["TSCNI-CT-POST"],
+            rules: [
+              jump("POSTROUTING", "TSCNI-CT-POST"),
+              { chain: "TSCNI-CT-POST", args: ["-s", "10.99.9.2/32", "-j", "MASQUERADE"], comment: "ct-owner-1" },
+              { chain: "TSCNI-CT-POST", args: ["-s", "10.99.9.3/32", "-j", "MASQUERADE"], comment: "ct-owner-2" }
+            ]
+          })
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-1" })
+          expect((yield* backend.listIptablesRules(a, nat4)).rules.map((r) => r.comment)).toEqual([IPTABLES_JUMP_COMMENT, "ct-owner-2"])
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-1" })
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-2" })
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-2" })
+          // the same owner again starts from scratch
+          yield* backend.addIptablesRules(a, masquerade("ct-owner-2", "10.99.9.3"))
+          expect((yield* backend.listIptablesRules(a, nat4)).rules).toHaveLength(2)
+        }))
+
+      it("insert puts a batch's rules at the top in batch order; jumps may match and be inserted", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const local = ["-m", "addrtype", "--dst-type", "LOCAL"]
+          const dnat: IptablesChain = {
+            name: "TSCNI-CT-DNAT",
+            jumpFrom: [{ chain: "PREROUTING", position: "insert", match: local }, { chain: "OUTPUT", position: "append", match: local }]
+          }
+          const rule = (port: number, address: string) => ({
+            chain: "TSCNI-CT-DNAT",
+            args: ["-p", "tcp", "-m", "tcp", "--dport", String(port), "-j", "DNAT", "--to-destination", `${address}:80`],
+            position: "insert" as const
+          })
+          yield* backend.addIptablesRules(a, { ...nat4, chains: [dnat], rules: [rule(8080, "10.99.9.2")], comment: "ct-owner-1" })
+          yield* backend.addIptablesRules(a, {
+            ...nat4,
+            chains: [dnat],
+            rules: [rule(8081, "10.99.9.3"), { ...rule(8082, "10.99.9.3"), position: "append" }, rule(8083, "10.99.9.3")],
+            comment: "ct-owner-2"
+          })
+          const listed = yield* backend.listIptablesRules(a, nat4)
+          expect(listed.rules.map((r) => [r.chain, r.args.join(" "), r.comment])).toEqual([
+            ["PREROUTING", "-m addrtype --dst-type LOCAL -j TSCNI-CT-DNAT", IPTABLES_JUMP_COMMENT],
+            ["OUTPUT", "-m addrtype --dst-type LOCAL -j TSCNI-CT-DNAT", IPTABLES_JUMP_COMMENT],
+            ["TSCNI-CT-DNAT", "-p tcp -m tcp --dport 8081 -j DNAT --to-destination 10.99.9.3:80", "ct-owner-2"],
+            ["TSCNI-CT-DNAT", "-p tcp -m tcp --dport 8083 -j DNAT --to-destination 10.99.9.3:80", "ct-owner-2"],
+            ["TSCNI-CT-DNAT", "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.9.2:80", "ct-owner-1"],
+            ["TSCNI-CT-DNAT", "-p tcp -m tcp --dport 8082 -j DNAT --to-destination 10.99.9.3:80", "ct-owner-2"]
+          ])
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-2" })
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-1" })
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+        }))
+
+      it("a batch's chains may jump into each other; a jump to a missing chain is NotFound and adds nothing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const chains: ReadonlyArray<IptablesChain> = [post, { name: "TSCNI-CT-MARKED" }]
+          const missing: IptablesBatch = {
+            ...nat4,
+            chains,
+            rules: [{ chain: "TSCNI-CT-POST", args: ["-s", "10.99.9.2/32", "-j", "TSCNI-CT-NOPE"] }],
+            comment: "ct-owner-1"
+          }
+          yield* expectReason(backend.addIptablesRules(a, missing), "NotFound")
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+          yield* backend.addIptablesRules(a, {
+            ...missing,
+            rules: [
+              { chain: "TSCNI-CT-MARKED", args: ["-j", "MASQUERADE"] },
+              { chain: "TSCNI-CT-POST", args: ["-m", "mark", "--mark", "0x2000/0x2000", "-j", "TSCNI-CT-MARKED"] }
+            ]
+          })
+          expect((yield* backend.listIptablesRules(a, nat4)).chains).toEqual(["TSCNI-CT-MARKED", "TSCNI-CT-POST"])
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-1" })
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+        }))
+
+      it("invalid batches are refused as a whole, before anything is added", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const good = masquerade("ct-owner-1", "10.99.9.2")
+          const rule = good.rules[0]!
+          const bad: ReadonlyArray<IptablesBatch> = [
+            { ...good, chains: [{ name: "POSTROUTING" }], rules: [{ ...rule, chain: "POSTROUTING" }] },
+            { ...good, chains: [{ name: "TSCNI-" + "X".repeat(23) }], rules: [{ ...rule, chain: "TSCNI-" + "X".repeat(23) }] },
+            { ...good, rules: [{ ...rule, chain: "TSCNI-CT-OTHER" }] },
+            { ...good, chains: [{ name: "TSCNI-CT-POST", jumpFrom: [{ chain: "FORWARD", position: "append" }] }] },
+            { ...good, comment: IPTABLES_JUMP_COMMENT },
+            { ...good, comment: "has space" },
+            { ...good, rules: [{ ...rule, args: ["-m", "comment", "--comment", "mine", "-j", "ACCEPT"] }] },
+            { ...good, rules: [{ ...rule, args: ["-j", "ACCEPT\n-F POSTROUTING"] }] },
+            { ...good, rules: [{ ...rule, args: ["-s", "10.99.9.2", "-j", "ACCEPT\n"] }] },
+            { ...good, rules: [] },
+            { ...good, rules: [rule, { ...rule, args: [] }] }
+          ]
+          for (const batch of bad) yield* expectReason(backend.addIptablesRules(a, batch), "Invalid")
+          yield* expectReason(backend.deleteIptablesRules(a, { ...nat4, comment: "no spaces please" }), "Invalid")
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+        }))
+
+      it("families and tables are separate", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.addIptablesRules(a, masquerade("ct-owner-1", "10.99.9.2"))
+          yield* backend.addIptablesRules(a, {
+            family: 6,
+            table: "nat",
+            chains: [post],
+            rules: [{ chain: "TSCNI-CT-POST", args: ["-s", "fd00:99::2/128", "-j", "MASQUERADE"] }],
+            comment: "ct-owner-1"
+          })
+          yield* backend.addIptablesRules(a, {
+            family: 4,
+            table: "filter",
+            chains: [{ name: "TSCNI-CT-FWD", jumpFrom: [{ chain: "FORWARD", position: "insert" }] }],
+            rules: [{ chain: "TSCNI-CT-FWD", args: ["-d", "10.99.9.2/32", "-j", "ACCEPT"] }],
+            comment: "ct-owner-1"
+          })
+          expect((yield* backend.listIptablesRules(a, { family: 6, table: "nat" })).rules.map((r) => r.args.join(" "))).toEqual([
+            "-j TSCNI-CT-POST",
+            "-s fd00:99::2/128 -j MASQUERADE"
+          ])
+          expect((yield* backend.listIptablesRules(a, { family: 4, table: "filter" })).chains).toEqual(["TSCNI-CT-FWD"])
+          expect(yield* backend.listIptablesRules(a, { family: 6, table: "filter" })).toEqual(empty)
+          yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-1" })
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+          expect((yield* backend.listIptablesRules(a, { family: 6, table: "nat" })).rules).toHaveLength(2)
+          expect((yield* backend.listIptablesRules(a, { family: 4, table: "filter" })).rules).toHaveLength(2)
+          yield* backend.deleteIptablesRules(a, { family: 6, table: "nat", comment: "ct-owner-1" })
+          yield* backend.deleteIptablesRules(a, { family: 4, table: "filter", comment: "ct-owner-1" })
+          expect(yield* backend.listIptablesRules(a, { family: 6, table: "nat" })).toEqual(empty)
+          expect(yield* backend.listIptablesRules(a, { family: 4, table: "filter" })).toEqual(empty)
+        }))
+
+      it("a missing namespace is NotFound", (backend) =>
+        Effect.gen(function* () {
+          const gone = yield* backend.createNetns(uniqueNetnsName())
+          yield* backend.deleteNetns(gone)
+          yield* expectReason(backend.addIptablesRules(gone, masquerade("ct-owner-1", "10.99.9.2")), "NotFound")
+          yield* expectReason(backend.deleteIptablesRules(gone, { ...nat4, comment: "ct-owner-1" }), "NotFound")
+          yield* expectReason(backend.listIptablesRules(gone, nat4), "NotFound")
         }))
     })
   })

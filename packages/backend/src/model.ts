@@ -253,3 +253,87 @@ export interface ConntrackFilter {
   readonly protocol: "tcp" | "udp" | "sctp"
   readonly dstPort: number
 }
+
+/** The iptables tables tscni writes to. */
+export const IptablesTable = Schema.Literals(["nat", "filter", "mangle"])
+export type IptablesTable = typeof IptablesTable.Type
+
+/** The kernel's built-in chains; which of them a table has is `BUILTIN_CHAINS[table]`. */
+export const IptablesBuiltinChain = Schema.Literals(["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"])
+export type IptablesBuiltinChain = typeof IptablesBuiltinChain.Type
+
+/**
+ * A jump from a built-in chain into one of tscni's: `append` puts it after what is there,
+ * `insert` before; `match` are extra match arguments (e.g. `["-m", "addrtype",
+ * "--dst-type", "LOCAL"]`).
+ */
+export const IptablesJump = Schema.Struct({
+  chain: IptablesBuiltinChain,
+  position: Schema.Literals(["append", "insert"]),
+  match: Schema.optionalKey(Schema.Array(Schema.String))
+})
+export type IptablesJump = typeof IptablesJump.Type
+
+/**
+ * One of tscni's own iptables chains (named `TSCNI-…`), created when missing. Each of
+ * `jumpFrom` hooks it into a built-in chain with one jump rule, added once (whoever comes
+ * first), carrying the comment IPTABLES_JUMP_COMMENT, and removed with the chain.
+ */
+export const IptablesChain = Schema.Struct({
+  name: Schema.String,
+  jumpFrom: Schema.optionalKey(Schema.Array(IptablesJump))
+})
+export type IptablesChain = typeof IptablesChain.Type
+
+/**
+ * One rule to add, as iptables arguments after `-A <chain>` (e.g. `["-s", "10.1.0.2/32",
+ * "-j", "MASQUERADE"]`), without a comment: the batch's comment is added to every rule.
+ * `insert` puts the batch's rules of a chain at its top (in batch order), `append` (the
+ * default) at its end.
+ */
+export const IptablesRuleSpec = Schema.Struct({
+  chain: Schema.String,
+  args: Schema.Array(Schema.String),
+  position: Schema.optionalKey(Schema.Literals(["append", "insert"]))
+})
+export type IptablesRuleSpec = typeof IptablesRuleSpec.Type
+
+/**
+ * Rules of one owner in one iptables table of one family, added in one transaction
+ * (`iptables-restore --noflush`). Every rule goes into one of the batch's own chains and
+ * carries `comment` (the owner, per container), so DEL and GC remove exactly those.
+ */
+export interface IptablesBatch {
+  readonly family: IpFamily
+  readonly table: IptablesTable
+  readonly chains: ReadonlyArray<IptablesChain>
+  readonly rules: ReadonlyArray<IptablesRuleSpec>
+  readonly comment: string
+}
+
+/** Which rules to remove: those of one owner in one table of one family. */
+export interface IptablesSelector {
+  readonly family: IpFamily
+  readonly table: IptablesTable
+  readonly comment: string
+}
+
+/**
+ * A rule of tscni's as listed: in one of its chains, or a jump into one from a built-in
+ * chain. `args` come as iptables-save prints them (normalised: `-s 10.1.0.2` reads
+ * `-s 10.1.0.2/32`, `-p tcp --dport 80` reads `-p tcp -m tcp --dport 80`), without the
+ * comment; `comment` is "" for a rule that has none (added by hand).
+ */
+export const IptablesListedRule = Schema.Struct({
+  chain: Schema.String,
+  args: Schema.Array(Schema.String),
+  comment: Schema.String
+})
+export type IptablesListedRule = typeof IptablesListedRule.Type
+
+/** tscni's chains in a table (in name order) and their rules (in chain order, jumps included). */
+export const IptablesListing = Schema.Struct({
+  chains: Schema.Array(Schema.String),
+  rules: Schema.Array(IptablesListedRule)
+})
+export type IptablesListing = typeof IptablesListing.Type

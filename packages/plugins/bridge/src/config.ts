@@ -52,6 +52,8 @@ export interface BridgeSettings {
   readonly isDefaultGateway: boolean
   readonly forceAddress: boolean
   readonly ipMasq: boolean
+  /** where the masquerade rules go: tscni's nftables table, or its iptables chain */
+  readonly ipMasqBackend: "nftables" | "iptables"
   readonly mtu: number | undefined
   readonly hairpinMode: boolean
   readonly promiscMode: boolean
@@ -82,7 +84,6 @@ const macFromCniArgs = (args: ReadonlyArray<readonly [string, string]>): Effect.
 export const bridgeSettings = (request: PluginRequest): Effect.Effect<BridgeSettings, CniError> =>
   Effect.gen(function*() {
     const keys = yield* decodePluginKeys(BridgeKeys)(request.raw)
-    if (keys.ipMasqBackend === "iptables") return yield* unsupportedField("ipMasqBackend", "iptables")
     if (keys.vlanTrunk !== undefined && keys.vlanTrunk.length > 0) return yield* unsupportedField("vlanTrunk", keys.vlanTrunk)
     const ipamType = request.conf.ipam?.type
     const disableContainerInterface = keys.disableContainerInterface ?? false
@@ -99,6 +100,7 @@ export const bridgeSettings = (request: PluginRequest): Effect.Effect<BridgeSett
       isDefaultGateway,
       forceAddress: keys.forceAddress ?? false,
       ipMasq: keys.ipMasq ?? false,
+      ipMasqBackend: keys.ipMasqBackend ?? "nftables",
       mtu: keys.mtu,
       hairpinMode: keys.hairpinMode ?? false,
       promiscMode: keys.promiscMode ?? false,

@@ -15,6 +15,9 @@ export const hostVethName = (containerId: string, ifname: string): string =>
 /** tscni's nftables table for bridge networks' masquerade (families ip and ip6). */
 export const BRIDGE_TABLE = "tscni-bridge"
 
+/** tscni's iptables chain (nat table, both families) for bridge networks' masquerade, with `ipMasqBackend: "iptables"`. */
+export const BRIDGE_MASQ_CHAIN = "TSCNI-BR-MASQ"
+
 /** tscni's nftables table (family bridge) for the MAC spoof check. */
 export const MACSPOOF_TABLE = "tscni-macspoof"
 

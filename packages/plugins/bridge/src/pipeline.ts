@@ -4,6 +4,7 @@ import type { Result } from "@tscni/spec"
 import {
   addAddress,
   addFilterRules,
+  addIptablesRules,
   addRoute,
   attachToBridge,
   ensureBridge,
@@ -15,7 +16,7 @@ import {
 } from "@tscni/steps"
 import type { BridgeSettings } from "./config.ts"
 import { bridgeAlias, hostVethName, MACSPOOF_TABLE, ruleOwner, vethAlias } from "./names.ts"
-import { AddressPlan, masqueradeRules, planAddresses } from "./plan.ts"
+import { AddressPlan, masqueradeIptablesBatches, masqueradeRules, planAddresses } from "./plan.ts"
 import { gatewayAddress } from "./steps/gatewayAddress.ts"
 import { portVlan } from "./steps/portVlan.ts"
 
@@ -157,5 +158,12 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
       handles.plan.addresses,
       ruleOwner(input.settings.network, input.containerId, input.ifname)
     )
-    return input.settings.ipMasq && rules.length > 0 ? { netns: HOST_NETNS, rules } : Pipeline.skip
+    return input.settings.ipMasq && input.settings.ipMasqBackend === "nftables" && rules.length > 0
+      ? { netns: HOST_NETNS, rules }
+      : Pipeline.skip
   })
+  // ipMasqBackend: "iptables": the same masquerade, one iptables-restore per family
+  .optionalStep("iptablesMasquerade", eachOf(addIptablesRules), (input, handles) =>
+    skipUnless(input.settings.ipMasq && input.settings.ipMasqBackend === "iptables", () =>
+      masqueradeIptablesBatches(handles.plan.addresses, ruleOwner(input.settings.network, input.containerId, input.ifname))
+        .map((batch) => ({ netns: HOST_NETNS, batch }))))

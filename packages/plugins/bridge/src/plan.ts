@@ -1,8 +1,8 @@
 import { Effect, Schema } from "effect"
-import { type FilterRule, Route } from "@tscni/backend"
+import { type FilterRule, type IptablesBatch, type IptablesRuleSpec, Route } from "@tscni/backend"
 import { formatCidr, networkOf, parseCidr } from "@tscni/ip"
 import { type CniError, invalidConfig, type Result, RouteEntry } from "@tscni/spec"
-import { BRIDGE_TABLE } from "./names.ts"
+import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE } from "./names.ts"
 
 /** What the IPAM result means for this pod, worked out before it is applied. */
 export const AddressPlan = Schema.Struct({
@@ -102,4 +102,30 @@ export const masqueradeRules = (addresses: ReadonlyArray<string>, owner: string)
       comment: owner,
       baseChain: { type: "nat", hook: "postrouting", priority: 100 }
     } satisfies FilterRule]
+  })
+
+/**
+ * The same masquerade with iptables (`ipMasqBackend: "iptables"`), one batch per family, in
+ * tscni's chain TSCNI-BR-MASQ (entered from POSTROUTING): per pod address, traffic to the
+ * pod's own network returns untouched, traffic to anything but multicast is masqueraded.
+ * The reference's per-container chain is not needed: the owner comment identifies the rules.
+ */
+export const masqueradeIptablesBatches = (addresses: ReadonlyArray<string>, owner: string): Array<IptablesBatch> =>
+  ([4, 6] as const).flatMap((family) => {
+    const rules = addresses.flatMap((address): Array<IptablesRuleSpec> => {
+      const cidr = parseCidr(address)
+      if (cidr?.ip.family !== family) return []
+      const source = `${address.slice(0, address.indexOf("/"))}/${family === 4 ? 32 : 128}`
+      return [
+        { chain: BRIDGE_MASQ_CHAIN, args: ["-s", source, "-d", formatCidr(networkOf(cidr)), "-j", "RETURN"] },
+        { chain: BRIDGE_MASQ_CHAIN, args: ["-s", source, "!", "-d", family === 4 ? "224.0.0.0/4" : "ff00::/8", "-j", "MASQUERADE"] }
+      ]
+    })
+    return rules.length === 0 ? [] : [{
+      family,
+      table: "nat" as const,
+      chains: [{ name: BRIDGE_MASQ_CHAIN, jumpFrom: [{ chain: "POSTROUTING" as const, position: "append" as const }] }],
+      rules,
+      comment: owner
+    }]
   })

@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { Backend, HOST_NETNS } from "@tscni/backend"
+import { Backend, HOST_NETNS, type IpFamily } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type Result, validAttachments } from "@tscni/spec"
@@ -7,11 +7,13 @@ import { delegateIpam, type PluginExec } from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
 import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner } from "./names.ts"
 import { type BridgeInput, bridgePipeline } from "./pipeline.ts"
-import { planAddresses } from "./plan.ts"
+import { masqueradeIptablesBatches, planAddresses } from "./plan.ts"
 
 type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
 
 const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
+
+const FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
 
 /** The request and its settings as the pipeline's input. */
 const pipelineInput = (request: PluginRequest, settings: BridgeSettings, hostSysctls: ReadonlySet<string>): BridgeInput => ({
@@ -85,6 +87,23 @@ const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Re
  */
 const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partial<BridgeHandles> => {
   const { containerId, netns, ifname } = request.env
+  const owner = ruleOwner(settings.network, containerId, ifname)
+  if (settings.ipMasqBackend === "iptables") {
+    // rules of both families by owner: a family ADD had no address of holds none (and a
+    // host without ip6tables none either); nftables only for the MAC spoof check it uses
+    return {
+      veth: {
+        netns: HOST_NETNS,
+        name: hostVethName(containerId, ifname),
+        index: 0,
+        mac: "",
+        peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
+      },
+      iptablesMasquerade: FAMILIES.map((family) => ({ netns: HOST_NETNS, family, table: "nat" as const, comment: owner, count: 0, chains: [] })),
+      ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 0 } } : {}),
+      ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
+    }
+  }
   return {
     veth: {
       netns: HOST_NETNS,
@@ -143,7 +162,21 @@ const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
       routes: plan.routes.map((route) => ({ netns, route })),
       gateways: plan.gateways.map((cidr) => ({ netns: HOST_NETNS, bridge: settings.bridge, cidr, created: false, replaced: [] })),
       ...(settings.disableContainerInterface ? {} : { podUp: { netns, link: ifname, wasUp: false } }),
-      ...(masquerade ? { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: plan.addresses.length } } : {}),
+      ...(masquerade && settings.ipMasqBackend === "nftables"
+        ? { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: plan.addresses.length } }
+        : {}),
+      ...(masquerade && settings.ipMasqBackend === "iptables"
+        ? {
+          iptablesMasquerade: masqueradeIptablesBatches(plan.addresses, owner).map((batch) => ({
+            netns: HOST_NETNS,
+            family: batch.family,
+            table: batch.table,
+            comment: owner,
+            count: batch.rules.length,
+            chains: batch.chains.map((chain) => ({ name: chain.name, jumpFrom: (chain.jumpFrom ?? []).map((jump) => jump.chain) }))
+          }))
+        }
+        : {}),
       ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 1 } } : {}),
       ...(settings.vlan !== undefined
         ? { vlan: { netns: HOST_NETNS, link: hostVeth, vid: settings.vlan, removedDefault: false } }
@@ -186,6 +219,17 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
           .filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
       )
       for (const owner of owners) yield* backend.deleteFilterRules(HOST_NETNS, table, owner)
+    }
+    if (settings.ipMasqBackend === "iptables") {
+      for (const family of FAMILIES) {
+        const listing = yield* backend.listIptablesRules(HOST_NETNS, { family, table: "nat" }).pipe(
+          Effect.catchIf((error) => error.reason === "Unsupported", () => Effect.succeed({ chains: [], rules: [] }))
+        )
+        const owners = new Set(
+          listing.rules.map((rule) => rule.comment).filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
+        )
+        for (const owner of owners) yield* backend.deleteIptablesRules(HOST_NETNS, { family, table: "nat", comment: owner })
+      }
     }
     if (settings.ipamType !== undefined) {
       yield* delegateIpam("GC", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })

@@ -6,7 +6,7 @@ import { handleInvocation } from "@tscni/skel"
 import type { PluginExec } from "@tscni/steps"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
-import { BRIDGE_TABLE, bridgePlugin, hostVethName } from "../src/index.ts"
+import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE, bridgePlugin, hostVethName } from "../src/index.ts"
 
 type Json = Record<string, any>
 
@@ -134,7 +134,7 @@ describe("bridge ADD on the mock kernel", () => {
         [{ ...CONF, mtu: 10 }, {}, 7, "mtu"],
         [{ ...CONF, bridge: "a-name-that-is-too-long" }, {}, 7, "bridge"],
         [{ ...CONF, runtimeConfig: { mac: "01:00:5e:00:00:01" } }, {}, 7, "runtimeConfig.mac"],
-        [{ ...CONF, ipMasqBackend: "iptables" }, {}, 2, "ipMasqBackend"],
+        [{ ...CONF, ipMasqBackend: "xtables" }, {}, 7, "ipMasqBackend"],
         [{ ...CONF, disableContainerInterface: true }, {}, 7, "disableContainerInterface"],
         [CONF, { CNI_ARGS: "IgnoreUnknown=1;MAC=zz:zz" }, 7, "MAC"]
       ]
@@ -302,3 +302,119 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
     }))
   })
 })
+
+describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
+  const IPT = { ...CONF, ipMasqBackend: "iptables" }
+  const nat = { family: 4, table: "nat" } as const
+  const masqRules = Effect.map(Backend.use((backend) => backend.listIptablesRules(HOST_NETNS, nat)), (listing) =>
+    listing.rules.map((r) => `${r.chain}: ${r.args.join(" ")}`))
+
+  test("ADD masquerades the pod's traffic leaving its network in TSCNI-BR-MASQ, nothing in nftables", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), IPT)
+      expect(add.exitCode).toBe(0)
+      expect(yield* masqRules).toEqual([
+        `POSTROUTING: -j ${BRIDGE_MASQ_CHAIN}`,
+        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.2/32 -d 10.88.0.0/24 -j RETURN`,
+        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.2/32 ! -d 224.0.0.0/4 -j MASQUERADE`
+      ])
+      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      expect(yield* backend.listIptablesRules(HOST_NETNS, { family: 6, table: "nat" })).toEqual({ chains: [], rules: [] })
+      expect((yield* invoke(env("CHECK", "c1", ns), { ...IPT, prevResult: add.json })).exitCode).toBe(0)
+    }))
+  })
+
+  test("every fault during ADD leaves kernel and IPAM as they were", async () => {
+    let failures = 0
+    let iptablesFaults = 0
+    for (let k = 1; ; k++) {
+      const w = world()
+      const outcome = await run(w, Effect.gen(function*() {
+        const mock = yield* MockBackend.MockControlService
+        const ns = yield* pod("p1")
+        const before = mock.snapshot()
+        const callsBefore = mock.calls().length
+        mock.failNth(k)
+        const add = yield* invoke(env("ADD", "c1", ns), IPT)
+        mock.clearFaults()
+        const calls = mock.calls().slice(callsBefore)
+        const fired = calls.length >= k
+        if (add.exitCode !== 0) {
+          expect({ k, diff: mock.diff(before, mock.snapshot()), allocations: w.ipam.allocations().size })
+            .toEqual({ k, diff: [], allocations: 0 })
+        }
+        return { failed: add.exitCode !== 0, fired, operation: calls[k - 1]?.operation }
+      }))
+      if (outcome.failed) failures++
+      if (outcome.failed && outcome.operation === "addIptablesRules") iptablesFaults++
+      if (!outcome.fired) break
+    }
+    expect(failures).toBeGreaterThan(15)
+    expect(iptablesFaults).toBe(1)
+  })
+
+  test("DEL removes the pod's rules (twice, without the namespace); the last DEL removes the chain and its jump", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const backend = yield* Backend
+      const ns1 = yield* pod("p1")
+      const ns2 = yield* pod("p2")
+      const before = mock.snapshot()
+      const add1 = yield* invoke(env("ADD", "c1", ns1), IPT)
+      const add2 = yield* invoke(env("ADD", "c2", ns2), IPT)
+      expect([add1.exitCode, add2.exitCode]).toEqual([0, 0])
+      yield* backend.deleteNetns(ns1)
+      for (const netns of [ns1, ""]) {
+        const del = yield* invoke(env("DEL", "c1", netns), { ...IPT, prevResult: add1.json })
+        expect([del.exitCode, del.stdout]).toEqual([0, ""])
+      }
+      expect(yield* masqRules).toEqual([
+        `POSTROUTING: -j ${BRIDGE_MASQ_CHAIN}`,
+        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.3/32 -d 10.88.0.0/24 -j RETURN`,
+        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.3/32 ! -d 224.0.0.0/4 -j MASQUERADE`
+      ])
+      expect((yield* invoke(env("DEL", "c2", ns2), { ...IPT, prevResult: add2.json })).exitCode).toBe(0)
+      const left = mock.diff(before, mock.snapshot()).filter((line) => !line.includes("sysctl net.") && !line.includes(ns1))
+      expect(left).toEqual([])
+      expect(w.ipam.allocations().size).toBe(0)
+    }))
+  })
+
+  test("CHECK fails when the pod's masquerade rules or the jump into the chain were removed by hand", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), IPT)
+      const check = () => invoke(env("CHECK", "c1", ns), { ...IPT, prevResult: add.json })
+      expect((yield* check()).exitCode).toBe(0)
+      const owner = (yield* backend.listIptablesRules(HOST_NETNS, nat)).rules.at(-1)!.comment
+      yield* backend.deleteIptablesRules(HOST_NETNS, { ...nat, comment: owner })
+      const broken = yield* check()
+      expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining("expected 2")])
+    }))
+  })
+
+  test("GC removes the rules of attachments that are no longer valid", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const ns1 = yield* pod("p1")
+      const ns2 = yield* pod("p2")
+      yield* invoke(env("ADD", "c1", ns1), IPT)
+      yield* invoke(env("ADD", "c2", ns2), IPT)
+      const gc = yield* invoke({ CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" }, {
+        ...IPT,
+        cniVersion: "1.1.0",
+        "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }]
+      })
+      expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
+      expect((yield* masqRules).filter((rule) => rule.includes("10.88.0.2"))).toEqual([])
+      expect((yield* masqRules).filter((rule) => rule.includes("10.88.0.3"))).toHaveLength(2)
+    }))
+  })
+})
+

@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import { parseIp } from "@tscni/ip"
 import type { PluginRequest } from "@tscni/skel"
-import { type CniError, decodePluginKeys, unsupportedField } from "@tscni/spec"
+import { type CniError, decodePluginKeys, invalidConfig } from "@tscni/spec"
 
 const Port = Schema.Number.pipe(
   Schema.check(Schema.makeFilter((n: number) => (Number.isInteger(n) && n >= 1 && n <= 65535) || "a port from 1 to 65535"))
@@ -24,9 +24,18 @@ const PortMapping = Schema.Struct({
   hostIP: Schema.optionalKey(HostIP)
 })
 
-/** An nft match expression added to every DNAT rule (`conditionsV4`/`V6`). */
+/**
+ * A match added to every DNAT rule (`conditionsV4`/`V6`): an nft match expression for the
+ * nftables backend, iptables arguments (`"-s"`, `"192.0.2.0/24"`, or `"-s 192.0.2.0/24"`)
+ * for the iptables backend.
+ */
 const Condition = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((c: string) => !/[;\n"]/.test(c) || "one nft match expression, without ';', quotes or newlines"))
+  Schema.check(Schema.makeFilter((c: string) => !/[;\n"]/.test(c) || "one match expression, without ';', quotes or newlines"))
+)
+
+/** `externalSetMarkChain`: an existing chain of the nat table (e.g. Kubernetes' KUBE-MARK-MASQ). */
+const ChainName = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((c: string) => /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,27}$/.test(c) || "an iptables chain name (1-28 characters)"))
 )
 
 /** The portmap plugin's own keys, as the reference plugin reads them. */
@@ -34,7 +43,7 @@ const PortmapKeys = Schema.Struct({
   snat: Schema.optionalKey(Schema.Boolean),
   masqAll: Schema.optionalKey(Schema.Boolean),
   markMasqBit: Schema.optionalKey(Schema.Number),
-  externalSetMarkChain: Schema.optionalKey(Schema.String),
+  externalSetMarkChain: Schema.optionalKey(ChainName),
   conditionsV4: Schema.optionalKey(Schema.Array(Condition)),
   conditionsV6: Schema.optionalKey(Schema.Array(Condition)),
   backend: Schema.optionalKey(Schema.Literals(["nftables", "iptables", ""])),
@@ -49,6 +58,9 @@ export interface Mapping {
   readonly hostIP: string | undefined
 }
 
+/** The reference's default mark bit (Kubernetes uses 14 and 15, Calico 20-31). */
+export const DEFAULT_MARK_BIT = 13
+
 export interface PortmapSettings {
   readonly network: string
   readonly mappings: ReadonlyArray<Mapping>
@@ -56,6 +68,12 @@ export interface PortmapSettings {
   readonly masqAll: boolean
   readonly conditionsV4: ReadonlyArray<string>
   readonly conditionsV6: ReadonlyArray<string>
+  /** which packet filter holds the rules */
+  readonly backend: "nftables" | "iptables"
+  /** iptables: the bit marking connections to masquerade (hairpin, localhost) */
+  readonly markMasqBit: number
+  /** iptables: jump here to mark instead of setting our own bit (whoever owns it masquerades) */
+  readonly externalSetMarkChain: string | undefined
 }
 
 const protocolOf = (text: string | undefined): Mapping["protocol"] => {
@@ -67,8 +85,20 @@ const protocolOf = (text: string | undefined): Mapping["protocol"] => {
 export const portmapSettings = (request: PluginRequest): Effect.Effect<PortmapSettings, CniError> =>
   Effect.gen(function*() {
     const keys = yield* decodePluginKeys(PortmapKeys)(request.raw)
-    // markMasqBit and externalSetMarkChain only mean something to the iptables backend
-    if (keys.backend === "iptables") return yield* unsupportedField("backend", "iptables")
+    const backend = yield* chooseBackend(keys)
+    if (keys.markMasqBit !== undefined && keys.externalSetMarkChain !== undefined) {
+      return yield* invalidConfig("externalSetMarkChain", "cannot be combined with markMasqBit")
+    }
+    if (backend === "iptables") {
+      for (const key of ["conditionsV4", "conditionsV6"] as const) {
+        const bad = (keys[key] ?? []).find((condition) => /['\\]|--comment/.test(condition))
+        if (bad !== undefined) return yield* invalidConfig(key, `'${bad}': iptables arguments without quotes, backslashes or --comment`)
+      }
+    }
+    const markMasqBit = keys.markMasqBit ?? DEFAULT_MARK_BIT
+    if (!Number.isInteger(markMasqBit) || markMasqBit < 0 || markMasqBit > 31) {
+      return yield* invalidConfig("markMasqBit", "must be an integer from 0 to 31")
+    }
     return {
       network: request.conf.name,
       mappings: (keys.runtimeConfig?.portMappings ?? []).map((mapping) => ({
@@ -80,6 +110,38 @@ export const portmapSettings = (request: PluginRequest): Effect.Effect<PortmapSe
       snat: keys.snat ?? true,
       masqAll: keys.masqAll ?? false,
       conditionsV4: keys.conditionsV4 ?? [],
-      conditionsV6: keys.conditionsV6 ?? []
+      conditionsV6: keys.conditionsV6 ?? [],
+      backend,
+      markMasqBit,
+      externalSetMarkChain: keys.externalSetMarkChain
     }
   })
+
+/** iptables conditions are arguments: they start with '-' (the reference's test) or a negating '!'. */
+const looksIptables = (conditions: ReadonlyArray<string> | undefined): boolean | undefined => {
+  const first = conditions?.[0]
+  return first === undefined || first === "" ? undefined : /^\s*[-!]/.test(first)
+}
+
+/**
+ * The backend, as the reference chooses it: the one named, else iptables when the config
+ * holds iptables-only options (externalSetMarkChain, iptables-style conditions), else
+ * tscni's default, nftables. Options of the other backend are an error (code 7).
+ */
+const chooseBackend = (keys: typeof PortmapKeys.Type): Effect.Effect<"nftables" | "iptables", CniError> => {
+  const iptablesOnly: Array<string> = []
+  const nftablesOnly: Array<string> = []
+  if (keys.externalSetMarkChain !== undefined) iptablesOnly.push("externalSetMarkChain")
+  for (const key of ["conditionsV4", "conditionsV6"] as const) {
+    const iptables = looksIptables(keys[key])
+    if (iptables === true) iptablesOnly.push(key)
+    if (iptables === false) nftablesOnly.push(key)
+  }
+  const backend = keys.backend === "iptables" || keys.backend === "nftables"
+    ? keys.backend
+    : iptablesOnly.length > 0 ? "iptables" : "nftables"
+  const wrong = backend === "iptables" ? nftablesOnly : iptablesOnly
+  return wrong.length > 0
+    ? Effect.fail(invalidConfig(wrong[0]!, `the ${backend} backend was chosen but ${wrong.join(", ")} ${wrong.length > 1 ? "are" : "is"} for the other one`))
+    : Effect.succeed(backend)
+}

@@ -1,4 +1,4 @@
 export { type PortmapSettings, portmapSettings } from "./config.ts"
 export { type PortmapInput, portmapPipeline } from "./pipeline.ts"
-export { podIps, portmapPlugin } from "./plugin.ts"
-export { PORTMAP_TABLE, portmapRules } from "./rules.ts"
+export { podAddresses, podIps, portmapPlugin } from "./plugin.ts"
+export { markOf, PORTMAP_DNAT_CHAIN, PORTMAP_MASQ_CHAIN, PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"

@@ -1,14 +1,16 @@
 import { HOST_NETNS } from "@tscni/backend"
 import { eachOf, Pipeline } from "@tscni/engine"
-import { addFilterRules, setSysctl } from "@tscni/steps"
+import { addFilterRules, addIptablesRules, setSysctl } from "@tscni/steps"
 import type { PortmapSettings } from "./config.ts"
-import { portmapRules, udpFlushes } from "./rules.ts"
+import { portmapIptablesBatches, portmapRules, udpFlushes } from "./rules.ts"
 import { flushConntrack } from "./steps/flushConntrack.ts"
 
 /** One portmap ADD: the mappings, the pod's addresses and what the host looks like. */
 export interface PortmapInput {
   readonly settings: PortmapSettings
   readonly podIps: ReadonlyArray<string>
+  /** the same addresses in CIDR form, as prevResult has them (the iptables hairpin rule needs the prefix) */
+  readonly podAddresses: ReadonlyArray<string>
   readonly owner: string
   /** host interfaces through which the pod's IPv4 addresses are reached (the bridge) */
   readonly localnetLinks: ReadonlyArray<string>
@@ -16,8 +18,9 @@ export interface PortmapInput {
 
 /**
  * portmap's ADD: let 127.0.0.0/8 be routed to the pod (for localhost access, only with
- * snat), install the DNAT and masquerade rules in one transaction, then forget stale UDP
- * flows of the new host ports.
+ * snat), install the DNAT and masquerade rules — in one nftables transaction, or with the
+ * iptables backend one iptables-restore per family —, then forget stale UDP flows of the
+ * new host ports.
  */
 export const portmapPipeline = Pipeline.make<PortmapInput>("portmap")
   .step("localnet", eachOf(setSysctl), (input) =>
@@ -25,9 +28,14 @@ export const portmapPipeline = Pipeline.make<PortmapInput>("portmap")
       ? input.localnetLinks.map((link) => ({ netns: HOST_NETNS, key: `net.ipv4.conf.${link}.route_localnet`, value: "1" }))
       : [])
   .optionalStep("rules", addFilterRules, (input) => {
+    if (input.settings.backend !== "nftables") return Pipeline.skip
     const rules = portmapRules(input.settings, input.podIps, input.owner)
     return rules.length > 0 ? { netns: HOST_NETNS, rules } : Pipeline.skip
   })
+  .optionalStep("iptablesRules", eachOf(addIptablesRules), (input) =>
+    input.settings.backend === "iptables"
+      ? portmapIptablesBatches(input.settings, input.podAddresses, input.owner).map((batch) => ({ netns: HOST_NETNS, batch }))
+      : Pipeline.skip)
   .step("flushUdp", flushConntrack, (input) => ({
     netns: HOST_NETNS,
     filters: udpFlushes(input.settings.mappings, new Set(input.podIps.map((ip) => (ip.includes(":") ? 6 : 4))))

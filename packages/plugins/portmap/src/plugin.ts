@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { Backend, HOST_NETNS } from "@tscni/backend"
+import { Backend, type BackendError, HOST_NETNS, type IpFamily } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
@@ -7,15 +7,28 @@ import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { attachmentKey, networkTag, ruleOwner } from "./names.ts"
 import { type PortmapInput, portmapPipeline } from "./pipeline.ts"
-import { PORTMAP_TABLE, portmapRules } from "./rules.ts"
+import { PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"
 
-/** The pod's addresses: prevResult IPs on interfaces inside the sandbox (or not tied to one). */
-export const podIps = (result: Result | undefined): Array<string> => {
+/** The pod's addresses in CIDR form: prevResult IPs on interfaces inside the sandbox (or not tied to one). */
+export const podAddresses = (result: Result | undefined): Array<string> => {
   const interfaces = result?.interfaces ?? []
   return (result?.ips ?? [])
     .filter((ip) => ip.interface === undefined || (interfaces[ip.interface]?.sandbox ?? "") !== "")
-    .map((ip) => ip.address.split("/")[0]!)
+    .map((ip) => ip.address)
 }
+
+/** The pod's addresses without prefix. */
+export const podIps = (result: Result | undefined): Array<string> => podAddresses(result).map((address) => address.split("/")[0]!)
+
+const FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
+
+/** The iptables handles DEL undoes: the owner's rules in both families' nat tables. */
+const iptablesHandles = (owner: string) =>
+  FAMILIES.map((family) => ({ netns: HOST_NETNS, family, table: "nat" as const, comment: owner, count: 0, chains: [] }))
+
+/** A family whose iptables is missing (or unusable) holds no rules of ours: skip it. */
+const orNothing = <A>(effect: Effect.Effect<A, BackendError>, nothing: A) =>
+  effect.pipe(Effect.catchIf((error) => error.reason === "Unsupported", () => Effect.succeed(nothing)))
 
 /** Host interfaces that route to the pod's IPv4 addresses (where route_localnet must be on). */
 const routesToPod = (ips: ReadonlyArray<string>) =>
@@ -40,8 +53,9 @@ const ownerOf = (request: PluginRequest, settings: PortmapSettings) =>
 
 /**
  * portmap: hostPort mappings from the `portMappings` capability as nftables DNAT in
- * tscni's own table, per pod (owner comment), removed exactly by DEL and GC. Without
- * mappings it returns prevResult at once and touches nothing.
+ * tscni's own table (or, with `backend: "iptables"`, in tscni's iptables chains), per pod
+ * (owner comment), removed exactly by DEL and GC. Without mappings it returns prevResult
+ * at once and touches nothing.
  */
 export const portmapPlugin: PluginDefinition<Backend> = {
   name: "portmap",
@@ -53,7 +67,13 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       if (request.prevResult === undefined) return yield* invalidConfig("prevResult", "portmap needs the pod's addresses from a previous plugin")
       const ips = podIps(request.prevResult)
       if (ips.length === 0) return yield* invalidConfig("prevResult.ips", "no address of the pod to map ports to")
-      const input: PortmapInput = { settings, podIps: ips, owner: ownerOf(request, settings), localnetLinks: yield* routesToPod(ips) }
+      const input: PortmapInput = {
+        settings,
+        podIps: ips,
+        podAddresses: podAddresses(request.prevResult),
+        owner: ownerOf(request, settings),
+        localnetLinks: yield* routesToPod(ips)
+      }
       yield* Pipeline.apply(portmapPipeline, input)
       return prevResult
     }),
@@ -61,6 +81,19 @@ export const portmapPlugin: PluginDefinition<Backend> = {
     Effect.gen(function*() {
       const settings = yield* portmapSettings(request)
       if (settings.mappings.length === 0) return
+      if (settings.backend === "iptables") {
+        const batches = portmapIptablesBatches(settings, podAddresses(request.prevResult), ownerOf(request, settings))
+        return yield* Pipeline.check(portmapPipeline, {
+          iptablesRules: batches.map((batch) => ({
+            netns: HOST_NETNS,
+            family: batch.family,
+            table: batch.table,
+            comment: batch.comment,
+            count: batch.rules.length,
+            chains: batch.chains.map((chain) => ({ name: chain.name, jumpFrom: (chain.jumpFrom ?? []).map((jump) => jump.chain) }))
+          }))
+        })
+      }
       const expected = portmapRules(settings, podIps(request.prevResult), ownerOf(request, settings)).length
       yield* Pipeline.check(portmapPipeline, {
         rules: { netns: HOST_NETNS, table: PORTMAP_TABLE, comment: ownerOf(request, settings), count: expected }
@@ -70,9 +103,13 @@ export const portmapPlugin: PluginDefinition<Backend> = {
   del: (request) =>
     Effect.gen(function*() {
       const settings = yield* portmapSettings(request)
-      yield* Pipeline.undo(portmapPipeline, {
-        rules: { netns: HOST_NETNS, table: PORTMAP_TABLE, comment: ownerOf(request, settings), count: 0 }
-      })
+      const owner = ownerOf(request, settings)
+      yield* Pipeline.undo(
+        portmapPipeline,
+        settings.backend === "iptables"
+          ? { iptablesRules: iptablesHandles(owner) }
+          : { rules: { netns: HOST_NETNS, table: PORTMAP_TABLE, comment: owner, count: 0 } }
+      )
     }),
   gc: (request) =>
     Effect.gen(function*() {
@@ -81,9 +118,18 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       if (valid === undefined) return // no list: nothing can be judged stale
       const keep = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)))
       const prefix = `${networkTag(settings.network)}:`
+      const isStale = (comment: string) => comment.startsWith(prefix) && !keep.has(comment.slice(prefix.length))
       const backend = yield* Backend
+      if (settings.backend === "iptables") {
+        for (const family of FAMILIES) {
+          const listing = yield* orNothing(backend.listIptablesRules(HOST_NETNS, { family, table: "nat" }), { chains: [], rules: [] })
+          const stale = new Set(listing.rules.map((r) => r.comment).filter(isStale))
+          for (const owner of stale) yield* backend.deleteIptablesRules(HOST_NETNS, { family, table: "nat", comment: owner })
+        }
+        return
+      }
       const rules = yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE)
-      const stale = new Set(rules.map((r) => r.comment).filter((c) => c.startsWith(prefix) && !keep.has(c.slice(prefix.length))))
+      const stale = new Set(rules.map((r) => r.comment).filter(isStale))
       for (const owner of stale) yield* backend.deleteFilterRules(HOST_NETNS, PORTMAP_TABLE, owner)
     })
 }

@@ -95,8 +95,9 @@ describe("portmap on the mock kernel", () => {
 
   test("every fault during ADD leaves the kernel as it was", async () => {
     const report = await Effect.runPromise(faultSweep(portmapPipeline, {
-      settings: { network: "pmnet", mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }], snat: true, masqAll: false, conditionsV4: [], conditionsV6: [] },
+      settings: { network: "pmnet", mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }], snat: true, masqAll: false, conditionsV4: [], conditionsV6: [], backend: "nftables", markMasqBit: 13, externalSetMarkChain: undefined },
       podIps: ["10.88.0.2"],
+      podAddresses: ["10.88.0.2/24"],
       owner: "pm:test:1",
       localnetLinks: ["cni0"]
     }, { setup: hostWithBridge }))
@@ -149,7 +150,7 @@ describe("portmap on the mock kernel", () => {
       expect(yield* countOf).toBe(1)
     })))
 
-  test("bad mappings are code 7 naming the field; iptables backend is code 2; nothing changes", () =>
+  test("bad mappings and backend options are code 7 naming the field; nothing changes", () =>
     onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       yield* hostWithBridge
@@ -159,7 +160,8 @@ describe("portmap on the mock kernel", () => {
         [{ runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 70000 }] } }, 7, "containerPort"],
         [{ runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, protocol: "icmp" }] } }, 7, "protocol"],
         [{ runtimeConfig: { portMappings: [{ hostPort: 80, containerPort: 80, hostIP: "nope" }] } }, 7, "hostIP"],
-        [{ backend: "iptables" }, 2, "backend"],
+        [{ markMasqBit: 32 }, 7, "markMasqBit"],
+        [{ backend: "nftables", externalSetMarkChain: "KUBE-MARK-MASQ" }, 7, "externalSetMarkChain"],
         [{ conditionsV4: ["ip saddr 1.2.3.4; flush ruleset"] }, 7, "conditionsV4"],
         [{ prevResult: undefined }, 7, "prevResult"]
       ]
@@ -168,5 +170,197 @@ describe("portmap on the mock kernel", () => {
         expect({ field, code: out.json?.code, msg: out.json?.msg.includes(field) }).toEqual({ field, code, msg: true })
       }
       expect(mock.diff(before, mock.snapshot())).toEqual([])
+    })))
+})
+
+describe("portmap with backend iptables on the mock kernel", () => {
+  const iptables = (extra: Json = {}) => conf({ backend: "iptables", ...extra })
+  const rulesOf = (family: 4 | 6) =>
+    Effect.map(Backend.use((backend) => backend.listIptablesRules(HOST_NETNS, { family, table: "nat" })), (listing) =>
+      listing.rules.map((r) => `${r.chain}: ${r.args.join(" ")}`))
+
+  test("ADD: DNAT for local destinations from PREROUTING and OUTPUT, hairpin and localhost marked with bit 13, marked connections masqueraded", () =>
+    onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      yield* hostWithBridge
+      const out = yield* invoke(env("ADD"), iptables())
+      expect(out.exitCode).toBe(0)
+      expect(out.json).toEqual(PREV)
+      expect(yield* rulesOf(4)).toEqual([
+        "PREROUTING: -m addrtype --dst-type LOCAL -j TSCNI-PM-DNAT",
+        "OUTPUT: -m addrtype --dst-type LOCAL -j TSCNI-PM-DNAT",
+        "POSTROUTING: -j TSCNI-PM-MASQ",
+        "TSCNI-PM-DNAT: -p tcp --dport 8080 -s 10.88.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
+        "TSCNI-PM-DNAT: -p tcp --dport 8080 -s 127.0.0.0/8 -j MARK --set-xmark 0x2000/0x2000",
+        "TSCNI-PM-DNAT: -p tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80",
+        "TSCNI-PM-DNAT: -p udp --dport 5353 -s 10.88.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
+        "TSCNI-PM-DNAT: -p udp --dport 5353 -s 127.0.0.0/8 -j MARK --set-xmark 0x2000/0x2000",
+        "TSCNI-PM-DNAT: -p udp --dport 5353 -j DNAT --to-destination 10.88.0.2:53",
+        "TSCNI-PM-MASQ: -d 10.88.0.2/32 -m mark --mark 0x2000/0x2000 -j MASQUERADE"
+      ])
+      expect(yield* rulesOf(6)).toContain("TSCNI-PM-DNAT: -p tcp --dport 8080 -j DNAT --to-destination [fd88::2]:80")
+      expect((yield* rulesOf(6)).filter((rule) => rule.includes("127.0.0.0"))).toEqual([])
+      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      expect(yield* backend.readSysctl(HOST_NETNS, "net.ipv4.conf.cni0.route_localnet")).toBe("1")
+    })))
+
+  test("markMasqBit, hostIP, conditions (iptables arguments) and masqAll; a newer pod's rules come first", () =>
+    onMock(Effect.gen(function*() {
+      yield* hostWithBridge
+      const mappings = [{ hostPort: 8443, containerPort: 443, protocol: "tcp", hostIP: "192.0.2.10" }]
+      const first = yield* invoke(env("ADD", "c1"), iptables({ runtimeConfig: { portMappings: mappings }, markMasqBit: 20, conditionsV4: ["!", "-s 198.51.100.0/24"], masqAll: true }))
+      expect(first.exitCode).toBe(0)
+      expect((yield* rulesOf(4)).filter((rule) => rule.startsWith("TSCNI-PM-"))).toEqual([
+        "TSCNI-PM-DNAT: -d 192.0.2.10 -p tcp --dport 8443 ! -s 198.51.100.0/24 -s 0.0.0.0/0 -j MARK --set-xmark 0x100000/0x100000",
+        "TSCNI-PM-DNAT: -d 192.0.2.10 -p tcp --dport 8443 ! -s 198.51.100.0/24 -j DNAT --to-destination 10.88.0.2:443",
+        "TSCNI-PM-MASQ: -d 10.88.0.2/32 -m mark --mark 0x100000/0x100000 -j MASQUERADE"
+      ])
+      expect(yield* rulesOf(6)).toEqual([])
+      const second = yield* invoke(env("ADD", "c2"), iptables({ runtimeConfig: { portMappings: [{ hostPort: 8443, containerPort: 443 }] }, snat: false }))
+      expect(second.exitCode).toBe(0)
+      expect((yield* rulesOf(4)).filter((rule) => rule.startsWith("TSCNI-PM-DNAT"))[0]).toBe("TSCNI-PM-DNAT: -p tcp --dport 8443 -j DNAT --to-destination 10.88.0.2:443")
+    })))
+
+  test("externalSetMarkChain: marking jumps there and there is no masquerade chain of ours", () =>
+    onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      yield* hostWithBridge
+      // stands for KUBE-MARK-MASQ (the backend only creates TSCNI- chains), in both families as kube-proxy has it
+      for (const family of [4, 6] as const) {
+        yield* backend.addIptablesRules(HOST_NETNS, {
+          family,
+          table: "nat",
+          chains: [{ name: "TSCNI-TEST-MARK" }],
+          rules: [{ chain: "TSCNI-TEST-MARK", args: ["-j", "MARK", "--set-xmark", "0x4000/0x4000"] }],
+          comment: "kube"
+        })
+      }
+      const mappings = [{ hostPort: 8080, containerPort: 80 }]
+      const out = yield* invoke(env("ADD"), conf({ runtimeConfig: { portMappings: mappings }, externalSetMarkChain: "TSCNI-TEST-MARK" }))
+      expect([out.exitCode, out.stdout]).toEqual([0, expect.any(String)])
+      const rules = yield* rulesOf(4)
+      expect(rules).toContain("TSCNI-PM-DNAT: -p tcp --dport 8080 -s 10.88.0.0/24 -j TSCNI-TEST-MARK")
+      expect(rules.filter((rule) => rule.includes("TSCNI-PM-MASQ"))).toEqual([])
+      // a missing external chain: NotFound at ADD, nothing left
+      const mock = yield* MockBackend.MockControlService
+      const before = mock.snapshot()
+      const missing = yield* invoke(env("ADD", "c9"), conf({ runtimeConfig: { portMappings: mappings }, externalSetMarkChain: "KUBE-MARK-MASQ" }))
+      expect(missing.exitCode).toBe(1)
+      expect(missing.json!.msg).toContain("KUBE-MARK-MASQ")
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+    })))
+
+  test("every fault during ADD leaves the kernel as it was (both families)", async () => {
+    for (const snat of [true, false]) {
+      const report = await Effect.runPromise(faultSweep(portmapPipeline, {
+        settings: {
+          network: "pmnet",
+          mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }, { hostPort: 8443, containerPort: 443, protocol: "tcp", hostIP: undefined }],
+          snat,
+          masqAll: false,
+          conditionsV4: [],
+          conditionsV6: [],
+          backend: "iptables",
+          markMasqBit: 13,
+          externalSetMarkChain: undefined
+        },
+        podIps: ["10.88.0.2", "fd88::2"],
+        podAddresses: ["10.88.0.2/24", "fd88::2/64"],
+        owner: "pm:test:1",
+        localnetLinks: ["cni0"]
+      }, { setup: hostWithBridge }))
+      expect(report.runs.length).toBeGreaterThan(2)
+      expect(report.runs.map((run) => run.faultedOperation)).toContain("addIptablesRules")
+      for (const run of report.runs) expect({ k: run.k, diff: run.diff }).toEqual({ k: run.k, diff: [] })
+      expect(report.clean.applied.some((line) => line.includes("iptables rule 6 nat"))).toBe(true)
+      expect(report.clean.undoDiff.filter((line) => !line.includes("route_localnet"))).toEqual([])
+    }
+  })
+
+  test("a fault at every Backend call of the plugin's ADD leaves the kernel as it was", async () => {
+    let failures = 0
+    for (let k = 1; ; k++) {
+      const outcome = await onMock(Effect.gen(function*() {
+        const mock = yield* MockBackend.MockControlService
+        yield* hostWithBridge
+        const before = mock.snapshot()
+        const callsBefore = mock.calls().length
+        mock.failNth(k)
+        const add = yield* invoke(env("ADD"), iptables())
+        mock.clearFaults()
+        if (add.exitCode !== 0) expect({ k, diff: mock.diff(before, mock.snapshot()) }).toEqual({ k, diff: [] })
+        return { failed: add.exitCode !== 0, fired: mock.calls().length - callsBefore >= k }
+      }))
+      if (outcome.failed) failures++
+      if (!outcome.fired) break
+    }
+    expect(failures).toBeGreaterThan(3)
+  })
+
+  test("DEL removes exactly the pod's rules, twice, without prevResult or mappings; the last DEL removes our chains", () =>
+    onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      yield* hostWithBridge
+      const empty = mock.snapshot()
+      expect((yield* invoke(env("ADD", "c2"), iptables())).exitCode).toBe(0)
+      const before = mock.snapshot()
+      expect((yield* invoke(env("ADD", "c1"), iptables())).exitCode).toBe(0)
+      for (let i = 0; i < 2; i++) {
+        const del = yield* invoke(env("DEL", "c1"), iptables({ prevResult: undefined, runtimeConfig: {} }))
+        expect([del.exitCode, del.stdout]).toEqual([0, ""])
+      }
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      expect((yield* invoke(env("DEL", "c2"), iptables())).exitCode).toBe(0)
+      expect(mock.diff(empty, mock.snapshot()).filter((line) => !line.includes("route_localnet"))).toEqual([])
+    })))
+
+  test("CHECK passes after ADD and fails when a rule or a jump was removed by hand", () =>
+    onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      yield* hostWithBridge
+      yield* invoke(env("ADD"), iptables())
+      expect((yield* invoke(env("CHECK"), iptables())).exitCode).toBe(0)
+      const owner = (yield* backend.listIptablesRules(HOST_NETNS, { family: 6, table: "nat" })).rules.at(-1)!.comment
+      yield* backend.deleteIptablesRules(HOST_NETNS, { family: 6, table: "nat", comment: owner })
+      const broken = yield* invoke(env("CHECK"), iptables())
+      expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining("IPv6")])
+    })))
+
+  test("GC removes the rules of attachments that are no longer valid, in both families", () =>
+    onMock(Effect.gen(function*() {
+      yield* hostWithBridge
+      yield* invoke(env("ADD", "keep"), iptables())
+      yield* invoke(env("ADD", "gone"), iptables())
+      const owners = (family: 4 | 6) =>
+        Effect.map(Backend.use((backend) => backend.listIptablesRules(HOST_NETNS, { family, table: "nat" })), (listing) =>
+          new Set(listing.rules.map((r) => r.comment).filter((c) => c !== "tscni")).size)
+      expect([yield* owners(4), yield* owners(6)]).toEqual([2, 2])
+      const gc = yield* invoke({ CNI_COMMAND: "GC" }, {
+        ...iptables({ cniVersion: "1.1.0", prevResult: undefined }),
+        "cni.dev/valid-attachments": [{ containerID: "keep", ifname: "eth0" }]
+      })
+      expect(gc.exitCode).toBe(0)
+      expect([yield* owners(4), yield* owners(6)]).toEqual([1, 1])
+    })))
+
+  test("the backend follows the reference: iptables-style conditions or externalSetMarkChain choose iptables; mixing is code 7", () =>
+    onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      yield* hostWithBridge
+      const chosen = yield* invoke(env("ADD"), conf({ conditionsV4: ["-s", "198.51.100.0/24"] }))
+      expect(chosen.exitCode).toBe(0)
+      expect((yield* rulesOf(4)).length).toBeGreaterThan(0)
+      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      const cases: Array<[Json, string]> = [
+        [{ backend: "iptables", conditionsV4: ["ip saddr 198.51.100.0/24"] }, "conditionsV4"],
+        [{ backend: "nftables", conditionsV6: ["-s", "2001:db8::/32"] }, "conditionsV6"],
+        [{ markMasqBit: 14, externalSetMarkChain: "KUBE-MARK-MASQ" }, "externalSetMarkChain"],
+        [{ backend: "iptables", conditionsV4: ["-m comment --comment x"] }, "conditionsV4"],
+        [{ backend: "iptables", markMasqBit: -1 }, "markMasqBit"]
+      ]
+      for (const [extra, field] of cases) {
+        const out = yield* invoke(env("ADD", "c5"), conf(extra))
+        expect({ field, code: out.json?.code, msg: out.json?.msg.includes(field) }).toEqual({ field, code: 7, msg: true })
+      }
     })))
 })

@@ -1,0 +1,356 @@
+import { Effect } from "effect"
+import {
+  BackendError,
+  type BackendErrorReason,
+  HOST_NETNS,
+  type IpFamily,
+  IPTABLES_BUILTIN_CHAINS,
+  IPTABLES_CHAIN_PREFIX,
+  IPTABLES_JUMP_COMMENT,
+  type IptablesBatch,
+  iptablesBatchProblem,
+  iptablesCommentProblem,
+  type IptablesListedRule,
+  type IptablesListing,
+  type IptablesSelector,
+  type IptablesTable,
+  iptablesTarget
+} from "@tscni/backend"
+import { KernelCallFailed } from "./errors.ts"
+import { withNetnsFd } from "./netns.ts"
+
+/**
+ * iptables through its own tools: `iptables-save -t <table>` to read, `iptables-restore
+ * --noflush` to write (ip6tables-* for IPv6), run in the target namespace with `nsenter
+ * --net=<path>` (util-linux) or directly for HOST_NETNS. One restore is one atomic
+ * transaction (iptables-nft commits one nf_tables batch; legacy replaces the table once,
+ * under the xtables lock). Works the same on iptables-nft (Debian's default) and legacy.
+ *
+ * Writes are built from a fresh save: a chain is declared only when it is missing (with
+ * --noflush, `:CHAIN` or `-N` on an existing chain would flush or fail), a jump only when
+ * it is not there yet, and deletions are the saved rule lines with `-A` turned into `-D`
+ * (iptables-save's text is what iptables-restore reads back). Another writer may change
+ * the table between save and restore; the restore then fails (a chain exists / is gone /
+ * is busy) and the call is rebuilt from a new save, a few times.
+ */
+
+/** One rule line of a save: where it is, its arguments without the comment, and the line itself. */
+export interface SavedRule extends IptablesListedRule {
+  /** the line as saved, `-A CHAIN …`: `-D` + the rest deletes exactly this rule */
+  readonly line: string
+}
+
+/** One table as iptables-save prints it. */
+export interface SavedTable {
+  /** every chain, built-in ones included */
+  readonly chains: ReadonlyArray<string>
+  readonly rules: ReadonlyArray<SavedRule>
+}
+
+/** Splits a save line into words: double quotes group (with `\"` and `\\` escapes inside), as iptables-restore reads them. */
+export const splitWords = (line: string): Array<string> => {
+  const words: Array<string> = []
+  let word = ""
+  let inWord = false
+  let quoted = false
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i]!
+    if (quoted) {
+      if (char === "\\" && (line[i + 1] === '"' || line[i + 1] === "\\")) word += line[++i]
+      else if (char === '"') quoted = false
+      else word += char
+    } else if (char === '"') {
+      quoted = true
+      inWord = true
+    } else if (char === " " || char === "\t") {
+      if (inWord) words.push(word)
+      word = ""
+      inWord = false
+    } else {
+      word += char
+      inWord = true
+    }
+  }
+  if (inWord) words.push(word)
+  return words
+}
+
+/** Takes the first `-m comment --comment X` out of a rule's arguments. */
+const withoutComment = (args: ReadonlyArray<string>): { args: Array<string>; comment: string } => {
+  for (let i = 0; i + 3 < args.length; i++) {
+    if (args[i] === "-m" && args[i + 1] === "comment" && args[i + 2] === "--comment") {
+      return { args: [...args.slice(0, i), ...args.slice(i + 4)], comment: args[i + 3]! }
+    }
+  }
+  return { args: [...args], comment: "" }
+}
+
+/** Parses the output of `iptables-save -t <table>` (one table). */
+export const parseSave = (text: string): SavedTable => {
+  const chains: Array<string> = []
+  const rules: Array<SavedRule> = []
+  for (const raw of text.split("\n")) {
+    const line = raw.trim()
+    if (line.startsWith(":")) {
+      const name = line.slice(1).split(" ")[0]
+      if (name) chains.push(name)
+    } else if (line.startsWith("-A ")) {
+      const [, chain, ...rest] = splitWords(line)
+      if (chain === undefined) continue
+      rules.push({ chain, ...withoutComment(rest), line })
+    }
+  }
+  return { chains, rules }
+}
+
+const isOurs = (chain: string): boolean => chain.startsWith(IPTABLES_CHAIN_PREFIX)
+
+const isJumpInto = (rule: IptablesListedRule, chain: string): boolean =>
+  rule.comment === IPTABLES_JUMP_COMMENT && iptablesTarget(rule.args) === chain
+
+/** tscni's view of a saved table: its chains and their rules, and the jumps into them, in save order. */
+export const listingOf = (table: IptablesTable, saved: SavedTable): IptablesListing => {
+  const builtins: ReadonlyArray<string> = IPTABLES_BUILTIN_CHAINS[table]
+  const ours = saved.chains.filter(isOurs).sort()
+  const order = [...builtins, ...saved.chains.filter((chain) => !builtins.includes(chain)).sort()]
+  const rules = order.flatMap((chain) =>
+    saved.rules
+      .filter((rule) => rule.chain === chain)
+      .filter((rule) => {
+        const target = iptablesTarget(rule.args)
+        return isOurs(chain) || (rule.comment === IPTABLES_JUMP_COMMENT && target !== undefined && isOurs(target))
+      })
+      .map(({ chain, args, comment }) => ({ chain, args, comment }))
+  )
+  return { chains: ours, rules }
+}
+
+/** One argument as restore reads it: quoted when it holds a space (validated arguments hold no quotes). */
+const word = (arg: string): string => (/[\s#]/.test(arg) ? `"${arg}"` : arg)
+
+const commentArgs = (comment: string): Array<string> => ["-m", "comment", "--comment", comment]
+
+/** The restore script that adds `batch` to a table that looks like `saved`. */
+export const addScript = (batch: IptablesBatch, saved: SavedTable): string => {
+  const lines = [`*${batch.table}`]
+  const existing = new Set(saved.chains)
+  for (const chain of batch.chains) if (!existing.has(chain.name)) lines.push(`-N ${chain.name}`)
+  const rule = (chain: string, args: ReadonlyArray<string>) =>
+    [chain, ...commentArgs(batch.comment), ...args].map(word).join(" ")
+  const inserted = new Map<string, Array<string>>()
+  for (const spec of batch.rules) {
+    if (spec.position === "insert") inserted.set(spec.chain, [...(inserted.get(spec.chain) ?? []), rule(spec.chain, spec.args)])
+    else lines.push(`-A ${rule(spec.chain, spec.args)}`)
+  }
+  // inserting each at position 1, last first, keeps the batch's order at the top
+  for (const rules of inserted.values()) for (const text of [...rules].reverse()) lines.push(`-I ${text.replace(" ", " 1 ")}`)
+  // jumps last: the chains are complete by the time traffic is sent into them (all at once anyway)
+  for (const chain of batch.chains) {
+    for (const jump of chain.jumpFrom ?? []) {
+      if (saved.rules.some((r) => r.chain === jump.chain && isJumpInto(r, chain.name))) continue
+      const text = [jump.chain, ...(jump.match ?? []), ...commentArgs(IPTABLES_JUMP_COMMENT), "-j", chain.name].map(word).join(" ")
+      lines.push(jump.position === "insert" ? `-I ${text.replace(" ", " 1 ")}` : `-A ${text}`)
+    }
+  }
+  lines.push("COMMIT", "")
+  return lines.join("\n")
+}
+
+/**
+ * The restore script that removes the owner's rules from tscni's chains, then the chains
+ * that leaves empty and the jumps into them; "" when there is nothing to remove.
+ * `touched` collects the chains that held the owner's rules.
+ */
+export const deleteScript = (selector: IptablesSelector, saved: SavedTable, touched?: Set<string>): string => {
+  const doomed = saved.rules.filter((rule) => isOurs(rule.chain) && rule.comment === selector.comment)
+  if (doomed.length === 0) return ""
+  const chains = [...new Set(doomed.map((rule) => rule.chain))]
+  for (const chain of chains) touched?.add(chain)
+  const emptied = chains.filter((chain) => saved.rules.every((rule) => rule.chain !== chain || doomed.includes(rule)))
+  return script(selector.table, [...doomed, ...jumpsInto(emptied, saved)], emptied)
+}
+
+/**
+ * The restore script that removes those of `chains` that exist and hold no rule, with the
+ * jumps into them; "" when there are none. Two owners deleted at the same time each see
+ * the other's rule still there; whichever finishes last removes the chain with this.
+ */
+export const emptyChainsScript = (table: IptablesTable, chains: ReadonlySet<string>, saved: SavedTable): string => {
+  const empty = saved.chains.filter((chain) => chains.has(chain) && isOurs(chain) && !saved.rules.some((rule) => rule.chain === chain))
+  return empty.length === 0 ? "" : script(table, jumpsInto(empty, saved), empty)
+}
+
+const jumpsInto = (chains: ReadonlyArray<string>, saved: SavedTable): Array<SavedRule> =>
+  saved.rules.filter((rule) => chains.some((chain) => isJumpInto(rule, chain)))
+
+const script = (table: IptablesTable, deleted: ReadonlyArray<SavedRule>, chains: ReadonlyArray<string>): string =>
+  [`*${table}`, ...deleted.map((rule) => `-D${rule.line.slice(2)}`), ...chains.map((chain) => `-X ${chain}`), "COMMIT", ""].join("\n")
+
+// ---- running the tools ----
+
+const SEARCH_PATH = [process.env.PATH ?? "", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].filter((p) => p !== "").join(":")
+
+interface Outcome {
+  readonly exitCode: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const failure = (operation: string, reason: BackendErrorReason, message: string, netns?: true): BackendError =>
+  new BackendError({ operation, reason, message: `${operation}: ${message}`, ...(netns ? { netns } : {}) })
+
+/** A tool by name, searched on PATH and the usual sbin directories; Unsupported when missing. */
+const tool = (operation: string, name: string): Effect.Effect<string, BackendError> =>
+  Effect.suspend(() => {
+    const path = Bun.which(name, { PATH: SEARCH_PATH })
+    return path === null
+      ? Effect.fail(failure(operation, "Unsupported", `${name} is not installed (Debian: apt install ${name.startsWith("nsenter") ? "util-linux" : "iptables"})`))
+      : Effect.succeed(path)
+  })
+
+/** The namespace must exist (NotFound with `netns` otherwise, as for every other operation). */
+const requireNetns = (operation: string, path: string): Effect.Effect<void, BackendError> =>
+  path === HOST_NETNS
+    ? Effect.void
+    : Effect.try({
+      try: () => withNetnsFd(path, () => undefined),
+      catch: (error) => {
+        if (!(error instanceof KernelCallFailed)) return failure(operation, "Unknown", String(error))
+        const { reason, message, errno, netns } = error.error
+        return new BackendError({ operation, reason, message, ...(errno ? { errno } : {}), ...(netns ? { netns } : {}) })
+      }
+    })
+
+/** Runs a tool in the namespace, feeding `input` on stdin. */
+const run = (operation: string, netns: string, argv: ReadonlyArray<string>, input?: string): Effect.Effect<Outcome, BackendError> =>
+  Effect.gen(function*() {
+    const binary = yield* tool(operation, argv[0]!)
+    const command = netns === HOST_NETNS
+      ? [binary, ...argv.slice(1)]
+      : [yield* tool(operation, "nsenter"), `--net=${netns}`, "--", binary, ...argv.slice(1)]
+    return yield* Effect.tryPromise({
+      try: async () => {
+        const proc = Bun.spawn(command, {
+          stdin: input === undefined ? "ignore" : Buffer.from(input),
+          stdout: "pipe",
+          stderr: "pipe"
+        })
+        const [stdout, stderr, exitCode] = await Promise.all([
+          new Response(proc.stdout).text(),
+          new Response(proc.stderr).text(),
+          proc.exited
+        ])
+        return { exitCode, stdout, stderr }
+      },
+      catch: (error) => failure(operation, "Unknown", `cannot run ${argv[0]}: ${String(error)}`)
+    })
+  })
+
+/** What a failed iptables tool said, as a reason. */
+export const reasonOf = (text: string): BackendErrorReason => {
+  if (/Table does not exist|insmod|Protocol not supported|Address family not supported|not supported by the kernel/i.test(text)) {
+    return "Unsupported"
+  }
+  if (/xtables lock|Resource temporarily unavailable|Device or resource busy|Directory not empty|Too many links/i.test(text)) return "Busy"
+  if (/Chain already exists|File exists/i.test(text)) return "AlreadyExists"
+  if (/does a matching rule exist|does not exist|No chain\/target\/match by that name|Couldn't load target|Index of insertion too big/i.test(text)) {
+    return "NotFound"
+  }
+  if (/Permission denied|Operation not permitted|must be root/i.test(text)) return "PermissionDenied"
+  return "Invalid"
+}
+
+/** The tool's own words, without its usage hints and warnings. */
+const summary = (text: string): string =>
+  text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("Try `") && !line.startsWith("# Warning"))
+    .join("; ")
+
+const checkOutcome = (operation: string, what: string, outcome: Outcome): Effect.Effect<Outcome, BackendError> => {
+  if (outcome.exitCode === 0) return Effect.succeed(outcome)
+  const text = summary(outcome.stderr) || `exit code ${outcome.exitCode}`
+  if (/^nsenter: /m.test(outcome.stderr)) {
+    const gone = /No such file or directory/.test(outcome.stderr)
+    return Effect.fail(failure(operation, gone ? "NotFound" : "Unknown", text, gone ? true : undefined))
+  }
+  return Effect.fail(failure(operation, reasonOf(text), `${what}: ${text}`))
+}
+
+const tools = (family: IpFamily) =>
+  family === 4 ? { save: "iptables-save", restore: "iptables-restore" } : { save: "ip6tables-save", restore: "ip6tables-restore" }
+
+/** The table as it is now. */
+const save = (operation: string, netns: string, family: IpFamily, table: IptablesTable): Effect.Effect<SavedTable, BackendError> =>
+  Effect.gen(function*() {
+    const argv = [tools(family).save, "-t", table]
+    const outcome = yield* checkOutcome(operation, argv.join(" "), yield* run(operation, netns, argv))
+    return parseSave(outcome.stdout)
+  })
+
+/** One transaction. `-w`: wait for the xtables lock (legacy iptables) instead of failing. */
+const restore = (operation: string, netns: string, family: IpFamily, script: string): Effect.Effect<void, BackendError> =>
+  Effect.gen(function*() {
+    const argv = [tools(family).restore, "--noflush", "-w"]
+    yield* checkOutcome(operation, `${argv.join(" ")} (${script.split("\n").slice(1, -2).join(" / ")})`, yield* run(operation, netns, argv, script))
+  })
+
+/** Failures another writer's change between our save and restore can cause: worth a new save. */
+const RACES: ReadonlySet<BackendErrorReason> = new Set(["NotFound", "AlreadyExists", "Busy"])
+const ATTEMPTS = 4
+
+/** Saves, builds the script from what is there, restores; again from a new save after a race. */
+const transact = (
+  operation: string,
+  netns: string,
+  family: IpFamily,
+  table: IptablesTable,
+  build: (saved: SavedTable) => string
+): Effect.Effect<void, BackendError> =>
+  Effect.gen(function*() {
+    for (let attempt = 1; ; attempt++) {
+      const script = build(yield* save(operation, netns, family, table))
+      if (script === "") return
+      const outcome = yield* Effect.result(restore(operation, netns, family, script))
+      if (outcome._tag === "Success") return
+      if (attempt >= ATTEMPTS || !RACES.has(outcome.failure.reason)) return yield* Effect.fail(outcome.failure)
+      yield* Effect.sleep(`${10 * attempt} millis`)
+    }
+  })
+
+const invalid = (operation: string, problem: string | undefined): Effect.Effect<void, BackendError> =>
+  problem === undefined ? Effect.void : Effect.fail(failure(operation, "Invalid", problem))
+
+/** The iptables operations of the Linux backend. */
+export const addIptablesRules = (netns: string, batch: IptablesBatch): Effect.Effect<void, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "addIptablesRules"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, iptablesBatchProblem(batch))
+    yield* transact(operation, netns, batch.family, batch.table, (saved) => addScript(batch, saved))
+  })
+
+export const deleteIptablesRules = (netns: string, selector: IptablesSelector): Effect.Effect<void, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "deleteIptablesRules"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, iptablesCommentProblem(selector.comment))
+    yield* invalid(operation, IPTABLES_BUILTIN_CHAINS[selector.table] === undefined ? `unknown table '${String(selector.table)}'` : undefined)
+    const touched = new Set<string>()
+    yield* transact(operation, netns, selector.family, selector.table, (saved) => deleteScript(selector, saved, touched))
+    if (touched.size > 0) {
+      yield* transact(operation, netns, selector.family, selector.table, (saved) => emptyChainsScript(selector.table, touched, saved))
+    }
+  })
+
+export const listIptablesRules = (
+  netns: string,
+  where: { readonly family: IpFamily; readonly table: IptablesTable }
+): Effect.Effect<IptablesListing, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "listIptablesRules"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, IPTABLES_BUILTIN_CHAINS[where.table] === undefined ? `unknown table '${String(where.table)}'` : undefined)
+    return listingOf(where.table, yield* save(operation, netns, where.family, where.table))
+  })

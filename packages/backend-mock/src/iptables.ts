@@ -1,0 +1,147 @@
+import {
+  type BackendError,
+  type IpFamily,
+  IPTABLES_BUILTIN_CHAINS,
+  IPTABLES_CHAIN_PREFIX,
+  IPTABLES_JUMP_COMMENT,
+  type IptablesBatch,
+  iptablesBatchProblem,
+  iptablesCommentProblem,
+  type IptablesListedRule,
+  type IptablesListing,
+  type IptablesSelector,
+  type IptablesTable,
+  iptablesTarget,
+  type NetnsPath
+} from "@tscni/backend"
+import { Effect } from "effect"
+import { fail, type IptablesRuleState, type IptablesTableState, type KernelState, type NetnsState, requireNetns } from "./state.ts"
+
+/**
+ * Target extensions a rule may name without a chain of that name existing (the ones
+ * tscni's plugins and their users write); any other `-j X` must be a chain of the table,
+ * as iptables answers "Chain 'X' does not exist" otherwise.
+ */
+const TARGET_EXTENSIONS: ReadonlySet<string> = new Set([
+  "ACCEPT", "DROP", "RETURN", "QUEUE", "NFQUEUE", "REJECT", "LOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT",
+  "MARK", "CONNMARK", "CT", "NOTRACK", "TCPMSS", "TPROXY", "CHECKSUM", "NETMAP"
+])
+
+const tableKey = (family: IpFamily, table: IptablesTable): string => `${family} ${table}`
+
+const isOurs = (chain: string): boolean => chain.startsWith(IPTABLES_CHAIN_PREFIX)
+
+/** The table as it is, or as a first use creates it (built-in chains, empty). */
+const tableOf = (ns: NetnsState, family: IpFamily, table: IptablesTable): IptablesTableState =>
+  ns.iptables.get(tableKey(family, table)) ??
+    { family, table, chains: new Map(IPTABLES_BUILTIN_CHAINS[table].map((chain) => [chain, []])) }
+
+/** Built-in chains in hook order, then user chains by name: iptables-save's order. */
+const chainsInOrder = (table: IptablesTable, state: IptablesTableState): Array<string> => {
+  const builtins: ReadonlyArray<string> = IPTABLES_BUILTIN_CHAINS[table]
+  const users = [...state.chains.keys()].filter((name) => !builtins.includes(name)).sort()
+  return [...builtins, ...users]
+}
+
+const isJumpInto = (rule: IptablesRuleState, chain: string): boolean =>
+  rule.comment === IPTABLES_JUMP_COMMENT && iptablesTarget(rule.args) === chain
+
+const copyTable = (state: IptablesTableState): IptablesTableState => ({
+  family: state.family,
+  table: state.table,
+  chains: new Map([...state.chains].map(([name, rules]) => [name, [...rules]]))
+})
+
+/** tscni's view of one table: its chains and their rules, and the jumps into them. */
+export const listingOf = (ns: NetnsState, family: IpFamily, table: IptablesTable): IptablesListing => {
+  const state = ns.iptables.get(tableKey(family, table))
+  if (state === undefined) return { chains: [], rules: [] }
+  const rules: Array<IptablesListedRule> = []
+  for (const chain of chainsInOrder(table, state)) {
+    for (const rule of state.chains.get(chain) ?? []) {
+      const target = iptablesTarget(rule.args)
+      const listed = isOurs(chain) || (rule.comment === IPTABLES_JUMP_COMMENT && target !== undefined && isOurs(target))
+      if (listed) rules.push({ chain, args: [...rule.args], comment: rule.comment })
+    }
+  }
+  return { chains: [...state.chains.keys()].filter(isOurs).sort(), rules }
+}
+
+/** Every table of a namespace, for snapshots: `[family, table, listing]` in a stable order. */
+export const iptablesTables = (ns: NetnsState): Array<readonly [IpFamily, IptablesTable, IptablesListing]> =>
+  [...ns.iptables.keys()].sort().flatMap((key) => {
+    const state = ns.iptables.get(key)
+    return state === undefined ? [] : [[state.family, state.table, listingOf(ns, state.family, state.table)] as const]
+  })
+
+/**
+ * iptables operations of the mock. A batch is validated and applied to a copy of the
+ * table, which replaces the table only when every rule went in: all or nothing, like one
+ * iptables-restore. Rule arguments are kept as given (iptables would print some of them
+ * normalised); a jump to a chain that does not exist is NotFound, as with iptables.
+ */
+export const iptablesOperations = (state: KernelState) => ({
+  addIptablesRules: (netns: NetnsPath, batch: IptablesBatch): Effect.Effect<void, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "addIptablesRules", netns)
+      const problem = iptablesBatchProblem(batch)
+      if (problem !== undefined) return yield* fail("addIptablesRules", "Invalid", `addIptablesRules: ${problem}`, "EINVAL")
+      const next = copyTable(tableOf(ns, batch.family, batch.table))
+      for (const chain of batch.chains) if (!next.chains.has(chain.name)) next.chains.set(chain.name, [])
+      const inserted = new Map<string, Array<IptablesRuleState>>()
+      for (const rule of batch.rules) {
+        const target = iptablesTarget(rule.args)
+        if (target !== undefined && !TARGET_EXTENSIONS.has(target) && !next.chains.has(target)) {
+          return yield* fail("addIptablesRules", "NotFound", `addIptablesRules: Chain '${target}' does not exist`, "ENOENT")
+        }
+        const entry = { args: [...rule.args], comment: batch.comment }
+        if (rule.position === "insert") inserted.set(rule.chain, [...(inserted.get(rule.chain) ?? []), entry])
+        else next.chains.get(rule.chain)?.push(entry)
+      }
+      for (const [chain, rules] of inserted) next.chains.set(chain, [...rules, ...(next.chains.get(chain) ?? [])])
+      for (const chain of batch.chains) {
+        for (const jump of chain.jumpFrom ?? []) {
+          const from = next.chains.get(jump.chain) ?? []
+          if (from.some((rule) => isJumpInto(rule, chain.name))) continue
+          const entry = { args: [...(jump.match ?? []), "-j", chain.name], comment: IPTABLES_JUMP_COMMENT }
+          next.chains.set(jump.chain, jump.position === "insert" ? [entry, ...from] : [...from, entry])
+        }
+      }
+      ns.iptables.set(tableKey(batch.family, batch.table), next)
+    }),
+
+  deleteIptablesRules: (netns: NetnsPath, selector: IptablesSelector): Effect.Effect<void, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "deleteIptablesRules", netns)
+      const problem = iptablesCommentProblem(selector.comment)
+      if (problem !== undefined) return yield* fail("deleteIptablesRules", "Invalid", `deleteIptablesRules: ${problem}`, "EINVAL")
+      const current = ns.iptables.get(tableKey(selector.family, selector.table))
+      if (current === undefined) return
+      const next = copyTable(current)
+      const emptied: Array<string> = []
+      for (const [chain, rules] of next.chains) {
+        if (!isOurs(chain)) continue
+        const kept = rules.filter((rule) => rule.comment !== selector.comment)
+        if (kept.length === rules.length) continue
+        next.chains.set(chain, kept)
+        if (kept.length === 0) emptied.push(chain)
+      }
+      for (const chain of emptied) {
+        next.chains.delete(chain)
+        for (const [name, rules] of next.chains) next.chains.set(name, rules.filter((rule) => !isJumpInto(rule, chain)))
+      }
+      ns.iptables.set(tableKey(selector.family, selector.table), next)
+    }),
+
+  listIptablesRules: (
+    netns: NetnsPath,
+    where: { readonly family: IpFamily; readonly table: IptablesTable }
+  ): Effect.Effect<IptablesListing, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "listIptablesRules", netns)
+      if (IPTABLES_BUILTIN_CHAINS[where.table] === undefined) {
+        return yield* fail("listIptablesRules", "Invalid", `listIptablesRules: unknown table '${String(where.table)}'`, "EINVAL")
+      }
+      return listingOf(ns, where.family, where.table)
+    })
+})

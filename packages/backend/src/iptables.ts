@@ -1,0 +1,82 @@
+import type { IptablesBatch, IptablesBuiltinChain, IptablesTable } from "./model.ts"
+
+/**
+ * Rules both iptables backends enforce the same way, so an invalid batch is refused as
+ * `Invalid` (changing nothing) on the mock exactly as on the kernel.
+ */
+
+/** Prefix of every chain tscni creates; chains without it are never created or removed. */
+export const IPTABLES_CHAIN_PREFIX = "TSCNI-"
+
+/** The comment on tscni's jumps from built-in chains into its own (owner comments must differ). */
+export const IPTABLES_JUMP_COMMENT = "tscni"
+
+/** The built-in chains of each table tscni uses. */
+export const IPTABLES_BUILTIN_CHAINS: Readonly<Record<IptablesTable, ReadonlyArray<IptablesBuiltinChain>>> = {
+  nat: ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+  filter: ["INPUT", "FORWARD", "OUTPUT"],
+  mangle: ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+}
+
+/** `TSCNI-` and up to 22 more of `[A-Z0-9_-]`: iptables allows 28 characters in a chain name. */
+const CHAIN_NAME = /^TSCNI-[A-Z0-9_-]{1,22}$/
+/** as for nftables: no quotes, spaces or newlines, so a comment cannot break out of a script line */
+const COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
+/** one argument: printable, no quotes, backslashes or newlines (spaces are quoted when written) */
+const ARGUMENT = /^[^"'\\\n\r\0]{1,256}$/
+
+export const isIptablesChainName = (name: string): boolean => CHAIN_NAME.test(name)
+
+/** Why an owner comment cannot be used, or undefined. */
+export const iptablesCommentProblem = (comment: string): string | undefined =>
+  !COMMENT.test(comment)
+    ? `bad comment '${comment}' (1-120 of [A-Za-z0-9_.:/=-])`
+    : comment === IPTABLES_JUMP_COMMENT
+    ? `'${IPTABLES_JUMP_COMMENT}' is the comment of tscni's jumps, not an owner`
+    : undefined
+
+const argumentsProblem = (args: ReadonlyArray<string>, what: string): string | undefined => {
+  const bad = args.find((arg) => !ARGUMENT.test(arg) || arg.trim() === "")
+  if (bad !== undefined) return `${what}: bad argument ${JSON.stringify(bad)}`
+  if (args.includes("--comment")) return `${what}: the comment is the batch's, not an argument`
+  return undefined
+}
+
+/** Why the batch would be refused as a whole, or undefined. */
+export const iptablesBatchProblem = (batch: IptablesBatch): string | undefined => {
+  if (batch.family !== 4 && batch.family !== 6) return `bad family ${String(batch.family)}`
+  const builtins = IPTABLES_BUILTIN_CHAINS[batch.table]
+  if (builtins === undefined) return `unknown table '${String(batch.table)}'`
+  const comment = iptablesCommentProblem(batch.comment)
+  if (comment !== undefined) return comment
+  const declared = new Set<string>()
+  for (const chain of batch.chains) {
+    if (!isIptablesChainName(chain.name)) return `bad chain name '${chain.name}' (TSCNI- and up to 22 of [A-Z0-9_-])`
+    if (declared.has(chain.name)) return `chain ${chain.name} declared twice`
+    declared.add(chain.name)
+    const from = new Set<string>()
+    for (const jump of chain.jumpFrom ?? []) {
+      if (!builtins.includes(jump.chain)) return `the ${batch.table} table has no built-in chain ${jump.chain}`
+      if (from.has(jump.chain)) return `two jumps from ${jump.chain} into ${chain.name}`
+      from.add(jump.chain)
+      const problem = argumentsProblem(jump.match ?? [], `jump into ${chain.name}`)
+      if (problem !== undefined) return problem
+    }
+  }
+  if (batch.rules.length === 0) return "a batch needs at least one rule"
+  for (const rule of batch.rules) {
+    if (!declared.has(rule.chain)) return `rule in chain '${rule.chain}', which the batch does not declare`
+    if (rule.args.length === 0) return `an empty rule in ${rule.chain}`
+    const problem = argumentsProblem(rule.args, `rule in ${rule.chain}`)
+    if (problem !== undefined) return problem
+  }
+  return undefined
+}
+
+/** The chain a rule jumps (`-j`) or goes (`-g`) to, or its target extension (`MASQUERADE`). */
+export const iptablesTarget = (args: ReadonlyArray<string>): string | undefined => {
+  for (let i = args.length - 2; i >= 0; i--) {
+    if (args[i] === "-j" || args[i] === "--jump" || args[i] === "-g" || args[i] === "--goto") return args[i + 1]
+  }
+  return undefined
+}
