@@ -360,6 +360,28 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
   }, 60_000)
 })
 
+describe("bridge from the multicall binary", () => {
+  test("host-local, being the same executable, runs in-process with the same store on disk", () => {
+    const h = host()
+    const p = freshNetns()
+    const dir = `${h.dir}/bin`
+    Bun.spawnSync(["mkdir", "-p", dir])
+    Bun.spawnSync(["cp", binary("tscni"), `${dir}/tscni`])
+    for (const name of ["bridge", "host-local"]) Bun.spawnSync(["ln", "-s", "tscni", `${dir}/${name}`])
+    const before = observe(h.name)
+    const add = execIn(h, `${dir}/bridge`, env("ADD", "it-mc", p.path, dir), JSON.stringify(conf(h)))
+    expect([add.exitCode, add.stderr]).toEqual([0, ""])
+    expect((add.json!.ips as Array<Json>)[0]!.address).toBe("10.123.0.2/24")
+    const stored = Bun.spawnSync(["cat", `${h.dir}/itnet/10.123.0.2`]).stdout.toString()
+    expect(stored.split(/\r?\n/)).toEqual(["it-mc", "eth0"])
+    const del = execIn(h, `${dir}/bridge`, env("DEL", "it-mc", p.path, dir), JSON.stringify(conf(h, { prevResult: add.json })))
+    expect(del.exitCode).toBe(0)
+    expect(Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))).toEqual([])
+    expect(observe(h.name)).toBe(before)
+    p.remove()
+  })
+})
+
 describe("mixed chains with the reference plugins (Debian containernetworking-plugins)", () => {
   test("our bridge with the reference host-local", () => {
     const h = host()

@@ -149,7 +149,10 @@ const readStdin: Effect.Effect<string, CniError> = Effect.tryPromise({
  */
 export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer<R, LE>): Promise<void> => {
   const env = process.env
-  const program = handleInvocation(plugin, { env, stdin: readStdin }).pipe(
+  // performance.now() counts from process start: how much of a call is loading code
+  const loadedAt = performance.now()
+  const program = Effect.logDebug(`${plugin.name}: code loaded ${loadedAt.toFixed(1)} ms after process start`).pipe(
+    Effect.andThen(handleInvocation(plugin, { env, stdin: readStdin })),
     Effect.provide(Layer.mergeAll(layer, loggingLayer(env)))
   )
   const fiber = Effect.runFork(program)

@@ -5,6 +5,7 @@ import * as BunChildProcessSpawner from "@effect/platform-bun/BunChildProcessSpa
 import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
 import * as BunPath from "@effect/platform-bun/BunPath"
 import { type CniError, invalidConfig, ioFailure } from "@tscni/spec"
+import { type InProcessPlugin, withInProcess } from "./inProcess.ts"
 
 /** One plugin invocation: the binary, the verb, the CNI_* environment and the stdin JSON. */
 export interface ExecRequest {
@@ -126,4 +127,10 @@ export class PluginExec extends Context.Service<PluginExec, PluginExecShape>()("
   static readonly layer: Layer.Layer<PluginExec> = Layer.effect(PluginExec)(makeReal).pipe(
     Layer.provide(BunChildProcessSpawner.layer.pipe(Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))))
   )
+
+  /** Real processes, except tscni's own plugins found as this very executable: see withInProcess. */
+  static readonly layerWithInProcess = (plugins: Readonly<Record<string, InProcessPlugin>>): Layer.Layer<PluginExec> =>
+    Layer.effect(PluginExec)(Effect.map(makeReal, (real) => withInProcess(real, plugins))).pipe(
+      Layer.provide(BunChildProcessSpawner.layer.pipe(Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))))
+    )
 }

@@ -13,5 +13,6 @@ export * from "./addIptablesRules.ts"
 export * from "./setLinkOptions.ts"
 export * from "./removeAddress.ts"
 export * from "./PluginExec.ts"
+export * from "./inProcess.ts"
 // Test helpers (faultSweep, fakes) are imported from "@tscni/steps/testing/…" so that
 // they, and the mock kernel they use, never end up in a plugin binary.
