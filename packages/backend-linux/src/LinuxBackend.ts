@@ -232,9 +232,9 @@ export const makeLinuxBackend = (): BackendShape => ({
     kernelCall("deleteAddress", () => address.deleteAddress(socketOf(ns), findLink(ns, linkName), cidr)),
 
   listRoutes: (ns) => kernelCall("listRoutes", () => route.listRoutes(socketOf(ns), link.listLinks(socketOf(ns), ns))),
-  addRoute: (ns, entry) =>
+  addRoute: (ns, entry, options) =>
     kernelCall("addRoute", () =>
-      route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined)
+      route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined, options?.append === true)
     ),
   deleteRoute: (ns, entry) =>
     kernelCall("deleteRoute", () =>

@@ -132,6 +132,32 @@ describe("LinuxBackend seen by iproute2 / tc / nft", () => {
     expect(await run(backend.deleteConntrack(ns.path, { family: 4, protocol: "tcp", dstPort: 5354 }))).toBe(0)
   })
 
+  test("append: a second default route through another link coexists (IPv6 as multipath), each listed and deleted alone", async () => {
+    const ns = await fresh()
+    for (const [name, v4, v6] of [["ap0", "10.31.0.2/24", "fd31::2/64"], ["ap1", "10.32.0.2/24", "fd32::2/64"]] as const) {
+      await run(backend.createVeth({ netns: ns.path, name, peerNetns: ns.path, peerName: `${name}p` }))
+      await run(backend.setLink(ns.path, name, { up: true }))
+      await run(backend.setLink(ns.path, `${name}p`, { up: true }))
+      await run(backend.addAddress(ns.path, name, v4))
+      await run(backend.addAddress(ns.path, name, v6, { noDad: true }))
+    }
+    await run(backend.addRoute(ns.path, { dst: "0.0.0.0/0", gateway: "10.31.0.1", link: "ap0" }, { append: true }))
+    await run(backend.addRoute(ns.path, { dst: "0.0.0.0/0", gateway: "10.32.0.1", link: "ap1" }, { append: true }))
+    await run(backend.addRoute(ns.path, { dst: "::/0", gateway: "fd31::1", link: "ap0" }, { append: true }))
+    await run(backend.addRoute(ns.path, { dst: "::/0", gateway: "fd32::1", link: "ap1" }, { append: true }))
+    const identical = await Effect.runPromise(Effect.flip(backend.addRoute(ns.path, { dst: "0.0.0.0/0", gateway: "10.31.0.1", link: "ap0" }, { append: true })))
+    expect(identical.reason).toBe("AlreadyExists")
+    const defaults = (await run(backend.listRoutes(ns.path))).filter((r) => r.dst === "0.0.0.0/0" || r.dst === "::/0")
+    expect(defaults.map((r) => `${r.gateway} ${r.link}`).sort()).toEqual(["10.31.0.1 ap0", "10.32.0.1 ap1", "fd31::1 ap0", "fd32::1 ap1"])
+    // iproute2 agrees
+    const v6 = ipj(ns.name, "-6", "route", "show", "default")
+    expect(JSON.stringify(v6)).toContain("fd32::1")
+    await run(backend.deleteRoute(ns.path, { dst: "0.0.0.0/0", gateway: "10.31.0.1", link: "ap0" }))
+    await run(backend.deleteRoute(ns.path, { dst: "::/0", gateway: "fd31::1", link: "ap0" }))
+    const left = (await run(backend.listRoutes(ns.path))).filter((r) => r.dst === "0.0.0.0/0" || r.dst === "::/0")
+    expect(left.map((r) => `${r.gateway} ${r.link}`).sort()).toEqual(["10.32.0.1 ap1", "fd32::1 ap1"])
+  })
+
   test("sysctls are per namespace and return the previous value", async () => {
     const ns = await fresh()
     const previous = await run(backend.writeSysctl(ns.path, "net.ipv4.ip_forward", "1"))

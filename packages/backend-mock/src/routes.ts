@@ -149,7 +149,7 @@ export const routeOperations = (state: KernelState) => ({
   listRoutes: (netns: NetnsPath): Effect.Effect<ReadonlyArray<Route>, BackendError> =>
     Effect.map(requireNetns(state, "listRoutes", netns), (ns) => routesInOrder(ns).map((r) => toRoute(ns, r))),
 
-  addRoute: (netns: NetnsPath, route: Route): Effect.Effect<void, BackendError> =>
+  addRoute: (netns: NetnsPath, route: Route, options?: { readonly append?: boolean }): Effect.Effect<void, BackendError> =>
     Effect.gen(function* () {
       const op = "addRoute"
       const ns = yield* requireNetns(state, op, netns)
@@ -178,8 +178,15 @@ export const routeOperations = (state: KernelState) => ({
         return yield* fail(op, "Invalid", `route to ${route.dst} names neither a gateway nor a link`, "EINVAL")
       }
       const priority = route.priority ?? defaultPriority(family)
+      // append (NLM_F_APPEND) only refuses an identical nexthop; without it any route to
+      // the same destination, table and metric is a clash (NLM_F_EXCL)
+      const sameNexthop = (r: (typeof ns.routes)[number]) =>
+        r.linkIndex === linkIndex &&
+        (r.gateway === undefined ? gateway === undefined : gateway !== undefined && sameIp(r.gateway, gateway))
       const clash = ns.routes.some(
-        (r) => r.table === table && r.priority === priority && r.dst.prefix === dst.prefix && sameIp(r.dst.ip, dst.ip)
+        (r) =>
+          r.table === table && r.priority === priority && r.dst.prefix === dst.prefix && sameIp(r.dst.ip, dst.ip) &&
+          (options?.append !== true || sameNexthop(r))
       )
       if (clash) {
         const message = `a route to ${formatCidr(dst)} with metric ${priority} exists`

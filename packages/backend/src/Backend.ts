@@ -80,7 +80,12 @@ export interface BackendShape {
 
   // routes (main table unless the route says otherwise)
   readonly listRoutes: (netns: NetnsPath) => Op<ReadonlyArray<Route>>
-  readonly addRoute: (netns: NetnsPath, route: Route) => Op<void>
+  /**
+   * `append`: a route to the same destination through another gateway or link may exist
+   * already (a pod on two networks has two default routes; IPv6 makes them multipath, as
+   * the reference plugins' RouteAddEcmp does). An identical route is still AlreadyExists.
+   */
+  readonly addRoute: (netns: NetnsPath, route: Route, options?: { readonly append?: boolean }) => Op<void>
   readonly deleteRoute: (netns: NetnsPath, route: Route) => Op<void>
 
   // sysctls, by dotted key (`net.ipv4.ip_forward`)

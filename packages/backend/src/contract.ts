@@ -498,6 +498,33 @@ export const runBackendContract = (
           expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.2.0/24", link: "ct-d8" })).toBe(true)
         }))
 
+      it("append lets routes to one destination through different links coexist; an identical one is refused", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          for (const [name, v4, v6] of [["ct-ap0", "10.31.0.2/24", "fd31::2/64"], ["ct-ap1", "10.32.0.2/24", "fd32::2/64"]] as const) {
+            yield* backend.createVeth({ netns: a, name, peerNetns: a, peerName: `${name}p` })
+            yield* backend.setLink(a, name, { up: true })
+            yield* backend.setLink(a, `${name}p`, { up: true })
+            yield* backend.addAddress(a, name, v4)
+            yield* backend.addAddress(a, name, v6, { noDad: true })
+          }
+          for (const [dst, gateway, link] of [
+            ["0.0.0.0/0", "10.31.0.1", "ct-ap0"],
+            ["0.0.0.0/0", "10.32.0.1", "ct-ap1"],
+            ["::/0", "fd31::1", "ct-ap0"],
+            ["::/0", "fd32::1", "ct-ap1"]
+          ] as const) {
+            yield* backend.addRoute(a, { dst, gateway, link }, { append: true })
+          }
+          yield* expectReason(backend.addRoute(a, { dst: "0.0.0.0/0", gateway: "10.31.0.1", link: "ct-ap0" }, { append: true }), "AlreadyExists")
+          yield* expectReason(backend.addRoute(a, { dst: "0.0.0.0/0", gateway: "10.31.0.1", link: "ct-ap0" }), "AlreadyExists")
+          const defaults = (yield* backend.listRoutes(a)).filter((r) => r.dst === "0.0.0.0/0" || r.dst === "::/0")
+          expect(defaults.map((r) => `${r.gateway} ${r.link}`).sort()).toEqual(["10.31.0.1 ct-ap0", "10.32.0.1 ct-ap1", "fd31::1 ct-ap0", "fd32::1 ct-ap1"])
+          yield* backend.deleteRoute(a, { dst: "0.0.0.0/0", gateway: "10.31.0.1", link: "ct-ap0" })
+          const left = (yield* backend.listRoutes(a)).filter((r) => r.dst === "0.0.0.0/0")
+          expect(left.map((r) => r.gateway)).toEqual(["10.32.0.1"])
+        }))
+
       it("a route via an unreachable gateway fails; a reachable one works once", (backend) =>
         Effect.gen(function* () {
           const a = yield* netns

@@ -34,7 +34,9 @@ export const addRoute = makeStep<AddRouteInput, AddRouteHandle, BackendError, Ba
   apply: (input) =>
     Effect.gen(function*() {
       const backend = yield* Backend
-      yield* backend.addRoute(input.netns, input.route)
+      // appended, as the reference plugins do: a pod on two networks has a default route on
+      // each (IPv6 makes them multipath); only an identical route is refused
+      yield* backend.addRoute(input.netns, input.route, { append: true })
       return { netns: input.netns, route: input.route }
     }),
   undo: (handle) =>

@@ -14,5 +14,6 @@ export * from "./setLinkOptions.ts"
 export * from "./removeAddress.ts"
 export * from "./PluginExec.ts"
 export * from "./inProcess.ts"
+export * from "./attachment.ts"
 // Test helpers (faultSweep, fakes) are imported from "@tscni/steps/testing/…" so that
 // they, and the mock kernel they use, never end up in a plugin binary.

@@ -1,7 +1,7 @@
 import type { LinkInfo, Route, RouteProtocol, RouteScope } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import { formatIp, fromBytes, networkOf, parseCidr, parseIp, toBytes } from "@tscni/ip"
-import { attrU32, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
+import { attrU32, AttributeWriter, decodeAttributes, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
 export const RTM_NEWROUTE = 24
@@ -14,7 +14,9 @@ const RTA_GATEWAY = 5
 const RTA_PRIORITY = 6
 const RTA_PREFSRC = 7
 const RTA_METRICS = 8
+const RTA_MULTIPATH = 9
 const RTA_TABLE = 15
+const RTNEXTHOP_LENGTH = 8
 const RTAX_MTU = 2
 const RTAX_ADVMSS = 8
 
@@ -35,6 +37,21 @@ const scopeName = (value: number): RouteScope | undefined =>
 /** rtm_protocol as the Backend names it; boot (the default) is left out by the listing. */
 const protocolName = (value: number): RouteProtocol =>
   value === RTPROT_KERNEL ? "kernel" : value === RTPROT_BOOT ? "boot" : value === RTPROT_STATIC ? "static" : value
+
+/** The nexthops of RTA_MULTIPATH: struct rtnexthop (len, flags, hops, ifindex) + attributes each. */
+const decodeNexthops = (data: Uint8Array): Array<{ oif: number | undefined; gateway: Uint8Array | undefined }> => {
+  const nexthops: Array<{ oif: number | undefined; gateway: Uint8Array | undefined }> = []
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  let offset = 0
+  while (offset + RTNEXTHOP_LENGTH <= data.byteLength) {
+    const length = view.getUint16(offset, true)
+    if (length < RTNEXTHOP_LENGTH || offset + length > data.byteLength) break
+    const attributes = decodeAttributes(data.subarray(offset + RTNEXTHOP_LENGTH, offset + length))
+    nexthops.push({ oif: view.getInt32(offset + 4, true), gateway: attributes.get(RTA_GATEWAY) })
+    offset += (length + 3) & ~3
+  }
+  return nexthops
+}
 
 /** struct rtmsg */
 const rtmsg = (family: number, dstLength: number, table: number, scope: number, type: number): Uint8Array => {
@@ -67,7 +84,7 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
     const table = attrU32(attributes, RTA_TABLE) ?? view.getUint8(4)
     if (table === RT_TABLE_LOCAL) continue
     const dstBytes = attributes.get(RTA_DST) ?? new Uint8Array(family === 4 ? 4 : 16)
-    const gateway = attributes.get(RTA_GATEWAY)
+    const firstGateway = attributes.get(RTA_GATEWAY)
     const oif = attrU32(attributes, RTA_OIF)
     const priority = attrU32(attributes, RTA_PRIORITY)
     const src = attributes.get(RTA_PREFSRC)
@@ -77,19 +94,25 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
     const metricAttributes = metrics ? decodeAttributes(metrics) : undefined
     const mtu = metricAttributes ? attrU32(metricAttributes, RTAX_MTU) : undefined
     const advmss = metricAttributes ? attrU32(metricAttributes, RTAX_ADVMSS) : undefined
-    const link = oif !== undefined ? names.get(oif) : undefined
-    routes.push({
-      dst: `${formatIp(fromBytes(family, dstBytes))}/${view.getUint8(1)}`,
-      ...(gateway ? { gateway: formatIp(fromBytes(family, gateway)) } : {}),
-      ...(link !== undefined ? { link } : {}),
-      ...(scope !== undefined && scope !== "universe" ? { scope } : {}),
-      ...(priority !== undefined && priority !== 0 ? { priority } : {}),
-      ...(table !== RT_TABLE_MAIN ? { table } : {}),
-      ...(mtu !== undefined ? { mtu } : {}),
-      ...(advmss !== undefined ? { advmss } : {}),
-      ...(src ? { src: formatIp(fromBytes(family, src)) } : {}),
-      ...(protocol !== "boot" ? { protocol } : {})
-    })
+    // a multipath route (IPv6 routes appended through another gateway) is one route per nexthop
+    const multipath = attributes.get(RTA_MULTIPATH)
+    const nexthops = multipath ? decodeNexthops(multipath) : [{ oif, gateway: firstGateway }]
+    for (const nexthop of nexthops) {
+      const link = nexthop.oif !== undefined ? names.get(nexthop.oif) : undefined
+      const gateway = nexthop.gateway
+      routes.push({
+        dst: `${formatIp(fromBytes(family, dstBytes))}/${view.getUint8(1)}`,
+        ...(gateway ? { gateway: formatIp(fromBytes(family, gateway)) } : {}),
+        ...(link !== undefined ? { link } : {}),
+        ...(scope !== undefined && scope !== "universe" ? { scope } : {}),
+        ...(priority !== undefined && priority !== 0 ? { priority } : {}),
+        ...(table !== RT_TABLE_MAIN ? { table } : {}),
+        ...(mtu !== undefined ? { mtu } : {}),
+        ...(advmss !== undefined ? { advmss } : {}),
+        ...(src ? { src: formatIp(fromBytes(family, src)) } : {}),
+        ...(protocol !== "boot" ? { protocol } : {})
+      })
+    }
   }
   return routes
 }
@@ -133,9 +156,10 @@ const routeRequest = (operation: string, route: Route, linkIndex: number | undef
 const describe = (route: Route): string =>
   [route.dst, route.gateway && `via ${route.gateway}`, route.link && `dev ${route.link}`].filter(Boolean).join(" ")
 
-export const addRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined): void => {
+export const addRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined, append = false): void => {
   const { header, attributes } = routeRequest("addRoute", route, linkIndex)
-  socket.request("addRoute", RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, header, attributes, describe(route))
+  const flags = NLM_F_CREATE | (append ? NLM_F_APPEND : NLM_F_EXCL)
+  socket.request("addRoute", RTM_NEWROUTE, flags, header, attributes, describe(route))
 }
 
 export const deleteRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined): void => {

@@ -1,12 +1,10 @@
 /**
- * Names derived from the attachment (container ID + interface name), so DEL and GC find
- * what ADD made without the pod's namespace and without memory of ADD.
+ * The bridge plugin's names, derived from the attachment (see @tscni/steps attachment.ts)
+ * so DEL and GC find what ADD made without the pod's namespace and without memory of ADD.
  */
+import { aliasPrefix, attachmentAlias, attachmentKey, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
-const sha256 = (text: string): string => new Bun.CryptoHasher("sha256").update(text).digest("hex")
-
-/** The attachment's stable key: 12 hex digits of sha256(containerID/ifname). */
-export const attachmentKey = (containerId: string, ifname: string): string => sha256(`${containerId}/${ifname}`).slice(0, 12)
+export { attachmentKey }
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, the kernel's limit). */
 export const hostVethName = (containerId: string, ifname: string): string =>
@@ -21,17 +19,16 @@ export const BRIDGE_MASQ_CHAIN = "TSCNI-BR-MASQ"
 /** tscni's nftables table (family bridge) for the MAC spoof check. */
 export const MACSPOOF_TABLE = "tscni-macspoof"
 
-/**
- * The owner comment on a pod's rules: `br:<network hash>:<attachment key>`. The network part
- * lets one network's GC leave other networks' rules alone.
- */
-export const networkTag = (network: string): string => `br:${sha256(network).slice(0, 8)}`
+/** The owner comment on a pod's rules: `br:<network hash>:<attachment key>`. */
+export const networkTag = (network: string): string => tagOf("br", network)
 export const ruleOwner = (network: string, containerId: string, ifname: string): string =>
-  `${networkTag(network)}:${attachmentKey(containerId, ifname)}`
+  ownerOf("br", network, containerId, ifname)
 
 /** Alias tscni puts on a bridge it created, so the last DEL may remove it (and only such a bridge). */
-export const bridgeAlias = (network: string): string => `tscni:${network}`
+export const bridgeAlias = (network: string): string => aliasPrefix(network).slice(0, -1)
 
 /** Alias on a pod's host veth, naming its attachment, so GC can tell which pod it serves. */
-export const vethAlias = (network: string, containerId: string, ifname: string): string =>
-  `tscni:${network}/${containerId}/${ifname}`
+export const vethAlias = attachmentAlias
+
+/** What every host veth alias of this network starts with. */
+export const vethAliasPrefix = aliasPrefix

@@ -5,7 +5,7 @@ import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type Result, validAttachments } from "@tscni/spec"
 import { delegateIpam, type PluginExec } from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
-import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner } from "./names.ts"
+import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
 import { type BridgeInput, bridgePipeline } from "./pipeline.ts"
 import { masqueradeIptablesBatches, planAddresses } from "./plan.ts"
 
@@ -200,14 +200,16 @@ const checkMac = (request: PluginRequest) =>
 /** GC: host veths and masquerade rules of this network whose attachment the runtime no longer knows. */
 const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
   Effect.gen(function*() {
-    const valid = validAttachments(request.conf) ?? []
+    // Without the runtime's list nothing can be judged stale: remove nothing.
+    const valid = validAttachments(request.conf)
+    if (valid === undefined) return
     const validKeys = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)))
     const validVeths = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
     const backend = yield* Backend
     const bridge = yield* backend.getLink(HOST_NETNS, settings.bridge).pipe(Effect.orElseSucceed(() => undefined))
     if (bridge !== undefined) {
       for (const link of yield* backend.listLinks(HOST_NETNS)) {
-        const ours = link.master === bridge.index && link.kind === "veth" && link.alias?.startsWith(`tscni:${settings.network}/`) === true
+        const ours = link.master === bridge.index && link.kind === "veth" && link.alias?.startsWith(vethAliasPrefix(settings.network)) === true
         if (ours && !validVeths.has(link.name)) yield* backend.deleteLink(HOST_NETNS, link.name).pipe(Effect.ignore)
       }
     }

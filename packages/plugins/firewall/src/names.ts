@@ -3,10 +3,9 @@
  * the attachment, so DEL and GC find a pod's rules without prevResult and without ADD's memory.
  */
 
-const sha256 = (text: string): string => new Bun.CryptoHasher("sha256").update(text).digest("hex")
+import { attachmentKey, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
-/** The attachment's stable key: 12 hex digits of sha256(containerID/ifname). */
-export const attachmentKey = (containerId: string, ifname: string): string => sha256(`${containerId}/${ifname}`).slice(0, 12)
+export { attachmentKey }
 
 /** tscni's own nftables table (family inet: one rule set for IPv4 and IPv6). */
 export const FIREWALL_TABLE = "tscni-firewall"
@@ -22,8 +21,8 @@ export const FORWARD_CHAIN = "forward"
 export const ISOLATION_CHAIN = "isolation"
 
 /** `fw:<network hash>`: one network's GC leaves other networks' rules alone. */
-export const networkTag = (network: string): string => `fw:${sha256(network).slice(0, 8)}`
+export const networkTag = (network: string): string => tagOf("fw", network)
 
 /** The owner comment on a pod's rules: `fw:<network hash>:<attachment key>`. */
 export const ruleOwner = (network: string, containerId: string, ifname: string): string =>
-  `${networkTag(network)}:${attachmentKey(containerId, ifname)}`
+  ownerOf("fw", network, containerId, ifname)

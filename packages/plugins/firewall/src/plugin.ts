@@ -32,7 +32,10 @@ const findBridge = (prev: Result) =>
 /** GC: rules of this network whose attachment the runtime no longer knows. */
 const collectGarbage = (request: PluginRequest, settings: FirewallSettings) =>
   Effect.gen(function*() {
-    const valid = new Set((validAttachments(request.conf) ?? []).map((a) => attachmentKey(a.containerID, a.ifname)))
+    const attachments = validAttachments(request.conf)
+    // Without the runtime's list nothing can be judged stale: remove nothing.
+    if (attachments === undefined) return
+    const valid = new Set(attachments.map((a) => attachmentKey(a.containerID, a.ifname)))
     const backend = yield* Backend
     const prefix = `${networkTag(settings.network)}:`
     const owners = new Set(

@@ -88,7 +88,10 @@ const removeTempFiles = (path: string) =>
 /** GC: state files of attachments the runtime no longer knows (and stray temp files) go. */
 const collectGarbage = (request: PluginRequest, settings: TuningSettings) =>
   Effect.gen(function*() {
-    const valid = new Set((validAttachments(request.conf) ?? []).map((a) => `${a.containerID}/${a.ifname}`))
+    const attachments = validAttachments(request.conf)
+    // Without the runtime's list nothing can be judged stale: remove nothing.
+    if (attachments === undefined) return
+    const valid = new Set(attachments.map((a) => `${a.containerID}/${a.ifname}`))
     const dir = networkDir(settings.dataDir, settings.network)
     for (const name of yield* listStateFiles(dir)) {
       const path = join(dir, name)

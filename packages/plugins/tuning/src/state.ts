@@ -1,13 +1,13 @@
 /**
  * The per-attachment state file: what ADD is about to change and the values it replaces,
  * so DEL (a new process, without ADD's memory) can put them back. One JSON file per
- * attachment, `<dataDir>/<network>/<containerID>-<ifname>.json`, written atomically.
+ * attachment, `<dataDir>/<network>/<attachment key>.json` (12 hex digits of sha256(containerID/ifname)), written atomically.
  */
 import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit, Schema } from "effect"
 import { type CniError, ioFailure } from "@tscni/spec"
-import { SetLinkOptionsHandle, SetSysctlHandle } from "@tscni/steps"
+import { attachmentKey, SetLinkOptionsHandle, SetSysctlHandle } from "@tscni/steps"
 
 /**
  * The handles DEL undoes, encoded with the steps' own handle schemas: the value each
@@ -39,9 +39,12 @@ const fsCall = <A>(what: string, path: string, run: () => A): Effect.Effect<A, C
 /** The network's directory under the data directory. */
 export const networkDir = (dataDir: string, network: string): string => join(dataDir, network)
 
-/** The attachment's state file. */
+/**
+ * The attachment's state file, named by the attachment key: `<containerID>-<ifname>` would
+ * let container `a-b` with `c` and container `a` with `b-c` share one file.
+ */
 export const statePath = (dataDir: string, network: string, containerId: string, ifname: string): string =>
-  join(networkDir(dataDir, network), `${containerId}-${ifname}.json`)
+  join(networkDir(dataDir, network), `${attachmentKey(containerId, ifname)}.json`)
 
 let tempCounter = 0
 

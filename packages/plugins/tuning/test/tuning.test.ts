@@ -1,3 +1,4 @@
+import { attachmentKey } from "@tscni/steps"
 import { afterAll, describe, expect, test } from "bun:test"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -99,7 +100,7 @@ describe("tuning ADD and DEL on the mock kernel", () => {
       expect(mock.diff(before, mock.snapshot()).every((line) => line.includes(ns) || line.includes("eth0"))).toBe(true)
 
       const file = statePath(options.dataDir, NETWORK, "c1", "eth0")
-      expect(file).toBe(join(options.dataDir, NETWORK, "c1-eth0.json"))
+      expect(file).toBe(join(options.dataDir, NETWORK, `${attachmentKey("c1", "eth0")}.json`))
       const state = JSON.parse(readFileSync(file, "utf8")) as Json
       expect(state).toMatchObject({ containerId: "c1", ifname: "eth0", netns: ns })
       expect(state.handles.sysctls).toContainEqual(expect.objectContaining({ key: "net.ipv4.conf.eth0.arp_notify", previous: "0" }))
@@ -305,11 +306,11 @@ describe("tuning ADD and DEL on the mock kernel", () => {
       const dir = join(options.dataDir, NETWORK)
       yield* Effect.sync(() => {
         mkdirSync(dir, { recursive: true })
-        writeFileSync(join(dir, "c1-eth0.json.123.0.tmp"), "{")
-        writeFileSync(join(dir, "c11-eth0.json.123.1.tmp"), "{")
+        writeFileSync(join(dir, `${attachmentKey("c1", "eth0")}.json.123.0.tmp`), "{")
+        writeFileSync(join(dir, `${attachmentKey("c11", "eth0")}.json.123.1.tmp`), "{")
       })
       expect((yield* invoke(options, env("DEL", ns), CONF)).exitCode).toBe(0)
-      expect(stateFiles(options)).toEqual(["c11-eth0.json.123.1.tmp"])
+      expect(stateFiles(options)).toEqual([`${attachmentKey("c11", "eth0")}.json.123.1.tmp`])
     }))
   })
 
@@ -368,15 +369,15 @@ describe("tuning CHECK, GC, STATUS and versions on the mock kernel", () => {
       }
       const dir = join(options.dataDir, NETWORK)
       writeFileSync(join(dir, "junk.json"), "[]")
-      writeFileSync(join(dir, "c9-eth0.json.1.0.tmp"), "{")
-      expect(stateFiles(options).sort()).toEqual(["c1-eth0.json", "c2-eth0.json", "c3-eth0.json", "c9-eth0.json.1.0.tmp", "junk.json"])
+      writeFileSync(join(dir, `${attachmentKey("c9", "eth0")}.json.1.0.tmp`), "{")
+      expect(stateFiles(options).sort()).toEqual([`${attachmentKey("c1", "eth0")}.json`, `${attachmentKey("c2", "eth0")}.json`, `${attachmentKey("c3", "eth0")}.json`, `${attachmentKey("c9", "eth0")}.json.1.0.tmp`, "junk.json"].sort())
       const gc = yield* invoke(options, { CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" }, {
         ...CONF,
         cniVersion: "1.1.0",
         "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }, { containerID: "c3", ifname: "net1" }]
       })
       expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
-      expect(stateFiles(options)).toEqual(["c2-eth0.json"])
+      expect(stateFiles(options)).toEqual([`${attachmentKey("c2", "eth0")}.json`])
     }))
   })
 
