@@ -135,5 +135,6 @@ export const bandwidthPlugin: PluginDefinition<Backend> = {
       yield* Pipeline.undo(bandwidthPipeline, yield* handlesForDel(request, settings))
     }),
   gc: (request) => collectGarbage(request),
-  status: () => Effect.void
+  // ready when the config would be accepted (there is nothing else to be ready for)
+  status: (request) => Effect.asVoid(bandwidthSettings(request))
 }

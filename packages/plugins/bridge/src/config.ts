@@ -1,17 +1,6 @@
 import { Effect, Schema } from "effect"
 import { type CniError, decodePluginKeys, invalidConfig, unsupportedField } from "@tscni/spec"
-import type { PluginRequest } from "@tscni/skel"
-
-const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/
-
-const Mac = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((mac: string) => MAC.test(mac) || "not a MAC address (xx:xx:xx:xx:xx:xx)")),
-  Schema.check(
-    Schema.makeFilter((mac: string) =>
-      (Number.parseInt(mac.slice(0, 2), 16) & 1) === 0 || "a multicast MAC cannot be an interface address"
-    )
-  )
-)
+import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
 
 const InterfaceName = Schema.String.pipe(
   Schema.check(Schema.makeFilter((name: string) => /^[^/:\s]{1,15}$/.test(name) || "not an interface name (1-15 characters, no '/', ':' or spaces)"))
@@ -40,8 +29,8 @@ const BridgeKeys = Schema.Struct({
   enabledad: Schema.optionalKey(Schema.Boolean),
   disableContainerInterface: Schema.optionalKey(Schema.Boolean),
   portIsolation: Schema.optionalKey(Schema.Boolean),
-  args: Schema.optionalKey(Schema.Struct({ cni: Schema.optionalKey(Schema.Struct({ mac: Schema.optionalKey(Mac) })) })),
-  runtimeConfig: Schema.optionalKey(Schema.Struct({ mac: Schema.optionalKey(Mac) }))
+  args: Schema.optionalKey(Schema.Struct({ cni: Schema.optionalKey(Schema.Struct({ mac: Schema.optionalKey(InterfaceMac) })) })),
+  runtimeConfig: Schema.optionalKey(Schema.Struct({ mac: Schema.optionalKey(InterfaceMac) }))
 })
 
 /** Everything the bridge plugin decided from its config and request, before any side effect. */
@@ -70,15 +59,6 @@ export interface BridgeSettings {
 }
 
 const DEFAULT_BRIDGE = "cni0"
-
-/** CNI_ARGS MAC=…, validated like the other MAC sources. */
-const macFromCniArgs = (args: ReadonlyArray<readonly [string, string]>): Effect.Effect<string | undefined, CniError> => {
-  const value = args.find(([key]) => key === "MAC")?.[1]
-  if (value === undefined) return Effect.succeed(undefined)
-  return MAC.test(value) && (Number.parseInt(value.slice(0, 2), 16) & 1) === 0
-    ? Effect.succeed(value.toLowerCase())
-    : Effect.fail(invalidConfig("CNI_ARGS MAC", `'${value}' is not a unicast MAC address`))
-}
 
 /** Decodes and checks the whole config: every problem is found here, before the first change. */
 export const bridgeSettings = (request: PluginRequest): Effect.Effect<BridgeSettings, CniError> =>

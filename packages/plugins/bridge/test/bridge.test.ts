@@ -136,7 +136,7 @@ describe("bridge ADD on the mock kernel", () => {
         [{ ...CONF, runtimeConfig: { mac: "01:00:5e:00:00:01" } }, {}, 7, "runtimeConfig.mac"],
         [{ ...CONF, ipMasqBackend: "xtables" }, {}, 7, "ipMasqBackend"],
         [{ ...CONF, disableContainerInterface: true }, {}, 7, "disableContainerInterface"],
-        [CONF, { CNI_ARGS: "IgnoreUnknown=1;MAC=zz:zz" }, 7, "MAC"]
+        [CONF, { CNI_ARGS: "IgnoreUnknown=1;MAC=zz:zz" }, 4, "CNI_ARGS"]
       ]
       for (const [conf, extraEnv, code, field] of cases) {
         const out = yield* invoke({ ...env("ADD", "c1", ns), ...extraEnv }, conf)

@@ -218,6 +218,25 @@ describe("firewall ADD and DEL on the mock kernel", () => {
     }))
   })
 
+  test("a repeated ADD whose new rules cannot go in leaves the previous rules in place", async () => {
+    await onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* bridgeNetwork
+      expect((yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns) })).exitCode).toBe(0)
+      const first = yield* rulesOf()
+      let failed = false
+      mock.failWhen((call) => {
+        if (call.operation !== "addFilterRules" || failed) return false
+        failed = true
+        return true
+      })
+      const moved = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns, ["10.88.0.7/24"]) })
+      mock.clearFaults()
+      expect(moved.exitCode).toBe(1)
+      expect(yield* rulesOf()).toEqual(first)
+    }))
+  })
+
   test("a prevResult without pod addresses installs nothing and returns prevResult", async () => {
     await onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService

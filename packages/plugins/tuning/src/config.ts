@@ -2,15 +2,9 @@ import { readFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
 import type { LinkOptions } from "@tscni/steps"
 import { type CniError, decodePluginKeys, invalidConfig, ioFailure } from "@tscni/spec"
-import type { PluginRequest } from "@tscni/skel"
+import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
 
-const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/
-
-const isUnicastMac = (mac: string): boolean => MAC.test(mac) && (Number.parseInt(mac.slice(0, 2), 16) & 1) === 0
-
-const Mac = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((mac: string) => isUnicastMac(mac) || "not a unicast MAC address (xx:xx:xx:xx:xx:xx)"))
-)
+const Mac = InterfaceMac
 
 const Int = (min: number, max: number) =>
   Schema.Number.pipe(
@@ -89,14 +83,6 @@ export interface TuningSettings {
   readonly mac: string | undefined
 }
 
-/** CNI_ARGS MAC=…, validated like the other MAC sources. */
-const macFromCniArgs = (args: ReadonlyArray<readonly [string, string]>): Effect.Effect<string | undefined, CniError> => {
-  const value = args.find(([key]) => key === "MAC")?.[1]
-  if (value === undefined || value === "") return Effect.succeed(undefined)
-  return isUnicastMac(value)
-    ? Effect.succeed(value)
-    : Effect.fail(invalidConfig("CNI_ARGS MAC", `'${value}' is not a unicast MAC address`))
-}
 
 const nonEmpty = (mac: string | undefined): string | undefined => (mac === "" ? undefined : mac)
 

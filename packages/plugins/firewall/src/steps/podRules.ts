@@ -68,7 +68,17 @@ export const podRules = makeStep<PodRulesInput, PodRulesHandle, BackendError, Ba
       const existing = listed.filter((rule) => rule.comment === input.comment)
       if (existing.length > 0 && problems(listed, base).length === 0) return { ...base, adopted: true }
       if (existing.length > 0) yield* backend.deleteFilterRules(input.netns, input.table, input.comment)
-      if (input.rules.length > 0) yield* backend.addFilterRules(input.netns, input.rules)
+      if (input.rules.length > 0) {
+        // if the new rules cannot go in, the owner's previous rules come back (chains as ADD declares them)
+        const chainSpec = new Map(input.rules.map((rule) => [`${rule.family} ${rule.chain}`, rule.baseChain]))
+        const previous = existing.map(({ baseChain: _listed, ...rule }) => {
+          const spec = chainSpec.get(`${rule.family} ${rule.chain}`)
+          return spec === undefined ? rule : { ...rule, baseChain: spec }
+        })
+        yield* backend.addFilterRules(input.netns, input.rules).pipe(
+          Effect.onError(() => previous.length > 0 ? Effect.ignore(backend.addFilterRules(input.netns, previous)) : Effect.void)
+        )
+      }
       return { ...base, adopted: false }
     }),
   undo: (handle) =>
