@@ -164,8 +164,10 @@ export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer
       ? exit.value
       : { stdout: json(errorResult(errorFromCause(exit.cause), LATEST_VERSION)), exitCode: 1 }
     if (outcome.stdout !== "") await Bun.write(Bun.stdout, outcome.stdout)
-    process.exitCode = outcome.exitCode
     process.removeListener("SIGTERM", interrupt)
     process.removeListener("SIGINT", interrupt)
+    // Everything is written and nothing else is owed: exit now rather than wait for the
+    // runtime to wind down (measured at up to 10 ms for a plugin that opened sockets).
+    process.exit(outcome.exitCode)
   })
 }

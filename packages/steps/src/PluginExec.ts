@@ -1,9 +1,5 @@
-import { Context, Effect, FileSystem, Layer, Option, Stream } from "effect"
-import * as ChildProcess from "effect/process/ChildProcess"
-import { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
-import * as BunChildProcessSpawner from "@effect/platform-bun/BunChildProcessSpawner"
-import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
-import * as BunPath from "@effect/platform-bun/BunPath"
+import { statSync } from "node:fs"
+import { Context, Effect, Layer, Option } from "effect"
 import { type CniError, invalidConfig, ioFailure } from "@tscni/spec"
 import { type InProcessPlugin, withInProcess } from "./inProcess.ts"
 
@@ -71,48 +67,29 @@ export const childEnvironment = (
   return { ...env, ...request }
 }
 
-const collect = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<string, E> =>
-  Stream.mkString(Stream.decodeText(stream))
+/** A plugin binary: an executable file (a dangling link or a directory is not one). */
+const isExecutable = (path: string): boolean => {
+  try {
+    const info = statSync(path)
+    return info.isFile() && (info.mode & 0o111) !== 0
+  } catch {
+    return false
+  }
+}
 
-const makeReal = Effect.gen(function*() {
-  const spawner = yield* ChildProcessSpawner
-  const fs = yield* FileSystem.FileSystem
+const lookupInPath = (type: string, cniPath: string): Effect.Effect<Option.Option<string>, CniError> =>
+  Effect.map(validatePluginType(type), () => {
+    for (const dir of cniPathDirs(cniPath)) {
+      const path = `${dir.replace(/\/+$/, "")}/${type}`
+      if (isExecutable(path)) return Option.some(path)
+    }
+    return Option.none()
+  })
 
-  const exec = (request: ExecRequest): Effect.Effect<ExecOutput, CniError> =>
-    Effect.scoped(Effect.gen(function*() {
-      const command = ChildProcess.make(request.path, [], {
-        env: childEnvironment(process.env, request.env),
-        extendEnv: false,
-        stdin: Stream.make(new TextEncoder().encode(request.stdin))
-      })
-      const handle = yield* spawner.spawn(command)
-      const [stdout, stderr, exitCode] = yield* Effect.all(
-        [collect(handle.stdout), collect(handle.stderr), handle.exitCode],
-        { concurrency: "unbounded" }
-      )
-      return { exitCode: Number(exitCode), stdout, stderr }
-    })).pipe(
-      Effect.mapError((error) => ioFailure(`failed to run plugin ${request.path} (${request.command})`, error.message))
-    )
+const spawnLazily = (request: ExecRequest): Effect.Effect<ExecOutput, CniError> =>
+  Effect.flatMap(Effect.promise(() => import("./spawn.ts")), ({ spawnPlugin }) => spawnPlugin(request))
 
-  const isExecutable = (path: string): Effect.Effect<boolean> =>
-    fs.stat(path).pipe(
-      Effect.map((info) => info.type === "File" && (info.mode & 0o111) !== 0),
-      Effect.orElseSucceed(() => false)
-    )
-
-  const lookup = (type: string, cniPath: string): Effect.Effect<Option.Option<string>, CniError> =>
-    Effect.gen(function*() {
-      yield* validatePluginType(type)
-      for (const dir of cniPathDirs(cniPath)) {
-        const path = `${dir.replace(/\/+$/, "")}/${type}`
-        if (yield* isExecutable(path)) return Option.some(path)
-      }
-      return Option.none()
-    })
-
-  return makePluginExec({ exec, lookup })
-})
+const real = makePluginExec({ exec: spawnLazily, lookup: lookupInPath })
 
 /**
  * Runs delegated plugins (IPAM) as the CNI spec says: a binary found in CNI_PATH, the
@@ -121,16 +98,12 @@ const makeReal = Effect.gen(function*() {
  */
 export class PluginExec extends Context.Service<PluginExec, PluginExecShape>()("tscni/PluginExec") {
   /**
-   * Real processes, spawned through Bun. (BunServices.layer would do, but its published
-   * types name an `effect/unstable/...` module that effect 4.1 lacks, erasing them to any.)
+   * Real processes, spawned through Effect's Bun platform layer (./spawn.ts, loaded on the
+   * first exec). Lookup in CNI_PATH is a plain stat of each candidate.
    */
-  static readonly layer: Layer.Layer<PluginExec> = Layer.effect(PluginExec)(makeReal).pipe(
-    Layer.provide(BunChildProcessSpawner.layer.pipe(Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))))
-  )
+  static readonly layer: Layer.Layer<PluginExec> = Layer.succeed(PluginExec)(real)
 
   /** Real processes, except tscni's own plugins found as this very executable: see withInProcess. */
   static readonly layerWithInProcess = (plugins: Readonly<Record<string, InProcessPlugin>>): Layer.Layer<PluginExec> =>
-    Layer.effect(PluginExec)(Effect.map(makeReal, (real) => withInProcess(real, plugins))).pipe(
-      Layer.provide(BunChildProcessSpawner.layer.pipe(Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))))
-    )
+    Layer.succeed(PluginExec)(withInProcess(real, plugins))
 }
