@@ -1,3 +1,4 @@
+import { attachmentKey } from "@tscni/steps"
 import { afterAll, describe, expect, test } from "bun:test"
 import { existsSync, readdirSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -100,7 +101,7 @@ describe("tuning on the real kernel", () => {
     expect(link).toMatchObject({ address: "c2:b0:57:49:47:f1", mtu: 1400, txqlen: 2000 })
     expect(link!.flags).toEqual(expect.arrayContaining(["PROMISC", "ALLMULTI"]))
     expect(SYSCTLS.map((path) => sysctl(p.name, path))).toEqual(["1", "2", "1000"])
-    expect(stateFiles(h)).toEqual(["it-t1-eth0.json"])
+    expect(stateFiles(h)).toEqual([`${attachmentKey("it-t1", "eth0")}.json`])
     // the test host (where the plugin ran) is untouched
     expect(observe(h.name)).toBe(hostBefore)
 
@@ -143,7 +144,7 @@ describe("tuning on the real kernel", () => {
     const p = pod(h, "tg")
     const add = execIn(h, TUNING, env(h, "ADD", "it-tg", p.path), JSON.stringify(conf(h, { prevResult: prevResult(p.path) })))
     expect(add.exitCode).toBe(0)
-    expect(stateFiles(h)).toEqual(["it-tg-eth0.json"])
+    expect(stateFiles(h)).toEqual([`${attachmentKey("it-tg", "eth0")}.json`])
     p.remove()
     for (const netns of [p.path, ""]) {
       const del = execIn(h, TUNING, env(h, "DEL", "it-tg", netns), JSON.stringify(conf(h, { prevResult: add.json })))
@@ -199,7 +200,7 @@ describe("tuning on the real kernel", () => {
       "cni.dev/valid-attachments": [{ containerID: "it-g2", ifname: "eth0" }]
     }))
     expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
-    expect(stateFiles(h)).toEqual(["it-g2-eth0.json"])
+    expect(stateFiles(h)).toEqual([`${attachmentKey("it-g2", "eth0")}.json`])
     pods.forEach(({ ns }) => ns.remove())
   })
 

@@ -267,8 +267,7 @@ export const makeLinuxBackend = (): BackendShape => ({
     }),
   deleteFilterRules: (ns, table, comment) =>
     kernelCall("deleteFilterRules", () => {
-      const script = nftables.deleteRulesScript(nftables.listRules(ns, "deleteFilterRules"), table, comment)
-      if (script !== "") nftables.runNft(ns, "deleteFilterRules", script)
+      nftables.deleteRules(ns, table, comment)
     }),
   listFilterRules: (ns, table) =>
     kernelCall("listFilterRules", () =>

@@ -298,7 +298,8 @@ const restore = (operation: string, netns: string, family: IpFamily, script: str
 
 /** Failures another writer's change between our save and restore can cause: worth a new save. */
 const RACES: ReadonlySet<BackendErrorReason> = new Set(["NotFound", "AlreadyExists", "Busy"])
-const ATTEMPTS = 4
+/** Enough for 40 pods racing on one chain on a loaded 2-core machine (4 was not). */
+const ATTEMPTS = 10
 
 /** Saves, builds the script from what is there, restores; again from a new save after a race. */
 const transact = (
@@ -315,7 +316,8 @@ const transact = (
       const outcome = yield* Effect.result(restore(operation, netns, family, script))
       if (outcome._tag === "Success") return
       if (attempt >= ATTEMPTS || !RACES.has(outcome.failure.reason)) return yield* Effect.fail(outcome.failure)
-      yield* Effect.sleep(`${10 * attempt} millis`)
+      // jittered backoff, so racing writers do not retry in lockstep
+      yield* Effect.sleep(`${Math.round((5 + Math.random() * 10) * attempt)} millis`)
     }
   })
 

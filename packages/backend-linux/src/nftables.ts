@@ -227,12 +227,18 @@ export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
  * it leaves empty (tscni's tables exist only while they hold rules, so DEL of the last
  * pod leaves the host as it was).
  */
-export const deleteRulesScript = (listing: ReturnType<typeof parseRuleset>, table: string, comment: string): string => {
+export const deleteRulesScript = (
+  listing: ReturnType<typeof parseRuleset>,
+  table: string,
+  comment: string,
+  options: { readonly rulesOnly?: boolean } = {}
+): string => {
   const lines: Array<string> = []
   const inTable = listing.rules.filter((rule) => rule.table === table)
   const doomed = inTable.filter((rule) => rule.comment === comment)
   if (doomed.length === 0) return ""
   for (const rule of doomed) lines.push(`delete rule ${rule.family} ${rule.table} ${rule.chain} handle ${rule.handle}`)
+  if (options.rulesOnly === true) return lines.join("\n")
   const families = new Set(doomed.map((rule) => rule.family))
   for (const family of families) {
     const chains = listing.chains.filter((chain) => chain.family === family && chain.table === table)
@@ -246,3 +252,48 @@ export const deleteRulesScript = (listing: ReturnType<typeof parseRuleset>, tabl
 }
 
 export const listRules = (netns: string, operation: string) => parseRuleset(runNft(netns, operation, "list ruleset"))
+
+/**
+ * Chains of `table` that hold no rule, and the table itself when no chain is left: what two
+ * DELs running at once can leave (each saw the other's rule, so neither removed the chain).
+ * A `delete chain` of a chain that gained a rule meanwhile fails the whole script: harmless.
+ */
+export const sweepScript = (listing: ReturnType<typeof parseRuleset>, table: string): string => {
+  const lines: Array<string> = []
+  const families = new Set(listing.chains.filter((chain) => chain.table === table).map((chain) => chain.family))
+  for (const family of families) {
+    const chains = listing.chains.filter((chain) => chain.family === family && chain.table === table)
+    const empty = chains.filter((chain) => !listing.rules.some((rule) => rule.family === family && rule.table === table && rule.chain === chain.chain))
+    for (const chain of empty) lines.push(`delete chain ${family} ${table} ${chain.chain}`)
+    if (empty.length === chains.length && chains.length > 0) lines.push(`delete table ${family} ${table}`)
+  }
+  return lines.join("\n")
+}
+
+const DELETE_ATTEMPTS = 4
+
+/**
+ * Removes an owner's rules, and the chains and tables that leaves empty, tolerating other
+ * plugins' ADDs and DELs on the same table at the same time: a transaction that lost a race
+ * (a chain gained a rule after the listing) is rebuilt from a fresh listing; the last try
+ * removes only the rules. Afterwards, chains and tables left empty are swept.
+ */
+export const deleteRules = (netns: string, table: string, comment: string): void => {
+  for (let attempt = 1; ; attempt++) {
+    const script = deleteRulesScript(listRules(netns, "deleteFilterRules"), table, comment, { rulesOnly: attempt === DELETE_ATTEMPTS })
+    if (script === "") break
+    try {
+      runNft(netns, "deleteFilterRules", script)
+      break
+    } catch (error) {
+      if (attempt === DELETE_ATTEMPTS) throw error
+    }
+  }
+  const sweep = sweepScript(listRules(netns, "deleteFilterRules"), table)
+  if (sweep === "") return
+  try {
+    runNft(netns, "deleteFilterRules", sweep)
+  } catch {
+    // someone added a rule since: the chain is in use again
+  }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test"
 import type { FilterRule } from "@tscni/backend"
-import { addRulesScript, deleteRulesScript, parseRuleset } from "../src/nftables.ts"
+import { addRulesScript, deleteRulesScript, parseRuleset, sweepScript } from "../src/nftables.ts"
 
 const LISTING = `table ip filter { # handle 1
 	chain INPUT { # handle 1
@@ -180,5 +180,34 @@ describe("nft add script for bridge and netdev chains", () => {
     expect(() => addRulesScript([chain("ip", { type: "nat", hook: "postrouting", priority: 100, device: "eth0" })])).toThrow("no device")
     expect(() => addRulesScript([chain("netdev", { type: "filter", hook: "ingress", priority: 0, device: 'x" ; flush' })])).toThrow()
     expect(() => addRulesScript([chain("inet", { type: "filter", hook: "ingress", priority: 0, device: "eth0" })])).not.toThrow()
+  })
+})
+
+describe("sweeping what concurrent DELs leave", () => {
+  test("empty chains of the table go, and the table once no chain is left", () => {
+    const listing = parseRuleset(`table ip tscni { # handle 2
+	chain postrouting { # handle 1
+		type nat hook postrouting priority srcnat; policy accept;
+	}
+	chain prerouting { # handle 5
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 8080 dnat to 10.1.0.2:80 comment "cid-1" # handle 6
+	}
+}
+table ip6 tscni { # handle 3
+	chain postrouting { # handle 1
+		type nat hook postrouting priority srcnat; policy accept;
+	}
+}
+table ip other { # handle 4
+	chain x { # handle 1
+	}
+}
+`)
+    expect(sweepScript(listing, "tscni").split("\n")).toEqual([
+      "delete chain ip tscni postrouting",
+      "delete chain ip6 tscni postrouting",
+      "delete table ip6 tscni"
+    ])
   })
 })
