@@ -45,5 +45,13 @@ else
   failed=$((failed + 1))
 fi
 
+echo "== the demo (README's first command) runs to the end"
+if bash scripts/demo.sh > /tmp/tscni-demo.log 2>&1; then
+  passed=$((passed + 1))
+else
+  tail -30 /tmp/tscni-demo.log
+  failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
