@@ -296,8 +296,12 @@ const restore = (operation: string, netns: string, family: IpFamily, script: str
     yield* checkOutcome(operation, `${argv.join(" ")} (${script.split("\n").slice(1, -2).join(" / ")})`, yield* run(operation, netns, argv, script))
   })
 
-/** Failures another writer's change between our save and restore can cause: worth a new save. */
-const RACES: ReadonlySet<BackendErrorReason> = new Set(["NotFound", "AlreadyExists", "Busy"])
+/**
+ * Failures no new save can cure. Anything else may be another writer's change between our
+ * save and restore (iptables-nft words some of those races in ways no pattern foresees),
+ * so it is retried from a fresh save; a script that is simply wrong fails every attempt.
+ */
+const FINAL: ReadonlySet<BackendErrorReason> = new Set(["Unsupported", "PermissionDenied"])
 /** Enough for 40 pods racing on one chain on a loaded 2-core machine (4 was not). */
 const ATTEMPTS = 10
 
@@ -315,7 +319,7 @@ const transact = (
       if (script === "") return
       const outcome = yield* Effect.result(restore(operation, netns, family, script))
       if (outcome._tag === "Success") return
-      if (attempt >= ATTEMPTS || !RACES.has(outcome.failure.reason)) return yield* Effect.fail(outcome.failure)
+      if (attempt >= ATTEMPTS || FINAL.has(outcome.failure.reason)) return yield* Effect.fail(outcome.failure)
       // jittered backoff, so racing writers do not retry in lockstep
       yield* Effect.sleep(`${Math.round((5 + Math.random() * 10) * attempt)} millis`)
     }
