@@ -142,7 +142,7 @@ describe("chained after the reference bridge", () => {
   test("our portmap, bandwidth, tuning and firewall after Debian's bridge", async () => {
     const h = host()
     // Debian's reference plugins speak up to 1.0.0
-    const conf = { ...chain(h), cniVersion: "1.0.0" }
+    const conf: Json = { ...chain(h), cniVersion: "1.0.0" }
     conf.plugins[0] = { ...conf.plugins[0], ipMasq: false }
     writeConf(h, conf)
     // the reference bridge, found first in CNI_PATH; everything else is ours
