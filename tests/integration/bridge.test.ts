@@ -230,7 +230,7 @@ describe("bridge on the real kernel", () => {
   test("SIGKILL during ADD, then DEL, leaves nothing", async () => {
     const h = host()
     const before = observe(h.name)
-    for (const delayMs of [2, 5, 10, 15, 20, 30, 45, 60]) {
+    for (const delayMs of [2, 5, 10, 15, 20, 25, 28, 30, 32, 35, 40, 45, 60]) {
       const p = freshNetns()
       const running = spawnIn(h, BRIDGE, env("ADD", "it-kill", p.path), JSON.stringify(conf(h)))
       await Bun.sleep(delayMs)

@@ -16,6 +16,16 @@ import {
 } from "./libc.ts"
 import { kernelError, KernelCallFailed } from "./errors.ts"
 
+/**
+ * This thread could not switch back to its own network namespace: every later kernel call
+ * (of this plugin or of the rollback) would act on the wrong namespace. No answer can be
+ * trusted any more, so the process stops at once (the runtime sees a failed plugin).
+ */
+const strandedInNamespace = (): never => {
+  process.stderr.write(`tscni: cannot return to the plugin's own network namespace (errno ${errno()}); aborting\n`)
+  process.abort()
+}
+
 /** Opens a namespace path and verifies it is a network namespace. Throws KernelCallFailed. */
 export const openNetns = (path: string): number => {
   const fd = libc.open(path, O_RDONLY | O_CLOEXEC)
@@ -78,8 +88,7 @@ export const inNetns = <A>(path: string, work: () => A): A => {
   try {
     return work()
   } finally {
-    // Failing to return home would leave every later call in the wrong namespace.
-    if (libc.setns(home, CLONE_NEWNET) !== 0) throw new Error(`cannot return to own network namespace (errno ${errno()})`)
+    if (libc.setns(home, CLONE_NEWNET) !== 0) strandedInNamespace()
     libc.close(home)
     libc.close(target)
   }
@@ -120,7 +129,7 @@ export const createNetns = (name: string): string => {
     if (libc.unshare(CLONE_NEWNET) !== 0) fail("createNetns", errno(), "unshare")
     const mounted = libc.mount("/proc/thread-self/ns/net", path, MS_BIND)
     const code = errno()
-    if (libc.setns(home, CLONE_NEWNET) !== 0) throw new Error(`cannot return to own network namespace (errno ${errno()})`)
+    if (libc.setns(home, CLONE_NEWNET) !== 0) strandedInNamespace()
     if (mounted !== 0) fail("createNetns", code, `bind mount ${path}`)
     return path
   } catch (error) {

@@ -33,9 +33,6 @@ interface Entry {
 export const skip: unique symbol = Symbol.for("tscni/engine/skip")
 export type Skip = typeof skip
 
-/** Called after each successful apply, e.g. to journal the handle for a later DEL. */
-export type OnApplied = (key: string, encodedHandle: unknown) => Effect.Effect<void>
-
 /**
  * A sequence of steps; each step's input is computed from the pipeline input and the
  * handles of the steps before it. Build it with `Pipeline.make<Input>(name).step(…)`.
@@ -101,8 +98,7 @@ const undoCollecting = (entry: Entry, handle: unknown, failures: Ref.Ref<Readonl
  */
 export const apply = <In, H extends Record<string, unknown>, E, R>(
   pipeline: Pipeline<In, H, E, R>,
-  input: In,
-  options: { readonly onApplied?: OnApplied } = {}
+  input: In
 ): Effect.Effect<H, E, R> =>
   Effect.gen(function*() {
     const failures = yield* Ref.make<ReadonlyArray<UndoFailure>>([])
@@ -116,9 +112,6 @@ export const apply = <In, H extends Record<string, unknown>, E, R>(
           (handle, exit) => (Exit.isFailure(exit) ? undoCollecting(entry, handle, failures) : Effect.void)
         )
         handles[entry.key] = handle
-        if (options.onApplied) {
-          yield* options.onApplied(entry.key, Schema.encodeSync(entry.step.handle)(handle))
-        }
       }
       return handles as H
     })

@@ -42,8 +42,12 @@ export const eachOf = <I, H, E, R>(step: Step<I, H, E, R>): Step<ReadonlyArray<I
       ),
     undo: (handles) =>
       Effect.gen(function*() {
-        const [first] = yield* undoAll(handles)
-        if (first !== undefined) return yield* Effect.failCause(first)
+        // every element was tried; every failure is reported, as Pipeline.undo does
+        const failures = yield* undoAll(handles)
+        const [first, ...rest] = failures
+        if (first !== undefined) {
+          return yield* Effect.failCause(rest.reduce((all: Cause.Cause<E>, cause: Cause.Cause<E>) => Cause.combine(all, cause), first))
+        }
       }),
     check: (handles): Effect.Effect<void, E | CheckFailed, R> => Effect.forEach(handles, step.check, { discard: true })
   }

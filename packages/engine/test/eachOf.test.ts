@@ -4,7 +4,7 @@ import { eachOf, makeStep } from "../src/index.ts"
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { message: Schema.String }) {}
 
-const make = (failOn: string | undefined, failUndoOn?: string) => {
+const make = (failOn: string | undefined, ...failUndoOn: Array<string>) => {
   const items = new Set<string>()
   const log: Array<string> = []
   const step = makeStep<string, string, Boom>({
@@ -15,7 +15,7 @@ const make = (failOn: string | undefined, failUndoOn?: string) => {
         ? Effect.fail(new Boom({ message: `apply ${name}` }))
         : Effect.sync(() => (items.add(name), log.push(`apply ${name}`), name)),
     undo: (name) =>
-      name === failUndoOn
+      failUndoOn.includes(name)
         ? Effect.fail(new Boom({ message: `undo ${name}` }))
         : Effect.sync(() => void (items.delete(name), log.push(`undo ${name}`))),
     check: () => Effect.void
@@ -48,12 +48,14 @@ describe("eachOf", () => {
     ])
   })
 
-  test("undo runs in reverse, tries every element, reports the first failure", async () => {
-    const { log, step } = make(undefined, "b")
+  test("undo runs in reverse, tries every element, reports every failure", async () => {
+    const { log, step } = make(undefined, "b", "c")
     await Effect.runPromise(step.apply(["a", "b", "c"]))
     const exit = await Effect.runPromiseExit(step.undo(["a", "b", "c"]))
-    expect(log.slice(3)).toEqual(["undo c", "undo a"])
-    expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toMatchObject({ message: "undo b" })
+    expect(log.slice(3)).toEqual(["undo a"])
+    if (!Exit.isFailure(exit)) throw new Error("expected failure")
+    const messages = exit.cause.reasons.filter(Cause.isFailReason).map((reason) => (reason.error as { message: string }).message)
+    expect(messages).toEqual(["undo c", "undo b"])
   })
 
   test("the handle schema is the element schema's array", () => {

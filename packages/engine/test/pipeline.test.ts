@@ -91,17 +91,6 @@ describe("Pipeline.apply", () => {
     expect(world.log).toEqual(["apply a", "apply a-b", "apply slow", "undo slow", "undo a-b", "undo a"])
   })
 
-  test("onApplied receives each encoded handle as it is applied", async () => {
-    const world = new World()
-    const journal: Array<[string, unknown]> = []
-    await Effect.runPromise(
-      Pipeline.apply(threeSteps(addItem(world)), { prefix: "j" }, {
-        onApplied: (key, encoded) => Effect.sync(() => void journal.push([key, encoded]))
-      })
-    )
-    expect(journal).toEqual([["a", { name: "ja" }], ["b", { name: "ja-b" }], ["c", { name: "c" }]])
-  })
-
   test("optionalStep can be skipped and then has no handle", async () => {
     const world = new World()
     const pipeline = Pipeline.make<{ withExtra: boolean }>("optional")

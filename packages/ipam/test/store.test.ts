@@ -5,7 +5,7 @@ import { join } from "node:path"
 import { Deferred, Effect, Fiber } from "effect"
 import { formatIp, type Ip, parseIp } from "@tscni/ip"
 import { diskFiles, makeNetworkStore, memoryStore, type NetworkStore, ownedBy, StoreError } from "../src/index.ts"
-import { withFileLock } from "../src/lock.ts"
+import { withFileLock } from "@tscni/steps"
 
 const ip = (text: string): Ip => parseIp(text)!
 const owner = { containerId: "c1", ifname: "eth0" }

@@ -11,10 +11,12 @@ import {
   ioFailure,
   isSupportedVersion,
   LATEST_VERSION,
-  parseNetConf,
+  decodeFailure,
+  decodeNetConf,
   verbSupported,
   versionInfo
 } from "@tscni/spec"
+import { Pipeline } from "@tscni/engine"
 import { type CniEnv, readCniEnv } from "./env.ts"
 import { knownErrorToCni } from "./errors.ts"
 import { loggingLayer } from "./logging.ts"
@@ -42,10 +44,8 @@ const rollbackDetails = (cause: Cause.Cause<unknown>): string | undefined => {
   const notes: Array<string> = []
   for (const reason of cause.reasons) {
     const value = Cause.isDieReason(reason) ? reason.defect : undefined
-    if (isObject(value) && value._tag === "RollbackIncomplete" && Array.isArray(value.failures)) {
-      for (const failure of value.failures) {
-        if (isObject(failure)) notes.push(`${String(failure.step)}: ${String(failure.message)}`)
-      }
+    if (value instanceof Pipeline.RollbackIncomplete) {
+      for (const failure of value.failures) notes.push(`${failure.step}: ${failure.message}`)
     }
   }
   return notes.length > 0 ? `rollback incomplete: ${notes.join("; ")}` : undefined
@@ -77,10 +77,14 @@ const describe = (error: unknown): string => {
 
 const buildRequest = (env: CniEnv, stdin: string, onVersion: (version: string) => void) =>
   Effect.gen(function*() {
-    const conf = yield* parseNetConf(stdin)
-    // Errors from here on answer in the config's version when we speak it.
-    if (isSupportedVersion(conf.cniVersion)) onVersion(conf.cniVersion)
+    const raw = yield* Effect.try({
+      try: (): unknown => JSON.parse(stdin),
+      catch: (error) => decodeFailure("failed to parse network config JSON from stdin", describe(error))
+    })
+    const conf = yield* decodeNetConf(raw)
     if (!isSupportedVersion(conf.cniVersion)) return yield* incompatibleVersion(conf.cniVersion)
+    // Errors from here on answer in the config's version.
+    onVersion(conf.cniVersion)
     if (!verbSupported(env.command, conf.cniVersion)) {
       return yield* new CniError({
         code: ErrorCode.IncompatibleVersion,
@@ -91,8 +95,8 @@ const buildRequest = (env: CniEnv, stdin: string, onVersion: (version: string) =
     if (env.command === "CHECK" && prevResult === undefined) {
       return yield* invalidConfig("prevResult", "required for CHECK")
     }
-    const raw = JSON.parse(stdin) as Record<string, unknown>
-    const request: PluginRequest = { env, conf, raw, prevResult }
+    // decodeNetConf accepted it, so it is an object
+    const request: PluginRequest = { env, conf, raw: isObject(raw) ? raw : {}, prevResult }
     return request
   })
 

@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError, type FilterRule } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
+import { ignoreAbsent } from "./internal.ts"
 
 /** Packet-filter rules of one owner (their common comment) in one of tscni's tables. */
 export interface AddFilterRulesInput {
@@ -40,7 +41,7 @@ export const addFilterRules = makeStep<AddFilterRulesInput, AddFilterRulesHandle
     }),
   undo: (handle) =>
     Effect.gen(function*() {
-      yield* (yield* Backend).deleteFilterRules(handle.netns, handle.table, handle.comment)
+      yield* ignoreAbsent((yield* Backend).deleteFilterRules(handle.netns, handle.table, handle.comment))
     }),
   check: (handle) =>
     Effect.gen(function*() {

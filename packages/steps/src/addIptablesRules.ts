@@ -10,6 +10,7 @@ import {
   IPTABLES_JUMP_COMMENT
 } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
+import { ignoreAbsent } from "./internal.ts"
 
 /** One owner's iptables rules in one table of one family (one transaction). */
 export interface AddIptablesRulesInput {
@@ -56,9 +57,9 @@ export const addIptablesRules = makeStep<AddIptablesRulesInput, AddIptablesRules
     }),
   undo: (handle) =>
     Effect.gen(function*() {
-      yield* (yield* Backend)
-        .deleteIptablesRules(handle.netns, { family: handle.family, table: handle.table, comment: handle.comment })
-        .pipe(Effect.catchIf((error) => error.reason === "NotFound" || error.reason === "Unsupported", () => Effect.void))
+      yield* ignoreAbsent(
+        (yield* Backend).deleteIptablesRules(handle.netns, { family: handle.family, table: handle.table, comment: handle.comment })
+      )
     }),
   check: (handle) =>
     Effect.gen(function*() {

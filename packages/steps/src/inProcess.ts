@@ -31,10 +31,9 @@ export const withInProcess = (
   return {
     ...exec,
     exec: (request) => {
-      const plugin = plugins[basename(request.path)]
-      return plugin !== undefined && Object.hasOwn(plugins, basename(request.path)) && isSelf(request.path)
-        ? plugin(request)
-        : exec.exec(request)
+      const name = basename(request.path)
+      const plugin = Object.hasOwn(plugins, name) ? plugins[name] : undefined
+      return plugin !== undefined && isSelf(request.path) ? plugin(request) : exec.exec(request)
     }
   }
 }

@@ -16,3 +16,6 @@ export * from "./inProcess.ts"
 export * from "./attachment.ts"
 // Test helpers (faultSweep, fakes) are imported from "@tscni/steps/testing/…" so that
 // they, and the mock kernel they use, never end up in a plugin binary.
+export { checkFailed, ignoreAbsent, ignoreNotFound } from "./internal.ts"
+export { LockFailure, withFileLock } from "./lock.ts"
+export * from "./garbage.ts"

@@ -11,6 +11,17 @@ export const ignoreNotFound = <A, R>(
 ): Effect.Effect<A | undefined, BackendError, R> =>
   effect.pipe(Effect.catchIf(isNotFound, () => Effect.succeed(undefined)))
 
+/**
+ * Removing something from a facility the kernel does not have (no libnftables, no ip6tables)
+ * finds nothing of ours there: for undo, DEL and GC that is "already gone" too.
+ */
+export const ignoreAbsent = <A, R>(
+  effect: Effect.Effect<A, BackendError, R>
+): Effect.Effect<A | undefined, BackendError, R> =>
+  effect.pipe(
+    Effect.catchIf((error) => error.reason === "NotFound" || error.reason === "Unsupported", () => Effect.succeed(undefined))
+  )
+
 /** Fails a check: `return yield* checkFailed(step, message)`. */
 export const checkFailed = (step: string, message: string): Effect.Effect<never, CheckFailed> =>
   Effect.fail(new CheckFailed({ step, message }))

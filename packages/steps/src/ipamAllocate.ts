@@ -99,17 +99,6 @@ const add = (path: string, request: Request) =>
     return yield* decodeResult(json.value, request.cniVersion)
   })
 
-const toRequest = (input: IpamAllocateInput): Request => ({
-  pluginType: input.pluginType,
-  config: input.config,
-  cniVersion: input.cniVersion,
-  containerId: input.containerId,
-  netns: input.netns,
-  ifname: input.ifname,
-  args: input.args,
-  cniPath: input.cniPath
-})
-
 /**
  * Delegates address allocation to an IPAM plugin, as the CNI spec prescribes: exec
  * `<ipam.type>` from CNI_PATH with the caller's request and config. If ADD fails after the
@@ -123,7 +112,7 @@ export const ipamAllocate = makeStep<IpamAllocateInput, IpamAllocateHandle, CniE
   apply: (input) =>
     Effect.gen(function*() {
       const exec = yield* PluginExec
-      const request = toRequest(input)
+      const request: Request = input
       const path = yield* exec.find(request.pluginType, request.cniPath)
       const result = yield* add(path, request).pipe(
         Effect.onError(() => Effect.ignore(invoke("DEL", path, request, request.config)))

@@ -19,7 +19,7 @@ import {
 } from "node:fs"
 import { dirname, join } from "node:path"
 import { Effect } from "effect"
-import { withFileLock } from "../lock.ts"
+import { withFileLock } from "@tscni/steps"
 import { IpamStore, makeNetworkStore, StoreError, type StoreFiles } from "./store.ts"
 
 const BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { Backend, type BackendError, HOST_NETNS, isMissingNetns, isNotFound, type LinkInfo } from "@tscni/backend"
 import type { PluginRequest } from "@tscni/skel"
 import { type CniError, invalidConfig } from "@tscni/spec"
-import { ignoreNotFound } from "@tscni/steps/internal"
+import { ignoreNotFound } from "@tscni/steps"
 
 /** prevResult's host-side interfaces (no sandbox), leaving out our own ifb. */
 const hostSideNames = (request: PluginRequest, ifb: string): ReadonlyArray<string> =>

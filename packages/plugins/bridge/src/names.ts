@@ -32,3 +32,19 @@ export const vethAlias = attachmentAlias
 
 /** What every host veth alias of this network starts with. */
 export const vethAliasPrefix = aliasPrefix
+
+/** Where tscni keeps lock files (tmpfs: gone after a reboot, like the locks themselves). */
+export const LOCK_DIR = process.env.TSCNI_LOCK_DIR ?? "/run/tscni"
+
+/**
+ * Lock file of one bridge: ADDs hold it shared while they plug pods in, the DEL or GC that
+ * would remove the bridge holds it exclusive — so a bridge is never removed under an ADD.
+ */
+export const bridgeLockPath = (bridge: string): string => `${LOCK_DIR}/bridge-${bridge}.lock`
+
+/**
+ * Left by an ADD that found no bridge and may create it, removed when that ADD ends. The
+ * kernel takes a new link's alias in a second request, so an ADD killed in between leaves
+ * a bridge without our alias: this file is how DEL and GC still know it is ours.
+ */
+export const bridgeIntentPath = (bridge: string): string => `${LOCK_DIR}/bridge-${bridge}.creating`

@@ -51,7 +51,7 @@ const planStep = derive("planAddresses", AddressPlan, (input: { readonly bridge:
 const hasIpv6 = (result: Result | undefined): boolean => (result?.ips ?? []).some((ip) => ip.address.includes(":"))
 
 /** Host sysctls a gateway needs; set only when present here (bridge-nf needs br_netfilter). */
-const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
+export const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
 
 /**
  * The bridge plugin's ADD, in the reference plugin's order: bridge, veth pair, port, IPAM,

@@ -1,17 +1,24 @@
-import { Effect } from "effect"
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
+import { Duration, Effect, Option } from "effect"
 import { Backend, HOST_NETNS, type IpFamily } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { type Result, validAttachments } from "@tscni/spec"
-import { delegateIpam, type PluginExec } from "@tscni/steps"
+import { type Result, tryAgainLater, validAttachments } from "@tscni/spec"
+import {
+  collectStaleFilterRules,
+  collectStaleIptablesRules,
+  delegateIpam,
+  ignoreNotFound,
+  type PluginExec,
+  withFileLock
+} from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
-import { attachmentKey, BRIDGE_TABLE, bridgeAlias, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
-import { type BridgeInput, bridgePipeline } from "./pipeline.ts"
+import { BRIDGE_TABLE, bridgeAlias, bridgeIntentPath, bridgeLockPath, LOCK_DIR, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
+import { BRIDGE_NF, type BridgeInput, bridgePipeline } from "./pipeline.ts"
 import { masqueradeIptablesBatches, planAddresses } from "./plan.ts"
 
 type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
 
-const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
 
 const FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
 
@@ -118,19 +125,52 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
   }
 }
 
+/** Runs `effect` holding the bridge's lock; a lock that cannot be had is "try again later". */
+const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", effect: Effect.Effect<A, E, R>) =>
+  Effect.suspend(() => {
+    mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 })
+    return withFileLock(
+      bridgeLockPath(bridge),
+      effect,
+      (failure) => tryAgainLater(`bridge ${bridge}: ${failure.message}`),
+      Duration.seconds(30),
+      mode
+    )
+  })
+
 /**
  * A bridge tscni created (it carries our alias) is removed once no port is left on it, so
  * the last pod's DEL leaves the host as it was; a bridge someone else made is never touched.
  */
 const removeBridgeIfUnused = (settings: BridgeSettings) =>
-  Effect.gen(function*() {
+  withBridgeLock(settings.bridge, "exclusive", Effect.gen(function*() {
     const backend = yield* Backend
+    // holding the lock exclusively, no ADD is running: an intent file is a killed ADD's
+    const intent = bridgeIntentPath(settings.bridge)
+    const killedWhileCreating = existsSync(intent)
     const bridge = yield* backend.getLink(HOST_NETNS, settings.bridge).pipe(Effect.orElseSucceed(() => undefined))
-    if (bridge === undefined || bridge.kind !== "bridge" || bridge.alias !== bridgeAlias(settings.network)) return
-    const links = yield* backend.listLinks(HOST_NETNS)
-    if (links.some((link) => link.master === bridge.index)) return
-    yield* backend.deleteLink(HOST_NETNS, settings.bridge).pipe(Effect.catchIf((error) => error.reason === "NotFound", () => Effect.void))
-  })
+    const ours = bridge?.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge?.alias === undefined)
+    if (bridge !== undefined && bridge.kind === "bridge" && ours) {
+      const links = yield* backend.listLinks(HOST_NETNS)
+      if (!links.some((link) => link.master === bridge.index)) {
+        yield* ignoreNotFound(backend.deleteLink(HOST_NETNS, settings.bridge))
+      }
+    }
+    if (killedWhileCreating) rmSync(intent, { force: true })
+  }))
+
+/**
+ * ADD's part: with the bridge's lock held shared, leaves the intent file while a bridge
+ * that did not exist may be created, and removes it when ADD ends (success or not).
+ */
+const plugIn = <A, E, R>(settings: BridgeSettings, apply: Effect.Effect<A, E, R>) =>
+  withBridgeLock(settings.bridge, "shared", Effect.gen(function*() {
+    const exists = yield* Effect.map(Effect.option(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge))), Option.isSome)
+    if (exists) return yield* apply
+    const intent = bridgeIntentPath(settings.bridge)
+    writeFileSync(intent, settings.network)
+    return yield* apply.pipe(Effect.ensuring(Effect.sync(() => rmSync(intent, { force: true }))))
+  }))
 
 /** The pod's part of prevResult: its interface's IPs (a chain's result may hold others). */
 const podResult = (request: PluginRequest): Result | undefined => {
@@ -197,41 +237,26 @@ const checkMac = (request: PluginRequest) =>
     }
   })
 
-/** GC: host veths and masquerade rules of this network whose attachment the runtime no longer knows. */
+/**
+ * GC: host veths and rules of this network whose attachment the runtime no longer knows.
+ * A veth is found by its alias, attached or not (an ADD killed before attachToBridge leaves
+ * an unattached one); rules by their owner comment.
+ */
 const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
   Effect.gen(function*() {
     // Without the runtime's list nothing can be judged stale: remove nothing.
     const valid = validAttachments(request.conf)
     if (valid === undefined) return
-    const validKeys = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)))
     const validVeths = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
     const backend = yield* Backend
-    const bridge = yield* backend.getLink(HOST_NETNS, settings.bridge).pipe(Effect.orElseSucceed(() => undefined))
-    if (bridge !== undefined) {
-      for (const link of yield* backend.listLinks(HOST_NETNS)) {
-        const ours = link.master === bridge.index && link.kind === "veth" && link.alias?.startsWith(vethAliasPrefix(settings.network)) === true
-        if (ours && !validVeths.has(link.name)) yield* backend.deleteLink(HOST_NETNS, link.name).pipe(Effect.ignore)
-      }
+    for (const link of yield* backend.listLinks(HOST_NETNS)) {
+      const ours = link.kind === "veth" && link.alias?.startsWith(vethAliasPrefix(settings.network)) === true
+      if (ours && !validVeths.has(link.name)) yield* ignoreNotFound(backend.deleteLink(HOST_NETNS, link.name))
     }
-    const prefix = `${networkTag(settings.network)}:`
-    for (const table of [BRIDGE_TABLE, MACSPOOF_TABLE]) {
-      const owners = new Set(
-        (yield* backend.listFilterRules(HOST_NETNS, table).pipe(Effect.orElseSucceed(() => [])))
-          .map((rule) => rule.comment)
-          .filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
-      )
-      for (const owner of owners) yield* backend.deleteFilterRules(HOST_NETNS, table, owner)
-    }
+    const tag = networkTag(settings.network)
+    for (const table of [BRIDGE_TABLE, MACSPOOF_TABLE]) yield* collectStaleFilterRules(HOST_NETNS, table, tag, valid)
     if (settings.ipMasqBackend === "iptables") {
-      for (const family of FAMILIES) {
-        const listing = yield* backend.listIptablesRules(HOST_NETNS, { family, table: "nat" }).pipe(
-          Effect.catchIf((error) => error.reason === "Unsupported", () => Effect.succeed({ chains: [], rules: [] }))
-        )
-        const owners = new Set(
-          listing.rules.map((rule) => rule.comment).filter((comment) => comment.startsWith(prefix) && !validKeys.has(comment.slice(prefix.length)))
-        )
-        for (const owner of owners) yield* backend.deleteIptablesRules(HOST_NETNS, { family, table: "nat", comment: owner })
-      }
+      for (const family of FAMILIES) yield* collectStaleIptablesRules(HOST_NETNS, { family, table: "nat" }, tag, valid)
     }
     if (settings.ipamType !== undefined) {
       yield* delegateIpam("GC", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })
@@ -250,7 +275,8 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)
       const input = pipelineInput(request, settings, yield* presentHostSysctls)
-      const handles = yield* Pipeline.apply(bridgePipeline, input)
+      // shared: ADDs run side by side, but no DEL removes the bridge under them
+      const handles = yield* plugIn(settings, Pipeline.apply(bridgePipeline, input))
       return buildResult(request, settings, handles)
     }),
   check: (request) =>

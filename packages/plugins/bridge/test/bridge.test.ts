@@ -1,12 +1,13 @@
 import { describe, expect, test } from "bun:test"
-import { Effect, Layer } from "effect"
+import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
 import { handleInvocation } from "@tscni/skel"
-import type { PluginExec } from "@tscni/steps"
+import { type PluginExec, withFileLock } from "@tscni/steps"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
-import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE, bridgePlugin, hostVethName } from "../src/index.ts"
+import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE, bridgeIntentPath, bridgeLockPath, bridgePlugin, hostVethName, LOCK_DIR } from "../src/index.ts"
 
 type Json = Record<string, any>
 
@@ -213,6 +214,87 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
       const never = yield* invoke(env("DEL", "never-added", ""), CONF)
       expect(never.exitCode).toBe(0)
       expect(mock.calls().length).toBeGreaterThan(0)
+    }))
+  })
+
+  test("DEL works on a host without nftables when ADD never used it", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* pod("p1")
+      const before = mock.snapshot()
+      const conf = { ...CONF, ipMasq: false }
+      const add = yield* invoke(env("ADD", "c1", ns), conf)
+      expect(add.exitCode).toBe(0)
+      mock.failWhen((call) => call.operation.endsWith("FilterRules"), "Unsupported")
+      const del = yield* invoke(env("DEL", "c1", ns), { ...conf, prevResult: add.json })
+      mock.clearFaults()
+      expect([del.exitCode, del.stdout]).toEqual([0, ""])
+      expect(mock.diff(before, mock.snapshot()).filter((line) => !line.includes("sysctl net."))).toEqual([])
+    }))
+  })
+
+  test("the last pod's DEL does not remove the bridge while another ADD holds it", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      // an ADD in flight: it holds the bridge's lock shared until it has plugged its pod in
+      const release = yield* Deferred.make<void>()
+      const holding = yield* Deferred.make<void>()
+      const inFlight = yield* Effect.forkChild(
+        withFileLock(bridgeLockPath("br-test"), Deferred.succeed(holding, undefined).pipe(Effect.andThen(Deferred.await(release))), (f) => f, Duration.seconds(5), "shared")
+      )
+      yield* Deferred.await(holding)
+      const del = yield* Effect.forkChild(invoke(env("DEL", "c1", ns), { ...CONF, prevResult: add.json }))
+      yield* Effect.sleep(Duration.millis(300))
+      expect((yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)).toContain("br-test")
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(inFlight)
+      expect((yield* Fiber.join(del)).exitCode).toBe(0)
+      expect((yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)).not.toContain("br-test")
+    }))
+  })
+
+  test("a bridge a killed ADD created but could not yet mark (no alias) is removed by DEL; an unmarked one otherwise stays", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      // an admin's bridge of that name: never ours
+      yield* backend.createLink({ netns: HOST_NETNS, name: "br-test", kind: "bridge" })
+      expect((yield* invoke(env("DEL", "c1", ns), CONF)).exitCode).toBe(0)
+      expect((yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)).toContain("br-test")
+      // what an ADD killed between creating the bridge and setting its alias leaves
+      mkdirSync(LOCK_DIR, { recursive: true })
+      writeFileSync(bridgeIntentPath("br-test"), "podnet")
+      expect((yield* invoke(env("DEL", "c1", ns), CONF)).exitCode).toBe(0)
+      expect((yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)).not.toContain("br-test")
+      expect(existsSync(bridgeIntentPath("br-test"))).toBe(false)
+    }))
+  })
+
+  test("GC removes a pod's veth even when a killed ADD never attached it", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      yield* invoke(env("ADD", "c2", ns), CONF)
+      // what an ADD killed right after vethPair leaves: an aliased veth on no bridge
+      const ns2 = yield* pod("p2")
+      const veth = hostVethName("c1", "eth0")
+      yield* backend.createVeth({ netns: HOST_NETNS, name: veth, peerNetns: ns2, peerName: "eth0" })
+      yield* backend.setLink(HOST_NETNS, veth, { alias: "tscni:podnet/c1/eth0" })
+      const gc = yield* invoke({ CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" }, {
+        ...CONF,
+        cniVersion: "1.1.0",
+        "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }]
+      })
+      expect(gc.exitCode).toBe(0)
+      const names = (yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)
+      expect(names).not.toContain(veth)
+      expect(names).toContain(hostVethName("c2", "eth0"))
     }))
   })
 

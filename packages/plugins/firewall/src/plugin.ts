@@ -2,9 +2,10 @@ import { Effect } from "effect"
 import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
+import { collectStaleFilterRules } from "@tscni/steps"
 import { invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
 import { type FirewallSettings, firewallSettings } from "./config.ts"
-import { attachmentKey, FIREWALL_TABLE, networkTag, ruleOwner } from "./names.ts"
+import { FIREWALL_TABLE, networkTag, ruleOwner } from "./names.ts"
 import { firewallPipeline } from "./pipeline.ts"
 import { hostInterfaces, podAddresses, ruleSet } from "./rules.ts"
 
@@ -32,18 +33,10 @@ const findBridge = (prev: Result) =>
 /** GC: rules of this network whose attachment the runtime no longer knows. */
 const collectGarbage = (request: PluginRequest, settings: FirewallSettings) =>
   Effect.gen(function*() {
-    const attachments = validAttachments(request.conf)
+    const valid = validAttachments(request.conf)
     // Without the runtime's list nothing can be judged stale: remove nothing.
-    if (attachments === undefined) return
-    const valid = new Set(attachments.map((a) => attachmentKey(a.containerID, a.ifname)))
-    const backend = yield* Backend
-    const prefix = `${networkTag(settings.network)}:`
-    const owners = new Set(
-      (yield* backend.listFilterRules(HOST_NETNS, FIREWALL_TABLE))
-        .map((rule) => rule.comment)
-        .filter((comment) => comment.startsWith(prefix) && !valid.has(comment.slice(prefix.length)))
-    )
-    for (const owner of owners) yield* backend.deleteFilterRules(HOST_NETNS, FIREWALL_TABLE, owner)
+    if (valid === undefined) return
+    yield* collectStaleFilterRules(HOST_NETNS, FIREWALL_TABLE, networkTag(settings.network), valid)
   })
 
 /** STATUS: ready when nftables answers (libnftables present, netfilter usable). */

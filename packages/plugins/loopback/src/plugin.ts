@@ -10,17 +10,11 @@ const LOOPBACK_MAC = "00:00:00:00:00:00"
 const inputOf = (request: PluginRequest) => ({ netns: request.env.netns, ifname: request.env.ifname })
 
 /** The result the reference loopback gives: the interface and the addresses it carries. */
-const describeLoopback = (netns: string, ifname: string) =>
-  Effect.gen(function*() {
-    const backend = yield* Backend
-    const addresses = yield* backend.listAddresses(netns, ifname)
-    const result: Result = {
-      cniVersion: "1.1.0",
-      interfaces: [{ name: ifname, mac: LOOPBACK_MAC, sandbox: netns }],
-      ips: addresses.map((address) => ({ address: address.cidr, interface: 0 }))
-    }
-    return result
-  })
+const describeLoopback = (netns: string, ifname: string, addresses: ReadonlyArray<string>): Result => ({
+  cniVersion: "1.1.0",
+  interfaces: [{ name: ifname, mac: LOOPBACK_MAC, sandbox: netns }],
+  ips: addresses.map((address) => ({ address, interface: 0 }))
+})
 
 /** Refuses to treat anything but a loopback device as one (CNI_IFNAME names the wrong device). */
 const requireLoopback = (netns: string, ifname: string) =>
@@ -50,8 +44,8 @@ export const loopbackPlugin: PluginDefinition<Backend> = {
     Effect.gen(function*() {
       const input = inputOf(request)
       yield* requireLoopback(input.netns, input.ifname)
-      yield* Pipeline.apply(loopbackPipeline, input)
-      return request.prevResult ?? (yield* describeLoopback(input.netns, input.ifname))
+      const handles = yield* Pipeline.apply(loopbackPipeline, input)
+      return request.prevResult ?? describeLoopback(input.netns, input.ifname, handles.addresses)
     }),
   check: (request) =>
     Effect.gen(function*() {

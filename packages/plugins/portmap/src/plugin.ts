@@ -1,11 +1,12 @@
 import { Effect } from "effect"
-import { Backend, type BackendError, HOST_NETNS, type IpFamily } from "@tscni/backend"
+import { Backend, HOST_NETNS, type IpFamily } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
+import { collectStaleFilterRules, collectStaleIptablesRules } from "@tscni/steps"
 import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
-import { attachmentKey, networkTag, ruleOwner } from "./names.ts"
+import { networkTag, ruleOwner } from "./names.ts"
 import { type PortmapInput, portmapPipeline } from "./pipeline.ts"
 import { PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"
 
@@ -25,10 +26,6 @@ const FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
 /** The iptables handles DEL undoes: the owner's rules in both families' nat tables. */
 const iptablesHandles = (owner: string) =>
   FAMILIES.map((family) => ({ netns: HOST_NETNS, family, table: "nat" as const, comment: owner, count: 0, chains: [] }))
-
-/** A family whose iptables is missing (or unusable) holds no rules of ours: skip it. */
-const orNothing = <A>(effect: Effect.Effect<A, BackendError>, nothing: A) =>
-  effect.pipe(Effect.catchIf((error) => error.reason === "Unsupported", () => Effect.succeed(nothing)))
 
 /** Host interfaces that route to the pod's IPv4 addresses (where route_localnet must be on). */
 const routesToPod = (ips: ReadonlyArray<string>) =>
@@ -116,20 +113,11 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       const settings = yield* portmapSettings(request)
       const valid = validAttachments(request.conf)
       if (valid === undefined) return // no list: nothing can be judged stale
-      const keep = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)))
-      const prefix = `${networkTag(settings.network)}:`
-      const isStale = (comment: string) => comment.startsWith(prefix) && !keep.has(comment.slice(prefix.length))
-      const backend = yield* Backend
+      const tag = networkTag(settings.network)
       if (settings.backend === "iptables") {
-        for (const family of FAMILIES) {
-          const listing = yield* orNothing(backend.listIptablesRules(HOST_NETNS, { family, table: "nat" }), { chains: [], rules: [] })
-          const stale = new Set(listing.rules.map((r) => r.comment).filter(isStale))
-          for (const owner of stale) yield* backend.deleteIptablesRules(HOST_NETNS, { family, table: "nat", comment: owner })
-        }
+        for (const family of FAMILIES) yield* collectStaleIptablesRules(HOST_NETNS, { family, table: "nat" }, tag, valid)
         return
       }
-      const rules = yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE)
-      const stale = new Set(rules.map((r) => r.comment).filter(isStale))
-      for (const owner of stale) yield* backend.deleteFilterRules(HOST_NETNS, PORTMAP_TABLE, owner)
+      yield* collectStaleFilterRules(HOST_NETNS, PORTMAP_TABLE, tag, valid)
     })
 }

@@ -5,6 +5,12 @@ import type { Mapping, PortmapSettings } from "./config.ts"
 /** tscni's nftables table for hostPort mappings (one per family: ip and ip6). */
 export const PORTMAP_TABLE = "tscni-portmap"
 
+/**
+ * `0.0.0.0` / `::` as hostIP mean every local address of that family (as the reference
+ * reads them): the mapping stays per family, with no address match.
+ */
+const isUnspecified = (hostIP: string): boolean => parseIp(hostIP)?.value === 0n
+
 const DNAT_PRIORITY = -100
 const SNAT_PRIORITY = 100
 
@@ -40,7 +46,9 @@ export const portmapRules = (
     const conditions = (family === 4 ? settings.conditionsV4 : settings.conditionsV6).join(" ")
     for (const mapping of settings.mappings) {
       if (mapping.hostIP !== undefined && parseIp(mapping.hostIP)?.family !== family) continue
-      const destination = mapping.hostIP !== undefined ? `${nft} daddr ${mapping.hostIP}` : "fib daddr type local"
+      const destination = mapping.hostIP !== undefined && !isUnspecified(mapping.hostIP)
+        ? `${nft} daddr ${mapping.hostIP}`
+        : "fib daddr type local"
       const match = [conditions, destination, `${mapping.protocol} dport ${mapping.hostPort}`].filter((part) => part !== "").join(" ")
       const dnat = `${match} dnat to ${target(family, podIp, mapping.containerPort)}`
       rules.push(chain(nft, "prerouting", owner, dnat), chain(nft, "output", owner, dnat))
@@ -126,8 +134,7 @@ export const portmapIptablesBatches = (
       let marked = false
       for (const mapping of settings.mappings) {
         if (mapping.hostIP !== undefined && parseIp(mapping.hostIP)?.family !== family) continue
-        const unspecified = mapping.hostIP === "0.0.0.0" || mapping.hostIP === "::"
-        const destination = mapping.hostIP !== undefined && !unspecified ? ["-d", mapping.hostIP] : []
+        const destination = mapping.hostIP !== undefined && !isUnspecified(mapping.hostIP) ? ["-d", mapping.hostIP] : []
         const base = [...destination, "-p", mapping.protocol, "--dport", String(mapping.hostPort), ...conditions]
         const dnat = (args: Array<string>): IptablesRuleSpec => ({ chain: PORTMAP_DNAT_CHAIN, args, position: "insert" })
         if (settings.snat) {

@@ -93,6 +93,24 @@ describe("portmap on the mock kernel", () => {
       ])
     })))
 
+  test("hostIP 0.0.0.0 or :: means every local address of that family", () =>
+    onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      yield* hostWithBridge
+      const mappings = [
+        { hostPort: 8090, containerPort: 80, protocol: "tcp", hostIP: "0.0.0.0" },
+        { hostPort: 8091, containerPort: 80, protocol: "tcp", hostIP: "::" }
+      ]
+      expect((yield* invoke(env("ADD"), conf({ runtimeConfig: { portMappings: mappings } }))).exitCode).toBe(0)
+      const dnat = (yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE))
+        .filter((r) => r.chain === "prerouting")
+        .map((r) => `${r.family} ${r.rule}`)
+      expect(dnat.sort()).toEqual([
+        "ip fib daddr type local tcp dport 8090 dnat to 10.88.0.2:80",
+        "ip6 fib daddr type local tcp dport 8091 dnat to [fd88::2]:80"
+      ])
+    })))
+
   test("every fault during ADD leaves the kernel as it was", async () => {
     const report = await Effect.runPromise(faultSweep(portmapPipeline, {
       settings: { network: "pmnet", mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }], snat: true, masqAll: false, conditionsV4: [], conditionsV6: [], backend: "nftables", markMasqBit: 13, externalSetMarkChain: undefined },

@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError, type QdiscInfo, TbfOptions } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
-import { ignoreNotFound } from "@tscni/steps/internal"
+import { ignoreNotFound } from "@tscni/steps"
 import { describeTbf, tbfMatches } from "../tbf.ts"
 
 export interface AddTbfInput {

@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
-import { ignoreNotFound } from "@tscni/steps/internal"
+import { ignoreNotFound } from "@tscni/steps"
 
 export interface CreateIfbInput {
   readonly netns: string

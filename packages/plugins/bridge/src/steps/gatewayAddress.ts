@@ -54,16 +54,21 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
           `bridge ${input.bridge} already has ${conflicting.join(", ")}, which differs from ${input.cidr}; set forceAddress to replace it`
         )
       }
-      for (const cidr of conflicting) yield* backend.deleteAddress(input.netns, input.bridge, cidr)
-      // the gateway is ours by construction: no duplicate address detection (which would
-      // leave an IPv6 gateway unusable for the pod's first seconds)
-      const created = yield* backend.addAddress(input.netns, input.bridge, input.cidr, { noDad: true }).pipe(
-        Effect.as(true),
-        // another pod's ADD, running at the same time, added it first: adopt it
-        Effect.catchIf((error) => error.reason === "AlreadyExists" && conflicting.length === 0, () => Effect.succeed(false)),
-        // put back what was removed if the new address cannot be added
-        Effect.onError(() => Effect.ignore(Effect.forEach(conflicting, (cidr) => backend.addAddress(input.netns, input.bridge, cidr))))
-      )
+      // replacing is one change: whatever fails on the way, the replaced addresses come back
+      const putBack = Effect.gen(function*() {
+        const now = (yield* backend.listAddresses(input.netns, input.bridge)).map((address) => address.cidr)
+        for (const cidr of conflicting) if (!now.includes(cidr)) yield* backend.addAddress(input.netns, input.bridge, cidr)
+      })
+      const created = yield* Effect.gen(function*() {
+        for (const cidr of conflicting) yield* backend.deleteAddress(input.netns, input.bridge, cidr)
+        // the gateway is ours by construction: no duplicate address detection (which would
+        // leave an IPv6 gateway unusable for the pod's first seconds)
+        return yield* backend.addAddress(input.netns, input.bridge, input.cidr, { noDad: true }).pipe(
+          Effect.as(true),
+          // another pod's ADD, running at the same time, added it first: adopt it
+          Effect.catchIf((error) => error.reason === "AlreadyExists" && conflicting.length === 0, () => Effect.succeed(false))
+        )
+      }).pipe(Effect.onError(() => Effect.ignore(putBack)))
       return { ...base, created, replaced: conflicting }
     }),
   undo: (handle) =>

@@ -1,7 +1,8 @@
 /**
- * An exclusive flock(2) on a lock file, the same lock the reference host-local takes
- * (go-filemutex flocks `<dataDir>/<network>/lock`), so tscni and reference plugins sharing
- * a store exclude each other.
+ * flock(2) on a lock file: exclusive (host-local's store, the same lock the reference
+ * host-local takes — go-filemutex flocks `<dataDir>/<network>/lock` — so tscni and
+ * reference plugins sharing a store exclude each other), or shared (many bridge ADDs at once,
+ * excluding only the DEL that would remove their bridge).
  *
  * The lock is taken with LOCK_NB and polled with short sleeps instead of a blocking flock:
  * a blocking call would freeze Bun's only JS thread, so two fibers of one process (host-local
@@ -12,6 +13,7 @@ import { closeSync, constants, openSync } from "node:fs"
 import { dlopen, FFIType, read } from "bun:ffi"
 import { Duration, Effect, Schema } from "effect"
 
+const LOCK_SH = 1
 const LOCK_EX = 2
 const LOCK_NB = 4
 const LOCK_UN = 8
@@ -58,11 +60,11 @@ const openLockFile = (path: string): Effect.Effect<number, LockFailure> =>
   })
 
 /** One non-blocking attempt: true when we hold the lock, false when someone else does. */
-const tryLock = (fd: number, path: string): Effect.Effect<boolean, LockFailure> =>
+const tryLock = (fd: number, path: string, mode: number): Effect.Effect<boolean, LockFailure> =>
   Effect.suspend(() => {
     const lib = libc()
     for (;;) {
-      if (lib.flock(fd, LOCK_EX | LOCK_NB) === 0) return Effect.succeed(true)
+      if (lib.flock(fd, mode | LOCK_NB) === 0) return Effect.succeed(true)
       const errno = lib.errno()
       if (errno === EINTR) continue
       if (errno === EWOULDBLOCK) return Effect.succeed(false)
@@ -80,11 +82,16 @@ export const withFileLock = <A, E, R, E2>(
   path: string,
   effect: Effect.Effect<A, E, R>,
   onLockFailure: (failure: LockFailure) => E2,
-  timeout: Duration.Input = Duration.seconds(30)
+  timeout: Duration.Input = Duration.seconds(30),
+  mode: "exclusive" | "shared" = "exclusive"
 ): Effect.Effect<A, E | E2, R> =>
   Effect.acquireUseRelease(
     openLockFile(path).pipe(Effect.mapError(onLockFailure)),
-    (fd) => waitForLock(fd, path, timeout).pipe(Effect.mapError(onLockFailure), Effect.andThen(effect)),
+    (fd) =>
+      waitForLock(fd, path, timeout, mode === "shared" ? LOCK_SH : LOCK_EX).pipe(
+        Effect.mapError(onLockFailure),
+        Effect.andThen(effect)
+      ),
     (fd) =>
       Effect.sync(() => {
         libc().flock(fd, LOCK_UN)
@@ -93,11 +100,11 @@ export const withFileLock = <A, E, R, E2>(
   )
 
 /** Polls for the lock with jittered exponential backoff (many waiters must not poll in lockstep). */
-const waitForLock = (fd: number, path: string, timeout: Duration.Input): Effect.Effect<void, LockFailure> =>
+const waitForLock = (fd: number, path: string, timeout: Duration.Input, mode: number): Effect.Effect<void, LockFailure> =>
   Effect.gen(function*() {
     const deadline = Date.now() + Duration.toMillis(timeout)
     let pause = 1
-    while (!(yield* tryLock(fd, path))) {
+    while (!(yield* tryLock(fd, path, mode))) {
       if (Date.now() >= deadline) {
         return yield* new LockFailure({ path, busy: true, message: `timed out waiting for the lock on ${path}` })
       }

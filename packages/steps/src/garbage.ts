@@ -1,0 +1,58 @@
+import { Effect } from "effect"
+import { Backend, type BackendError, type IpFamily, type IptablesTable } from "@tscni/backend"
+import { attachmentKey } from "./attachment.ts"
+import { ignoreAbsent } from "./internal.ts"
+
+/** An attachment the runtime still considers valid (GC's `cni.dev/valid-attachments`). */
+export interface Attachment {
+  readonly containerID: string
+  readonly ifname: string
+}
+
+/**
+ * The owner comments (`<network tag>:<attachment key>`) of one network that belong to
+ * attachments no longer valid; other networks' comments are never among them.
+ */
+export const staleOwners = (
+  comments: Iterable<string>,
+  networkTag: string,
+  valid: ReadonlyArray<Attachment>
+): ReadonlySet<string> => {
+  const keep = new Set(valid.map((a) => attachmentKey(a.containerID, a.ifname)))
+  const prefix = `${networkTag}:`
+  const stale = new Set<string>()
+  for (const comment of comments) {
+    if (comment.startsWith(prefix) && !keep.has(comment.slice(prefix.length))) stale.add(comment)
+  }
+  return stale
+}
+
+/** GC of one of tscni's nftables tables (a kernel without nftables holds nothing of ours). */
+export const collectStaleFilterRules = (
+  netns: string,
+  table: string,
+  networkTag: string,
+  valid: ReadonlyArray<Attachment>
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const rules = (yield* ignoreAbsent(backend.listFilterRules(netns, table))) ?? []
+    for (const owner of staleOwners(rules.map((rule) => rule.comment), networkTag, valid)) {
+      yield* ignoreAbsent(backend.deleteFilterRules(netns, table, owner))
+    }
+  })
+
+/** The same for an iptables table of one family. */
+export const collectStaleIptablesRules = (
+  netns: string,
+  where: { readonly family: IpFamily; readonly table: IptablesTable },
+  networkTag: string,
+  valid: ReadonlyArray<Attachment>
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const listing = yield* ignoreAbsent(backend.listIptablesRules(netns, where))
+    for (const owner of staleOwners((listing?.rules ?? []).map((rule) => rule.comment), networkTag, valid)) {
+      yield* ignoreAbsent(backend.deleteIptablesRules(netns, { ...where, comment: owner }))
+    }
+  })
