@@ -1,4 +1,7 @@
-import { Effect } from "effect"
+import { mkdirSync } from "node:fs"
+import { dirname } from "node:path"
+import { Duration, Effect } from "effect"
+import { withFileLock } from "@tscni/lock"
 import {
   BackendError,
   type BackendErrorReason,
@@ -305,6 +308,21 @@ const FINAL: ReadonlySet<BackendErrorReason> = new Set(["Unsupported", "Permissi
 /** Enough for 40 pods racing on one chain on a loaded 2-core machine (4 was not). */
 const ATTEMPTS = 10
 
+/** Where tscni's iptables writers take turns (tmpfs, like the lock itself). */
+const IPTABLES_LOCK = `${process.env.TSCNI_LOCK_DIR ?? "/run/tscni"}/iptables.lock`
+
+/**
+ * One tscni iptables transaction at a time on this machine. iptables-nft takes no lock of
+ * its own, and "add the jump unless it is there" is a save followed by a restore: two
+ * writers racing between them both add the jump. (Others' writers are not excluded; the
+ * retries below cover those.)
+ */
+const serialized = <A>(operation: string, effect: Effect.Effect<A, BackendError>): Effect.Effect<A, BackendError> =>
+  Effect.suspend(() => {
+    mkdirSync(dirname(IPTABLES_LOCK), { recursive: true, mode: 0o700 })
+    return withFileLock(IPTABLES_LOCK, effect, (lock) => failure(operation, "Busy", lock.message), Duration.seconds(30))
+  })
+
 /** Saves, builds the script from what is there, restores; again from a new save after a race. */
 const transact = (
   operation: string,
@@ -313,7 +331,7 @@ const transact = (
   table: IptablesTable,
   build: (saved: SavedTable) => string
 ): Effect.Effect<void, BackendError> =>
-  Effect.gen(function*() {
+  serialized(operation, Effect.gen(function*() {
     for (let attempt = 1; ; attempt++) {
       const script = build(yield* save(operation, netns, family, table))
       if (script === "") return
@@ -323,7 +341,7 @@ const transact = (
       // jittered backoff, so racing writers do not retry in lockstep
       yield* Effect.sleep(`${Math.round((5 + Math.random() * 10) * attempt)} millis`)
     }
-  })
+  }))
 
 const invalid = (operation: string, problem: string | undefined): Effect.Effect<void, BackendError> =>
   problem === undefined ? Effect.void : Effect.fail(failure(operation, "Invalid", problem))
