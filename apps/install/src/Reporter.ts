@@ -9,6 +9,7 @@ export interface ReportLine {
   readonly text: string
 }
 
+/** What a Reporter does: take one status line per step phase; the steps never print directly. */
 export interface ReporterShape {
   readonly line: (status: Status, text: string) => Effect.Effect<void>
 }

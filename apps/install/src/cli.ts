@@ -13,9 +13,12 @@ export type Command =
   | { readonly kind: "uninstall"; readonly binDir: string; readonly dryRun: boolean }
   | { readonly kind: "usage"; readonly message: string }
 
+/** Where container runtimes look for CNI plugins unless configured otherwise. */
 export const DEFAULT_BIN_DIR = "/opt/cni/bin"
+/** Where container runtimes read network configuration (conflists) from by default. */
 export const DEFAULT_CONF_DIR = "/etc/cni/net.d"
 
+/** The text `--help` prints; the options it lists are the ones parseArgs accepts. */
 export const HELP = `tscni-install: install the tscni CNI plugins into a node's CNI dirs, all or nothing
 
 usage: tscni-install [options]

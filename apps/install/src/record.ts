@@ -12,6 +12,7 @@ import { backupNameFor, checkPlaced, Placed, placeAtomically, restore } from "./
 /** The record's file name in the bin dir. */
 export const RECORD_NAME = ".tscni-install.json"
 
+/** Where install writes the record and `--uninstall` looks for it: always in the bin dir. */
 export const recordPath = (binDir: string): string => join(binDir, RECORD_NAME)
 
 /** How binaries are installed: one multicall runtime plus links, or one binary per plugin. */

@@ -281,4 +281,5 @@ export const makeLinuxBackend = (): BackendShape => ({
   listIptablesRules: iptables.listIptablesRules
 })
 
+/** The Backend service on the real kernel, what the plugins' `main` provides outside tests. */
 export const layer: Layer.Layer<Backend> = Layer.sync(Backend)(makeLinuxBackend)

@@ -53,6 +53,10 @@ export const deleteConntrack = (socket: RouteSocket, filter: ConntrackFilter): n
   return deleted
 }
 
+/**
+ * Rejects a destination port outside 1..65535 as EINVAL before any ctnetlink traffic, so
+ * a bad filter fails like a kernel refusal instead of silently matching nothing.
+ */
 export const invalidFilter = (filter: ConntrackFilter): KernelCallFailed | undefined =>
   Number.isInteger(filter.dstPort) && filter.dstPort > 0 && filter.dstPort < 65536
     ? undefined

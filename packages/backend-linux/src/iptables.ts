@@ -355,6 +355,10 @@ export const addIptablesRules = (netns: string, batch: IptablesBatch): Effect.Ef
     yield* transact(operation, netns, batch.family, batch.table, (saved) => addScript(batch, saved))
   })
 
+/**
+ * Removes one owner's rules (by comment) and then, in a second transaction, any of its
+ * chains left empty, so concurrent DELs sharing a chain still leave none behind.
+ */
 export const deleteIptablesRules = (netns: string, selector: IptablesSelector): Effect.Effect<void, BackendError> =>
   Effect.gen(function*() {
     const operation = "deleteIptablesRules"
@@ -368,6 +372,10 @@ export const deleteIptablesRules = (netns: string, selector: IptablesSelector): 
     }
   })
 
+/**
+ * tscni's chains and rules in one table, read from iptables-save: what CHECK and the
+ * tests compare against.
+ */
 export const listIptablesRules = (
   netns: string,
   where: { readonly family: IpFamily; readonly table: IptablesTable }

@@ -19,17 +19,27 @@ const lib = dlopen("libc.so.6", {
   __errno_location: { args: [], returns: FFIType.ptr }
 })
 
+/** socket(2) domain of the netlink sockets every kernel call goes through. */
 export const AF_NETLINK = 16
+/** Netlink sockets are datagram-style raw sockets. */
 export const SOCK_RAW = 3
+/** Keeps the netlink fd from leaking into the plugins and tools the process spawns. */
 export const SOCK_CLOEXEC = 0o2000000
+/** The rtnetlink protocol: links, addresses, routes, qdiscs. */
 export const NETLINK_ROUTE = 0
+/** setsockopt level for the netlink options below. */
 export const SOL_NETLINK = 270
+/** Asks the kernel for its extended-ack text, which makes netlink errors say what was wrong. */
 export const NETLINK_EXT_ACK = 11
-export const NETLINK_GET_STRICT_CHK = 12
+/** Namespace files are only opened to get an fd for setns/ioctl, never read. */
 export const O_RDONLY = 0
+/** Keeps namespace fds from leaking into spawned processes. */
 export const O_CLOEXEC = 0o2000000
+/** With O_EXCL: creates the placeholder file a new namespace is bind-mounted onto. */
 export const O_CREAT = 0o100
+/** Makes creating a named namespace fail if the name is taken, instead of mounting over it. */
 export const O_EXCL = 0o200
+/** The network-namespace type: for setns/unshare, and what NS_GET_NSTYPE must answer for a netns path. */
 export const CLONE_NEWNET = 0x40000000
 /** ioctl on a namespace fd: which kind of namespace it is */
 export const NS_GET_NSTYPE = 0xb703
@@ -42,6 +52,10 @@ export const errno = (): number => {
 
 const cstr = (text: string): Buffer => Buffer.from(text + "\0")
 
+/**
+ * The typed wrappers over the raw symbols (strings made C strings, bigint lengths made
+ * numbers); they return the raw result, and callers read errno() on failure.
+ */
 export const libc = {
   socket: (domain: number, type: number, protocol: number): number => lib.symbols.socket(domain, type, protocol),
   setsockoptInt: (fd: number, level: number, name: number, value: number): number => {
@@ -61,9 +75,16 @@ export const libc = {
   umount2: (target: string, flags: number): number => lib.symbols.umount2(cstr(target), flags)
 }
 
+/** Bind mount: how a namespace is pinned to a path under /var/run/netns. */
 export const MS_BIND = 0x1000
+/** Applies a mount or propagation change to the whole subtree (the netns run dir). */
 export const MS_REC = 0x4000
+/**
+ * Makes the netns run dir a shared mount, so namespace mounts made there show up in other
+ * mount namespaces, as `ip netns` does.
+ */
 export const MS_SHARED = 1 << 20
+/** Lazy unmount: deleting a namespace succeeds even while something still holds it open. */
 export const MNT_DETACH = 2
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -84,4 +105,5 @@ const ERRNO_NAMES: Record<number, string> = {
   101: "ENETUNREACH"
 }
 
+/** Symbolic errno for error messages and reasons; unknown codes keep their number. */
 export const errnoName = (code: number): string => ERRNO_NAMES[code] ?? `errno ${code}`

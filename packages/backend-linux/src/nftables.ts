@@ -251,6 +251,10 @@ export const deleteRulesScript = (
   return lines.join("\n")
 }
 
+/**
+ * The namespace's whole ruleset, parsed: listFilterRules and the delete/sweep scripts
+ * all work from this one listing.
+ */
 export const listRules = (netns: string, operation: string) => parseRuleset(runNft(netns, operation, "list ruleset"))
 
 /**

@@ -25,6 +25,7 @@ const withSysctl = <A>(netns: string, key: string, mode: "r" | "r+", use: (fd: n
     }
   })
 
+/** Reads a sysctl as seen from `netns` (trimmed), e.g. to save a value before tuning changes it. */
 export const readSysctl = (netns: string, key: string): string => withSysctl(netns, key, "r", readFd)
 
 /** Writes and returns the previous value. */

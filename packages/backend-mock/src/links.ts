@@ -40,6 +40,7 @@ export const DEFAULT_MTU = 1500
 export const DEFAULT_TXQLEN = 1000
 /** The MTU range the mock accepts: IPv4's minimum up to the 16-bit maximum. */
 export const MIN_MTU = 68
+/** The largest MTU the mock accepts (the 16-bit maximum), as the kernel refuses larger. */
 export const MAX_MTU = 65535
 
 const validateMtu = (operation: string, mtu: number | undefined): Effect.Effect<void, BackendError> =>

@@ -31,4 +31,8 @@ export class BackendError extends Schema.TaggedError<BackendError>()("BackendErr
 /** The namespace named by the request does not exist or is not a network namespace. */
 export const isMissingNetns = (error: BackendError): boolean => error.netns === true
 
+/**
+ * Lets undo treat "already gone" as success; use with isMissingNetns to tell a missing
+ * object from a missing namespace.
+ */
 export const isNotFound = (error: BackendError): boolean => error.reason === "NotFound"

@@ -25,6 +25,10 @@ const COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
 /** one argument: printable, no quotes, backslashes or newlines (spaces are quoted when written) */
 const ARGUMENT = /^[^"'\\\n\r\0]{1,256}$/
 
+/**
+ * Whether a chain name is one of tscni's (`TSCNI-` prefix, fits iptables' limit): only
+ * such chains may be created, listed or removed.
+ */
 export const isIptablesChainName = (name: string): boolean => CHAIN_NAME.test(name)
 
 /** Why an owner comment cannot be used, or undefined. */

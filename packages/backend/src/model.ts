@@ -6,11 +6,13 @@ import { Schema } from "effect"
  * process itself runs in.
  */
 export const HOST_NETNS = "host"
+/** Names a parameter as a namespace path (see HOST_NETNS) rather than any string. */
 export type NetnsPath = string
 
 /** Linux refuses interface names longer than IFNAMSIZ-1. */
 export const MAX_IFNAME_LENGTH = 15
 
+/** The link types tscni creates or must recognise; anything else reports as `other`. */
 export const LinkKind = Schema.Literals(["loopback", "veth", "bridge", "dummy", "ifb", "other"])
 export type LinkKind = typeof LinkKind.Type
 
@@ -54,6 +56,10 @@ export const LinkInfo = Schema.Struct({
 })
 export type LinkInfo = typeof LinkInfo.Type
 
+/**
+ * A veth pair created in one call with each end in its own namespace, so a half-made pair
+ * never exists.
+ */
 export interface CreateVethRequest {
   readonly netns: NetnsPath
   readonly name: string
@@ -68,6 +74,7 @@ export interface CreateVethRequest {
 /** Longest interface alias the kernel stores (IFALIASZ-1 bytes of UTF-8). */
 export const MAX_ALIAS_BYTES = 255
 
+/** A single link (bridge, dummy or ifb) created with its settings, so it never exists half-configured. */
 export interface CreateLinkRequest {
   readonly netns: NetnsPath
   readonly name: string
@@ -117,8 +124,10 @@ export type BridgeVlan = typeof BridgeVlan.Type
 
 /** Valid VLAN ids: 0 and 4095 are reserved. */
 export const MIN_VLAN_ID = 1
+/** The highest VLAN id a bridge port can carry (4095 is reserved), the upper bound both backends check. */
 export const MAX_VLAN_ID = 4094
 
+/** An address family where a Backend value records one (addresses, iptables batches). */
 export const IpFamily = Schema.Literals([4, 6])
 export type IpFamily = typeof IpFamily.Type
 
@@ -132,10 +141,15 @@ export const AddressInfo = Schema.Struct({
 })
 export type AddressInfo = typeof AddressInfo.Type
 
+/** `noDad`: the address is usable at once, without waiting out IPv6 duplicate address detection. */
 export interface AddAddressOptions {
   readonly noDad?: boolean
 }
 
+/**
+ * How far a route's destination is: `link` for directly attached networks (no gateway),
+ * `host` for local addresses, `universe` (the default) for the rest.
+ */
 export const RouteScope = Schema.Literals(["universe", "link", "host"])
 export type RouteScope = typeof RouteScope.Type
 
@@ -183,6 +197,7 @@ export const TbfOptions = Schema.Struct({
 })
 export type TbfOptions = typeof TbfOptions.Type
 
+/** A qdisc as listQdiscs reports it, enough for bandwidth to find and check the ones it added. */
 export const QdiscInfo = Schema.Struct({
   link: Schema.String,
   kind: Schema.Literals(["tbf", "ingress", "clsact", "other"]),
@@ -194,6 +209,10 @@ export const QdiscInfo = Schema.Struct({
 })
 export type QdiscInfo = typeof QdiscInfo.Type
 
+/**
+ * The qdiscs bandwidth adds: a tbf at the root to shape egress, or an ingress/clsact
+ * qdisc to hang a redirect filter on.
+ */
 export interface AddQdiscRequest {
   readonly link: string
   readonly kind: "tbf" | "ingress" | "clsact"

@@ -31,6 +31,7 @@ interface Entry {
 
 /** Returned by an input function to leave a step out of this run (it gets no handle). */
 export const skip: unique symbol = Symbol.for("tscni/engine/skip")
+/** Lets an input function's return type say "an input, or leave this step out". */
 export type Skip = typeof skip
 
 /**

@@ -1,5 +1,6 @@
 import { Clock, Effect, Exit } from "effect"
 
+/** Which of a step's functions ran; labels the span and the debug log line. */
 export type StepPhase = "apply" | "undo" | "check"
 
 /**

@@ -4,6 +4,7 @@
  * Addresses are numbers (bigint) so masking, containment and "the next address" are exact.
  */
 
+/** The family as CNI and the kernel number it; decides address width and text form. */
 export type IpFamily = 4 | 6
 
 /** An IP address as a number, so the model can mask, compare and contain without strings. */
@@ -139,6 +140,7 @@ export const formatIp = (ip: Ip): string =>
     ? [24n, 16n, 8n, 0n].map((shift) => ((ip.value >> shift) & 0xffn).toString()).join(".")
     : formatIpv6(ip.value)
 
+/** Canonical `address/prefix` text, so CIDRs compare and print as the kernel's tools show them. */
 export const formatCidr = (cidr: Cidr): string => `${formatIp(cidr.ip)}/${cidr.prefix}`
 
 /** Parses a MAC in colon form; undefined unless it is six hex octets. Returns lower case. */
@@ -163,6 +165,7 @@ export const toBytes = (ip: Ip): Uint8Array => {
   return bytes
 }
 
+/** An address from network byte order, as netlink reports it (the inverse of toBytes). */
 export const fromBytes = (family: IpFamily, bytes: Uint8Array): Ip => {
   let value = 0n
   for (const byte of bytes.subarray(0, family === 4 ? 4 : 16)) value = (value << 8n) | BigInt(byte)

@@ -10,7 +10,12 @@ const PLUGINS: Record<string, () => Promise<void>> = {
   firewall: () => import("@tscni/plugin-firewall/run").then((module) => module.runFirewall())
 }
 
+/** The plugins this runtime can be, listed in the error for an unknown invocation name. */
 export const PLUGIN_NAMES = Object.keys(PLUGINS)
 
+/**
+ * The entry of the plugin a name (argv[0] or argv[2]) stands for; undefined for anything
+ * else, inherited object keys included.
+ */
 export const pluginNamed = (name: string): (() => Promise<void>) | undefined =>
   Object.hasOwn(PLUGINS, name) ? PLUGINS[name] : undefined

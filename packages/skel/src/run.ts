@@ -28,6 +28,10 @@ export interface Outcome {
   readonly exitCode: number
 }
 
+/**
+ * One plugin call's inputs, taken as values rather than from process globals so tests can
+ * drive handleInvocation directly.
+ */
 export interface Invocation {
   readonly env: Record<string, string | undefined>
   readonly stdin: Effect.Effect<string, CniError>

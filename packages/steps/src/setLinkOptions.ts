@@ -13,6 +13,7 @@ export const LinkOptions = Schema.Struct({
 })
 export type LinkOptions = typeof LinkOptions.Type
 
+/** The link to tune (in its namespace) and the properties to change on it. */
 export interface SetLinkOptionsInput {
   readonly netns: string
   readonly link: string

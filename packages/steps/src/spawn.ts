@@ -18,6 +18,10 @@ const collect = <E>(stream: Stream.Stream<Uint8Array, E>): Effect.Effect<string,
 
 const spawner = BunChildProcessSpawner.layer.pipe(Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer)))
 
+/**
+ * Runs one delegated plugin: the request's CNI_ variables replace the inherited ones, stdin
+ * goes in, stdout/stderr/exit code come out; only failing to start it is an error.
+ */
 export const spawnPlugin = (request: ExecRequest): Effect.Effect<ExecOutput, CniError> =>
   Effect.scoped(Effect.gen(function*() {
     const processes = yield* ChildProcessSpawner

@@ -3,21 +3,39 @@
  * padded to 4 bytes. Little-endian (host order on every platform tscni runs on).
  */
 
+/** Size of struct nlmsghdr: where each message's payload starts. */
 export const NLMSG_HDRLEN = 16
-export const NLMSG_NOOP = 1
+/** The kernel's reply to an acked request: errno 0 is success, anything else the failure. */
 export const NLMSG_ERROR = 2
+/** Ends a multipart dump. */
 export const NLMSG_DONE = 3
 
+/** Set on every message tscni sends: it is a request to the kernel. */
 export const NLM_F_REQUEST = 0x1
-export const NLM_F_MULTI = 0x2
+/** Asks for an NLMSG_ERROR reply, so a request is known to have succeeded or why it failed. */
 export const NLM_F_ACK = 0x4
+/**
+ * Set by the kernel when the table changed during a dump: the result may be inconsistent,
+ * so the dump is restarted.
+ */
 export const NLM_F_DUMP_INTR = 0x10
+/**
+ * In an error reply: only the header of the failed request is echoed; decodeError needs
+ * this to find the ack attributes after it.
+ */
 export const NLM_F_CAPPED = 0x100
+/** In an error reply: extended-ack attributes (the error text) follow. */
 export const NLM_F_ACK_TLVS = 0x200
+/** A get request for every object of a kind (ROOT | MATCH). */
 export const NLM_F_DUMP = 0x300
-export const NLM_F_REPLACE = 0x100
+/**
+ * NEW request modifier: fail with EEXIST rather than touch an object that is already
+ * there, so steps never adopt by accident.
+ */
 export const NLM_F_EXCL = 0x200
+/** NEW request modifier: create the object if it does not exist. */
 export const NLM_F_CREATE = 0x400
+/** NEW request modifier: add a route next to existing ones to the same destination (multipath). */
 export const NLM_F_APPEND = 0x800
 
 /** NLMSGERR_ATTR_MSG: the kernel's extended-ack error text */
@@ -112,6 +130,7 @@ export const encodeMessage = (
   return out
 }
 
+/** One decoded message of a reply datagram, header fields split out, payload not yet decoded. */
 export interface NetlinkMessage {
   readonly type: number
   readonly flags: number
@@ -142,6 +161,7 @@ export const decodeMessages = (data: Uint8Array): Array<NetlinkMessage> => {
 /** Attributes by type (the last one wins for repeated types). */
 export type Attributes = Map<number, Uint8Array>
 
+/** The attributes of a payload (after its family header) by type, for looking fields up. */
 export const decodeAttributes = (data: Uint8Array): Attributes => {
   const attributes: Attributes = new Map()
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength)
@@ -169,16 +189,19 @@ export const decodeAttributeList = (data: Uint8Array): Array<{ readonly type: nu
   return attributes
 }
 
+/** A u32 attribute (host order), or undefined when absent or too short. */
 export const attrU32 = (attributes: Attributes, type: number): number | undefined => {
   const data = attributes.get(type)
   return data && data.byteLength >= 4 ? new DataView(data.buffer, data.byteOffset).getUint32(0, true) : undefined
 }
 
+/** A u8 attribute (a flag or small enum), or undefined when absent. */
 export const attrU8 = (attributes: Attributes, type: number): number | undefined => {
   const data = attributes.get(type)
   return data && data.byteLength >= 1 ? data[0] : undefined
 }
 
+/** A NUL-terminated string attribute (a name, kind or alias), or undefined when absent. */
 export const attrString = (attributes: Attributes, type: number): string | undefined => {
   const data = attributes.get(type)
   if (!data) return undefined

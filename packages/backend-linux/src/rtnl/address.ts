@@ -4,8 +4,11 @@ import { formatIp, fromBytes, lastOf, parseCidr, toBytes } from "@tscni/ip"
 import { attrString, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
+/** rtnetlink message type adding an address; also the type of each entry in an address dump. */
 export const RTM_NEWADDR = 20
+/** rtnetlink message type removing an address. */
 export const RTM_DELADDR = 21
+/** rtnetlink message type dumping addresses. */
 export const RTM_GETADDR = 22
 
 const IFA_ADDRESS = 1
@@ -67,11 +70,16 @@ const addressRequest = (link: LinkInfo, cidr: string, operation: string, noDad =
   return { header, attributes: attributes.finish() }
 }
 
+/**
+ * Adds an address, failing if it is already there; `noDad` skips IPv6 duplicate address
+ * detection so the address is usable at once.
+ */
 export const addAddress = (socket: RouteSocket, link: LinkInfo, cidr: string, noDad = false): void => {
   const { header, attributes } = addressRequest(link, cidr, "addAddress", noDad)
   socket.request("addAddress", RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, header, attributes, `${cidr} on ${link.name}`)
 }
 
+/** Removes one address from a link (NotFound when it is not there). */
 export const deleteAddress = (socket: RouteSocket, link: LinkInfo, cidr: string): void => {
   const { header, attributes } = addressRequest(link, cidr, "deleteAddress")
   socket.request("deleteAddress", RTM_DELADDR, 0, header, attributes, `${cidr} on ${link.name}`)

@@ -13,9 +13,13 @@ import {
 } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
+/** rtnetlink message type creating a link; also the type of each entry in a link dump. */
 export const RTM_NEWLINK = 16
+/** rtnetlink message type deleting a link (or, with AF_BRIDGE, one of its VLANs). */
 export const RTM_DELLINK = 17
+/** rtnetlink message type getting one link by name, or dumping them all. */
 export const RTM_GETLINK = 18
+/** rtnetlink message type changing an existing link (state, MTU, master, bridge VLANs). */
 export const RTM_SETLINK = 19
 
 const IFLA_ADDRESS = 1
@@ -63,9 +67,11 @@ export const ifinfomsg = (index = 0, flags = 0, change = 0, family = AF_UNSPEC):
   return header
 }
 
+/** The kernel's MAC bytes in the lower-case colon form LinkInfo reports. */
 export const macToString = (bytes: Uint8Array): string =>
   Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(":")
 
+/** A colon-form MAC back into the bytes IFLA_ADDRESS takes. */
 export const macToBytes = (mac: string): Uint8Array => Uint8Array.from(mac.split(":"), (part) => parseInt(part, 16))
 
 const KINDS: Record<string, LinkKind> = { veth: "veth", bridge: "bridge", dummy: "dummy", ifb: "ifb" }
@@ -130,6 +136,7 @@ const withPortFlags = (socket: RouteSocket, links: Array<LinkInfo>): Array<LinkI
   })
 }
 
+/** Every link of the namespace, with bridge-port flags filled in for enslaved links. */
 export const listLinks = (socket: RouteSocket, netns: string): Array<LinkInfo> =>
   withPortFlags(
     socket,
@@ -138,6 +145,10 @@ export const listLinks = (socket: RouteSocket, netns: string): Array<LinkInfo> =
     )
   )
 
+/**
+ * One link by name, fresh from the kernel (ENODEV/NotFound when absent): how the backend
+ * turns the names it is given into ifindexes.
+ */
 export const getLink = (socket: RouteSocket, netns: string, name: string): LinkInfo => {
   const attributes = new AttributeWriter().string(IFLA_IFNAME, name).finish()
   const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(), attributes, name)
@@ -146,6 +157,7 @@ export const getLink = (socket: RouteSocket, netns: string, name: string): LinkI
   return link!
 }
 
+/** The attributes a new link (or a veth's peer) can be born with, so it never exists half-configured. */
 export interface NewLinkAttributes {
   readonly name: string
   readonly mtu?: number | undefined
@@ -208,6 +220,7 @@ export const createLink = (
   socket.request(operation, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, ifinfomsg(), attributes, link.name)
 }
 
+/** Deletes a link by index (a veth takes its peer with it); `name` only labels errors. */
 export const deleteLink = (socket: RouteSocket, index: number, name: string): void => {
   socket.request("deleteLink", RTM_DELLINK, 0, ifinfomsg(index), undefined, name)
 }

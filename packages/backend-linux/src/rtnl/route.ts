@@ -4,8 +4,11 @@ import { formatIp, fromBytes, networkOf, parseCidr, parseIp, toBytes } from "@ts
 import { attrU32, AttributeWriter, decodeAttributes, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
+/** rtnetlink message type adding a route; also the type of each entry in a route dump. */
 export const RTM_NEWROUTE = 24
+/** rtnetlink message type deleting a route. */
 export const RTM_DELROUTE = 25
+/** rtnetlink message type dumping routes. */
 export const RTM_GETROUTE = 26
 
 const RTA_DST = 1
@@ -156,12 +159,17 @@ const routeRequest = (operation: string, route: Route, linkIndex: number | undef
 const describe = (route: Route): string =>
   [route.dst, route.gateway && `via ${route.gateway}`, route.link && `dev ${route.link}`].filter(Boolean).join(" ")
 
+/**
+ * Adds a route, failing if it exists unless `append`, which adds another next hop to the
+ * same destination instead.
+ */
 export const addRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined, append = false): void => {
   const { header, attributes } = routeRequest("addRoute", route, linkIndex)
   const flags = NLM_F_CREATE | (append ? NLM_F_APPEND : NLM_F_EXCL)
   socket.request("addRoute", RTM_NEWROUTE, flags, header, attributes, describe(route))
 }
 
+/** Deletes the route matching destination, gateway and link, whatever its protocol and scope. */
 export const deleteRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined): void => {
   const { header, attributes } = routeRequest("deleteRoute", route, linkIndex)
   // as iproute2 does on delete: protocol, scope ("nowhere") and type 0 match any

@@ -120,6 +120,10 @@ export const listQdiscs = (socket: RouteSocket, link: LinkInfo): Array<QdiscInfo
   return qdiscs
 }
 
+/**
+ * Adds the tbf root qdisc (bandwidth shaping) or the ingress qdisc (to redirect to an ifb);
+ * the fixed handles let deleteQdisc and the redirect filter find them.
+ */
 export const addQdisc = (socket: RouteSocket, link: LinkInfo, request: AddQdiscRequest): void => {
   const attributes = new AttributeWriter().string(TCA_KIND, request.kind)
   let header: Uint8Array
@@ -135,6 +139,7 @@ export const addQdisc = (socket: RouteSocket, link: LinkInfo, request: AddQdiscR
   socket.request("addQdisc", RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, header, attributes.finish(), `${request.kind} on ${link.name}`)
 }
 
+/** Removes the root or ingress qdisc of a link, which takes its filters with it. */
 export const deleteQdisc = (socket: RouteSocket, link: LinkInfo, parent: "root" | "ingress"): void => {
   const header = tcmsg(link.index, 0, parent === "root" ? TC_H_ROOT : TC_H_INGRESS)
   socket.request("deleteQdisc", RTM_DELQDISC, 0, header, undefined, `${parent} qdisc of ${link.name}`)

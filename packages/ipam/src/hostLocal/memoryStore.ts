@@ -18,6 +18,10 @@ export interface MemoryState {
   failWhen: ((operation: string, name: string) => boolean) | undefined
 }
 
+/**
+ * An empty fake host: no dirs, nothing read-only, no faults; `bootId` is what
+ * currentBootId answers (undefined: a host whose boot cannot be told).
+ */
 export const newMemoryState = (bootId: string | undefined = "boot-1"): MemoryState => ({
   bootId,
   dirs: new Map(),

@@ -35,4 +35,8 @@ export const bandwidthPipeline = Pipeline.make<BandwidthInput>("bandwidth")
   .optionalStep("redirect", redirectToIfb, (input) =>
     input.egress === undefined ? Pipeline.skip : { netns: HOST_NETNS, link: input.hostVeth, ifb: input.ifb.name })
 
+/**
+ * The handles of one run by step key (absent for skipped steps), inferred from the pipeline
+ * so the plugin's CHECK and DEL rebuild them with the types ADD produced.
+ */
 export type BandwidthHandles = typeof bandwidthPipeline extends Pipeline.Pipeline<BandwidthInput, infer H, infer _E, infer _R> ? H : never

@@ -25,7 +25,9 @@ export interface Limit {
   readonly burst: number
 }
 
+/** The config's rate (bits/s) in the whole bytes/s the kernel's tbf takes. */
 export const rateBytes = (limit: Limit): number => Math.floor(limit.rate / 8)
+/** The config's burst (bits) in whole bytes; also what ADD checks can hold one full frame. */
 export const burstBytes = (limit: Limit): number => Math.floor(limit.burst / 8)
 
 /** The queue limit in bytes: 25 ms at the rate, plus the bucket. */

@@ -21,6 +21,11 @@ export const MACSPOOF_TABLE = "tscni-macspoof"
 
 /** The owner comment on a pod's rules: `br:<network hash>:<attachment key>`. */
 export const networkTag = (network: string): string => tagOf("br", network)
+/**
+ * The per-pod owner comment (`br:<network hash>:<attachment key>`) on the masquerade and
+ * MAC spoof rules, so DEL removes exactly this pod's rules; networkTag is its
+ * per-network prefix, for GC.
+ */
 export const ruleOwner = (network: string, containerId: string, ifname: string): string =>
   ownerOf("br", network, containerId, ifname)
 

@@ -50,6 +50,10 @@ const PortmapKeys = Schema.Struct({
   runtimeConfig: Schema.optionalKey(Schema.Struct({ portMappings: Schema.optionalKey(Schema.Array(PortMapping)) }))
 })
 
+/**
+ * One hostPort mapping from runtimeConfig.portMappings, normalised (protocol lower case,
+ * "" hostIP as absent): what the rules are built from.
+ */
 export interface Mapping {
   readonly hostPort: number
   readonly containerPort: number
@@ -61,6 +65,10 @@ export interface Mapping {
 /** The reference's default mark bit (Kubernetes uses 14 and 15, Calico 20-31). */
 export const DEFAULT_MARK_BIT = 13
 
+/**
+ * Everything the portmap plugin decided from its config, checked before any change, so
+ * building the rules cannot fail halfway.
+ */
 export interface PortmapSettings {
   readonly network: string
   readonly mappings: ReadonlyArray<Mapping>

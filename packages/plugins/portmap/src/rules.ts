@@ -72,6 +72,10 @@ export const udpFlushes = (mappings: ReadonlyArray<Mapping>, families: ReadonlyS
 
 /** tscni's iptables chains for hostPort mappings (nat table, both families). */
 export const PORTMAP_DNAT_CHAIN = "TSCNI-PM-DNAT"
+/**
+ * Masquerades marked (hairpin/localhost) connections to a pod; only used with tscni's own
+ * mark bit, not with externalSetMarkChain.
+ */
 export const PORTMAP_MASQ_CHAIN = "TSCNI-PM-MASQ"
 
 const LOCAL = ["-m", "addrtype", "--dst-type", "LOCAL"]

@@ -56,6 +56,10 @@ export interface TuningOptions {
   readonly allowlistPath: string
 }
 
+/**
+ * Where the installed binary keeps state and reads its allowlist (the reference plugin's
+ * allowlist path); tests pass their own options.
+ */
 export const DEFAULT_OPTIONS: TuningOptions = {
   dataDir: "/var/lib/tscni/tuning",
   allowlistPath: "/etc/cni/tuning/allowlist.conf"

@@ -3,11 +3,13 @@ import { Backend, type BackendError } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 import { ignoreNotFound } from "@tscni/steps"
 
+/** The link that needs an ingress qdisc: the host veth whose received (pod egress) traffic is redirected. */
 export interface AddIngressQdiscInput {
   readonly netns: string
   readonly link: string
 }
 
+/** Names the link alone: undo and check recognise our qdisc by its kind and parent, not by an id. */
 export const AddIngressQdiscHandle = Schema.Struct({ netns: Schema.String, link: Schema.String })
 export type AddIngressQdiscHandle = typeof AddIngressQdiscHandle.Type
 

@@ -4,12 +4,17 @@ import { ensure, makeStep } from "@tscni/engine"
 import { ignoreNotFound } from "@tscni/steps"
 import { describeTbf, tbfMatches } from "../tbf.ts"
 
+/** The link to shape and its limits: the host veth for ingress, the ifb for egress. */
 export interface AddTbfInput {
   readonly netns: string
   readonly link: string
   readonly tbf: TbfOptions
 }
 
+/**
+ * Keeps the limits too, so undo only removes a root tbf still at our rate and check can
+ * compare what the kernel reports.
+ */
 export const AddTbfHandle = Schema.Struct({ netns: Schema.String, link: Schema.String, tbf: TbfOptions })
 export type AddTbfHandle = typeof AddTbfHandle.Type
 

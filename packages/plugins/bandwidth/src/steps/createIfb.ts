@@ -3,6 +3,7 @@ import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 import { ignoreNotFound } from "@tscni/steps"
 
+/** The ifb that carries the pod's egress, sized like the host veth it takes traffic from. */
 export interface CreateIfbInput {
   readonly netns: string
   readonly name: string
@@ -14,6 +15,10 @@ export interface CreateIfbInput {
   readonly alias: string
 }
 
+/**
+ * The ifb made; `mac` goes into the ADD result's interfaces. Undo and check use only the
+ * name (CHECK and DEL rebuild the handle with index 0 and no MAC).
+ */
 export const CreateIfbHandle = Schema.Struct({
   netns: Schema.String,
   name: Schema.String,

@@ -3,6 +3,7 @@ import { Backend, type BackendError } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 import { ignoreNotFound } from "@tscni/steps"
 
+/** Which link's received traffic goes to which ifb. */
 export interface RedirectToIfbInput {
   readonly netns: string
   /** the link whose received traffic is taken */
@@ -11,6 +12,7 @@ export interface RedirectToIfbInput {
   readonly ifb: string
 }
 
+/** Identifies the redirect by its two ends, so undo removes exactly ours and no other filter. */
 export const RedirectToIfbHandle = Schema.Struct({ netns: Schema.String, link: Schema.String, ifb: Schema.String })
 export type RedirectToIfbHandle = typeof RedirectToIfbHandle.Type
 

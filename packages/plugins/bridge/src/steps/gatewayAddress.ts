@@ -4,6 +4,10 @@ import { ensure, makeStep } from "@tscni/engine"
 import { type CniError, invalidConfig } from "@tscni/spec"
 import { contains, parseCidr } from "@tscni/ip"
 
+/**
+ * The gateway address the bridge must carry for one pod network, and whether a conflicting
+ * address may be replaced.
+ */
 export interface GatewayAddressInput {
   readonly netns: string
   readonly bridge: string
@@ -13,6 +17,10 @@ export interface GatewayAddressInput {
   readonly force: boolean
 }
 
+/**
+ * Whether this pod added the gateway and what it displaced, so undo never takes away a
+ * gateway other pods share and puts back what `forceAddress` replaced.
+ */
 export const GatewayAddressHandle = Schema.Struct({
   netns: Schema.String,
   bridge: Schema.String,

@@ -2,6 +2,7 @@ import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 
+/** The pod's bridge port and the VLAN it joins (`vlan` in the config). */
 export interface PortVlanInput {
   readonly netns: string
   /** the pod's bridge port (host veth) */
@@ -11,6 +12,7 @@ export interface PortVlanInput {
   readonly preserveDefaultVlan: boolean
 }
 
+/** The VLAN set and whether the default VLAN was dropped, so undo can restore the port as it was. */
 export const PortVlanHandle = Schema.Struct({
   netns: Schema.String,
   link: Schema.String,

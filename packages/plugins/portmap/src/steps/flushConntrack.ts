@@ -2,11 +2,13 @@ import { Effect, Schema } from "effect"
 import { Backend, type BackendError, type ConntrackFilter } from "@tscni/backend"
 import { makeStep } from "@tscni/engine"
 
+/** The stale flows to forget: one filter per UDP hostPort and family. */
 export interface FlushConntrackInput {
   readonly netns: string
   readonly filters: ReadonlyArray<ConntrackFilter>
 }
 
+/** Only records how many entries went: forgetting is not undone, so there is nothing to restore. */
 export const FlushConntrackHandle = Schema.Struct({ netns: Schema.String, flushed: Schema.Number })
 export type FlushConntrackHandle = typeof FlushConntrackHandle.Type
 

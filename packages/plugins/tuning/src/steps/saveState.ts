@@ -3,11 +3,13 @@ import { ensure, makeStep } from "@tscni/engine"
 import type { CniError } from "@tscni/spec"
 import { readState, removeState, type StateRecord, writeState } from "../state.ts"
 
+/** The attachment's state file and the record to write there before anything is tuned. */
 export interface SaveStateInput {
   readonly path: string
   readonly record: StateRecord
 }
 
+/** Just the file: undo removes it, check reads it back. */
 export const SaveStateHandle = Schema.Struct({ path: Schema.String })
 export type SaveStateHandle = typeof SaveStateHandle.Type
 
