@@ -45,6 +45,8 @@ describe("addresses", () => {
     const { backend, ns } = setup()
     ok(backend.createLink({ netns: ns, name: "d1", kind: "dummy" }))
     ok(backend.addAddress(ns, "d1", "10.1.0.2/24"))
+    const holders = ok(backend.listAddresses(ns)).filter((a) => a.cidr === "10.1.0.2/24").map((a) => a.link)
+    expect(holders.sort()).toEqual(["d0", "d1"])
   })
 
   test("IPv6 addresses go when the link goes down, IPv4 ones stay", () => {
@@ -192,5 +194,6 @@ describe("routes", () => {
   test("the host namespace is usable like any other", () => {
     const { backend } = fresh()
     ok(backend.addRoute(HOST_NETNS, { dst: "::2/128", link: "lo" }))
+    expect(ok(backend.listRoutes(HOST_NETNS))).toContainEqual(expect.objectContaining({ dst: "::2/128", link: "lo" }))
   })
 })
