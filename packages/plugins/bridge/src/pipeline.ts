@@ -9,6 +9,7 @@ import {
   attachToBridge,
   ensureBridge,
   ipamAllocate,
+  type IpamAllocateInput,
   linkUp,
   setLinkOptions,
   setSysctl,
@@ -35,6 +36,19 @@ export interface BridgeInput {
   /** which host sysctls exist here (br_netfilter may not be loaded) */
   readonly hostSysctls: ReadonlySet<string>
 }
+
+/** The IPAM delegation of this request (same config, same env), or none without IPAM; DEL and CHECK repeat it. */
+export const ipamRequest = (input: BridgeInput): IpamAllocateInput | undefined =>
+  input.settings.ipamType === undefined ? undefined : {
+    pluginType: input.settings.ipamType,
+    config: input.rawConfig,
+    cniVersion: input.cniVersion,
+    containerId: input.containerId,
+    netns: input.netns,
+    ifname: input.ifname,
+    args: input.args,
+    cniPath: input.cniPath
+  }
 
 const skipUnless = <A>(condition: boolean, value: () => A): A | Pipeline.Skip => (condition ? value() : Pipeline.skip)
 
@@ -94,17 +108,7 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
     }
   })
   .step("hostUp", linkUp, (input) => ({ netns: HOST_NETNS, link: hostVethName(input.containerId, input.ifname) }))
-  .optionalStep("ipam", ipamAllocate, (input) =>
-    skipUnless(input.settings.ipamType !== undefined, () => ({
-      pluginType: input.settings.ipamType ?? "",
-      config: input.rawConfig,
-      cniVersion: input.cniVersion,
-      containerId: input.containerId,
-      netns: input.netns,
-      ifname: input.ifname,
-      args: input.args,
-      cniPath: input.cniPath
-    })))
+  .optionalStep("ipam", ipamAllocate, (input) => ipamRequest(input) ?? Pipeline.skip)
   .step("plan", planStep, (input, handles) => ({ bridge: input, result: ipamResult(handles) }))
   // Duplicate address detection holds an IPv6 address back for seconds: off unless asked for.
   .optionalStep("noDad", setSysctl, (input, handles) =>

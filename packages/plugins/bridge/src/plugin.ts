@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { Duration, Effect, Option } from "effect"
-import { Backend, HOST_NETNS, type IpFamily } from "@tscni/backend"
+import { Backend, HOST_NETNS } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type Result, tryAgainLater, validAttachments } from "@tscni/spec"
@@ -9,18 +9,18 @@ import {
   collectStaleIptablesRules,
   delegateIpam,
   ignoreNotFound,
+  iptablesOwnerHandles,
   type PluginExec,
   withFileLock
 } from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
 import { BRIDGE_TABLE, bridgeAlias, bridgeIntentPath, bridgeLockPath, LOCK_DIR, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
-import { BRIDGE_NF, type BridgeInput, bridgePipeline } from "./pipeline.ts"
+import { BRIDGE_NF, type BridgeInput, bridgePipeline, ipamRequest } from "./pipeline.ts"
 import { masqueradeIptablesBatches, planAddresses } from "./plan.ts"
 
 type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
 
 
-const FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
 
 /** The request and its settings as the pipeline's input. */
 const pipelineInput = (request: PluginRequest, settings: BridgeSettings, hostSysctls: ReadonlySet<string>): BridgeInput => ({
@@ -72,20 +72,10 @@ const buildResult = (request: PluginRequest, settings: BridgeSettings, handles: 
 }
 
 /** The IPAM delegation as ADD made it (same config and request), for DEL and CHECK to repeat. */
-const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Result): Partial<BridgeHandles> =>
-  settings.ipamType === undefined ? {} : {
-    ipam: {
-      pluginType: settings.ipamType,
-      config: request.raw,
-      cniVersion: request.conf.cniVersion,
-      containerId: request.env.containerId,
-      netns: request.env.netns,
-      ifname: request.env.ifname,
-      args: request.env.argsRaw,
-      cniPath: request.env.pathRaw,
-      result
-    }
-  }
+const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Result): Partial<BridgeHandles> => {
+  const ipam = ipamRequest(pipelineInput(request, settings, new Set()))
+  return ipam === undefined ? {} : { ipam: { ...ipam, result } }
+}
 
 /**
  * The handles DEL undoes, rebuilt from names derived from the attachment and the config:
@@ -106,7 +96,7 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
         mac: "",
         peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
       },
-      iptablesMasquerade: FAMILIES.map((family) => ({ netns: HOST_NETNS, family, table: "nat" as const, comment: owner, count: 0, chains: [] })),
+      iptablesMasquerade: iptablesOwnerHandles(HOST_NETNS, "nat", owner),
       ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 0 } } : {}),
       ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
     }
@@ -256,7 +246,7 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
     const tag = networkTag(settings.network)
     for (const table of [BRIDGE_TABLE, MACSPOOF_TABLE]) yield* collectStaleFilterRules(HOST_NETNS, table, tag, valid)
     if (settings.ipMasqBackend === "iptables") {
-      for (const family of FAMILIES) yield* collectStaleIptablesRules(HOST_NETNS, { family, table: "nat" }, tag, valid)
+      yield* collectStaleIptablesRules(HOST_NETNS, "nat", tag, valid)
     }
     if (settings.ipamType !== undefined) {
       yield* delegateIpam("GC", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })
