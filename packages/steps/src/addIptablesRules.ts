@@ -32,6 +32,16 @@ export type AddIptablesRulesHandle = typeof AddIptablesRulesHandle.Type
 
 const STEP = "addIptablesRules"
 
+/** iptables and ip6tables: an owner's rules may be in either. */
+export const IP_FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
+
+/**
+ * The handles DEL undoes for one owner, rebuilt without ADD's memory: its rules in `table`
+ * of both families (undo deletes by comment, so nothing else of the handle is needed).
+ */
+export const iptablesOwnerHandles = (netns: string, table: IptablesTable, comment: string): Array<AddIptablesRulesHandle> =>
+  IP_FAMILIES.map((family) => ({ netns, family, table, comment, count: 0, chains: [] }))
+
 /**
  * Installs one owner's iptables rules (a pod's masquerade, its hostPort DNATs) in one
  * atomic iptables-restore, the iptables counterpart of addFilterRules. Undo removes every

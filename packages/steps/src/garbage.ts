@@ -1,6 +1,7 @@
 import { Effect } from "effect"
-import { Backend, type BackendError, type IpFamily, type IptablesTable } from "@tscni/backend"
+import { Backend, type BackendError, type IptablesTable } from "@tscni/backend"
 import { attachmentKey } from "./attachment.ts"
+import { IP_FAMILIES } from "./addIptablesRules.ts"
 import { ignoreAbsent } from "./internal.ts"
 
 /** An attachment the runtime still considers valid (GC's `cni.dev/valid-attachments`). */
@@ -42,17 +43,19 @@ export const collectStaleFilterRules = (
     }
   })
 
-/** The same for an iptables table of one family. */
+/** The same for one of iptables' tables, in both families. */
 export const collectStaleIptablesRules = (
   netns: string,
-  where: { readonly family: IpFamily; readonly table: IptablesTable },
+  table: IptablesTable,
   networkTag: string,
   valid: ReadonlyArray<Attachment>
 ): Effect.Effect<void, BackendError, Backend> =>
   Effect.gen(function*() {
     const backend = yield* Backend
-    const listing = yield* ignoreAbsent(backend.listIptablesRules(netns, where))
-    for (const owner of staleOwners((listing?.rules ?? []).map((rule) => rule.comment), networkTag, valid)) {
-      yield* ignoreAbsent(backend.deleteIptablesRules(netns, { ...where, comment: owner }))
+    for (const family of IP_FAMILIES) {
+      const listing = yield* ignoreAbsent(backend.listIptablesRules(netns, { family, table }))
+      for (const owner of staleOwners((listing?.rules ?? []).map((rule) => rule.comment), networkTag, valid)) {
+        yield* ignoreAbsent(backend.deleteIptablesRules(netns, { family, table, comment: owner }))
+      }
     }
   })

@@ -1,9 +1,9 @@
 import { Effect } from "effect"
-import { Backend, HOST_NETNS, type IpFamily } from "@tscni/backend"
+import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { collectStaleFilterRules, collectStaleIptablesRules } from "@tscni/steps"
+import { collectStaleFilterRules, collectStaleIptablesRules, iptablesOwnerHandles } from "@tscni/steps"
 import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { networkTag, ruleOwner } from "./names.ts"
@@ -21,11 +21,6 @@ export const podAddresses = (result: Result | undefined): Array<string> => {
 /** The pod's addresses without prefix. */
 export const podIps = (result: Result | undefined): Array<string> => podAddresses(result).map((address) => address.split("/")[0]!)
 
-const FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
-
-/** The iptables handles DEL undoes: the owner's rules in both families' nat tables. */
-const iptablesHandles = (owner: string) =>
-  FAMILIES.map((family) => ({ netns: HOST_NETNS, family, table: "nat" as const, comment: owner, count: 0, chains: [] }))
 
 /** Host interfaces that route to the pod's IPv4 addresses (where route_localnet must be on). */
 const routesToPod = (ips: ReadonlyArray<string>) =>
@@ -104,7 +99,7 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       yield* Pipeline.undo(
         portmapPipeline,
         settings.backend === "iptables"
-          ? { iptablesRules: iptablesHandles(owner) }
+          ? { iptablesRules: iptablesOwnerHandles(HOST_NETNS, "nat", owner) }
           : { rules: { netns: HOST_NETNS, table: PORTMAP_TABLE, comment: owner, count: 0 } }
       )
     }),
@@ -115,7 +110,7 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       if (valid === undefined) return // no list: nothing can be judged stale
       const tag = networkTag(settings.network)
       if (settings.backend === "iptables") {
-        for (const family of FAMILIES) yield* collectStaleIptablesRules(HOST_NETNS, { family, table: "nat" }, tag, valid)
+        yield* collectStaleIptablesRules(HOST_NETNS, "nat", tag, valid)
         return
       }
       yield* collectStaleFilterRules(HOST_NETNS, PORTMAP_TABLE, tag, valid)
