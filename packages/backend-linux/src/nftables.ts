@@ -1,5 +1,5 @@
 import { CString, dlopen, FFIType } from "bun:ffi"
-import { BackendError, type FilterRule } from "@tscni/backend"
+import { BackendError, FILTER_FAMILIES, type FilterRule } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
 import { inNetns } from "./netns.ts"
 
@@ -94,8 +94,7 @@ interface ListedChain {
   readonly chain: string
 }
 
-const FAMILIES: ReadonlySet<string> = new Set(["ip", "ip6", "inet", "bridge", "netdev"])
-const isFamily = (name: string): name is FilterRule["family"] => FAMILIES.has(name)
+const isFamily = (name: string): name is FilterRule["family"] => FILTER_FAMILIES.has(name)
 
 /** `{` minus `}` on a line, outside double-quoted strings (comments, interface names). */
 const braceBalance = (line: string): number => {
@@ -200,7 +199,7 @@ export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
     if (!NAME.test(rule.table) || !NAME.test(rule.chain)) throw invalid("addFilterRules", `bad table or chain name '${rule.table}'/'${rule.chain}'`)
     if (!COMMENT.test(rule.comment)) throw invalid("addFilterRules", `bad comment '${rule.comment}'`)
     if (/[;\n]/.test(rule.rule)) throw invalid("addFilterRules", `a rule must be one statement: '${rule.rule}'`)
-    if (!FAMILIES.has(rule.family)) throw invalid("addFilterRules", `unknown family '${rule.family}'`)
+    if (!FILTER_FAMILIES.has(rule.family)) throw invalid("addFilterRules", `unknown family '${rule.family}'`)
     const problem = baseChainProblem(rule)
     if (problem !== undefined) throw invalid("addFilterRules", problem)
     const tableKey = `${rule.family} ${rule.table}`

@@ -1,8 +1,7 @@
-import type { BackendError, FilterRule, NetnsPath } from "@tscni/backend"
+import { type BackendError, FILTER_FAMILIES, type FilterRule, type NetnsPath } from "@tscni/backend"
 import { Effect } from "effect"
 import { fail, type KernelState, requireNetns } from "./state.ts"
 
-const FAMILIES: ReadonlySet<string> = new Set(["ip", "ip6", "inet", "bridge", "netdev"])
 const IP_HOOKS: ReadonlySet<string> = new Set(["prerouting", "input", "forward", "output", "postrouting"])
 
 /**
@@ -41,7 +40,7 @@ export const filterOperations = (state: KernelState) => ({
       const ns = yield* requireNetns(state, "addFilterRules", netns)
       const bad = rules.find(
         (r) =>
-          !FAMILIES.has(r.family) ||
+          !FILTER_FAMILIES.has(r.family) ||
           r.table.trim() === "" ||
           r.chain.trim() === "" ||
           r.rule.trim() === "" ||

@@ -705,6 +705,8 @@ export const runBackendContract = (
             "Invalid"
           )
           yield* expectReason(backend.addFilterRules(a, [{ ...ingress, baseChain: { ...filter, hook: "ingress" } }]), "Invalid")
+          // a family outside FilterFamily (a config or a caller bypassing the schema)
+          yield* expectReason(backend.addFilterRules(a, [spoof, { ...spoof, family: "arp" as FilterRule["family"] }]), "Invalid")
           expect(yield* backend.listFilterRules(a)).toEqual([])
           yield* backend.addFilterRules(a, [spoof, ingress])
           const listed = yield* backend.listFilterRules(a)

@@ -233,6 +233,8 @@ export type RedirectFilter = typeof RedirectFilter.Type
  */
 export const FilterFamily = Schema.Literals(["ip", "ip6", "inet", "bridge", "netdev"])
 export type FilterFamily = typeof FilterFamily.Type
+/** The filter families as a set, for validating names that come from nft or from a config. */
+export const FILTER_FAMILIES: ReadonlySet<string> = new Set(FilterFamily.literals)
 
 /**
  * One packet-filter rule in one of tscni's own tables. `comment` identifies the owner
