@@ -85,22 +85,16 @@ const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Re
 const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partial<BridgeHandles> => {
   const { containerId, netns, ifname } = request.env
   const owner = ruleOwner(settings.network, containerId, ifname)
-  if (settings.ipMasqBackend === "iptables") {
-    // rules of both families by owner: a family ADD had no address of holds none (and a
-    // host without ip6tables none either); nftables only for the MAC spoof check it uses
-    return {
-      veth: {
-        netns: HOST_NETNS,
-        name: hostVethName(containerId, ifname),
-        index: 0,
-        mac: "",
-        peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
-      },
-      iptablesMasquerade: iptablesOwnerHandles(HOST_NETNS, "nat", owner),
-      ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 0 } } : {}),
-      ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
-    }
-  }
+  const macSpoofCheck = { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 0 }
+  const rules: Partial<BridgeHandles> =
+    settings.ipMasqBackend === "iptables"
+      ? // rules of both families by owner: a family ADD had no address of holds none (and a
+        // host without ip6tables none either); nftables only for the MAC spoof check it uses
+        {
+          iptablesMasquerade: iptablesOwnerHandles(HOST_NETNS, "nat", owner),
+          ...(settings.macspoofchk ? { macSpoofCheck } : {})
+        }
+      : { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: 0 }, macSpoofCheck }
   return {
     veth: {
       netns: HOST_NETNS,
@@ -109,8 +103,7 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
       mac: "",
       peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
     },
-    masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
-    macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: ruleOwner(settings.network, containerId, ifname), count: 0 },
+    ...rules,
     ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
   }
 }
