@@ -26,13 +26,7 @@ export const VethEnd = Schema.Struct({
 export type VethEnd = typeof VethEnd.Type
 
 /** Both ends of the pair created by vethPair (`netns`/`name` is the end undo deletes). */
-export const VethPairHandle = Schema.Struct({
-  netns: Schema.String,
-  name: Schema.String,
-  index: Schema.Number,
-  mac: Schema.String,
-  peer: VethEnd
-})
+export const VethPairHandle = Schema.Struct({ ...VethEnd.fields, peer: VethEnd })
 export type VethPairHandle = typeof VethPairHandle.Type
 
 const STEP = "vethPair"
