@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { BIN_DIR, binary, freshNetns, ipJson } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, ipJson, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
 
 const BANDWIDTH = binary("bandwidth")
@@ -35,13 +35,6 @@ const host = () => {
 }
 afterAll(() => hosts.forEach((h) => h.remove()))
 
-const env = (command: string, id: string, netns: string) => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: "eth0",
-  CNI_PATH: BIN_DIR
-})
 
 const bridgeConf = (h: TestHost): Json => ({
   cniVersion: "1.0.0",
@@ -81,13 +74,13 @@ const settle = (h: TestHost, links: ReadonlyArray<string>) => {
 /** A pod plugged into the test host's bridge by tscni's bridge plugin: what bandwidth is chained after. */
 const plugPod = (h: TestHost, id: string) => {
   const pod = freshNetns()
-  const add = execIn(h, BRIDGE, env("ADD", id, pod.path), JSON.stringify(bridgeConf(h)))
+  const add = execIn(h, BRIDGE, podEnv("ADD", id, pod.path), JSON.stringify(bridgeConf(h)))
   if (add.exitCode !== 0) throw new Error(`bridge ADD failed: ${add.stdout}${add.stderr}`)
   const result = add.json!
   const hostVeth = String((result.interfaces as Array<Json>)[1]!.name)
   settle(h, [hostVeth, "cni-bw0"])
   const unplug = () => {
-    execIn(h, BRIDGE, env("DEL", id, pod.path), JSON.stringify({ ...bridgeConf(h), prevResult: result }))
+    execIn(h, BRIDGE, podEnv("DEL", id, pod.path), JSON.stringify({ ...bridgeConf(h), prevResult: result }))
     pod.remove()
   }
   return { pod, result, hostVeth, unplug }
@@ -185,7 +178,7 @@ describe("bandwidth on the real kernel", () => {
     const plugged = { host: observe(h.name), tc: observeTc(h.name) }
     const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: 2 * MBIT, egressBurst: 2 * BURST }
     try {
-      const add = execIn(h, BANDWIDTH, env("ADD", "bw-c1", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-c1", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
       expect([add.exitCode, add.stderr]).toEqual([0, ""])
       const ifb = (add.json!.interfaces as Array<Json>)[3]!
       expect(ifb.name).toMatch(/^bwp[0-9a-f]{12}$/)
@@ -212,11 +205,11 @@ describe("bandwidth on the real kernel", () => {
       const actions = tcJson(h.name, "filter", "show", "dev", pod.hostVeth, "ingress").flatMap((f) => f.options?.actions ?? [])
       expect(actions).toEqual([expect.objectContaining({ kind: "mirred", mirred_action: "redirect", direction: "egress", to_dev: ifb.name })])
 
-      const check = execIn(h, BANDWIDTH, env("CHECK", "bw-c1", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+      const check = execIn(h, BANDWIDTH, podEnv("CHECK", "bw-c1", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
       expect([check.exitCode, check.stdout]).toEqual([0, ""])
 
       for (let i = 0; i < 2; i++) {
-        const del = execIn(h, BANDWIDTH, env("DEL", "bw-c1", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+        const del = execIn(h, BANDWIDTH, podEnv("DEL", "bw-c1", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
         expect([del.exitCode, del.stdout]).toEqual([0, ""])
         expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(plugged)
       }
@@ -232,14 +225,14 @@ describe("bandwidth on the real kernel", () => {
     try {
       const unshaped = await measure(h.dir, pod.pod.name, h.name, GATEWAY, 5101)
       const limits = { egressRate: MBIT, egressBurst: BURST }
-      const add = execIn(h, BANDWIDTH, env("ADD", "bw-eg", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-eg", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
       expect(add.exitCode).toBe(0)
       const shaped = await measure(h.dir, pod.pod.name, h.name, GATEWAY, 5102)
       console.log(`egress: unshaped ${mbit(unshaped)}, shaped to 1 Mbit/s: ${mbit(shaped)}`)
       expect(unshaped).toBeGreaterThan(10 * MBIT)
       expect(shaped).toBeGreaterThan(0.6 * MBIT)
       expect(shaped).toBeLessThan(1.6 * MBIT)
-      expect(execIn(h, BANDWIDTH, env("DEL", "bw-eg", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+      expect(execIn(h, BANDWIDTH, podEnv("DEL", "bw-eg", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
       const after = await measure(h.dir, pod.pod.name, h.name, GATEWAY, 5103)
       expect(after).toBeGreaterThan(10 * MBIT)
     } finally {
@@ -253,14 +246,14 @@ describe("bandwidth on the real kernel", () => {
     try {
       const unshaped = await measure(h.dir, h.name, pod.pod.name, POD_IP, 5201)
       const limits = { ingressRate: MBIT, ingressBurst: BURST }
-      const add = execIn(h, BANDWIDTH, env("ADD", "bw-in", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-in", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
       expect(add.exitCode).toBe(0)
       const shaped = await measure(h.dir, h.name, pod.pod.name, POD_IP, 5202)
       console.log(`ingress: unshaped ${mbit(unshaped)}, shaped to 1 Mbit/s: ${mbit(shaped)}`)
       expect(unshaped).toBeGreaterThan(10 * MBIT)
       expect(shaped).toBeGreaterThan(0.6 * MBIT)
       expect(shaped).toBeLessThan(1.6 * MBIT)
-      expect(execIn(h, BANDWIDTH, env("DEL", "bw-in", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+      expect(execIn(h, BANDWIDTH, podEnv("DEL", "bw-in", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
     } finally {
       pod.unplug()
     }
@@ -272,11 +265,11 @@ describe("bandwidth on the real kernel", () => {
     const plugged = { host: observe(h.name), tc: observeTc(h.name) }
     try {
       const limits = { runtimeConfig: { bandwidth: { ingressRate: MBIT, ingressBurst: 4294967295, egressRate: 10 * MBIT, egressBurst: 4294967295 } } }
-      const add = execIn(h, BANDWIDTH, env("ADD", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
       expect([add.exitCode, add.stdout.includes('"code"')]).toEqual([0, false])
-      const check = execIn(h, BANDWIDTH, env("CHECK", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+      const check = execIn(h, BANDWIDTH, podEnv("CHECK", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
       expect([check.exitCode, check.stdout]).toEqual([0, ""])
-      expect(execIn(h, BANDWIDTH, env("DEL", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+      expect(execIn(h, BANDWIDTH, podEnv("DEL", "bw-ctrd", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
       expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(plugged)
     } finally {
       pod.unplug()
@@ -288,15 +281,15 @@ describe("bandwidth on the real kernel", () => {
     const pod = plugPod(h, "bw-chk")
     try {
       const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: MBIT, egressBurst: BURST }
-      const add = execIn(h, BANDWIDTH, env("ADD", "bw-chk", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-chk", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
       expect(add.exitCode).toBe(0)
       sh(["ip", "netns", "exec", h.name, "tc", "qdisc", "del", "dev", pod.hostVeth, "root"])
-      const check = execIn(h, BANDWIDTH, env("CHECK", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
+      const check = execIn(h, BANDWIDTH, podEnv("CHECK", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, limits)))
       expect(check.exitCode).toBe(1)
       expect(String(check.json?.msg)).toContain(pod.hostVeth)
-      const changed = execIn(h, BANDWIDTH, env("CHECK", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, { ...limits, ingressRate: 0, ingressBurst: 0, egressRate: 3 * MBIT })))
+      const changed = execIn(h, BANDWIDTH, podEnv("CHECK", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, { ...limits, ingressRate: 0, ingressBurst: 0, egressRate: 3 * MBIT })))
       expect(changed.exitCode).toBe(1)
-      expect(execIn(h, BANDWIDTH, env("DEL", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
+      expect(execIn(h, BANDWIDTH, podEnv("DEL", "bw-chk", pod.pod.path), JSON.stringify(bwConf(add.json, limits))).exitCode).toBe(0)
     } finally {
       pod.unplug()
     }
@@ -311,7 +304,7 @@ describe("bandwidth on the real kernel", () => {
         [{ egressRate: MBIT }, "egressBurst"],
         [{ ingressRate: MBIT, ingressBurst: 1000 }, "ingressBurst"]
       ] as const) {
-        const add = execIn(h, BANDWIDTH, env("ADD", "bw-bad", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+        const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-bad", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
         expect([add.exitCode, add.json?.code]).toEqual([1, 7])
         expect(String(add.json?.msg)).toContain(field)
       }
@@ -326,16 +319,16 @@ describe("bandwidth on the real kernel", () => {
     const before = { host: observe(h.name), tc: observeTc(h.name) }
     const pod = plugPod(h, "bw-gone")
     const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: MBIT, egressBurst: BURST }
-    const add = execIn(h, BANDWIDTH, env("ADD", "bw-gone", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+    const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-gone", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
     expect(add.exitCode).toBe(0)
     // the runtime removes the namespace first: the veth dies with it, the ifb stays until DEL
     pod.pod.remove()
     for (const netns of [pod.pod.path, ""]) {
-      const del = execIn(h, BANDWIDTH, env("DEL", "bw-gone", netns), JSON.stringify(bwConf(add.json, limits)))
+      const del = execIn(h, BANDWIDTH, podEnv("DEL", "bw-gone", netns), JSON.stringify(bwConf(add.json, limits)))
       expect([netns, del.exitCode, del.stdout]).toEqual([netns, 0, ""])
     }
-    expect(execIn(h, BANDWIDTH, env("DEL", "bw-never", ""), JSON.stringify(bwConf(undefined, limits))).exitCode).toBe(0)
-    execIn(h, BRIDGE, env("DEL", "bw-gone", pod.pod.path), JSON.stringify({ ...bridgeConf(h), prevResult: pod.result }))
+    expect(execIn(h, BANDWIDTH, podEnv("DEL", "bw-never", ""), JSON.stringify(bwConf(undefined, limits))).exitCode).toBe(0)
+    execIn(h, BRIDGE, podEnv("DEL", "bw-gone", pod.pod.path), JSON.stringify({ ...bridgeConf(h), prevResult: pod.result }))
     expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(before)
   })
 
@@ -347,12 +340,12 @@ describe("bandwidth on the real kernel", () => {
     let interrupted = 0
     try {
       for (const delayMs of [5, 20, 40, 60, 80, 100, 120, 150, 200]) {
-        const running = spawnIn(h, BANDWIDTH, env("ADD", "bw-kill", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+        const running = spawnIn(h, BANDWIDTH, podEnv("ADD", "bw-kill", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
         await Bun.sleep(delayMs)
         running.proc.kill("SIGKILL")
         await running.done
         if (observeTc(h.name) !== plugged.tc) interrupted++
-        const del = execIn(h, BANDWIDTH, env("DEL", "bw-kill", pod.pod.path), JSON.stringify(bwConf(undefined, limits)))
+        const del = execIn(h, BANDWIDTH, podEnv("DEL", "bw-kill", pod.pod.path), JSON.stringify(bwConf(undefined, limits)))
         expect({ delayMs, code: del.exitCode }).toEqual({ delayMs, code: 0 })
         expect({ delayMs, host: observe(h.name), tc: observeTc(h.name) }).toEqual({ delayMs, ...plugged })
       }
@@ -368,7 +361,7 @@ describe("bandwidth on the real kernel", () => {
     const pod = plugPod(h, "bw-gc")
     try {
       const limits = { egressRate: MBIT, egressBurst: BURST }
-      const add = execIn(h, BANDWIDTH, env("ADD", "bw-gc", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
+      const add = execIn(h, BANDWIDTH, podEnv("ADD", "bw-gc", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
       expect(add.exitCode).toBe(0)
       const ifb = String((add.json!.interfaces as Array<Json>)[3]!.name)
       const gc = (valid: Array<Json>) =>

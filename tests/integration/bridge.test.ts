@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { resolve } from "node:path"
-import { BIN_DIR, binary, freshNetns, ipJson } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, ipJson, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
@@ -31,13 +31,6 @@ const conf = (h: TestHost, extra: Json = {}, ipam: Json = {}): Json => ({
   ...extra
 })
 
-const env = (command: string, id: string, netns: string, cniPath = BIN_DIR) => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: "eth0",
-  CNI_PATH: cniPath
-})
 
 const ping = (fromNs: string, address: string): boolean =>
   Bun.spawnSync(["ip", "netns", "exec", fromNs, "ping", "-c", "1", "-W", "2", address], { stdout: "pipe", stderr: "pipe" }).exitCode === 0
@@ -51,8 +44,8 @@ describe("bridge on the real kernel", () => {
     const p1 = freshNetns()
     const p2 = freshNetns()
     const before = observe(h.name)
-    const a1 = execIn(h, BRIDGE, env("ADD", "it-c1", p1.path), JSON.stringify(conf(h)))
-    const a2 = execIn(h, BRIDGE, env("ADD", "it-c2", p2.path), JSON.stringify(conf(h)))
+    const a1 = execIn(h, BRIDGE, podEnv("ADD", "it-c1", p1.path), JSON.stringify(conf(h)))
+    const a2 = execIn(h, BRIDGE, podEnv("ADD", "it-c2", p2.path), JSON.stringify(conf(h)))
     expect([a1.exitCode, a1.stderr]).toEqual([0, ""])
     expect(a2.exitCode).toBe(0)
     const r1 = a1.json!
@@ -73,11 +66,11 @@ describe("bridge on the real kernel", () => {
     expect(ping(p1.name, "10.123.0.3")).toBe(true)
     expect(ping(p2.name, "10.123.0.1")).toBe(true)
 
-    const check = execIn(h, BRIDGE, env("CHECK", "it-c1", p1.path), JSON.stringify(conf(h, { prevResult: r1 })))
+    const check = execIn(h, BRIDGE, podEnv("CHECK", "it-c1", p1.path), JSON.stringify(conf(h, { prevResult: r1 })))
     expect([check.exitCode, check.stdout]).toEqual([0, ""])
 
     for (const [id, ns, result] of [["it-c1", p1, r1], ["it-c2", p2, a2.json]] as const) {
-      const del = execIn(h, BRIDGE, env("DEL", id, ns.path), JSON.stringify(conf(h, { prevResult: result })))
+      const del = execIn(h, BRIDGE, podEnv("DEL", id, ns.path), JSON.stringify(conf(h, { prevResult: result })))
       expect([del.exitCode, del.stdout]).toEqual([0, ""])
     }
     expect(observe(h.name)).toBe(before)
@@ -90,13 +83,13 @@ describe("bridge on the real kernel", () => {
     test(`result shape for cniVersion ${version}`, () => {
       const h = host()
       const p = freshNetns()
-      const add = execIn(h, BRIDGE, env("ADD", "it-v", p.path), JSON.stringify(conf(h, { cniVersion: version })))
+      const add = execIn(h, BRIDGE, podEnv("ADD", "it-v", p.path), JSON.stringify(conf(h, { cniVersion: version })))
       expect(add.exitCode).toBe(0)
       expect(add.json!.cniVersion).toBe(version)
       const ip = (add.json!.ips as Array<Json>)[0]!
       if (version < "1.0.0") expect(ip.version).toBe("4")
       else expect(ip.version).toBeUndefined()
-      expect(execIn(h, BRIDGE, env("DEL", "it-v", p.path), JSON.stringify(conf(h, { cniVersion: version, prevResult: add.json }))).exitCode).toBe(0)
+      expect(execIn(h, BRIDGE, podEnv("DEL", "it-v", p.path), JSON.stringify(conf(h, { cniVersion: version, prevResult: add.json }))).exitCode).toBe(0)
       p.remove()
     })
   }
@@ -105,7 +98,7 @@ describe("bridge on the real kernel", () => {
     const h = host()
     const p = freshNetns()
     const c = conf(h, {}, { ranges: [[{ subnet: "10.124.0.0/24" }], [{ subnet: "fd12:3456::/64" }]] })
-    const add = execIn(h, BRIDGE, env("ADD", "it-ds", p.path), JSON.stringify(c))
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-ds", p.path), JSON.stringify(c))
     expect(add.exitCode).toBe(0)
     const addresses = (add.json!.ips as Array<Json>).map((i) => i.address)
     expect(addresses).toEqual(["10.124.0.2/24", "fd12:3456::2/64"])
@@ -115,7 +108,7 @@ describe("bridge on the real kernel", () => {
     const dad = Bun.spawnSync(["ip", "netns", "exec", p.name, "cat", "/proc/sys/net/ipv6/conf/eth0/accept_dad"]).stdout.toString().trim()
     expect(dad).toBe("0")
     expect(ping(p.name, "fd12:3456::1")).toBe(true)
-    expect(execIn(h, BRIDGE, env("DEL", "it-ds", p.path), JSON.stringify({ ...c, prevResult: add.json })).exitCode).toBe(0)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-ds", p.path), JSON.stringify({ ...c, prevResult: add.json })).exitCode).toBe(0)
     p.remove()
   })
 
@@ -123,14 +116,14 @@ describe("bridge on the real kernel", () => {
     const h = host()
     const p = freshNetns()
     const before = observe(h.name)
-    const add = execIn(h, BRIDGE, env("ADD", "it-gone", p.path), JSON.stringify(conf(h)))
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-gone", p.path), JSON.stringify(conf(h)))
     expect(add.exitCode).toBe(0)
     p.remove()
     for (const netns of [p.path, ""]) {
-      const del = execIn(h, BRIDGE, env("DEL", "it-gone", netns), JSON.stringify(conf(h, { prevResult: add.json })))
+      const del = execIn(h, BRIDGE, podEnv("DEL", "it-gone", netns), JSON.stringify(conf(h, { prevResult: add.json })))
       expect([del.exitCode, del.stdout]).toEqual([0, ""])
     }
-    expect(execIn(h, BRIDGE, env("DEL", "it-never", ""), JSON.stringify(conf(h))).exitCode).toBe(0)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-never", ""), JSON.stringify(conf(h))).exitCode).toBe(0)
     expect(observe(h.name)).toBe(before)
     // the IP went back to the pool too
     expect(Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))).toEqual([])
@@ -141,7 +134,7 @@ describe("bridge on the real kernel", () => {
     const p = freshNetns()
     const before = observe(h.name)
     const c = conf(h, { macspoofchk: true })
-    const add = execIn(h, BRIDGE, env("ADD", "it-mac", p.path), JSON.stringify(c))
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-mac", p.path), JSON.stringify(c))
     expect(add.exitCode).toBe(0)
     const table = Bun.spawnSync(["ip", "netns", "exec", h.name, "nft", "list", "table", "bridge", "tscni-macspoof"]).stdout.toString()
     const podMac = (add.json!.interfaces as Array<Json>)[2]!.mac
@@ -151,7 +144,7 @@ describe("bridge on the real kernel", () => {
     Bun.spawnSync(["ip", "-n", p.name, "neigh", "flush", "all"])
     expect(ping(p.name, "10.123.0.1")).toBe(false)
     Bun.spawnSync(["ip", "-n", p.name, "link", "set", "eth0", "address", podMac])
-    const del = execIn(h, BRIDGE, env("DEL", "it-mac", p.path), JSON.stringify({ ...c, prevResult: add.json }))
+    const del = execIn(h, BRIDGE, podEnv("DEL", "it-mac", p.path), JSON.stringify({ ...c, prevResult: add.json }))
     expect(del.exitCode).toBe(0)
     expect(observe(h.name)).toBe(before)
     p.remove()
@@ -162,11 +155,11 @@ describe("bridge on the real kernel", () => {
     const p = freshNetns()
     const before = observe(h.name)
     const c = conf(h, { vlan: 100 })
-    const add = execIn(h, BRIDGE, env("ADD", "it-vlan", p.path), JSON.stringify(c))
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-vlan", p.path), JSON.stringify(c))
     if (add.exitCode === 0) {
       const vlans = Bun.spawnSync(["ip", "netns", "exec", h.name, "bridge", "-j", "vlan", "show"]).stdout.toString()
       expect(vlans).toContain('"vlan":100')
-      execIn(h, BRIDGE, env("DEL", "it-vlan", p.path), JSON.stringify({ ...c, prevResult: add.json }))
+      execIn(h, BRIDGE, podEnv("DEL", "it-vlan", p.path), JSON.stringify({ ...c, prevResult: add.json }))
     } else {
       expect(String(add.json?.msg)).toContain("VLAN")
       expect(observe(h.name)).toBe(before)
@@ -178,9 +171,9 @@ describe("bridge on the real kernel", () => {
   test("CHECK fails when the pod's address was removed by hand", () => {
     const h = host()
     const p = freshNetns()
-    const add = execIn(h, BRIDGE, env("ADD", "it-chk", p.path), JSON.stringify(conf(h)))
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-chk", p.path), JSON.stringify(conf(h)))
     Bun.spawnSync(["ip", "-n", p.name, "addr", "del", "10.123.0.2/24", "dev", "eth0"])
-    const check = execIn(h, BRIDGE, env("CHECK", "it-chk", p.path), JSON.stringify(conf(h, { prevResult: add.json })))
+    const check = execIn(h, BRIDGE, podEnv("CHECK", "it-chk", p.path), JSON.stringify(conf(h, { prevResult: add.json })))
     expect(check.exitCode).toBe(1)
     expect(String(check.json?.msg)).toContain("10.123.0.2/24")
     p.remove()
@@ -190,13 +183,13 @@ describe("bridge on the real kernel", () => {
     const h = host()
     const pods = Array.from({ length: 40 }, () => freshNetns())
     const before = observe(h.name)
-    const adds = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, env("ADD", `it-par-${i}`, p.path), JSON.stringify(conf(h))).done))
+    const adds = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, podEnv("ADD", `it-par-${i}`, p.path), JSON.stringify(conf(h))).done))
     expect(adds.filter((a) => a.exitCode !== 0).map((a) => a.stdout + a.stderr)).toEqual([])
     const ips = new Set(adds.map((a) => podAddress(a.json)))
     expect(ips.size).toBe(40)
     expect(ipJson<Array<Json>>(h.name, "link", "show", "master", "cni-it0")).toHaveLength(40)
     const dels = await Promise.all(pods.map((p, i) =>
-      spawnIn(h, BRIDGE, env("DEL", `it-par-${i}`, p.path), JSON.stringify(conf(h, { prevResult: adds[i]!.json }))).done
+      spawnIn(h, BRIDGE, podEnv("DEL", `it-par-${i}`, p.path), JSON.stringify(conf(h, { prevResult: adds[i]!.json }))).done
     ))
     expect(dels.map((d) => d.exitCode)).toEqual(pods.map(() => 0))
     expect(observe(h.name)).toBe(before)
@@ -210,11 +203,11 @@ describe("bridge on the real kernel", () => {
     const podBefore = observe(p.name)
     let faults = 0
     for (let k = 1; k < 200; k++) {
-      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], env("ADD", "it-fault", p.path), JSON.stringify(conf(h)))
+      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-fault", p.path), JSON.stringify(conf(h)))
       const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
       if (run.exitCode === 0) {
         // the fault was tolerated or never reached: clean up and stop when it never fired
-        execIn(h, BRIDGE, env("DEL", "it-fault", p.path), JSON.stringify(conf(h, { prevResult: run.json })))
+        execIn(h, BRIDGE, podEnv("DEL", "it-fault", p.path), JSON.stringify(conf(h, { prevResult: run.json })))
         if (calls < k) break
         continue
       }
@@ -232,11 +225,11 @@ describe("bridge on the real kernel", () => {
     const before = observe(h.name)
     for (const delayMs of [2, 5, 10, 15, 20, 25, 28, 30, 32, 35, 40, 45, 60]) {
       const p = freshNetns()
-      const running = spawnIn(h, BRIDGE, env("ADD", "it-kill", p.path), JSON.stringify(conf(h)))
+      const running = spawnIn(h, BRIDGE, podEnv("ADD", "it-kill", p.path), JSON.stringify(conf(h)))
       await Bun.sleep(delayMs)
       running.proc.kill("SIGKILL")
       await running.done
-      const del = execIn(h, BRIDGE, env("DEL", "it-kill", p.path), JSON.stringify(conf(h)))
+      const del = execIn(h, BRIDGE, podEnv("DEL", "it-kill", p.path), JSON.stringify(conf(h)))
       expect({ delayMs, code: del.exitCode }).toEqual({ delayMs, code: 0 })
       expect({ delayMs, host: observe(h.name) }).toEqual({ delayMs, host: before })
       p.remove()
@@ -287,8 +280,8 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
     inNetns(h.name, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "198.51.100.0/24", "-j", "MASQUERADE")
     const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
     const c = conf(h, { ipMasqBackend: "iptables" })
-    const a1 = execIn(h, BRIDGE, env("ADD", "it-ipt1", p1.path), JSON.stringify(c))
-    const a2 = execIn(h, BRIDGE, env("ADD", "it-ipt2", p2.path), JSON.stringify(c))
+    const a1 = execIn(h, BRIDGE, podEnv("ADD", "it-ipt1", p1.path), JSON.stringify(c))
+    const a2 = execIn(h, BRIDGE, podEnv("ADD", "it-ipt2", p2.path), JSON.stringify(c))
     expect([a1.exitCode, a1.stderr, a2.exitCode]).toEqual([0, "", 0])
 
     // observed with iptables-save, not with tscni
@@ -300,22 +293,22 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
 
     expect(ping(p1.name, "192.0.2.2")).toBe(true)
     expect(ping(p1.name, "10.123.0.3")).toBe(true)
-    const check = execIn(h, BRIDGE, env("CHECK", "it-ipt1", p1.path), JSON.stringify({ ...c, prevResult: a1.json }))
+    const check = execIn(h, BRIDGE, podEnv("CHECK", "it-ipt1", p1.path), JSON.stringify({ ...c, prevResult: a1.json }))
     expect([check.exitCode, check.stdout]).toEqual([0, ""])
 
-    expect(execIn(h, BRIDGE, env("DEL", "it-ipt1", p1.path), JSON.stringify({ ...c, prevResult: a1.json })).exitCode).toBe(0)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-ipt1", p1.path), JSON.stringify({ ...c, prevResult: a1.json })).exitCode).toBe(0)
     // the other pod keeps its masquerade; the DELeted one's rules are gone
     expect(ping(p2.name, "192.0.2.2")).toBe(true)
     expect(inNetns(h.name, "iptables-save", "-t", "nat")).not.toContain("10.123.0.2/32")
-    expect(execIn(h, BRIDGE, env("DEL", "it-ipt2", p2.path), JSON.stringify({ ...c, prevResult: a2.json })).exitCode).toBe(0)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-ipt2", p2.path), JSON.stringify({ ...c, prevResult: a2.json })).exitCode).toBe(0)
     expect({ host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual(before)
     expect(iptablesState(h.name)).toContain("-A POSTROUTING -s 198.51.100.0/24 -j MASQUERADE")
     // and without masquerade the outside network cannot answer
     const p3 = freshNetns()
-    const a3 = execIn(h, BRIDGE, env("ADD", "it-ipt3", p3.path), JSON.stringify(conf(h, { ipMasq: false })))
+    const a3 = execIn(h, BRIDGE, podEnv("ADD", "it-ipt3", p3.path), JSON.stringify(conf(h, { ipMasq: false })))
     expect(a3.exitCode).toBe(0)
     expect(ping(p3.name, "192.0.2.2")).toBe(false)
-    execIn(h, BRIDGE, env("DEL", "it-ipt3", p3.path), JSON.stringify(conf(h, { ipMasq: false, prevResult: a3.json })))
+    execIn(h, BRIDGE, podEnv("DEL", "it-ipt3", p3.path), JSON.stringify(conf(h, { ipMasq: false, prevResult: a3.json })))
     for (const ns of [p1, p2, p3, outside]) ns.remove()
   }, 60_000)
 
@@ -324,13 +317,13 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
     const pods = Array.from({ length: 20 }, () => freshNetns())
     const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
     const c = conf(h, { ipMasqBackend: "iptables" })
-    const adds = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, env("ADD", `it-iptp-${i}`, p.path), JSON.stringify(c)).done))
+    const adds = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, podEnv("ADD", `it-iptp-${i}`, p.path), JSON.stringify(c)).done))
     expect(adds.filter((a) => a.exitCode !== 0).map((a) => a.stdout + a.stderr)).toEqual([])
     const nat = inNetns(h.name, "iptables-save", "-t", "nat").split("\n")
     expect(nat.filter((line) => line.startsWith("-A TSCNI-BR-MASQ"))).toHaveLength(40)
     expect(nat.filter((line) => line.includes("-j TSCNI-BR-MASQ"))).toHaveLength(1)
     const dels = await Promise.all(pods.map((p, i) =>
-      spawnIn(h, BRIDGE, env("DEL", `it-iptp-${i}`, p.path), JSON.stringify({ ...c, prevResult: adds[i]!.json })).done
+      spawnIn(h, BRIDGE, podEnv("DEL", `it-iptp-${i}`, p.path), JSON.stringify({ ...c, prevResult: adds[i]!.json })).done
     ))
     expect(dels.filter((d) => d.exitCode !== 0).map((d) => d.stdout + d.stderr)).toEqual([])
     expect({ host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual(before)
@@ -342,14 +335,14 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
     const p = freshNetns()
     const c = JSON.stringify(conf(h, { ipMasqBackend: "iptables" }))
     // a run without a fault says how many Backend calls ADD makes; the last one is the masquerade's
-    const clean = execIn(h, ["bun", DRIVER, "bridge", "100000"], env("ADD", "it-iptf", p.path), c)
+    const clean = execIn(h, ["bun", DRIVER, "bridge", "100000"], podEnv("ADD", "it-iptf", p.path), c)
     expect(clean.exitCode).toBe(0)
     const calls = Number(/calls=(\d+)/.exec(clean.stderr)?.[1] ?? -1)
-    expect(execIn(h, BRIDGE, env("DEL", "it-iptf", p.path), JSON.stringify({ ...JSON.parse(c), prevResult: clean.json })).exitCode).toBe(0)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-iptf", p.path), JSON.stringify({ ...JSON.parse(c), prevResult: clean.json })).exitCode).toBe(0)
     Bun.sleepSync(100)
     const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
     for (const k of [calls, calls - 1]) {
-      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], env("ADD", "it-iptf", p.path), c)
+      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-iptf", p.path), c)
       expect({ k, exitCode: run.exitCode }).toEqual({ k, exitCode: 1 })
       if (k === calls) expect(run.stdout).toContain("addIptablesRules: injected fault")
       expect({ k, host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual({ k, ...before })
@@ -369,12 +362,12 @@ describe("bridge from the multicall binary", () => {
     Bun.spawnSync(["cp", binary("tscni"), `${dir}/tscni`])
     for (const name of ["bridge", "host-local"]) Bun.spawnSync(["ln", "-s", "tscni", `${dir}/${name}`])
     const before = observe(h.name)
-    const add = execIn(h, `${dir}/bridge`, env("ADD", "it-mc", p.path, dir), JSON.stringify(conf(h)))
+    const add = execIn(h, `${dir}/bridge`, podEnv("ADD", "it-mc", p.path, dir), JSON.stringify(conf(h)))
     expect([add.exitCode, add.stderr]).toEqual([0, ""])
     expect((add.json!.ips as Array<Json>)[0]!.address).toBe("10.123.0.2/24")
     const stored = Bun.spawnSync(["cat", `${h.dir}/itnet/10.123.0.2`]).stdout.toString()
     expect(stored.split(/\r?\n/)).toEqual(["it-mc", "eth0"])
-    const del = execIn(h, `${dir}/bridge`, env("DEL", "it-mc", p.path, dir), JSON.stringify(conf(h, { prevResult: add.json })))
+    const del = execIn(h, `${dir}/bridge`, podEnv("DEL", "it-mc", p.path, dir), JSON.stringify(conf(h, { prevResult: add.json })))
     expect(del.exitCode).toBe(0)
     expect(Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))).toEqual([])
     expect(observe(h.name)).toBe(before)
@@ -388,11 +381,11 @@ describe("mixed chains with the reference plugins (Debian containernetworking-pl
     const p = freshNetns()
     const before = observe(h.name)
     const cniPath = `${REFERENCE_DIR}:${BIN_DIR}`
-    const add = execIn(h, BRIDGE, env("ADD", "it-mix1", p.path, cniPath), JSON.stringify(conf(h)))
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-mix1", p.path, cniPath), JSON.stringify(conf(h)))
     expect(add.exitCode).toBe(0)
     expect((add.json!.ips as Array<Json>)[0]!.address).toBe("10.123.0.2/24")
     expect(ping(p.name, "10.123.0.1")).toBe(true)
-    const del = execIn(h, BRIDGE, env("DEL", "it-mix1", p.path, cniPath), JSON.stringify(conf(h, { prevResult: add.json })))
+    const del = execIn(h, BRIDGE, podEnv("DEL", "it-mix1", p.path, cniPath), JSON.stringify(conf(h, { prevResult: add.json })))
     expect(del.exitCode).toBe(0)
     expect(observe(h.name)).toBe(before)
     p.remove()
@@ -402,11 +395,11 @@ describe("mixed chains with the reference plugins (Debian containernetworking-pl
     const h = host()
     const p = freshNetns()
     const c = JSON.stringify(conf(h, { ipMasq: false }))
-    const add = execIn(h, `${REFERENCE_DIR}/bridge`, env("ADD", "it-mix2", p.path), c)
+    const add = execIn(h, `${REFERENCE_DIR}/bridge`, podEnv("ADD", "it-mix2", p.path), c)
     expect([add.exitCode, add.stderr]).toEqual([0, ""])
     expect((add.json!.ips as Array<Json>)[0]!.address).toBe("10.123.0.2/24")
     expect(ping(p.name, "10.123.0.1")).toBe(true)
-    const del = execIn(h, `${REFERENCE_DIR}/bridge`, env("DEL", "it-mix2", p.path), JSON.stringify({ ...JSON.parse(c), prevResult: add.json }))
+    const del = execIn(h, `${REFERENCE_DIR}/bridge`, podEnv("DEL", "it-mix2", p.path), JSON.stringify({ ...JSON.parse(c), prevResult: add.json }))
     expect(del.exitCode).toBe(0)
     const left = Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))
     expect(left).toEqual([])

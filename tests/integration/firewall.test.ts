@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { BIN_DIR, binary, freshNetns } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
@@ -76,18 +76,11 @@ const firewallConf = (net: Net, extra: Json = {}, version = "1.0.0"): Json => ({
   ...extra
 })
 
-const env = (command: string, id: string, netns: string) => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: "eth0",
-  CNI_PATH: BIN_DIR
-})
 
 /** A pod on a bridge network (the bridge plugin's ADD), removed with the test file. */
 const bridgePod = (h: TestHost, net: Net, id: string, version = "1.0.0") => {
   const ns = netns()
-  const add = execIn(h, BRIDGE, env("ADD", id, ns.path), JSON.stringify(bridgeConf(h, net, version)))
+  const add = execIn(h, BRIDGE, podEnv("ADD", id, ns.path), JSON.stringify(bridgeConf(h, net, version)))
   expect([add.exitCode, add.stderr]).toEqual([0, ""])
   const result = add.json!
   const address = String((result.ips as Array<Json>)[0]!.address).split("/")[0]!
@@ -96,12 +89,12 @@ const bridgePod = (h: TestHost, net: Net, id: string, version = "1.0.0") => {
 type Pod = ReturnType<typeof bridgePod>
 
 const removePod = (h: TestHost, net: Net, pod: Pod, version = "1.0.0") => {
-  expect(execIn(h, BRIDGE, env("DEL", pod.id, pod.ns.path), JSON.stringify({ ...bridgeConf(h, net, version), prevResult: pod.result })).exitCode).toBe(0)
+  expect(execIn(h, BRIDGE, podEnv("DEL", pod.id, pod.ns.path), JSON.stringify({ ...bridgeConf(h, net, version), prevResult: pod.result })).exitCode).toBe(0)
   pod.ns.remove()
 }
 
 const firewall = (h: TestHost, command: string, net: Net, pod: Pod, extra: Json = {}, version = "1.0.0") =>
-  execIn(h, FIREWALL, env(command, pod.id, pod.ns.path), JSON.stringify(firewallConf(net, { ...extra, prevResult: pod.result }, version)))
+  execIn(h, FIREWALL, podEnv(command, pod.id, pod.ns.path), JSON.stringify(firewallConf(net, { ...extra, prevResult: pod.result }, version)))
 
 const ping = (from: Pod, to: Pod): boolean =>
   Bun.spawnSync(["ip", "netns", "exec", from.ns.name, "ping", "-c", "1", "-W", "1", to.address], { stdout: "pipe", stderr: "pipe" }).exitCode === 0
@@ -191,16 +184,16 @@ describe("firewall on the real kernel", () => {
     expect([firewall(h, "ADD", NET_A, p1).exitCode, firewall(h, "ADD", NET_A, p2).exitCode]).toEqual([0, 0])
     p1.ns.remove()
     for (let i = 0; i < 2; i++) {
-      const del = execIn(h, FIREWALL, env("DEL", p1.id, ""), JSON.stringify(firewallConf(NET_A)))
+      const del = execIn(h, FIREWALL, podEnv("DEL", p1.id, ""), JSON.stringify(firewallConf(NET_A)))
       expect([del.exitCode, del.stdout]).toEqual([0, ""])
     }
     const left = firewallRules(h)
     expect(left.length).toBe(3)
     expect(left.every((r) => r.text.includes(p2.address))).toBe(true)
-    expect(execIn(h, FIREWALL, env("DEL", "it-never", ""), JSON.stringify(firewallConf(NET_A))).exitCode).toBe(0)
+    expect(execIn(h, FIREWALL, podEnv("DEL", "it-never", ""), JSON.stringify(firewallConf(NET_A))).exitCode).toBe(0)
     expect(firewall(h, "DEL", NET_A, p2).exitCode).toBe(0)
     expect(ruleset(h)).toBe(before)
-    execIn(h, BRIDGE, env("DEL", p1.id, ""), JSON.stringify({ ...bridgeConf(h, NET_A), prevResult: p1.result }))
+    execIn(h, BRIDGE, podEnv("DEL", p1.id, ""), JSON.stringify({ ...bridgeConf(h, NET_A), prevResult: p1.result }))
     removePod(h, NET_A, p2)
   })
 
@@ -241,9 +234,9 @@ describe("firewall on the real kernel", () => {
   test("ADD without prevResult is code 7; backend iptables is code 2; nothing changes", () => {
     const h = host()
     const before = ruleset(h)
-    const none = execIn(h, FIREWALL, env("ADD", "it-fe", "/var/run/netns/none"), JSON.stringify(firewallConf(NET_A)))
+    const none = execIn(h, FIREWALL, podEnv("ADD", "it-fe", "/var/run/netns/none"), JSON.stringify(firewallConf(NET_A)))
     expect([none.exitCode, none.json?.code]).toEqual([1, 7])
-    const iptables = execIn(h, FIREWALL, env("ADD", "it-fe", "/var/run/netns/none"), JSON.stringify(firewallConf(NET_A, { backend: "iptables" })))
+    const iptables = execIn(h, FIREWALL, podEnv("ADD", "it-fe", "/var/run/netns/none"), JSON.stringify(firewallConf(NET_A, { backend: "iptables" })))
     expect([iptables.exitCode, iptables.json?.code]).toEqual([1, 2])
     expect(ruleset(h)).toBe(before)
   })
@@ -263,18 +256,18 @@ describe("a podman-style chain: bridge → firewall → tuning (cniVersion 0.4.0
     ]
     let prev: Json | undefined
     for (const [plugin, conf] of confs) {
-      const add = execIn(h, plugin, env("ADD", "it-chain", ns.path), JSON.stringify({ ...conf, ...(prev ? { prevResult: prev } : {}) }))
+      const add = execIn(h, plugin, podEnv("ADD", "it-chain", ns.path), JSON.stringify({ ...conf, ...(prev ? { prevResult: prev } : {}) }))
       expect([plugin, add.exitCode, add.stderr]).toEqual([plugin, 0, ""])
       prev = add.json
     }
     expect(prev!.cniVersion).toBe(version)
     expect(firewallRules(h).length).toBe(3)
     for (const [plugin, conf] of confs) {
-      const check = execIn(h, plugin, env("CHECK", "it-chain", ns.path), JSON.stringify({ ...conf, prevResult: prev }))
+      const check = execIn(h, plugin, podEnv("CHECK", "it-chain", ns.path), JSON.stringify({ ...conf, prevResult: prev }))
       expect([plugin, check.exitCode, check.stdout]).toEqual([plugin, 0, ""])
     }
     for (const [plugin, conf] of [...confs].reverse()) {
-      const del = execIn(h, plugin, env("DEL", "it-chain", ns.path), JSON.stringify({ ...conf, prevResult: prev }))
+      const del = execIn(h, plugin, podEnv("DEL", "it-chain", ns.path), JSON.stringify({ ...conf, prevResult: prev }))
       expect([plugin, del.exitCode, del.stdout]).toEqual([plugin, 0, ""])
     }
     expect(observe(h.name)).toBe(hostBefore)

@@ -63,6 +63,15 @@ export const freshNetns = (): { name: string; path: string; remove: () => void }
   return { name, path: `/var/run/netns/${name}`, remove: () => deleteNetns(name) }
 }
 
+/** The CNI_* environment of one attachment, as a runtime passes it (interface eth0). */
+export const podEnv = (command: string, containerId: string, netns: string, cniPath = BIN_DIR): Record<string, string> => ({
+  CNI_COMMAND: command,
+  CNI_CONTAINERID: containerId,
+  CNI_NETNS: netns,
+  CNI_IFNAME: "eth0",
+  CNI_PATH: cniPath
+})
+
 export interface PluginRun {
   readonly exitCode: number
   readonly stdout: string

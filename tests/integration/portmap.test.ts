@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { BIN_DIR, binary, freshNetns } from "./harness.ts"
+import { binary, freshNetns, podEnv } from "./harness.ts"
 import { resolve } from "node:path"
 import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
 
@@ -36,13 +36,6 @@ const portmapConf = (mappings: Array<Json>, prevResult: Json | undefined, extra:
   ...(prevResult ? { prevResult } : {}),
   ...extra
 })
-const env = (command: string, id: string, netns: string) => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: "eth0",
-  CNI_PATH: BIN_DIR
-})
 
 /** A small HTTP server inside a namespace, ended by PID when the file's tests end. */
 const serveIn = async (netns: string, port: number, body: string) => {
@@ -70,17 +63,17 @@ interface Mode {
 }
 
 const addPod = (h: TestHost, id: string, netns: string, mappings: Array<Json>, portmap = PORTMAP, bridge = BRIDGE, mode: Mode = {}) => {
-  const b = execIn(h, bridge, env("ADD", id, netns), JSON.stringify(bridgeConf(h, mode.bridge)))
+  const b = execIn(h, bridge, podEnv("ADD", id, netns), JSON.stringify(bridgeConf(h, mode.bridge)))
   expect([b.exitCode, b.stderr]).toEqual([0, ""])
-  const p = execIn(h, portmap, env("ADD", id, netns), JSON.stringify(portmapConf(mappings, b.json, mode.portmap)))
+  const p = execIn(h, portmap, podEnv("ADD", id, netns), JSON.stringify(portmapConf(mappings, b.json, mode.portmap)))
   expect([p.exitCode, p.stderr]).toEqual([0, ""])
   // a chained plugin passes prevResult on (the reference portmap adds an empty dns: {})
   expect({ ...p.json, dns: undefined }).toEqual({ ...b.json, dns: undefined })
   return p.json!
 }
 const delPod = (h: TestHost, id: string, netns: string, result: Json, mappings: Array<Json>, portmap = PORTMAP, bridge = BRIDGE, mode: Mode = {}) => {
-  expect(execIn(h, portmap, env("DEL", id, netns), JSON.stringify(portmapConf(mappings, result, mode.portmap))).exitCode).toBe(0)
-  expect(execIn(h, bridge, env("DEL", id, netns), JSON.stringify({ ...bridgeConf(h, mode.bridge), prevResult: result })).exitCode).toBe(0)
+  expect(execIn(h, portmap, podEnv("DEL", id, netns), JSON.stringify(portmapConf(mappings, result, mode.portmap))).exitCode).toBe(0)
+  expect(execIn(h, bridge, podEnv("DEL", id, netns), JSON.stringify({ ...bridgeConf(h, mode.bridge), prevResult: result })).exitCode).toBe(0)
 }
 
 /** Runs a command in a test namespace (never on the real host); throws when it fails. */
@@ -140,7 +133,7 @@ describe("portmap on the real kernel", () => {
     expect(fetchIn(p2.name, "http://10.125.0.1:8080/")).toBe("hello from pod 1")
     expect(fetchIn(p1.name, "http://10.125.0.1:8080/")).toBe("hello from pod 1")
 
-    const check = execIn(h, PORTMAP, env("CHECK", "pm-c1", p1.path), JSON.stringify(portmapConf(mappings, r1)))
+    const check = execIn(h, PORTMAP, podEnv("CHECK", "pm-c1", p1.path), JSON.stringify(portmapConf(mappings, r1)))
     expect([check.exitCode, check.stdout]).toEqual([0, ""])
 
     delPod(h, "pm-c1", p1.path, r1, mappings)
@@ -179,15 +172,15 @@ describe("portmap on the real kernel", () => {
     cleanups.push(h.remove)
     const p = freshNetns()
     const mappings = [{ hostPort: 8082, containerPort: 80, protocol: "tcp" }, { hostPort: 5354, containerPort: 53, protocol: "udp" }]
-    const bridged = execIn(h, BRIDGE, env("ADD", "pm-fault", p.path), JSON.stringify(bridgeConf(h)))
+    const bridged = execIn(h, BRIDGE, podEnv("ADD", "pm-fault", p.path), JSON.stringify(bridgeConf(h)))
     expect(bridged.exitCode).toBe(0)
     const before = settled(h.name, () => observe(h.name))
     let faults = 0
     for (let k = 1; k < 100; k++) {
-      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], env("ADD", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
+      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
       const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
       if (run.exitCode === 0) {
-        execIn(h, PORTMAP, env("DEL", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
+        execIn(h, PORTMAP, podEnv("DEL", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
         if (calls < k) break
         continue
       }
@@ -243,7 +236,7 @@ describe("portmap on the real kernel", () => {
     expect(fetchIn(p2.name, "http://10.125.0.1:8090/")).toBe("hello over iptables")
     expect(fetchIn(p1.name, "http://10.125.0.1:8090/")).toBe("hello over iptables")
 
-    const check = execIn(h, PORTMAP, env("CHECK", "pmi-c1", p1.path), JSON.stringify(portmapConf(mappings, r1, IPTABLES.portmap)))
+    const check = execIn(h, PORTMAP, podEnv("CHECK", "pmi-c1", p1.path), JSON.stringify(portmapConf(mappings, r1, IPTABLES.portmap)))
     expect([check.exitCode, check.stdout]).toEqual([0, ""])
 
     delPod(h, "pmi-c1", p1.path, r1, mappings, PORTMAP, BRIDGE, IPTABLES)
@@ -286,16 +279,16 @@ describe("portmap on the real kernel", () => {
     cleanups.push(h.remove)
     const p = freshNetns()
     const mappings = [{ hostPort: 8092, containerPort: 80, protocol: "tcp" }, { hostPort: 5355, containerPort: 53, protocol: "udp" }]
-    const bridged = execIn(h, BRIDGE, env("ADD", "pmi-fault", p.path), JSON.stringify(bridgeConf(h, IPTABLES.bridge)))
+    const bridged = execIn(h, BRIDGE, podEnv("ADD", "pmi-fault", p.path), JSON.stringify(bridgeConf(h, IPTABLES.bridge)))
     expect(bridged.exitCode).toBe(0)
     const conf = JSON.stringify(portmapConf(mappings, bridged.json, IPTABLES.portmap))
     const before = { host: settled(h.name, () => observeHost(h.name)), iptables: iptablesState(h.name) }
     let faults = 0
     for (let k = 1; k < 100; k++) {
-      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], env("ADD", "pmi-fault", p.path), conf)
+      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pmi-fault", p.path), conf)
       const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
       if (run.exitCode === 0) {
-        expect(execIn(h, PORTMAP, env("DEL", "pmi-fault", p.path), conf).exitCode).toBe(0)
+        expect(execIn(h, PORTMAP, podEnv("DEL", "pmi-fault", p.path), conf).exitCode).toBe(0)
         if (calls < k) break
         continue
       }
@@ -304,7 +297,7 @@ describe("portmap on the real kernel", () => {
       expect({ k, iptables: iptablesState(h.name).split("\n") }).toEqual({ k, iptables: before.iptables.split("\n") })
     }
     expect(faults).toBeGreaterThan(2)
-    expect(execIn(h, BRIDGE, env("DEL", "pmi-fault", p.path), JSON.stringify({ ...bridgeConf(h, IPTABLES.bridge), prevResult: bridged.json })).exitCode).toBe(0)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "pmi-fault", p.path), JSON.stringify({ ...bridgeConf(h, IPTABLES.bridge), prevResult: bridged.json })).exitCode).toBe(0)
     p.remove()
   }, 120_000)
 })
