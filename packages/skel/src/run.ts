@@ -121,7 +121,12 @@ export const handleInvocation = <R>(
       switch (env.command) {
         case "ADD": {
           const result = yield* plugin.add(request)
-          return json(yield* encodeResult(result, version))
+          // A result that cannot be reported fails the ADD after its work is done: undo it
+          // with the plugin's DEL, so this failure too leaves the host as it was.
+          const encoded = yield* encodeResult(result, version).pipe(
+            Effect.tapError(() => Effect.ignore(plugin.del(request)))
+          )
+          return json(encoded)
         }
         case "CHECK":
           yield* plugin.check(request)

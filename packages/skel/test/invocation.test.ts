@@ -188,6 +188,16 @@ describe("dispatch and output", () => {
     expect(error.msg).toContain("linkUp")
   })
 
+  test("an ADD result that cannot be encoded is undone with DEL and reported as code 100", async () => {
+    calls.length = 0
+    const invalid = { ...RESULT, ips: [{ address: "not-an-ip" }] } as unknown as Result
+    const plugin = fakePlugin({ add: () => Effect.sync(() => (calls.push("ADD"), invalid)) })
+    const error = errorOf(await invoke(ADD_ENV, conf(), plugin))
+    expect(error.code).toBe(100)
+    expect(error.msg).toContain("invalid result")
+    expect(calls).toEqual(["ADD", "DEL"])
+  })
+
   test("a defect becomes code 100 with its message and no stack trace", async () => {
     const plugin = fakePlugin({ add: () => Effect.die(new Error("boom")) })
     const outcome = await invoke(ADD_ENV, conf(), plugin)
