@@ -104,6 +104,12 @@ export const validAttachments = (
 ): ReadonlyArray<{ containerID: string; ifname: string }> | undefined =>
   conf["cni.dev/valid-attachments"] ?? conf["cni.dev/attachments"]
 
+/** A plugin config number that must be an integer from `min` to `max` (the message says so). */
+export const IntegerInRange = (min: number, max: number) =>
+  Schema.Number.pipe(
+    Schema.check(Schema.makeFilter((n: number) => (Number.isInteger(n) && n >= min && n <= max) || `an integer from ${min} to ${max}`))
+  )
+
 /**
  * Validates a plugin's own keys (read from the raw stdin object) with the plugin's schema;
  * failures are code 7 naming the field, exactly as for the common keys.

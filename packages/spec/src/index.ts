@@ -31,6 +31,7 @@ export {
   NetConfList,
   decodeNetConf,
   decodePluginKeys,
+  IntegerInRange,
   parseNetConf,
   decodeNetConfList,
   validAttachments

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test"
 import { Exit, Schema } from "effect"
 import {
+  decodePluginKeys,
+  IntegerInRange,
   NetConf,
   NetConfList,
   NetworkName,
@@ -31,6 +33,19 @@ const bridgeConf = {
   prevResult: { cniVersion: "1.0.0", ips: [{ address: "10.89.0.5/24" }] },
   nested: { deep: [1, { x: null }] }
 } as const
+
+describe("IntegerInRange", () => {
+  const vlan = decodePluginKeys(Schema.Struct({ vlan: IntegerInRange(0, 4094) }))
+  test.each([0, 1, 4094])("accepts %p", (n) => {
+    expect(ok(vlan({ vlan: n }))).toEqual({ vlan: n })
+  })
+  test.each([-1, 4095, 1.5, Number.NaN])("rejects %p as code 7 naming the field and the range", (n) => {
+    const error = fail(vlan({ vlan: n }))
+    expect(error.code).toBe(7)
+    expect(error.msg).toContain("vlan")
+    expect(error.msg).toContain("an integer from 0 to 4094")
+  })
+})
 
 describe("NetworkName", () => {
   const valid = (s: string) => Exit.isSuccess(Schema.decodeUnknownExit(NetworkName)(s))

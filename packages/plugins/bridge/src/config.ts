@@ -1,15 +1,10 @@
 import { Effect, Schema } from "effect"
-import { type CniError, decodePluginKeys, invalidConfig, unsupportedField } from "@tscni/spec"
+import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig, unsupportedField } from "@tscni/spec"
 import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
 
 const InterfaceName = Schema.String.pipe(
   Schema.check(Schema.makeFilter((name: string) => /^[^/:\s]{1,15}$/.test(name) || "not an interface name (1-15 characters, no '/', ':' or spaces)"))
 )
-
-const Int = (min: number, max: number) =>
-  Schema.Number.pipe(
-    Schema.check(Schema.makeFilter((n: number) => (Number.isInteger(n) && n >= min && n <= max) || `an integer from ${min} to ${max}`))
-  )
 
 /** The bridge plugin's own keys, as the reference bridge plugin reads them. */
 const BridgeKeys = Schema.Struct({
@@ -19,10 +14,10 @@ const BridgeKeys = Schema.Struct({
   forceAddress: Schema.optionalKey(Schema.Boolean),
   ipMasq: Schema.optionalKey(Schema.Boolean),
   ipMasqBackend: Schema.optionalKey(Schema.Literals(["nftables", "iptables"])),
-  mtu: Schema.optionalKey(Int(68, 65535)),
+  mtu: Schema.optionalKey(IntegerInRange(68, 65535)),
   hairpinMode: Schema.optionalKey(Schema.Boolean),
   promiscMode: Schema.optionalKey(Schema.Boolean),
-  vlan: Schema.optionalKey(Int(0, 4094)),
+  vlan: Schema.optionalKey(IntegerInRange(0, 4094)),
   preserveDefaultVlan: Schema.optionalKey(Schema.Boolean),
   vlanTrunk: Schema.optionalKey(Schema.Array(Schema.Unknown)),
   macspoofchk: Schema.optionalKey(Schema.Boolean),

@@ -1,15 +1,10 @@
 import { readFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
 import type { LinkOptions } from "@tscni/steps"
-import { type CniError, decodePluginKeys, invalidConfig, ioFailure } from "@tscni/spec"
+import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig, ioFailure } from "@tscni/spec"
 import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
 
 const Mac = InterfaceMac
-
-const Int = (min: number, max: number) =>
-  Schema.Number.pipe(
-    Schema.check(Schema.makeFilter((n: number) => (Number.isInteger(n) && n >= min && n <= max) || `an integer from ${min} to ${max}`))
-  )
 
 /** 0 means "leave the MTU alone", as in the reference plugin. */
 const Mtu = Schema.Number.pipe(
@@ -18,7 +13,7 @@ const Mtu = Schema.Number.pipe(
   )
 )
 
-const TxQLen = Int(0, 4294967295)
+const TxQLen = IntegerInRange(0, 4294967295)
 
 /** `sysctl`: key → value, both strings, as the reference plugin reads them. */
 const Sysctls = Schema.Record(Schema.String, Schema.String)
