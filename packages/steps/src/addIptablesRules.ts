@@ -42,6 +42,16 @@ export const IP_FAMILIES: ReadonlyArray<IpFamily> = [4, 6]
 export const iptablesOwnerHandles = (netns: string, table: IptablesTable, comment: string): Array<AddIptablesRulesHandle> =>
   IP_FAMILIES.map((family) => ({ netns, family, table, comment, count: 0, chains: [] }))
 
+/** The handle a batch installed in netns gives: what CHECK rebuilds from the config. */
+export const iptablesRulesHandle = (netns: string, batch: IptablesBatch): AddIptablesRulesHandle => ({
+  netns,
+  family: batch.family,
+  table: batch.table,
+  comment: batch.comment,
+  count: batch.rules.length,
+  chains: batch.chains.map((chain) => ({ name: chain.name, jumpFrom: (chain.jumpFrom ?? []).map((jump) => jump.chain) }))
+})
+
 /**
  * Installs one owner's iptables rules (a pod's masquerade, its hostPort DNATs) in one
  * atomic iptables-restore, the iptables counterpart of addFilterRules. Undo removes every
@@ -54,16 +64,8 @@ export const addIptablesRules = makeStep<AddIptablesRulesInput, AddIptablesRules
   handle: AddIptablesRulesHandle,
   apply: (input) =>
     Effect.gen(function*() {
-      const { batch } = input
-      yield* (yield* Backend).addIptablesRules(input.netns, batch)
-      return {
-        netns: input.netns,
-        family: batch.family,
-        table: batch.table,
-        comment: batch.comment,
-        count: batch.rules.length,
-        chains: batch.chains.map((chain) => ({ name: chain.name, jumpFrom: (chain.jumpFrom ?? []).map((jump) => jump.chain) }))
-      }
+      yield* (yield* Backend).addIptablesRules(input.netns, input.batch)
+      return iptablesRulesHandle(input.netns, input.batch)
     }),
   undo: (handle) =>
     Effect.gen(function*() {

@@ -10,6 +10,7 @@ import {
   delegateIpam,
   ignoreNotFound,
   iptablesOwnerHandles,
+  iptablesRulesHandle,
   type PluginExec,
   withFileLock
 } from "@tscni/steps"
@@ -190,14 +191,7 @@ const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
         : {}),
       ...(masquerade && settings.ipMasqBackend === "iptables"
         ? {
-          iptablesMasquerade: masqueradeIptablesBatches(plan.addresses, owner).map((batch) => ({
-            netns: HOST_NETNS,
-            family: batch.family,
-            table: batch.table,
-            comment: owner,
-            count: batch.rules.length,
-            chains: batch.chains.map((chain) => ({ name: chain.name, jumpFrom: (chain.jumpFrom ?? []).map((jump) => jump.chain) }))
-          }))
+          iptablesMasquerade: masqueradeIptablesBatches(plan.addresses, owner).map((batch) => iptablesRulesHandle(HOST_NETNS, batch))
         }
         : {}),
       ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 1 } } : {}),

@@ -3,7 +3,7 @@ import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { collectStaleFilterRules, collectStaleIptablesRules, iptablesOwnerHandles } from "@tscni/steps"
+import { collectStaleFilterRules, collectStaleIptablesRules, iptablesOwnerHandles, iptablesRulesHandle } from "@tscni/steps"
 import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { networkTag, ruleOwner } from "./names.ts"
@@ -76,14 +76,7 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       if (settings.backend === "iptables") {
         const batches = portmapIptablesBatches(settings, podAddresses(request.prevResult), ownerOf(request, settings))
         return yield* Pipeline.check(portmapPipeline, {
-          iptablesRules: batches.map((batch) => ({
-            netns: HOST_NETNS,
-            family: batch.family,
-            table: batch.table,
-            comment: batch.comment,
-            count: batch.rules.length,
-            chains: batch.chains.map((chain) => ({ name: chain.name, jumpFrom: (chain.jumpFrom ?? []).map((jump) => jump.chain) }))
-          }))
+          iptablesRules: batches.map((batch) => iptablesRulesHandle(HOST_NETNS, batch))
         })
       }
       const expected = portmapRules(settings, podIps(request.prevResult), ownerOf(request, settings)).length
