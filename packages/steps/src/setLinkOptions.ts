@@ -32,7 +32,8 @@ export type SetLinkOptionsHandle = typeof SetLinkOptionsHandle.Type
 const STEP = "setLinkOptions"
 const KEYS = ["mtu", "mac", "txqlen", "promisc", "allmulti"] as const
 
-const pick = (link: LinkInfo, options: LinkOptions): LinkOptions => {
+/** The link's current value of each property `options` sets: what undo puts back. */
+export const previousLinkOptions = (link: LinkInfo, options: LinkOptions): LinkOptions => {
   const previous: Record<string, unknown> = {}
   for (const key of KEYS) if (options[key] !== undefined) previous[key] = link[key]
   return previous as LinkOptions
@@ -53,7 +54,7 @@ export const setLinkOptions = makeStep<SetLinkOptionsInput, SetLinkOptionsHandle
     Effect.gen(function*() {
       const backend = yield* Backend
       const link = yield* backend.getLink(input.netns, input.link)
-      const previous = pick(link, input.options)
+      const previous = previousLinkOptions(link, input.options)
       yield* backend.setLink(input.netns, input.link, input.options)
       return { netns: input.netns, link: input.link, applied: input.options, previous }
     }),

@@ -1,8 +1,8 @@
 import { Effect, Schema } from "effect"
-import { Backend, type BackendError, isMissingNetns, isNotFound, type LinkInfo } from "@tscni/backend"
+import { Backend, type BackendError, isMissingNetns, isNotFound } from "@tscni/backend"
 import { type CniError, invalidConfig } from "@tscni/spec"
 import { derive, eachOf, Pipeline } from "@tscni/engine"
-import { type LinkOptions, setLinkOptions, setSysctl } from "@tscni/steps"
+import { type LinkOptions, previousLinkOptions, setLinkOptions, setSysctl } from "@tscni/steps"
 import type { SysctlSetting } from "./config.ts"
 import { TuningHandles } from "./state.ts"
 import { saveState } from "./steps/saveState.ts"
@@ -18,15 +18,6 @@ export interface TuningInput {
   /** the attachment's state file */
   readonly statePath: string
 }
-
-/** The link's current value of each property `applied` names (what setLinkOptions records). */
-const previousOf = (link: LinkInfo, applied: LinkOptions): LinkOptions => ({
-  ...(applied.mac !== undefined ? { mac: link.mac } : {}),
-  ...(applied.mtu !== undefined ? { mtu: link.mtu } : {}),
-  ...(applied.txqlen !== undefined ? { txqlen: link.txqlen } : {}),
-  ...(applied.promisc !== undefined ? { promisc: link.promisc } : {}),
-  ...(applied.allmulti !== undefined ? { allmulti: link.allmulti } : {})
-})
 
 /**
  * Reads every value ADD is about to replace and returns the handles that would undo it,
@@ -49,7 +40,7 @@ export const planRestore = (input: TuningInput): Effect.Effect<TuningHandles, Ba
     if (input.link.length > 0) {
       const current = yield* backend.getLink(input.netns, input.ifname)
       for (const applied of input.link) {
-        link.push({ netns: input.netns, link: input.ifname, applied, previous: previousOf(current, applied) })
+        link.push({ netns: input.netns, link: input.ifname, applied, previous: previousLinkOptions(current, applied) })
       }
     }
     return { sysctls, link }
