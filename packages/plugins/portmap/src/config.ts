@@ -1,11 +1,9 @@
 import { Effect, Schema } from "effect"
 import { parseIp } from "@tscni/ip"
 import type { PluginRequest } from "@tscni/skel"
-import { type CniError, decodePluginKeys, invalidConfig } from "@tscni/spec"
+import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig } from "@tscni/spec"
 
-const Port = Schema.Number.pipe(
-  Schema.check(Schema.makeFilter((n: number) => (Number.isInteger(n) && n >= 1 && n <= 65535) || "a port from 1 to 65535"))
-)
+const Port = IntegerInRange(1, 65535)
 
 const Protocol = Schema.String.pipe(
   Schema.check(Schema.makeFilter((p: string) => ["tcp", "udp", "sctp"].includes(p.toLowerCase()) || "tcp, udp or sctp"))
@@ -42,7 +40,7 @@ const ChainName = Schema.String.pipe(
 const PortmapKeys = Schema.Struct({
   snat: Schema.optionalKey(Schema.Boolean),
   masqAll: Schema.optionalKey(Schema.Boolean),
-  markMasqBit: Schema.optionalKey(Schema.Number),
+  markMasqBit: Schema.optionalKey(IntegerInRange(0, 31)),
   externalSetMarkChain: Schema.optionalKey(ChainName),
   conditionsV4: Schema.optionalKey(Schema.Array(Condition)),
   conditionsV6: Schema.optionalKey(Schema.Array(Condition)),
@@ -103,10 +101,6 @@ export const portmapSettings = (request: PluginRequest): Effect.Effect<PortmapSe
         if (bad !== undefined) return yield* invalidConfig(key, `'${bad}': iptables arguments without quotes, backslashes or --comment`)
       }
     }
-    const markMasqBit = keys.markMasqBit ?? DEFAULT_MARK_BIT
-    if (!Number.isInteger(markMasqBit) || markMasqBit < 0 || markMasqBit > 31) {
-      return yield* invalidConfig("markMasqBit", "must be an integer from 0 to 31")
-    }
     return {
       network: request.conf.name,
       mappings: (keys.runtimeConfig?.portMappings ?? []).map((mapping) => ({
@@ -120,7 +114,7 @@ export const portmapSettings = (request: PluginRequest): Effect.Effect<PortmapSe
       conditionsV4: keys.conditionsV4 ?? [],
       conditionsV6: keys.conditionsV6 ?? [],
       backend,
-      markMasqBit,
+      markMasqBit: keys.markMasqBit ?? DEFAULT_MARK_BIT,
       externalSetMarkChain: keys.externalSetMarkChain
     }
   })
