@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { resolve } from "node:path"
-import { BIN_DIR, binary, freshNetns, ipJson, podEnv } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, faultSweep, ipJson, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
@@ -201,21 +201,15 @@ describe("bridge on the real kernel", () => {
     const p = freshNetns()
     const before = observe(h.name)
     const podBefore = observe(p.name)
-    let faults = 0
-    for (let k = 1; k < 200; k++) {
-      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-fault", p.path), JSON.stringify(conf(h)))
-      const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
-      if (run.exitCode === 0) {
-        // the fault was tolerated or never reached: clean up and stop when it never fired
-        execIn(h, BRIDGE, podEnv("DEL", "it-fault", p.path), JSON.stringify(conf(h, { prevResult: run.json })))
-        if (calls < k) break
-        continue
+    const faults = faultSweep(
+      (k) => execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-fault", p.path), JSON.stringify(conf(h))),
+      (run) => execIn(h, BRIDGE, podEnv("DEL", "it-fault", p.path), JSON.stringify(conf(h, { prevResult: run.json }))),
+      (k) => {
+        expect({ k, host: observe(h.name), pod: observe(p.name) }).toEqual({ k, host: before, pod: podBefore })
+        const allocated = Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))
+        expect({ k, allocated }).toEqual({ k, allocated: [] })
       }
-      faults++
-      expect({ k, host: observe(h.name), pod: observe(p.name) }).toEqual({ k, host: before, pod: podBefore })
-      const allocated = Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))
-      expect({ k, allocated }).toEqual({ k, allocated: [] })
-    }
+    )
     expect(faults).toBeGreaterThan(10)
     p.remove()
   }, 300_000)

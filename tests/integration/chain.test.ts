@@ -8,7 +8,7 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { resolve } from "node:path"
-import { BIN_DIR, binary, freshNetns, type PluginRun } from "./harness.ts"
+import { BIN_DIR, binary, faultSweep, freshNetns, type PluginRun } from "./harness.ts"
 import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
 
 type Json = Record<string, any>
@@ -200,19 +200,14 @@ describe("a fault at every kernel call of each chained plugin's ADD", () => {
       expect(bridged.exitCode).toBe(0)
       await settle(h.name, p.name)
       const before = { node: observe(h.name), pod: observe(p.name) + read(p.name, ["cat", "/proc/sys/net/core/somaxconn"]) }
-      let faults = 0
-      for (let k = 1; k < 60; k++) {
-        const run = execIn(h, ["bun", DRIVER, plugin, String(k)], env("ADD"), JSON.stringify(pluginConf(bridged.json!)))
-        const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
-        if (run.exitCode === 0) {
-          execIn(h, binary(plugin), env("DEL"), JSON.stringify(pluginConf(bridged.json!)))
-          if (calls < k) break
-          continue
+      const faults = faultSweep(
+        (k) => execIn(h, ["bun", DRIVER, plugin, String(k)], env("ADD"), JSON.stringify(pluginConf(bridged.json!))),
+        () => execIn(h, binary(plugin), env("DEL"), JSON.stringify(pluginConf(bridged.json!))),
+        (k) => {
+          const after = { node: observe(h.name), pod: observe(p.name) + read(p.name, ["cat", "/proc/sys/net/core/somaxconn"]) }
+          expect({ k, after }).toEqual({ k, after: before })
         }
-        faults++
-        const after = { node: observe(h.name), pod: observe(p.name) + read(p.name, ["cat", "/proc/sys/net/core/somaxconn"]) }
-        expect({ k, after }).toEqual({ k, after: before })
-      }
+      )
       expect(faults).toBeGreaterThan(0)
       p.remove()
     }, 180_000)

@@ -3,6 +3,7 @@
  * stdin, stdout parsed as JSON) in network namespaces the test creates, and observes the
  * result with iproute2 (`ip -j`), never with tscni's own code.
  */
+import { expect } from "bun:test"
 import { existsSync } from "node:fs"
 import { resolve } from "node:path"
 
@@ -91,4 +92,34 @@ export const execPlugin = (
   let json: Record<string, unknown> | undefined
   if (stdout.trim() !== "") json = JSON.parse(stdout) as Record<string, unknown>
   return { exitCode: proc.exitCode ?? -1, stdout, stderr: proc.stderr.toString(), json }
+}
+
+/**
+ * Sweeps a fault over every Backend call of one ADD: `add(k)` runs it through
+ * fault-driver.ts with the k-th call failing, for k = 1, 2, … until a run makes fewer
+ * than k calls (the clean run, which must be reached). A failed run must have failed at
+ * the injected fault (not before it, nor from a driver that did not start), and then
+ * `verify(k)` checks what it left; a run that tolerated its fault is undone with `del`.
+ * Returns how many runs failed.
+ */
+export const faultSweep = (
+  add: (k: number) => PluginRun,
+  del: (run: PluginRun) => void,
+  verify: (k: number) => void,
+  limit = 300
+): number => {
+  let faults = 0
+  for (let k = 1; k <= limit; k++) {
+    const run = add(k)
+    const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
+    if (run.exitCode === 0) {
+      del(run)
+      if (calls < k) return faults
+      continue
+    }
+    faults++
+    expect({ k, calls: calls >= k, stdout: run.stdout }).toEqual({ k, calls: true, stdout: expect.stringContaining(`injected fault at call ${k}`) })
+    verify(k)
+  }
+  throw new Error(`the fault sweep made ${limit} runs without reaching one its fault did not stop`)
 }

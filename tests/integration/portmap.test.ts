@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { binary, freshNetns, podEnv } from "./harness.ts"
+import { binary, faultSweep, freshNetns, podEnv } from "./harness.ts"
 import { resolve } from "node:path"
 import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
 
@@ -175,18 +175,12 @@ describe("portmap on the real kernel", () => {
     const bridged = execIn(h, BRIDGE, podEnv("ADD", "pm-fault", p.path), JSON.stringify(bridgeConf(h)))
     expect(bridged.exitCode).toBe(0)
     const before = settled(h.name, () => observe(h.name))
-    let faults = 0
-    for (let k = 1; k < 100; k++) {
-      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
-      const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
-      if (run.exitCode === 0) {
-        execIn(h, PORTMAP, podEnv("DEL", "pm-fault", p.path), JSON.stringify(portmapConf(mappings, bridged.json)))
-        if (calls < k) break
-        continue
-      }
-      faults++
-      expect({ k, host: observe(h.name) }).toEqual({ k, host: before })
-    }
+    const conf = JSON.stringify(portmapConf(mappings, bridged.json))
+    const faults = faultSweep(
+      (k) => execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pm-fault", p.path), conf),
+      () => execIn(h, PORTMAP, podEnv("DEL", "pm-fault", p.path), conf),
+      (k) => expect({ k, host: observe(h.name) }).toEqual({ k, host: before })
+    )
     expect(faults).toBeGreaterThan(2)
     p.remove()
   }, 120_000)
@@ -283,19 +277,14 @@ describe("portmap on the real kernel", () => {
     expect(bridged.exitCode).toBe(0)
     const conf = JSON.stringify(portmapConf(mappings, bridged.json, IPTABLES.portmap))
     const before = { host: settled(h.name, () => observeHost(h.name)), iptables: iptablesState(h.name) }
-    let faults = 0
-    for (let k = 1; k < 100; k++) {
-      const run = execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pmi-fault", p.path), conf)
-      const calls = Number(/calls=(\d+)/.exec(run.stderr)?.[1] ?? -1)
-      if (run.exitCode === 0) {
-        expect(execIn(h, PORTMAP, podEnv("DEL", "pmi-fault", p.path), conf).exitCode).toBe(0)
-        if (calls < k) break
-        continue
+    const faults = faultSweep(
+      (k) => execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pmi-fault", p.path), conf),
+      () => expect(execIn(h, PORTMAP, podEnv("DEL", "pmi-fault", p.path), conf).exitCode).toBe(0),
+      (k) => {
+        expect({ k, host: observeHost(h.name) }).toEqual({ k, host: before.host })
+        expect({ k, iptables: iptablesState(h.name).split("\n") }).toEqual({ k, iptables: before.iptables.split("\n") })
       }
-      faults++
-      expect({ k, host: observeHost(h.name) }).toEqual({ k, host: before.host })
-      expect({ k, iptables: iptablesState(h.name).split("\n") }).toEqual({ k, iptables: before.iptables.split("\n") })
-    }
+    )
     expect(faults).toBeGreaterThan(2)
     expect(execIn(h, BRIDGE, podEnv("DEL", "pmi-fault", p.path), JSON.stringify({ ...bridgeConf(h, IPTABLES.bridge), prevResult: bridged.json })).exitCode).toBe(0)
     p.remove()
