@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
-import { Duration, Effect, Option } from "effect"
+import { Duration, Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
@@ -132,7 +132,7 @@ const removeBridgeIfUnused = (settings: BridgeSettings) =>
     // holding the lock exclusively, no ADD is running: an intent file is a killed ADD's
     const intent = bridgeIntentPath(settings.bridge)
     const killedWhileCreating = existsSync(intent)
-    const bridge = yield* backend.getLink(HOST_NETNS, settings.bridge).pipe(Effect.orElseSucceed(() => undefined))
+    const bridge = yield* ignoreNotFound(backend.getLink(HOST_NETNS, settings.bridge))
     const ours = bridge?.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge?.alias === undefined)
     if (bridge !== undefined && bridge.kind === "bridge" && ours) {
       const links = yield* backend.listLinks(HOST_NETNS)
@@ -149,8 +149,9 @@ const removeBridgeIfUnused = (settings: BridgeSettings) =>
  */
 const plugIn = <A, E, R>(settings: BridgeSettings, apply: Effect.Effect<A, E, R>) =>
   withBridgeLock(settings.bridge, "shared", Effect.gen(function*() {
-    const exists = yield* Effect.map(Effect.option(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge))), Option.isSome)
-    if (exists) return yield* apply
+    // only "not found" means absent: any other failure fails ADD before anything is made
+    const bridge = yield* ignoreNotFound(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge)))
+    if (bridge !== undefined) return yield* apply
     const intent = bridgeIntentPath(settings.bridge)
     writeFileSync(intent, settings.network)
     return yield* apply.pipe(Effect.ensuring(Effect.sync(() => rmSync(intent, { force: true }))))

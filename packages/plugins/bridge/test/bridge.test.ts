@@ -119,6 +119,11 @@ describe("bridge ADD on the mock kernel", () => {
           if (add.exitCode !== 0) {
             expect({ k, diff: mock.diff(before, mock.snapshot()), allocations: w.ipam.allocations().size })
               .toEqual({ k, diff: [], allocations: 0 })
+            // a leftover intent file would make a later DEL take any unaliased bridge for ours
+            expect({ k, intent: existsSync(bridgeIntentPath("br-test")) }).toEqual({ k, intent: false })
+          } else if (made >= k) {
+            // ADD survived its fault: only the probe of the bridge-nf sysctls may be absent
+            expect({ k, faulted: mock.calls()[callsBefore + k - 1]?.operation }).toEqual({ k, faulted: "readSysctl" })
           }
           return { failed: add.exitCode !== 0, made }
         }))
