@@ -133,7 +133,6 @@ const request = (conf: NetConf, args = ""): PluginRequest => ({
       const eq = pair.indexOf("=")
       return [pair.slice(0, eq), pair.slice(eq + 1)] as const
     }),
-    path: [],
     pathRaw: ""
   },
   conf,

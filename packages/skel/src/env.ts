@@ -12,8 +12,7 @@ export interface CniEnv {
   readonly argsRaw: string
   /** CNI_ARGS split into pairs, in order */
   readonly args: ReadonlyArray<readonly [string, string]>
-  /** CNI_PATH split on ':' */
-  readonly path: ReadonlyArray<string>
+  /** CNI_PATH as given (PluginExec splits it when a delegated plugin is looked up) */
   readonly pathRaw: string
 }
 
@@ -73,7 +72,6 @@ export const readCniEnv = (env: Record<string, string | undefined>): Effect.Effe
     if (problem !== undefined) return yield* invalidEnvironment("CNI_IFNAME", problem)
     const argsRaw = env.CNI_ARGS ?? ""
     const args = yield* parseCniArgs(argsRaw)
-    const pathRaw = env.CNI_PATH ?? ""
     return {
       command,
       containerId,
@@ -81,7 +79,6 @@ export const readCniEnv = (env: Record<string, string | undefined>): Effect.Effe
       ifname,
       argsRaw,
       args,
-      path: pathRaw.split(":").filter((dir) => dir !== ""),
-      pathRaw
+      pathRaw: env.CNI_PATH ?? ""
     }
   })
