@@ -11,7 +11,7 @@ import {
   ioFailure,
   isSupportedVersion,
   LATEST_VERSION,
-  decodeFailure,
+  parseConfigJson,
   decodeNetConf,
   verbSupported,
   versionInfo
@@ -81,10 +81,7 @@ const describe = (error: unknown): string => {
 
 const buildRequest = (env: CniEnv, stdin: string, onVersion: (version: string) => void) =>
   Effect.gen(function*() {
-    const raw = yield* Effect.try({
-      try: (): unknown => JSON.parse(stdin),
-      catch: (error) => decodeFailure("failed to parse network config JSON from stdin", describe(error))
-    })
+    const raw = yield* parseConfigJson(stdin)
     const conf = yield* decodeNetConf(raw)
     if (!isSupportedVersion(conf.cniVersion)) return yield* incompatibleVersion(conf.cniVersion)
     // Errors from here on answer in the config's version.

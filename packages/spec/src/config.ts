@@ -86,13 +86,17 @@ const toInvalidConfig = (error: unknown): CniError => {
 export const decodeNetConf = (json: unknown): Effect.Effect<NetConf, CniError> =>
   Schema.decodeUnknownEffect(NetConf)(json).pipe(Effect.mapError(toInvalidConfig))
 
-/** Parses stdin into a plugin config: bad JSON is code 6, a bad config code 7. */
-export const parseNetConf = (stdin: string): Effect.Effect<NetConf, CniError> =>
+/** Parses stdin as JSON; bad JSON (an empty stdin too) is code 6. */
+export const parseConfigJson = (stdin: string): Effect.Effect<unknown, CniError> =>
   Effect.try({
     try: (): unknown => JSON.parse(stdin),
     catch: (e) =>
       decodeFailure("failed to parse network config JSON from stdin", e instanceof Error ? e.message : String(e))
-  }).pipe(Effect.flatMap(decodeNetConf))
+  })
+
+/** Parses stdin into a plugin config: bad JSON is code 6, a bad config code 7. */
+export const parseNetConf = (stdin: string): Effect.Effect<NetConf, CniError> =>
+  parseConfigJson(stdin).pipe(Effect.flatMap(decodeNetConf))
 
 /** Validates a parsed conflist; failures are code 7 naming the field. */
 export const decodeNetConfList = (json: unknown): Effect.Effect<NetConfList, CniError> =>

@@ -32,6 +32,7 @@ export {
   decodeNetConf,
   decodePluginKeys,
   IntegerInRange,
+  parseConfigJson,
   parseNetConf,
   decodeNetConfList,
   validAttachments
