@@ -1,4 +1,5 @@
 import { realpathSync } from "node:fs"
+import { basename } from "node:path"
 import { Effect } from "effect"
 import type { ExecOutput, ExecRequest, PluginExecShape } from "./PluginExec.ts"
 
@@ -12,8 +13,6 @@ const realpath = (path: string): string | undefined => {
     return undefined
   }
 }
-
-const basename = (path: string): string => path.slice(path.lastIndexOf("/") + 1)
 
 /**
  * Runs a delegated plugin (IPAM) in-process when the binary CNI_PATH names is this very
