@@ -112,3 +112,5 @@ const waitForLock = (fd: number, path: string, timeout: Duration.Input, mode: nu
       pause = Math.min(pause * 2, 20)
     }
   })
+
+export { errnoCode, listFiles, readFileIfExists, removeFileIfExists, replaceFile, writeNewFile } from "./files.ts"

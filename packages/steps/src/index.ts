@@ -17,5 +17,14 @@ export * from "./attachment.ts"
 // Test helpers (faultSweep, fakes) are imported from "@tscni/steps/testing/…" so that
 // they, and the mock kernel they use, never end up in a plugin binary.
 export { checkFailed, ignoreAbsent, ignoreNotFound } from "./internal.ts"
-export { LockFailure, withFileLock } from "@tscni/lock"
+export {
+  errnoCode,
+  listFiles,
+  LockFailure,
+  readFileIfExists,
+  removeFileIfExists,
+  replaceFile,
+  withFileLock,
+  writeNewFile
+} from "@tscni/lock"
 export * from "./garbage.ts"

@@ -3,31 +3,13 @@
  * `<dir>/lock` around every read-modify-write, O_EXCL creation for reservations and
  * temp file + rename for files that are rewritten.
  */
-import {
-  accessSync,
-  closeSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync
-} from "node:fs"
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { Effect } from "effect"
-import { withFileLock } from "@tscni/steps"
+import { errnoCode, listFiles, readFileIfExists, removeFileIfExists, replaceFile, withFileLock, writeNewFile } from "@tscni/steps"
 import { IpamStore, makeNetworkStore, StoreError, type StoreFiles } from "./store.ts"
 
 const BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-
-const errnoCode = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
-    ? error.code
-    : undefined
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -36,19 +18,6 @@ const fsCall = <A>(operation: string, path: string, run: () => A): Effect.Effect
 
 let tempCounter = 0
 
-/** Writes `content` to a new file `path` (flags decide exclusive or not), removing it if the write fails. */
-const writeNew = (path: string, content: string, flags: number): void => {
-  const fd = openSync(path, flags, 0o600)
-  try {
-    writeSync(fd, content)
-  } catch (error) {
-    closeSync(fd)
-    unlinkSync(path)
-    throw error
-  }
-  closeSync(fd)
-}
-
 /** The file primitives for `<dataDir>/<network>` on the real filesystem. */
 export const diskFiles = (dataDir: string, network: string): StoreFiles => {
   const dir = join(dataDir, network)
@@ -56,27 +25,12 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
   return {
     dir,
     exists: fsCall("stat", dir, () => existsSync(dir)),
-    names: fsCall("readdir", dir, () => {
-      try {
-        return readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name)
-      } catch (error) {
-        if (errnoCode(error) === "ENOENT") return []
-        throw error
-      }
-    }),
-    read: (name) =>
-      fsCall("read", pathOf(name), () => {
-        try {
-          return readFileSync(pathOf(name), "utf8")
-        } catch (error) {
-          if (errnoCode(error) === "ENOENT") return undefined
-          throw error
-        }
-      }),
+    names: fsCall("readdir", dir, () => listFiles(dir)),
+    read: (name) => fsCall("read", pathOf(name), () => readFileIfExists(pathOf(name))),
     createExclusive: (name, content) =>
       fsCall("create", pathOf(name), () => {
         try {
-          writeNew(pathOf(name), content, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
+          writeNewFile(pathOf(name), content, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
           return true
         } catch (error) {
           if (errnoCode(error) === "EEXIST") return false
@@ -84,24 +38,8 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
         }
       }),
     replace: (name, content) =>
-      fsCall("write", pathOf(name), () => {
-        const temp = pathOf(`.${name}.${process.pid}.${tempCounter++}.tmp`)
-        writeNew(temp, content, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
-        try {
-          renameSync(temp, pathOf(name))
-        } catch (error) {
-          unlinkSync(temp)
-          throw error
-        }
-      }),
-    remove: (name) =>
-      fsCall("remove", pathOf(name), () => {
-        try {
-          unlinkSync(pathOf(name))
-        } catch (error) {
-          if (errnoCode(error) !== "ENOENT") throw error
-        }
-      }),
+      fsCall("write", pathOf(name), () => replaceFile(pathOf(name), pathOf(`.${name}.${process.pid}.${tempCounter++}.tmp`), content)),
+    remove: (name) => fsCall("remove", pathOf(name), () => removeFileIfExists(pathOf(name))),
     locked: (effect) =>
       fsCall("mkdir", dir, () => mkdirSync(dir, { recursive: true, mode: 0o755 })).pipe(
         Effect.andThen(

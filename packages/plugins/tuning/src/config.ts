@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
-import type { LinkOptions } from "@tscni/steps"
+import { type LinkOptions, readFileIfExists } from "@tscni/steps"
 import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig, ioFailure } from "@tscni/spec"
 import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
 
@@ -135,14 +134,7 @@ export const resolveSysctlKey = (configKey: string, ifname: string): string | un
 /** The allowlist's patterns, or undefined when there is no file (no restriction then). */
 const readAllowlist = (path: string): Effect.Effect<ReadonlyArray<string> | undefined, CniError> =>
   Effect.try({
-    try: () => {
-      try {
-        return readFileSync(path, "utf8")
-      } catch (error) {
-        if (typeof error === "object" && error !== null && "code" in error && error.code === "ENOENT") return undefined
-        throw error
-      }
-    },
+    try: () => readFileIfExists(path),
     catch: (error) => ioFailure(`cannot read the sysctl allowlist ${path}`, error instanceof Error ? error.message : String(error))
   }).pipe(
     Effect.map((text) => text?.split("\n").map((line) => line.trim()).filter((line) => line !== ""))

@@ -3,11 +3,11 @@
  * so DEL (a new process, without ADD's memory) can put them back. One JSON file per
  * attachment, `<dataDir>/<network>/<attachment key>.json` (12 hex digits of sha256(containerID/ifname)), written atomically.
  */
-import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs"
+import { mkdirSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Exit, Schema } from "effect"
 import { type CniError, ioFailure } from "@tscni/spec"
-import { attachmentKey, SetLinkOptionsHandle, SetSysctlHandle } from "@tscni/steps"
+import { attachmentKey, listFiles, readFileIfExists, removeFileIfExists, replaceFile, SetLinkOptionsHandle, SetSysctlHandle } from "@tscni/steps"
 
 /**
  * The handles DEL undoes, encoded with the steps' own handle schemas: the value each
@@ -27,9 +27,6 @@ export const StateRecord = Schema.Struct({
   handles: Schema.Record(Schema.String, Schema.Unknown)
 })
 export type StateRecord = typeof StateRecord.Type
-
-const errnoCode = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -52,27 +49,12 @@ let tempCounter = 0
 export const writeState = (path: string, record: StateRecord): Effect.Effect<void, CniError> =>
   fsCall("write", path, () => {
     mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 })
-    const temp = `${path}.${process.pid}.${tempCounter++}.tmp`
-    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-    try {
-      writeSync(fd, JSON.stringify(Schema.encodeSync(StateRecord)(record)) + "\n")
-      closeSync(fd)
-      renameSync(temp, path)
-    } catch (error) {
-      unlinkSync(temp)
-      throw error
-    }
+    replaceFile(path, `${path}.${process.pid}.${tempCounter++}.tmp`, JSON.stringify(Schema.encodeSync(StateRecord)(record)) + "\n")
   })
 
 /** Removes a file; one already gone is fine. */
 export const removeState = (path: string): Effect.Effect<void, CniError> =>
-  fsCall("remove", path, () => {
-    try {
-      unlinkSync(path)
-    } catch (error) {
-      if (errnoCode(error) !== "ENOENT") throw error
-    }
-  })
+  fsCall("remove", path, () => removeFileIfExists(path))
 
 /** What a state file holds: absent, unreadable as a record (`corrupt`), or the record. */
 export type StateRead =
@@ -82,14 +64,7 @@ export type StateRead =
 
 /** Reads a state file; a file that does not parse or decode is `corrupt`, never an error. */
 export const readState = (path: string): Effect.Effect<StateRead, CniError> =>
-  fsCall("read", path, () => {
-    try {
-      return readFileSync(path, "utf8")
-    } catch (error) {
-      if (errnoCode(error) === "ENOENT") return undefined
-      throw error
-    }
-  }).pipe(
+  fsCall("read", path, () => readFileIfExists(path)).pipe(
     Effect.map((text): StateRead => {
       if (text === undefined) return { _tag: "absent" }
       let json: unknown
@@ -105,11 +80,4 @@ export const readState = (path: string): Effect.Effect<StateRead, CniError> =>
 
 /** The files in the network's directory (none when it does not exist). */
 export const listStateFiles = (dir: string): Effect.Effect<ReadonlyArray<string>, CniError> =>
-  fsCall("list", dir, () => {
-    try {
-      return readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name)
-    } catch (error) {
-      if (errnoCode(error) === "ENOENT") return []
-      throw error
-    }
-  })
+  fsCall("list", dir, () => listFiles(dir))
