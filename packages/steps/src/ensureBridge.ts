@@ -29,6 +29,24 @@ export type EnsureBridgeHandle = typeof EnsureBridgeHandle.Type
 const STEP = "ensureBridge"
 
 /**
+ * Deletes the bridge `name` when `isOurs` says it is ours and no link has it as master
+ * any more; a bridge that is absent, not a bridge, or not ours is left alone.
+ */
+export const deleteBridgeIfPortless = (
+  netns: string,
+  name: string,
+  isOurs: (bridge: LinkInfo) => boolean
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const bridge = yield* ignoreNotFound(backend.getLink(netns, name))
+    if (bridge === undefined || bridge.kind !== "bridge" || !isOurs(bridge)) return
+    const links = yield* backend.listLinks(netns)
+    if (links.some((link) => link.master === bridge.index)) return
+    yield* ignoreNotFound(backend.deleteLink(netns, name))
+  })
+
+/**
  * Makes sure the network's bridge exists and is a bridge, creating it (up) on the first
  * pod. Shared by every pod, so undo removes it only if this step created it and no port
  * is left on it; a bridge that was already there is adopted and never removed.
@@ -77,16 +95,10 @@ export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, Back
       return { netns: input.netns, name: input.name, index: created.link.index, mac: created.link.mac, created: true }
     }),
   undo: (handle) =>
-    Effect.gen(function*() {
-      if (!handle.created) return
-      const backend = yield* Backend
-      const bridge = yield* ignoreNotFound(backend.getLink(handle.netns, handle.name))
-      // Gone already, or replaced by something that is not ours.
-      if (bridge === undefined || bridge.kind !== "bridge" || bridge.index !== handle.index) return
-      const links = yield* backend.listLinks(handle.netns)
-      if (links.some((link) => link.master === bridge.index)) return
-      yield* ignoreNotFound(backend.deleteLink(handle.netns, handle.name))
-    }),
+    handle.created
+      // not if gone already, or replaced by something that is not the bridge we made
+      ? deleteBridgeIfPortless(handle.netns, handle.name, (bridge) => bridge.index === handle.index)
+      : Effect.void,
   check: (handle) =>
     Effect.gen(function*() {
       const backend = yield* Backend

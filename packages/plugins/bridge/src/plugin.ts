@@ -8,6 +8,7 @@ import {
   collectStaleFilterRules,
   collectStaleIptablesRules,
   delegateIpam,
+  deleteBridgeIfPortless,
   ignoreNotFound,
   iptablesOwnerHandles,
   iptablesRulesHandle,
@@ -128,18 +129,14 @@ const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", e
  */
 const removeBridgeIfUnused = (settings: BridgeSettings) =>
   withBridgeLock(settings.bridge, "exclusive", Effect.gen(function*() {
-    const backend = yield* Backend
     // holding the lock exclusively, no ADD is running: an intent file is a killed ADD's
     const intent = bridgeIntentPath(settings.bridge)
     const killedWhileCreating = existsSync(intent)
-    const bridge = yield* ignoreNotFound(backend.getLink(HOST_NETNS, settings.bridge))
-    const ours = bridge?.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge?.alias === undefined)
-    if (bridge !== undefined && bridge.kind === "bridge" && ours) {
-      const links = yield* backend.listLinks(HOST_NETNS)
-      if (!links.some((link) => link.master === bridge.index)) {
-        yield* ignoreNotFound(backend.deleteLink(HOST_NETNS, settings.bridge))
-      }
-    }
+    yield* deleteBridgeIfPortless(
+      HOST_NETNS,
+      settings.bridge,
+      (bridge) => bridge.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge.alias === undefined)
+    )
     if (killedWhileCreating) rmSync(intent, { force: true })
   }))
 
