@@ -9,7 +9,7 @@ const MAC_OPERATIONS = new Set(["setLink", "createLink", "createVeth"])
  * deleting one, but "not a usable address" when setting or creating with a MAC. ELOOP is
  * the bridge's "cannot enslave a bridge to a bridge".
  */
-export const reasonForErrno = (code: number, operation = ""): BackendErrorReason => {
+const reasonForErrno = (code: number, operation = ""): BackendErrorReason => {
   const name = errnoName(code)
   if (name === "EADDRNOTAVAIL" && MAC_OPERATIONS.has(operation)) return "Invalid"
   switch (name) {

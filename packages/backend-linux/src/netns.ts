@@ -27,7 +27,7 @@ const strandedInNamespace = (): never => {
 }
 
 /** Opens a namespace path and verifies it is a network namespace. Throws KernelCallFailed. */
-export const openNetns = (path: string): number => {
+const openNetns = (path: string): number => {
   const fd = libc.open(path, O_RDONLY | O_CLOEXEC)
   if (fd < 0) throw new KernelCallFailed(netnsError(errno(), path))
   if (libc.ioctl(fd, NS_GET_NSTYPE) !== CLONE_NEWNET) {

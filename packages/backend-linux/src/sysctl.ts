@@ -5,7 +5,7 @@ import { inNetns } from "./netns.ts"
  * `net.ipv4.conf.eth0.rp_filter` → `/proc/sys/net/ipv4/conf/eth0/rp_filter`. A key that
  * already uses '/' is taken as a path (interface names may contain dots).
  */
-export const sysctlPath = (key: string): string => `/proc/sys/${key.includes("/") ? key : key.replaceAll(".", "/")}`
+const sysctlPath = (key: string): string => `/proc/sys/${key.includes("/") ? key : key.replaceAll(".", "/")}`
 
 const readFd = (fd: number): string => {
   const buffer = Buffer.alloc(4096)

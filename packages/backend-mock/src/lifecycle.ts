@@ -14,7 +14,7 @@ import {
  * IPv4 gets `subnet dev X scope link src ADDR` (none for /32 or loopback, those live only
  * in the local table, which is not modelled); IPv6 gets `prefix dev X metric 256`.
  */
-export const connectedRouteFor = (ns: NetnsState, address: AddressState): RouteState | undefined => {
+const connectedRouteFor = (ns: NetnsState, address: AddressState): RouteState | undefined => {
   const link = ns.links.get(address.linkIndex)
   if (link === undefined || !link.up) return undefined
   if (address.cidr.ip.family === 4) {

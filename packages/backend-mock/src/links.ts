@@ -35,13 +35,13 @@ export const VLAN_FILTERING_UNSUPPORTED =
   "bridge VLAN filtering is not supported by this kernel (built without CONFIG_BRIDGE_VLAN_FILTERING)"
 
 /** The kernel's default MTU for the links the mock can create. */
-export const DEFAULT_MTU = 1500
+const DEFAULT_MTU = 1500
 /** The kernel's default transmit queue length. */
-export const DEFAULT_TXQLEN = 1000
+const DEFAULT_TXQLEN = 1000
 /** The MTU range the mock accepts: IPv4's minimum up to the 16-bit maximum. */
-export const MIN_MTU = 68
+const MIN_MTU = 68
 /** The largest MTU the mock accepts (the 16-bit maximum), as the kernel refuses larger. */
-export const MAX_MTU = 65535
+const MAX_MTU = 65535
 
 const validateMtu = (operation: string, mtu: number | undefined): Effect.Effect<void, BackendError> =>
   mtu === undefined || (Number.isInteger(mtu) && mtu >= MIN_MTU && mtu <= MAX_MTU)

@@ -26,7 +26,7 @@ import {
 } from "./state.ts"
 
 /** The kernel's default metric: 0 for IPv4, 1024 for IPv6 routes added by userspace. */
-export const defaultPriority = (family: 4 | 6): number => (family === 4 ? 0 : 1024)
+const defaultPriority = (family: 4 | 6): number => (family === 4 ? 0 : 1024)
 
 /**
  * A route as the kernel reports it: always with its nexthop device, IPv4 without a zero

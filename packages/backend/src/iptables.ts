@@ -29,7 +29,7 @@ const ARGUMENT = /^[^"'\\\n\r\0]{1,256}$/
  * Whether a chain name is one of tscni's (`TSCNI-` prefix, fits iptables' limit): only
  * such chains may be created, listed or removed.
  */
-export const isIptablesChainName = (name: string): boolean => CHAIN_NAME.test(name)
+const isIptablesChainName = (name: string): boolean => CHAIN_NAME.test(name)
 
 /** Why an owner comment cannot be used, or undefined. */
 export const iptablesCommentProblem = (comment: string): string | undefined =>

@@ -7,7 +7,7 @@ import { cidrFamily, ipFamily } from "@tscni/ip"
 import { type CniError, describeSchemaError, invalidConfig, RouteEntry } from "@tscni/spec"
 
 /** `field` + a path relative to it, as `describeSchemaError` renders paths. */
-export const joinPath = (field: string, path: string): string =>
+const joinPath = (field: string, path: string): string =>
   path === "" ? field : field === "" ? path : path.startsWith("[") ? `${field}${path}` : `${field}.${path}`
 
 /** Decodes `value` (found at `field`) with `schema`; a mismatch is code 7 naming the exact field. */

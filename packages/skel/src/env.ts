@@ -1,4 +1,5 @@
 import { Effect } from "effect"
+import { MAX_IFNAME_LENGTH } from "@tscni/backend"
 import { type CniError, invalidEnvironment, type Verb } from "@tscni/spec"
 
 /** The request a runtime passes in CNI_* variables, validated for the verb at hand. */
@@ -21,7 +22,6 @@ const isVerb = (value: string): value is Verb => (VERBS as ReadonlyArray<string>
 
 // Same rules as the reference plugins (libcni's ValidateContainerID / ValidateInterfaceName).
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
-const MAX_IFNAME = 15
 
 /** Which variables each verb needs (the spec's table); CNI_NETNS is optional for DEL. */
 const required: Record<Verb, ReadonlyArray<"CNI_CONTAINERID" | "CNI_NETNS" | "CNI_IFNAME">> = {
@@ -46,7 +46,7 @@ export const parseCniArgs = (raw: string): Effect.Effect<ReadonlyArray<readonly 
 }
 
 const ifnameProblem = (name: string): string | undefined => {
-  if (name.length > MAX_IFNAME) return `'${name}' is longer than ${MAX_IFNAME} characters`
+  if (name.length > MAX_IFNAME_LENGTH) return `'${name}' is longer than ${MAX_IFNAME_LENGTH} characters`
   if (name === "." || name === "..") return `'${name}' is not a valid interface name`
   if (/[/:\s]/.test(name)) return `'${name}' contains '/', ':' or whitespace`
   return undefined

@@ -14,7 +14,7 @@ export interface Attachment {
  * The owner comments (`<network tag>:<attachment key>`) of one network that belong to
  * attachments no longer valid; other networks' comments are never among them.
  */
-export const staleOwners = (
+const staleOwners = (
   comments: Iterable<string>,
   networkTag: string,
   valid: ReadonlyArray<Attachment>

@@ -8,7 +8,7 @@ type DnsValue = typeof Dns.Type
  * A resolv.conf as the reference's host-local reads it into the result's `dns`:
  * `nameserver`, `domain`, `search`, `options`; comments (`#`, `;`) and other lines skipped.
  */
-export const parseResolvConf = (text: string): DnsValue => {
+const parseResolvConf = (text: string): DnsValue => {
   const nameservers: Array<string> = []
   const search: Array<string> = []
   const options: Array<string> = []

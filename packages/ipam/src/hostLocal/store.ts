@@ -83,10 +83,10 @@ const BOOT_ID = "boot_id"
 const LINE_BREAK = "\r\n"
 
 /** The file content for an owner, byte for byte what the reference writes. */
-export const allocationContent = (owner: Owner): string => `${owner.containerId.trim()}${LINE_BREAK}${owner.ifname}`
+const allocationContent = (owner: Owner): string => `${owner.containerId.trim()}${LINE_BREAK}${owner.ifname}`
 
 /** Parses an allocation file; undefined when the name is not an address in canonical form. */
-export const parseAllocation = (name: string, content: string): Allocation | undefined => {
+const parseAllocation = (name: string, content: string): Allocation | undefined => {
   const ip = parseIp(name)
   if (ip === undefined || formatIp(ip) !== name) return undefined
   const [containerId = "", ifname] = content.trim().split(/\r?\n/)

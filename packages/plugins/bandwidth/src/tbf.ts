@@ -6,7 +6,7 @@
 import type { TbfOptions } from "@tscni/backend"
 
 /** How long a packet may wait in the queue, as in the reference plugin. */
-export const LATENCY_MS = 25
+const LATENCY_MS = 25
 
 /** Largest value the kernel's 32-bit byte fields (burst, limit) hold. */
 export const MAX_U32 = 0xffffffff

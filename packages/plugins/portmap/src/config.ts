@@ -61,7 +61,7 @@ export interface Mapping {
 }
 
 /** The reference's default mark bit (Kubernetes uses 14 and 15, Calico 20-31). */
-export const DEFAULT_MARK_BIT = 13
+const DEFAULT_MARK_BIT = 13
 
 /**
  * Everything the portmap plugin decided from its config, checked before any change, so

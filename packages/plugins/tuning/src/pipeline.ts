@@ -23,7 +23,7 @@ export interface TuningInput {
  * Reads every value ADD is about to replace and returns the handles that would undo it,
  * exactly as the sysctl and link steps will record them. Reads only.
  */
-export const planRestore = (input: TuningInput): Effect.Effect<TuningHandles, BackendError | CniError, Backend> =>
+const planRestore = (input: TuningInput): Effect.Effect<TuningHandles, BackendError | CniError, Backend> =>
   Effect.gen(function*() {
     const backend = yield* Backend
     const sysctls = []
