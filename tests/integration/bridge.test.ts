@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { resolve } from "node:path"
-import { BIN_DIR, binary, freshNetns, faultSweep, ipJson, podEnv } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, kernelFaultSweep, ipJson, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
@@ -201,7 +201,7 @@ describe("bridge on the real kernel", () => {
     const p = freshNetns()
     const before = observe(h.name)
     const podBefore = observe(p.name)
-    const faults = faultSweep(
+    const faults = kernelFaultSweep(
       (k) => execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-fault", p.path), JSON.stringify(conf(h))),
       (run) => execIn(h, BRIDGE, podEnv("DEL", "it-fault", p.path), JSON.stringify(conf(h, { prevResult: run.json }))),
       (k) => {

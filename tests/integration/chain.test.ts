@@ -8,7 +8,7 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { resolve } from "node:path"
-import { BIN_DIR, binary, faultSweep, freshNetns, type PluginRun } from "./harness.ts"
+import { BIN_DIR, binary, kernelFaultSweep, freshNetns, type PluginRun } from "./harness.ts"
 import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
 
 type Json = Record<string, any>
@@ -200,7 +200,7 @@ describe("a fault at every kernel call of each chained plugin's ADD", () => {
       expect(bridged.exitCode).toBe(0)
       await settle(h.name, p.name)
       const before = { node: observe(h.name), pod: observe(p.name) + read(p.name, ["cat", "/proc/sys/net/core/somaxconn"]) }
-      const faults = faultSweep(
+      const faults = kernelFaultSweep(
         (k) => execIn(h, ["bun", DRIVER, plugin, String(k)], env("ADD"), JSON.stringify(pluginConf(bridged.json!))),
         () => execIn(h, binary(plugin), env("DEL"), JSON.stringify(pluginConf(bridged.json!))),
         (k) => {

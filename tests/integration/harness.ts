@@ -102,7 +102,7 @@ export const execPlugin = (
  * `verify(k)` checks what it left; a run that tolerated its fault is undone with `del`.
  * Returns how many runs failed.
  */
-export const faultSweep = (
+export const kernelFaultSweep = (
   add: (k: number) => PluginRun,
   del: (run: PluginRun) => void,
   verify: (k: number) => void,

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { binary, faultSweep, freshNetns, podEnv } from "./harness.ts"
+import { binary, kernelFaultSweep, freshNetns, podEnv } from "./harness.ts"
 import { resolve } from "node:path"
 import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
 
@@ -176,7 +176,7 @@ describe("portmap on the real kernel", () => {
     expect(bridged.exitCode).toBe(0)
     const before = settled(h.name, () => observe(h.name))
     const conf = JSON.stringify(portmapConf(mappings, bridged.json))
-    const faults = faultSweep(
+    const faults = kernelFaultSweep(
       (k) => execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pm-fault", p.path), conf),
       () => execIn(h, PORTMAP, podEnv("DEL", "pm-fault", p.path), conf),
       (k) => expect({ k, host: observe(h.name) }).toEqual({ k, host: before })
@@ -277,7 +277,7 @@ describe("portmap on the real kernel", () => {
     expect(bridged.exitCode).toBe(0)
     const conf = JSON.stringify(portmapConf(mappings, bridged.json, IPTABLES.portmap))
     const before = { host: settled(h.name, () => observeHost(h.name)), iptables: iptablesState(h.name) }
-    const faults = faultSweep(
+    const faults = kernelFaultSweep(
       (k) => execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pmi-fault", p.path), conf),
       () => expect(execIn(h, PORTMAP, podEnv("DEL", "pmi-fault", p.path), conf).exitCode).toBe(0),
       (k) => {
