@@ -108,6 +108,21 @@ export const contains = (cidr: Cidr, ip: Ip): boolean =>
 /** Same family and same address. */
 export const sameIp = (a: Ip, b: Ip): boolean => a.family === b.family && a.value === b.value
 
+/**
+ * Whether two address texts name the same address, however spelled (`FD00:0::1` is
+ * `fd00::1`, as the kernel lists it); text that is not an address compares case-blind.
+ */
+export const sameIpText = (a: string, b: string): boolean => {
+  const [x, y] = [parseIp(a), parseIp(b)]
+  return x !== undefined && y !== undefined ? sameIp(x, y) : a.toLowerCase() === b.toLowerCase()
+}
+
+/** Like sameIpText for CIDRs: same address (host bits kept) and same prefix. */
+export const sameCidrText = (a: string, b: string): boolean => {
+  const [x, y] = [parseCidr(a), parseCidr(b)]
+  return x !== undefined && y !== undefined ? sameIp(x.ip, y.ip) && x.prefix === y.prefix : a.toLowerCase() === b.toLowerCase()
+}
+
 /** True for IPv6 link-local (fe80::/10), which needs no route to be a gateway. */
 export const isLinkLocal6 = (ip: Ip): boolean => ip.family === 6 && ip.value >> 118n === 0x3fan
 

@@ -12,6 +12,8 @@ import {
   parseCidr,
   parseIp,
   parseMac,
+  sameCidrText,
+  sameIpText,
   toBytes
 } from "../src/index.ts"
 
@@ -46,6 +48,21 @@ describe("addresses", () => {
   test("network byte order", () => {
     expect(Array.from(toBytes(parseIp("10.1.2.3")!))).toEqual([10, 1, 2, 3])
     expect(toBytes(parseIp("fd00::1")!)).toHaveLength(16)
+  })
+})
+
+describe("comparing address texts", () => {
+  test("the same address however spelled; different addresses, prefixes or families differ", () => {
+    expect(sameIpText("FD00:0::1", "fd00::1")).toBe(true)
+    expect(sameIpText("fd00::1", "fd00::2")).toBe(false)
+    expect(sameIpText("10.0.0.1", "::ffff:10.0.0.1")).toBe(false)
+    expect(sameCidrText("fd00:0:0::5/64", "fd00::5/64")).toBe(true)
+    expect(sameCidrText("fd00::5/64", "fd00::5/48")).toBe(false)
+    expect(sameCidrText("10.1.0.2/24", "10.1.0.0/24")).toBe(false)
+  })
+  test("text that is not an address compares case-blind", () => {
+    expect(sameCidrText("default", "DEFAULT")).toBe(true)
+    expect(sameCidrText("default", "10.0.0.0/8")).toBe(false)
   })
 })
 

@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
+import { sameCidrText } from "@tscni/ip"
 import { ignoreNotFound } from "./internal.ts"
 
 /** An address (CIDR form) to put on a link. */
@@ -21,8 +22,6 @@ export type AddAddressHandle = typeof AddAddressHandle.Type
 
 const STEP = "addAddress"
 
-const sameCidr = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase()
-
 /**
  * Assigns an address to a link. An address already present (a bridge's gateway address
  * shared by every pod) is adopted and never removed by undo, so one pod's DEL cannot take
@@ -36,7 +35,7 @@ export const addAddress = makeStep<AddAddressInput, AddAddressHandle, BackendErr
       const backend = yield* Backend
       const { netns, link, cidr } = input
       const present = yield* backend.listAddresses(netns, link)
-      if (present.some((address) => sameCidr(address.cidr, cidr))) return { netns, link, cidr, created: false }
+      if (present.some((address) => sameCidrText(address.cidr, cidr))) return { netns, link, cidr, created: false }
       yield* backend.addAddress(netns, link, cidr)
       return { netns, link, cidr, created: true }
     }),
@@ -50,7 +49,7 @@ export const addAddress = makeStep<AddAddressInput, AddAddressHandle, BackendErr
     Effect.gen(function*() {
       const backend = yield* Backend
       const present = (yield* ignoreNotFound(backend.listAddresses(handle.netns, handle.link))) ?? []
-      yield* ensure(STEP, present.some((address) => sameCidr(address.cidr, handle.cidr)), () =>
+      yield* ensure(STEP, present.some((address) => sameCidrText(address.cidr, handle.cidr)), () =>
         `${handle.cidr} is not on ${handle.link} in ${handle.netns}`)
     })
 })

@@ -1,6 +1,7 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError, Route } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
+import { sameCidrText, sameIpText } from "@tscni/ip"
 import { ignoreNotFound } from "./internal.ts"
 
 /** A route to add in a namespace (the pod's default route via the gateway, typically). */
@@ -22,9 +23,9 @@ const MAIN_TABLE = 254
  * the kernel and ignored.
  */
 export const routeMatches = (wanted: Route, actual: Route): boolean =>
-  wanted.dst.toLowerCase() === actual.dst.toLowerCase() &&
+  sameCidrText(wanted.dst, actual.dst) &&
   (wanted.table ?? MAIN_TABLE) === (actual.table ?? MAIN_TABLE) &&
-  (wanted.gateway === undefined || wanted.gateway.toLowerCase() === actual.gateway?.toLowerCase()) &&
+  (wanted.gateway === undefined || (actual.gateway !== undefined && sameIpText(wanted.gateway, actual.gateway))) &&
   (wanted.link === undefined || wanted.link === actual.link)
 
 /** Adds one route; undo deletes exactly that route. */

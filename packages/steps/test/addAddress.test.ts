@@ -47,6 +47,22 @@ describe("addAddress", () => {
     }))
   })
 
+  test("an address spelled otherwise than the kernel lists it is still found: adopted, checked, undone", () => {
+    onKernel(Effect.gen(function*() {
+      const mock = yield* control
+      const backend = yield* Backend
+      yield* prepare
+      const empty = mock.snapshot()
+      const handle = yield* addAddress.apply({ netns: HOST_NETNS, link: "cni0", cidr: "FD00:0::1/64" })
+      expect((yield* backend.listAddresses(HOST_NETNS, "cni0")).map((a) => a.cidr)).toEqual(["fd00::1/64"])
+      const again = yield* addAddress.apply({ netns: HOST_NETNS, link: "cni0", cidr: "fd00::1/64" })
+      expect(again.created).toBe(false)
+      yield* addAddress.check(handle)
+      yield* addAddress.undo(handle)
+      expect(mock.diff(empty, mock.snapshot())).toEqual([])
+    }))
+  })
+
   test("undo tolerates the link being gone", () => {
     onKernel(Effect.gen(function*() {
       const mock = yield* control

@@ -55,4 +55,11 @@ describe("addRoute", () => {
     expect(routeMatches({ dst: "0.0.0.0/0", table: 100 }, kernel)).toBe(false)
     expect(routeMatches({ dst: "10.0.0.0/8" }, kernel)).toBe(false)
   })
+
+  test("routeMatches compares addresses, not their spelling", () => {
+    const kernel = { dst: "fd00:1::/64", gateway: "fd00::1", link: "eth0", scope: "universe" as const }
+    expect(routeMatches({ dst: "FD00:1:0::/64", gateway: "fd00:0::1" }, kernel)).toBe(true)
+    expect(routeMatches({ dst: "fd00:1::/64", gateway: "fd00::2" }, kernel)).toBe(false)
+    expect(routeMatches({ dst: "fd00:1::/64", gateway: "fd00::1" }, { dst: "fd00:1::/64", link: "eth0" })).toBe(false)
+  })
 })

@@ -2,7 +2,7 @@ import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 import { type CniError, invalidConfig } from "@tscni/spec"
-import { contains, parseCidr } from "@tscni/ip"
+import { contains, parseCidr, sameCidrText } from "@tscni/ip"
 
 /**
  * The gateway address the bridge must carry for one pod network, and whether a conflicting
@@ -54,7 +54,7 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
       const backend = yield* Backend
       const present = (yield* backend.listAddresses(input.netns, input.bridge)).map((address) => address.cidr)
       const base = { netns: input.netns, bridge: input.bridge, cidr: input.cidr }
-      if (present.includes(input.cidr)) return { ...base, created: false, replaced: [] }
+      if (present.some((cidr) => sameCidrText(cidr, input.cidr))) return { ...base, created: false, replaced: [] }
       const conflicting = present.filter((cidr) => overlaps(cidr, input.cidr))
       if (conflicting.length > 0 && !input.force) {
         return yield* invalidConfig(
@@ -87,7 +87,7 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
         Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed(undefined))
       )
       if (present === undefined) return // the bridge is gone, and its addresses with it
-      if (present.some((address) => address.cidr === handle.cidr)) yield* backend.deleteAddress(handle.netns, handle.bridge, handle.cidr)
+      if (present.some((address) => sameCidrText(address.cidr, handle.cidr))) yield* backend.deleteAddress(handle.netns, handle.bridge, handle.cidr)
       for (const cidr of handle.replaced) {
         if (!present.some((address) => address.cidr === cidr)) yield* backend.addAddress(handle.netns, handle.bridge, cidr)
       }
@@ -95,6 +95,6 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
   check: (handle) =>
     Effect.gen(function*() {
       const present = (yield* (yield* Backend).listAddresses(handle.netns, handle.bridge)).map((address) => address.cidr)
-      yield* ensure(STEP, present.includes(handle.cidr), () => `bridge ${handle.bridge} lacks its gateway ${handle.cidr}`)
+      yield* ensure(STEP, present.some((cidr) => sameCidrText(cidr, handle.cidr)), () => `bridge ${handle.bridge} lacks its gateway ${handle.cidr}`)
     })
 })
