@@ -1,8 +1,8 @@
 import { Effect } from "effect"
-import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
+import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { collectStaleFilterRules } from "@tscni/steps"
+import { collectStaleFilterRules, ignoreNotFound } from "@tscni/steps"
 import { invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
 import { type FirewallSettings, firewallSettings } from "./config.ts"
 import { FIREWALL_TABLE, networkTag, ruleOwner } from "./names.ts"
@@ -21,7 +21,7 @@ const findBridge = (prev: Result) =>
     const backend = yield* Backend
     const candidates = hostInterfaces(prev)
     for (const name of candidates) {
-      const link = yield* backend.getLink(HOST_NETNS, name).pipe(Effect.catchIf(isNotFound, () => Effect.succeed(undefined)))
+      const link = yield* ignoreNotFound(backend.getLink(HOST_NETNS, name))
       if (link?.kind === "bridge") return name
     }
     return yield* invalidConfig(

@@ -1,9 +1,10 @@
 import { basename, dirname, join } from "node:path"
 import { Effect } from "effect"
-import { Backend, isNotFound } from "@tscni/backend"
+import { Backend } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
+import { ignoreNotFound } from "@tscni/steps"
 import { resolveSysctls, type TuningOptions, type TuningSettings, tuningSettings } from "./config.ts"
 import { type TuningInput, tuningPipeline } from "./pipeline.ts"
 import { listStateFiles, networkDir, readState, removeState, statePath } from "./state.ts"
@@ -43,11 +44,8 @@ const handlesForCheck = (request: PluginRequest, settings: TuningSettings, optio
 const checkInterface = (request: PluginRequest) =>
   Effect.gen(function*() {
     const { netns, ifname } = request.env
-    const found = yield* (yield* Backend).getLink(netns, ifname).pipe(
-      Effect.as(true),
-      Effect.catchIf(isNotFound, () => Effect.succeed(false))
-    )
-    if (!found) return yield* new CheckFailed({ step: "setLinkOptions", message: `${ifname} is missing in ${netns}` })
+    const link = yield* ignoreNotFound((yield* Backend).getLink(netns, ifname))
+    if (link === undefined) return yield* new CheckFailed({ step: "setLinkOptions", message: `${ifname} is missing in ${netns}` })
   })
 
 /**
