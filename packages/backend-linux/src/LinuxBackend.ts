@@ -248,7 +248,12 @@ export const makeLinuxBackend = (): BackendShape => ({
   addQdisc: (ns, request) => kernelCall("addQdisc", () => tc.addQdisc(socketOf(ns), findLink(ns, request.link), request)),
   deleteQdisc: (ns, linkName, parent) =>
     kernelCall("deleteQdisc", () => tc.deleteQdisc(socketOf(ns), findLink(ns, linkName), parent)),
-  listRedirects: (ns) => kernelCall("listRedirects", () => tc.listRedirects(socketOf(ns), link.listLinks(socketOf(ns), ns))),
+  listRedirects: (ns, from) =>
+    kernelCall("listRedirects", () =>
+      from === undefined
+        ? tc.listRedirects(socketOf(ns), link.listLinks(socketOf(ns), ns))
+        : tc.listRedirectsFrom(socketOf(ns), findLink(ns, from), (index) => link.linkNameByIndex(socketOf(ns), index))
+    ),
   addRedirect: (ns, filter) =>
     kernelCall("addRedirect", () => tc.addRedirect(socketOf(ns), findLink(ns, filter.link), findLink(ns, filter.toLink))),
   deleteRedirect: (ns, filter) =>

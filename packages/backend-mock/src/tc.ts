@@ -81,8 +81,13 @@ export const tcOperations = (state: KernelState) => ({
       if (parent === "ingress") ns.redirects = ns.redirects.filter((r) => r.linkIndex !== target.index)
     }),
 
-  listRedirects: (netns: NetnsPath): Effect.Effect<ReadonlyArray<RedirectFilter>, BackendError> =>
-    Effect.map(requireNetns(state, "listRedirects", netns), (ns) => ns.redirects.map((r) => toRedirectFilter(ns, r))),
+  listRedirects: (netns: NetnsPath, link?: string): Effect.Effect<ReadonlyArray<RedirectFilter>, BackendError> =>
+    Effect.gen(function* () {
+      const op = "listRedirects"
+      const ns = yield* requireNetns(state, op, netns)
+      const from = link === undefined ? undefined : (yield* requireLink(ns, op, link)).index
+      return ns.redirects.filter((r) => from === undefined || r.linkIndex === from).map((r) => toRedirectFilter(ns, r))
+    }),
 
   addRedirect: (netns: NetnsPath, filter: RedirectFilter): Effect.Effect<void, BackendError> =>
     Effect.gen(function* () {

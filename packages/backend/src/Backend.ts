@@ -102,7 +102,12 @@ export interface BackendShape {
   readonly listQdiscs: (netns: NetnsPath, link: string) => Op<ReadonlyArray<QdiscInfo>>
   readonly addQdisc: (netns: NetnsPath, request: AddQdiscRequest) => Op<void>
   readonly deleteQdisc: (netns: NetnsPath, link: string, parent: "root" | "ingress") => Op<void>
-  readonly listRedirects: (netns: NetnsPath) => Op<ReadonlyArray<RedirectFilter>>
+  /**
+   * Ingress redirects of the namespace, or only those taking `link`'s traffic (NotFound when
+   * there is no such link): one link's are what steps ask for, and on a node with many
+   * shaped pods listing them all costs a filter dump per link.
+   */
+  readonly listRedirects: (netns: NetnsPath, link?: string) => Op<ReadonlyArray<RedirectFilter>>
   /** Needs an ingress or clsact qdisc on `filter.link`. */
   readonly addRedirect: (netns: NetnsPath, filter: RedirectFilter) => Op<void>
   readonly deleteRedirect: (netns: NetnsPath, filter: RedirectFilter) => Op<void>

@@ -157,6 +157,17 @@ export const getLink = (socket: RouteSocket, netns: string, name: string): LinkI
   return link!
 }
 
+/** The name of the link with that ifindex, undefined when there is none. */
+export const linkNameByIndex = (socket: RouteSocket, index: number): string | undefined => {
+  try {
+    const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(index), undefined, `ifindex ${index}`)
+    return reply === undefined ? undefined : attrString(decodeAttributes(reply.payload.subarray(IFINFOMSG_LENGTH)), IFLA_IFNAME)
+  } catch (error) {
+    if (error instanceof KernelCallFailed && error.error.reason === "NotFound") return undefined
+    throw error
+  }
+}
+
 /** The attributes a new link (or a veth's peer) can be born with, so it never exists half-configured. */
 export interface NewLinkAttributes {
   readonly name: string

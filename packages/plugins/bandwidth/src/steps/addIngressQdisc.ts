@@ -33,8 +33,9 @@ export const addIngressQdisc = makeStep<AddIngressQdiscInput, AddIngressQdiscHan
       const backend = yield* Backend
       const qdiscs = yield* ignoreNotFound(backend.listQdiscs(handle.netns, handle.link))
       if (qdiscs === undefined || !qdiscs.some((q) => q.parent === "ingress" && q.kind === "ingress")) return
-      const redirects = yield* backend.listRedirects(handle.netns)
-      if (redirects.some((r) => r.link === handle.link)) return
+      // a link gone since the line above took its qdisc with it
+      const redirects = yield* ignoreNotFound(backend.listRedirects(handle.netns, handle.link))
+      if (redirects === undefined || redirects.length > 0) return
       yield* ignoreNotFound(backend.deleteQdisc(handle.netns, handle.link, "ingress"))
     }),
   check: (handle) =>

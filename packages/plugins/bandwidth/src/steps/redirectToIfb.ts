@@ -37,13 +37,13 @@ export const redirectToIfb = makeStep<RedirectToIfbInput, RedirectToIfbHandle, B
   undo: (handle) =>
     Effect.gen(function*() {
       const backend = yield* Backend
-      const redirects = yield* ignoreNotFound(backend.listRedirects(handle.netns))
+      const redirects = yield* ignoreNotFound(backend.listRedirects(handle.netns, handle.link))
       if (redirects === undefined || !redirects.some(isOurs(handle))) return
       yield* ignoreNotFound(backend.deleteRedirect(handle.netns, { link: handle.link, toLink: handle.ifb }))
     }),
   check: (handle) =>
     Effect.gen(function*() {
-      const redirects = yield* (yield* Backend).listRedirects(handle.netns)
+      const redirects = yield* (yield* Backend).listRedirects(handle.netns, handle.link)
       yield* ensure(STEP, redirects.some(isOurs(handle)), () => `${handle.link} does not redirect its ingress to ${handle.ifb}`)
     })
 })
