@@ -6,8 +6,9 @@
 import { readdirSync } from "node:fs"
 import { basename, join } from "node:path"
 import { Effect } from "effect"
-import { Backend, type BackendError } from "@tscni/backend"
+import { Backend, type BackendError, interfaceNameProblem } from "@tscni/backend"
 import { type CniError, ErrorCode, CniError as CniErrorClass, invalidConfig, ioFailure } from "@tscni/spec"
+import { isValidContainerId } from "@tscni/skel/env"
 import { createNetns } from "@tscni/steps"
 
 /** Where named namespaces live (as for `ip netns`). */
@@ -21,15 +22,15 @@ export const containerIdFor = (netns: string): string => basename(netns)
 
 /** libcni's container ID rule (utils.ValidateContainerID). */
 export const validateContainerId = (id: string): Effect.Effect<string, CniError> =>
-  /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)
+  isValidContainerId(id)
     ? Effect.succeed(id)
     : Effect.fail(invalidConfig("--container-id", `invalid container ID ${JSON.stringify(id)} (alphanumeric first, then [A-Za-z0-9_.-])`))
 
 /** libcni's interface name rule (utils.ValidateInterfaceName). */
 export const validateIfname = (name: string): Effect.Effect<string, CniError> =>
-  name !== "" && name.length <= 15 && name !== "." && name !== ".." && !/[/:\s]/.test(name)
+  interfaceNameProblem(name) === undefined
     ? Effect.succeed(name)
-    : Effect.fail(invalidConfig("--ifname", `invalid interface name ${JSON.stringify(name)}`))
+    : Effect.fail(invalidConfig("--ifname", `invalid interface name ${JSON.stringify(name)}: ${interfaceNameProblem(name)}`))
 
 const validateName = (name: string): Effect.Effect<string, CniError> =>
   name !== "" && name !== "." && name !== ".." && !name.includes("/") && !name.includes("\0")

@@ -9,7 +9,7 @@ import {
   type IptablesTable,
   type LinkInfo,
   type LinkKind,
-  MAX_IFNAME_LENGTH,
+  interfaceNameProblem,
   type NetnsPath,
   type RouteScope,
   type TbfOptions
@@ -276,7 +276,7 @@ export const generateMac = (state: KernelState): string => {
 
 /** Validates an interface name like the kernel's dev_valid_name (IFNAMSIZ-1 = 15). */
 export const validateLinkName = (operation: string, name: string): Effect.Effect<void, BackendError> =>
-  name.length === 0 || name.length > MAX_IFNAME_LENGTH || name === "." || name === ".." || /[/:\s]/.test(name)
+  interfaceNameProblem(name) !== undefined
     ? fail(operation, "Invalid", `invalid interface name ${JSON.stringify(name)}`, "EINVAL")
     : Effect.void
 

@@ -12,6 +12,20 @@ export type NetnsPath = string
 /** Linux refuses interface names longer than IFNAMSIZ-1. */
 export const MAX_IFNAME_LENGTH = 15
 
+/**
+ * Why the kernel would refuse `name` as an interface name (dev_valid_name: 1–15 bytes, not
+ * "." or "..", no '/', ':' or whitespace; libcni's ValidateInterfaceName is the same rule),
+ * as a phrase to follow the name; undefined when it is valid. The one rule CNI_IFNAME, plugin
+ * configs, the runtime CLI and the mock kernel apply.
+ */
+export const interfaceNameProblem = (name: string): string | undefined => {
+  if (name === "") return "is empty"
+  if (new TextEncoder().encode(name).length > MAX_IFNAME_LENGTH) return `is longer than ${MAX_IFNAME_LENGTH} bytes`
+  if (name === "." || name === "..") return "is not a valid interface name"
+  if (/[/:\s]/.test(name)) return "contains '/', ':' or whitespace"
+  return undefined
+}
+
 /** The link types tscni creates or must recognise; anything else reports as `other`. */
 export const LinkKind = Schema.Literals(["loopback", "veth", "bridge", "dummy", "ifb", "other"])
 export type LinkKind = typeof LinkKind.Type

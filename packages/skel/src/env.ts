@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import { MAX_IFNAME_LENGTH } from "@tscni/backend"
+import { interfaceNameProblem } from "@tscni/backend"
 import { type CniError, invalidEnvironment, type Verb } from "@tscni/spec"
 
 /** The request a runtime passes in CNI_* variables, validated for the verb at hand. */
@@ -22,6 +22,9 @@ const isVerb = (value: string): value is Verb => (VERBS as ReadonlyArray<string>
 
 // Same rules as the reference plugins (libcni's ValidateContainerID / ValidateInterfaceName).
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
+
+/** libcni's container ID rule: CNI_CONTAINERID here, --container-id in the runtime CLI. */
+export const isValidContainerId = (id: string): boolean => CONTAINER_ID.test(id)
 
 /** Which variables each verb needs (the spec's table); CNI_NETNS is optional for DEL. */
 const required: Record<Verb, ReadonlyArray<"CNI_CONTAINERID" | "CNI_NETNS" | "CNI_IFNAME">> = {
@@ -46,10 +49,8 @@ export const parseCniArgs = (raw: string): Effect.Effect<ReadonlyArray<readonly 
 }
 
 const ifnameProblem = (name: string): string | undefined => {
-  if (name.length > MAX_IFNAME_LENGTH) return `'${name}' is longer than ${MAX_IFNAME_LENGTH} characters`
-  if (name === "." || name === "..") return `'${name}' is not a valid interface name`
-  if (/[/:\s]/.test(name)) return `'${name}' contains '/', ':' or whitespace`
-  return undefined
+  const problem = interfaceNameProblem(name)
+  return problem === undefined ? undefined : `'${name}' ${problem}`
 }
 
 /** Reads and validates the CNI_* variables; every failure is code 4 naming the variable. */
@@ -64,7 +65,7 @@ export const readCniEnv = (env: Record<string, string | undefined>): Effect.Effe
       if ((env[name] ?? "") === "") return yield* invalidEnvironment(name, "missing")
     }
     const containerId = env.CNI_CONTAINERID ?? ""
-    if (containerId !== "" && !CONTAINER_ID.test(containerId)) {
+    if (containerId !== "" && !isValidContainerId(containerId)) {
       return yield* invalidEnvironment("CNI_CONTAINERID", `'${containerId}' has invalid characters`)
     }
     const ifname = env.CNI_IFNAME ?? ""

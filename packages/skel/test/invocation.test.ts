@@ -58,6 +58,8 @@ describe("environment validation (code 4, naming the variable)", () => {
     ["CNI_IFNAME too long", { ...ADD_ENV, CNI_IFNAME: "a234567890123456" }, "CNI_IFNAME"],
     ["CNI_IFNAME with a slash", { ...ADD_ENV, CNI_IFNAME: "eth/0" }, "CNI_IFNAME"],
     ["CNI_IFNAME dot", { ...ADD_ENV, CNI_IFNAME: "." }, "CNI_IFNAME"],
+    // 8 characters but 16 bytes: the kernel counts bytes
+    ["CNI_IFNAME of 16 bytes", { ...ADD_ENV, CNI_IFNAME: "éééééééé" }, "CNI_IFNAME"],
     ["CNI_ARGS malformed", { ...ADD_ENV, CNI_ARGS: "IgnoreUnknown=1;garbage" }, "CNI_ARGS"],
     ["CNI_ARGS empty key", { ...ADD_ENV, CNI_ARGS: "=value" }, "CNI_ARGS"]
   ]

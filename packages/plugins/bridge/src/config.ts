@@ -1,9 +1,13 @@
 import { Effect, Schema } from "effect"
+import { interfaceNameProblem } from "@tscni/backend"
 import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig, unsupportedField } from "@tscni/spec"
 import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
 
 const InterfaceName = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((name: string) => /^[^/:\s]{1,15}$/.test(name) || "not an interface name (1-15 characters, no '/', ':' or spaces)"))
+  Schema.check(Schema.makeFilter((name: string) => {
+    const problem = interfaceNameProblem(name)
+    return problem === undefined || `not an interface name: '${name}' ${problem}`
+  }))
 )
 
 /** The bridge plugin's own keys, as the reference bridge plugin reads them. */

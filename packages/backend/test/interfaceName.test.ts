@@ -1,0 +1,22 @@
+import { describe, expect, it } from "bun:test"
+import { interfaceNameProblem } from "../src/model.ts"
+
+describe("interfaceNameProblem (the kernel's dev_valid_name)", () => {
+  it.each(["eth0", "lo", "eth0.100", "veth-a_b", "a23456789012345", "ééééééé"])("accepts %p", (name) => {
+    expect(interfaceNameProblem(name)).toBeUndefined()
+  })
+  it.each([
+    ["", "is empty"],
+    ["a234567890123456", "is longer than 15 bytes"],
+    // 8 characters, 16 bytes: the kernel counts bytes
+    ["éééééééé", "is longer than 15 bytes"],
+    [".", "is not a valid interface name"],
+    ["..", "is not a valid interface name"],
+    ["eth/0", "contains '/', ':' or whitespace"],
+    ["eth:0", "contains '/', ':' or whitespace"],
+    ["eth 0", "contains '/', ':' or whitespace"],
+    ["eth\t0", "contains '/', ':' or whitespace"]
+  ])("refuses %p: %s", (name, problem) => {
+    expect(interfaceNameProblem(name)).toBe(problem)
+  })
+})
