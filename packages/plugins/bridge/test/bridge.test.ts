@@ -524,3 +524,11 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
   })
 })
 
+describe("the bridge tests' lock dir", () => {
+  // lock and intent files must not land in the host's /run/tscni, which real runtimes and
+  // other test runs share; tests/preload.ts sets TSCNI_LOCK_DIR before names.ts is loaded
+  test("is this run's own (TSCNI_LOCK_DIR from the test preload), not /run/tscni", () => {
+    expect(LOCK_DIR).not.toBe("/run/tscni")
+    expect(LOCK_DIR).toBe(process.env.TSCNI_LOCK_DIR!)
+  })
+})
