@@ -86,55 +86,7 @@ describe("bridge ADD on the mock kernel", () => {
     }))
   })
 
-  // every option that adds steps, and a bridge that exists with a stale address to replace
-  const sweeps: Array<[string, Json, boolean]> = [
-    ["the default chain config", CONF, false],
-    ["macspoofchk, promiscMode, portIsolation, mtu", { ...CONF, macspoofchk: true, promiscMode: true, portIsolation: true, mtu: 1400 }, false],
-    ["forceAddress over a stale gateway", { ...CONF, forceAddress: true }, true],
-    ["vlan without the default VLAN", { ...CONF, vlan: 100, preserveDefaultVlan: false }, false],
-    ["iptables masquerade", { ...CONF, ipMasqBackend: "iptables" }, false]
-  ]
-  for (const [label, conf, staleBridge] of sweeps) {
-    test(`every fault during ADD leaves kernel and IPAM as they were: ${label}`, async () => {
-      let failures = 0
-      let calls = 0
-      for (let k = 1; ; k++) {
-        // a fresh kernel and IPAM per k: fail the k-th backend call of one ADD
-        const w = world()
-        const outcome = await run(w, Effect.gen(function*() {
-          const mock = yield* MockBackend.MockControlService
-          const backend = yield* Backend
-          const ns = yield* pod("p1")
-          if (staleBridge) {
-            yield* backend.createLink({ netns: HOST_NETNS, name: "br-test", kind: "bridge" })
-            yield* backend.setLink(HOST_NETNS, "br-test", { up: true })
-            yield* backend.addAddress(HOST_NETNS, "br-test", "10.88.0.254/24")
-          }
-          const before = mock.snapshot()
-          const callsBefore = mock.calls().length
-          mock.failNth(k)
-          const add = yield* invoke(env("ADD", "c1", ns), conf)
-          mock.clearFaults()
-          const made = mock.calls().length - callsBefore
-          if (add.exitCode !== 0) {
-            expect({ k, diff: mock.diff(before, mock.snapshot()), allocations: w.ipam.allocations().size })
-              .toEqual({ k, diff: [], allocations: 0 })
-            // a leftover intent file would make a later DEL take any unaliased bridge for ours
-            expect({ k, intent: existsSync(bridgeIntentPath("br-test")) }).toEqual({ k, intent: false })
-          } else if (made >= k) {
-            // ADD survived its fault: only the probe of the bridge-nf sysctls may be absent
-            expect({ k, faulted: mock.calls()[callsBefore + k - 1]?.operation }).toEqual({ k, faulted: "readSysctl" })
-          }
-          return { failed: add.exitCode !== 0, made }
-        }))
-        if (outcome.failed) failures++
-        calls = Math.max(calls, outcome.made)
-        if (outcome.made < k) break
-      }
-      // every call but the tolerated reads (absent bridge-nf sysctls probe) made ADD fail
-      expect(failures).toBeGreaterThan(calls / 2)
-    })
-  }
+  // the fault sweeps of ADD (every option, IPv6, dual stack, a second pod) are in faultSweep.test.ts
 
   test("an IPAM failure (range exhausted) leaves no veth behind", async () => {
     const w = world()
@@ -431,35 +383,6 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
       expect(yield* backend.listIptablesRules(HOST_NETNS, { family: 6, table: "nat" })).toEqual({ chains: [], rules: [] })
       expect((yield* invoke(env("CHECK", "c1", ns), { ...IPT, prevResult: add.json })).exitCode).toBe(0)
     }))
-  })
-
-  test("every fault during ADD leaves kernel and IPAM as they were", async () => {
-    let failures = 0
-    let iptablesFaults = 0
-    for (let k = 1; ; k++) {
-      const w = world()
-      const outcome = await run(w, Effect.gen(function*() {
-        const mock = yield* MockBackend.MockControlService
-        const ns = yield* pod("p1")
-        const before = mock.snapshot()
-        const callsBefore = mock.calls().length
-        mock.failNth(k)
-        const add = yield* invoke(env("ADD", "c1", ns), IPT)
-        mock.clearFaults()
-        const calls = mock.calls().slice(callsBefore)
-        const fired = calls.length >= k
-        if (add.exitCode !== 0) {
-          expect({ k, diff: mock.diff(before, mock.snapshot()), allocations: w.ipam.allocations().size })
-            .toEqual({ k, diff: [], allocations: 0 })
-        }
-        return { failed: add.exitCode !== 0, fired, operation: calls[k - 1]?.operation }
-      }))
-      if (outcome.failed) failures++
-      if (outcome.failed && outcome.operation === "addIptablesRules") iptablesFaults++
-      if (!outcome.fired) break
-    }
-    expect(failures).toBeGreaterThan(15)
-    expect(iptablesFaults).toBe(1)
   })
 
   test("DEL removes the pod's rules (twice, without the namespace); the last DEL removes the chain and its jump", async () => {
