@@ -4,7 +4,9 @@ import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
 import { handleInvocation } from "@tscni/skel"
 import { faultSweep } from "@tscni/steps/testing/faultSweep"
+import { invocationFaultSweep } from "@tscni/steps/testing/invocationFaultSweep"
 import { bandwidthPipeline, bandwidthPlugin, ifbAlias, ifbName } from "../src/index.ts"
+import type { BandwidthInput } from "../src/pipeline.ts"
 
 type Json = Record<string, any>
 
@@ -225,58 +227,99 @@ describe("bandwidth ADD on the mock kernel", () => {
     }))
   })
 
-  test("a fault at every backend call of ADD leaves the kernel as it was", async () => {
-    let failures = 0
-    const operations = new Set<string>()
-    const tolerated = new Set<string>()
-    for (let k = 1; ; k++) {
-      const outcome = await run(Effect.gen(function*() {
-        const mock = yield* MockBackend.MockControlService
-        const { ns, prevResult } = yield* plugPod("p1")
-        const before = mock.snapshot()
-        const callsBefore = mock.calls().length
-        mock.failNth(k)
-        const add = yield* invoke(env("ADD", "c1", ns), conf(prevResult, BOTH))
-        mock.clearFaults()
-        const calls = mock.calls().slice(callsBefore)
-        const fired = calls.length >= k
-        if (add.exitCode !== 0) {
-          operations.add(calls[k - 1]!.operation)
-          expect({ k, diff: mock.diff(before, mock.snapshot()) }).toEqual({ k, diff: [] })
-        } else if (fired) {
-          tolerated.add(calls[k - 1]!.operation)
-        }
-        return { failed: add.exitCode !== 0, fired }
-      }))
-      if (outcome.failed) failures++
-      if (!outcome.fired) break
+  /** the egress path's Backend calls: ifb created and brought up, shaped, then traffic redirected to it */
+  const EGRESS_STEPS: Array<[string, string]> = [
+    ["createIfb", "createLink"],
+    ["createIfb", "setLink"],
+    ["addTbf", "addQdisc"],
+    ["addIngressQdisc", "addQdisc"],
+    ["redirectToIfb", "addRedirect"]
+  ]
+  // each direction alone and both: egress alone is the ifb path without the root tbf
+  const SHAPES: Array<{
+    readonly label: string
+    readonly limits: Json
+    readonly input: Pick<BandwidthInput, "ingress" | "egress">
+    /** the operations a fault must be able to fail ADD at */
+    readonly operations: ReadonlyArray<string>
+    /** [step, Backend operation] of each call the pipeline's apply makes */
+    readonly steps: ReadonlyArray<[string, string]>
+    readonly made: ReadonlyArray<string>
+  }> = [
+    {
+      label: "ingress only",
+      limits: { ingressRate: MBIT, ingressBurst: 100_000 },
+      input: { ingress: { rate: MBIT, burst: 100_000, limit: 15_625 }, egress: undefined },
+      operations: ["getLink", "addQdisc"],
+      steps: [["addTbf", "addQdisc"]],
+      made: [`host: + qdisc {"link":"${HOST_VETH}","kind":"tbf","parent":"root","handle":"1:","tbf":{"rate":1000000,"burst":100000,"limit":15625}}`]
+    },
+    {
+      label: "egress only",
+      limits: { egressRate: MBIT, egressBurst: 100_000 },
+      input: { ingress: undefined, egress: { rate: MBIT, burst: 100_000, limit: 15_625 } },
+      operations: ["getLink", "createLink", "setLink", "addQdisc", "addRedirect"],
+      steps: EGRESS_STEPS,
+      made: [`host: + redirect ${HOST_VETH} → ${ifbName("c1", "eth0")}`, `host: + link ${ifbName("c1", "eth0")} (ifb, index 4)`]
+    },
+    {
+      label: "both directions",
+      limits: BOTH,
+      input: { ingress: { rate: MBIT, burst: 100_000, limit: 15_625 }, egress: { rate: 2 * MBIT, burst: 200_000, limit: 31_250 } },
+      operations: ["getLink", "createLink", "setLink", "addQdisc", "addRedirect"],
+      steps: [["addTbf", "addQdisc"], ...EGRESS_STEPS],
+      made: [
+        `host: + qdisc {"link":"${HOST_VETH}","kind":"tbf","parent":"root","handle":"1:","tbf":{"rate":1000000,"burst":100000,"limit":15625}}`,
+        `host: + redirect ${HOST_VETH} → ${ifbName("c1", "eth0")}`
+      ]
     }
-    expect(failures).toBeGreaterThanOrEqual(8)
-    for (const op of ["addQdisc", "createLink", "setLink", "addRedirect"]) expect(operations).toContain(op)
-    // ADD reads nothing optional: every fault must fail it
-    expect([...tolerated]).toEqual([])
-  })
+  ]
 
-  test("faultSweep of the pipeline: every failed apply and the clean run's undo leave no residue", async () => {
-    const input = {
-      hostVeth: HOST_VETH,
-      ifb: { name: "bwp000000000001", mtu: 1500, txqlen: 1000, alias: "tscni:podnet/c1/eth0" },
-      ingress: { rate: MBIT, burst: 100_000, limit: 15_625 },
-      egress: { rate: MBIT, burst: 100_000, limit: 15_625 }
-    }
-    const report = await Effect.runPromise(faultSweep(bandwidthPipeline, input, { setup: plugPod("p1") }))
-    expect(report.runs.length).toBeGreaterThanOrEqual(6)
-    for (const r of report.runs) {
-      expect({ k: r.k, outcome: r.outcome, diff: r.diff, rollback: r.rollbackIncomplete }).toEqual({
-        k: r.k,
-        outcome: "failed",
-        diff: [],
-        rollback: undefined
-      })
-    }
-    expect(report.clean.applied.length).toBeGreaterThan(0)
-    expect([report.clean.undoDiff, report.clean.undoError]).toEqual([[], undefined])
-  })
+  for (const shape of SHAPES) {
+    test(`a fault at every backend call of ADD fails it at that fault and leaves the kernel as it was: ${shape.label}`, async () => {
+      const report = await Effect.runPromise(invocationFaultSweep({
+        world: () => ({ layer: MockBackend.layer }),
+        setup: plugPod("p1"),
+        invoke: ({ ns, prevResult }) => invoke(env("ADD", "c1", ns), conf(prevResult, shape.limits))
+      }))
+      // ADD reads nothing optional: every fault must fail it, with its own error, leaving nothing
+      for (const run of report.runs) {
+        expect({ k: run.k, outcome: run.outcome, error: run.error, diff: run.diff }).toEqual({
+          k: run.k,
+          outcome: "failed",
+          error: { code: 5, msg: run.injected, details: "reason: Injected" },
+          diff: []
+        })
+      }
+      expect([...new Set(report.runs.map((run) => run.operation))].sort()).toEqual([...shape.operations].sort())
+      expect(report.clean.output.exitCode).toBe(0)
+      for (const line of shape.made) expect(report.clean.applied).toContain(line)
+    })
+
+    test(`faultSweep of the pipeline: every failed apply and the clean run's undo leave no residue: ${shape.label}`, async () => {
+      const input: BandwidthInput = {
+        hostVeth: HOST_VETH,
+        ifb: { name: "bwp000000000001", mtu: 1500, txqlen: 1000, alias: "tscni:podnet/c1/eth0" },
+        ...shape.input
+      }
+      const report = await Effect.runPromise(faultSweep(bandwidthPipeline, input, { setup: plugPod("p1") }))
+      // one run per Backend call of apply, each failing the step that made it
+      expect(report.runs.map((r) => [r.failedStep, r.faultedOperation])).toEqual([...shape.steps])
+      for (const r of report.runs) {
+        expect({ k: r.k, outcome: r.outcome, diff: r.diff, rollback: r.rollbackIncomplete, error: r.error }).toEqual({
+          k: r.k,
+          outcome: "failed",
+          diff: [],
+          rollback: undefined,
+          // it failed at its own injected fault
+          error: expect.objectContaining({ operation: r.faultedOperation, reason: "Injected" })
+        })
+      }
+      expect(report.clean.applied.length).toBeGreaterThan(0)
+      expect(report.clean.applied.some((line) => line.includes("bwp000000000001"))).toBe(shape.input.egress !== undefined)
+      expect([report.clean.undoDiff, report.clean.undoError]).toEqual([[], undefined])
+    })
+  }
 })
 
 describe("bandwidth DEL", () => {
