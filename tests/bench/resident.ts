@@ -34,17 +34,17 @@ interface Answer {
 
 /** The shim: as small as a Bun program that reads stdin can be, plus one socket round trip. */
 const SHIM_SOURCE = `
-import { readFileSync } from "node:fs"
-const request = JSON.stringify({ plugin: process.argv0.slice(process.argv0.lastIndexOf("/") + 1), env: process.env, stdin: readFileSync(0, "utf8") })
+const request = JSON.stringify({ plugin: process.argv0.slice(process.argv0.lastIndexOf("/") + 1), env: process.env, stdin: await Bun.stdin.text() })
 let reply = ""
 await Bun.connect({ unix: process.env.TSCNI_DAEMON_SOCKET ?? "/run/tscni/daemon.sock", socket: {
   open(socket) { socket.write(request + "\\n") },
   data(_socket, data) { reply += data.toString() },
-  close() { const answer = JSON.parse(reply); process.stdout.write(answer.stdout); process.exit(answer.exitCode) },
+  async close() { const answer = JSON.parse(reply); await Bun.write(Bun.stdout, answer.stdout); process.exit(answer.exitCode) },
   error() { process.exit(99) }
 } })
 `
-const BARE_SOURCE = `import { readFileSync } from "node:fs"\nprocess.stdout.write(readFileSync(0))\n`
+/** The floor of any Bun program that prints its stdin (the same as run.ts's `bare`). */
+const BARE_SOURCE = "await Bun.write(Bun.stdout, await Bun.stdin.text())\n"
 
 const compile = (dir: string, name: string, source: string): string => {
   const entry = join(dir, `${name}.ts`)

@@ -13,8 +13,8 @@ const refuse = async (): Promise<void> => {
   const { errorResult, invalidEnvironment } = await import("@tscni/spec/errors")
   const { LATEST_VERSION } = await import("@tscni/spec/versions")
   const error = invalidEnvironment("argv[0]", `'${invokedAs}' is not a tscni plugin (one of: ${PLUGIN_NAMES.join(", ")})`)
-  process.stdout.write(JSON.stringify(errorResult(error, LATEST_VERSION)) + "\n")
   process.exitCode = 1
+  await Bun.write(Bun.stdout, JSON.stringify(errorResult(error, LATEST_VERSION)) + "\n")
 }
 
 if (run === undefined) void refuse()

@@ -1,4 +1,4 @@
-import { appendFileSync } from "node:fs"
+import { appendFileSync, writeSync } from "node:fs"
 import { Layer, Logger, References } from "effect"
 import type { LogLevel } from "effect/LogLevel"
 
@@ -20,7 +20,15 @@ const LEVELS: Record<string, LogLevel> = {
 export const loggingLayer = (env: Record<string, string | undefined>): Layer.Layer<never> => {
   const level = LEVELS[(env.TSCNI_LOG ?? "warn").toLowerCase()] ?? "Warn"
   const file = env.TSCNI_LOG_FILE
-  const toStderr = (line: string) => void process.stderr.write(line + "\n")
+  // a synchronous write: nothing is lost at process.exit, and no Node stream is created
+  // (process.stderr costs ~10 ms to set up on a pipe)
+  const toStderr = (line: string) => {
+    try {
+      writeSync(2, line + "\n")
+    } catch {
+      // stderr closed or full: the line is lost, the plugin goes on
+    }
+  }
   // A log line must never fail the plugin (a failed write inside a step would lose its
   // handle): when the file cannot be written, the line goes to stderr instead.
   const write = file
