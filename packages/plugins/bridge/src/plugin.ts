@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { Duration, Effect } from "effect"
-import { Backend, HOST_NETNS } from "@tscni/backend"
+import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type Result, tryAgainLater, validAttachments } from "@tscni/spec"
@@ -42,7 +42,9 @@ const presentHostSysctls = Effect.gen(function*() {
   const backend = yield* Backend
   const present = new Set<string>()
   for (const key of BRIDGE_NF) {
-    const found = yield* backend.readSysctl(HOST_NETNS, key).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+    // absent (br_netfilter not loaded) is skipped; any other failure to read it fails the ADD,
+    // which would otherwise go on without the switch kube-proxy relies on
+    const found = yield* backend.readSysctl(HOST_NETNS, key).pipe(Effect.as(true), Effect.catchIf(isNotFound, () => Effect.succeed(false)))
     if (found) present.add(key)
   }
   return present
