@@ -45,5 +45,8 @@ export {
   Result,
   decodeResult,
   encodeResult,
-  convertResult
+  convertResult,
+  inSandbox,
+  podIpConfigs,
+  hostInterfaceNames
 } from "./result.ts"

@@ -70,6 +70,23 @@ export const Result = Schema.Struct({
 /** Canonical result type. */
 export type Result = typeof Result.Type
 
+/** Whether an interface of a result is inside a sandbox (the pod's) rather than on the host. */
+export const inSandbox = (entry: typeof Interface.Type | undefined): boolean => (entry?.sandbox ?? "") !== ""
+
+/**
+ * The pod's entries of a result's `ips`: those on an interface inside a sandbox, and those
+ * that name no interface (an IPAM-only result). What chained plugins (portmap, firewall)
+ * take as "the pod's addresses".
+ */
+export const podIpConfigs = (result: Result | undefined): Array<typeof IpConfig.Type> => {
+  const interfaces = result?.interfaces ?? []
+  return (result?.ips ?? []).filter((ip) => ip.interface === undefined || inSandbox(interfaces[ip.interface]))
+}
+
+/** The names of a result's host-side interfaces (no sandbox): the bridge, the host veth, an ifb. */
+export const hostInterfaceNames = (result: Result | undefined): Array<string> =>
+  (result?.interfaces ?? []).filter((entry) => !inSandbox(entry)).map((entry) => entry.name)
+
 // ---- wire forms of older versions (decoding strips keys the version does not define) ----
 
 const InterfaceV1 = Schema.Struct({

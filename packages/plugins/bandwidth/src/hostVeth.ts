@@ -7,14 +7,12 @@
 import { Effect } from "effect"
 import { Backend, type BackendError, HOST_NETNS, isMissingNetns, isNotFound, type LinkInfo } from "@tscni/backend"
 import type { PluginRequest } from "@tscni/skel"
-import { type CniError, invalidConfig } from "@tscni/spec"
+import { type CniError, hostInterfaceNames, invalidConfig } from "@tscni/spec"
 import { ignoreNotFound } from "@tscni/steps"
 
 /** prevResult's host-side interfaces (no sandbox), leaving out our own ifb. */
 const hostSideNames = (request: PluginRequest, ifb: string): ReadonlyArray<string> =>
-  (request.prevResult?.interfaces ?? [])
-    .filter((i) => (i.sandbox === undefined || i.sandbox === "") && i.name !== ifb)
-    .map((i) => i.name)
+  hostInterfaceNames(request.prevResult).filter((name) => name !== ifb)
 
 /** The prevResult interfaces that are veths in the host namespace. */
 const hostVeths = (names: ReadonlyArray<string>) =>

@@ -2,5 +2,5 @@ export { type FirewallSettings, firewallSettings, type IngressPolicy } from "./c
 export * from "./names.ts"
 export { type FirewallInput, firewallPipeline } from "./pipeline.ts"
 export { firewallPlugin } from "./plugin.ts"
-export { hostInterfaces, podAddresses, ruleSet } from "./rules.ts"
+export { podAddresses, ruleSet } from "./rules.ts"
 export { podRules, PodRulesHandle } from "./steps/podRules.ts"

@@ -3,11 +3,11 @@ import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { collectStaleFilterRules, ignoreNotFound } from "@tscni/steps"
-import { invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
+import { hostInterfaceNames, invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
 import { type FirewallSettings, firewallSettings } from "./config.ts"
 import { FIREWALL_TABLE, networkTag, ruleOwner } from "./names.ts"
 import { firewallPipeline } from "./pipeline.ts"
-import { hostInterfaces, podAddresses, ruleSet } from "./rules.ts"
+import { podAddresses, ruleSet } from "./rules.ts"
 
 const ownerOf = (request: PluginRequest, settings: FirewallSettings): string =>
   ruleOwner(settings.network, request.env.containerId, request.env.ifname)
@@ -19,7 +19,7 @@ const ownerOf = (request: PluginRequest, settings: FirewallSettings): string =>
 const findBridge = (prev: Result) =>
   Effect.gen(function*() {
     const backend = yield* Backend
-    const candidates = hostInterfaces(prev)
+    const candidates = hostInterfaceNames(prev)
     for (const name of candidates) {
       const link = yield* ignoreNotFound(backend.getLink(HOST_NETNS, name))
       if (link?.kind === "bridge") return name

@@ -1,6 +1,6 @@
 import type { FilterRule } from "@tscni/backend"
 import { formatIp, parseCidr } from "@tscni/ip"
-import type { Result } from "@tscni/spec"
+import { podIpConfigs, type Result } from "@tscni/spec"
 import type { IngressPolicy } from "./config.ts"
 import { FIREWALL_TABLE, FORWARD_CHAIN, ISOLATION_CHAIN } from "./names.ts"
 
@@ -9,25 +9,15 @@ import { FIREWALL_TABLE, FORWARD_CHAIN, ISOLATION_CHAIN } from "./names.ts"
  * inside a sandbox, and IPs that name no interface (an IPAM-only result).
  */
 export const podAddresses = (result: Result): ReadonlyArray<string> => {
-  const interfaces = result.interfaces ?? []
-  const inPod = (index: number | undefined): boolean => {
-    if (index === undefined) return true
-    const sandbox = interfaces[index]?.sandbox
-    return sandbox !== undefined && sandbox !== ""
-  }
   const addresses: Array<string> = []
-  for (const ip of result.ips ?? []) {
+  for (const ip of podIpConfigs(result)) {
     const cidr = parseCidr(ip.address)
-    if (cidr === undefined || !inPod(ip.interface)) continue
+    if (cidr === undefined) continue
     const address = formatIp(cidr.ip)
     if (!addresses.includes(address)) addresses.push(address)
   }
   return addresses
 }
-
-/** The host-side interfaces of prevResult (no sandbox): where the pod's bridge is named. */
-export const hostInterfaces = (result: Result): ReadonlyArray<string> =>
-  (result.interfaces ?? []).filter((i) => i.sandbox === undefined || i.sandbox === "").map((i) => i.name)
 
 const forward = (rule: string, owner: string): FilterRule => ({
   family: "inet",

@@ -4,19 +4,14 @@ import { Pipeline } from "@tscni/engine"
 import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { collectStaleFilterRules, collectStaleIptablesRules, iptablesOwnerHandles, iptablesRulesHandle } from "@tscni/steps"
-import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
+import { invalidConfig, podIpConfigs, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { networkTag, ruleOwner } from "./names.ts"
 import { type PortmapInput, portmapPipeline } from "./pipeline.ts"
 import { PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"
 
 /** The pod's addresses in CIDR form: prevResult IPs on interfaces inside the sandbox (or not tied to one). */
-export const podAddresses = (result: Result | undefined): Array<string> => {
-  const interfaces = result?.interfaces ?? []
-  return (result?.ips ?? [])
-    .filter((ip) => ip.interface === undefined || (interfaces[ip.interface]?.sandbox ?? "") !== "")
-    .map((ip) => ip.address)
-}
+export const podAddresses = (result: Result | undefined): Array<string> => podIpConfigs(result).map((ip) => ip.address)
 
 /** The pod's addresses without prefix. */
 export const podIps = (result: Result | undefined): Array<string> => podAddresses(result).map((address) => address.split("/")[0]!)

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { Backend } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { invalidConfig, type Result, validAttachments } from "@tscni/spec"
+import { inSandbox, invalidConfig, type Result, validAttachments } from "@tscni/spec"
 import { ignoreNotFound } from "@tscni/steps"
 import { resolveSysctls, type TuningOptions, type TuningSettings, tuningSettings } from "./config.ts"
 import { type TuningInput, tuningPipeline } from "./pipeline.ts"
@@ -23,7 +23,7 @@ const withMac = (prev: Result, cniVersion: string, ifname: string, mac: string |
   cniVersion,
   ...(mac !== undefined && prev.interfaces !== undefined
     ? {
-      interfaces: prev.interfaces.map((i) => (i.name === ifname && i.sandbox !== undefined && i.sandbox !== "" ? { ...i, mac } : i))
+      interfaces: prev.interfaces.map((i) => (i.name === ifname && inSandbox(i) ? { ...i, mac } : i))
     }
     : {})
 })
