@@ -1,6 +1,6 @@
 import type { ConntrackFilter } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "./errors.ts"
-import { AttributeWriter, decodeAttributes } from "./netlink/message.ts"
+import { addressFamilyCode, AttributeWriter, decodeAttributes } from "./netlink/message.ts"
 import type { RouteSocket } from "./netlink/socket.ts"
 
 /**
@@ -17,8 +17,6 @@ const CTA_TUPLE_ORIG = 1
 const CTA_TUPLE_PROTO = 2
 const CTA_PROTO_NUM = 1
 const CTA_PROTO_DST_PORT = 3
-const AF_INET = 2
-const AF_INET6 = 10
 const NFGENMSG_LENGTH = 4
 
 const PROTOCOLS = { tcp: 6, udp: 17, sctp: 132 } as const
@@ -30,7 +28,7 @@ const type = (message: number): number => (NFNL_SUBSYS_CTNETLINK << 8) | message
 
 /** Deletes every tracked connection whose original direction matches; returns how many. */
 export const deleteConntrack = (socket: RouteSocket, filter: ConntrackFilter): number => {
-  const family = filter.family === 4 ? AF_INET : AF_INET6
+  const family = addressFamilyCode(filter.family)
   const protocol = PROTOCOLS[filter.protocol]
   let deleted = 0
   for (const message of socket.dump("deleteConntrack", type(IPCTNL_MSG_CT_GET), nfgenmsg(family))) {

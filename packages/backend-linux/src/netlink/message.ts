@@ -223,3 +223,12 @@ export const decodeError = (message: NetlinkMessage): { errno: number; text: str
   }
   return { errno, text }
 }
+
+const AF_INET = 2
+const AF_INET6 = 10
+
+/** The kernel's address-family code (linux/socket.h) of an IP family. */
+export const addressFamilyCode = (family: 4 | 6): number => (family === 4 ? AF_INET : AF_INET6)
+
+/** The IP family of a kernel address-family code; undefined for anything but AF_INET/AF_INET6. */
+export const ipFamilyOfCode = (code: number): 4 | 6 | undefined => (code === AF_INET ? 4 : code === AF_INET6 ? 6 : undefined)

@@ -1,7 +1,7 @@
 import type { AddressInfo, LinkInfo } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import { formatIp, fromBytes, lastOf, parseCidr, toBytes } from "@tscni/ip"
-import { attrString, AttributeWriter, decodeAttributes, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
+import { addressFamilyCode, attrString, AttributeWriter, decodeAttributes, ipFamilyOfCode, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
 /** rtnetlink message type adding an address; also the type of each entry in an address dump. */
@@ -15,8 +15,6 @@ const IFA_ADDRESS = 1
 const IFA_LOCAL = 2
 const IFA_LABEL = 3
 const IFA_BROADCAST = 4
-const AF_INET = 2
-const AF_INET6 = 10
 const IFADDRMSG_LENGTH = 8
 
 /** struct ifaddrmsg */
@@ -49,10 +47,10 @@ export const listAddresses = (
     const index = view.getUint32(4, true)
     const attributes = decodeAttributes(message.payload.subarray(IFADDRMSG_LENGTH))
     const bytes = attributes.get(IFA_LOCAL) ?? attributes.get(IFA_ADDRESS)
-    if (!bytes || (family !== AF_INET && family !== AF_INET6)) continue
+    const ipFamily = ipFamilyOfCode(family)
+    if (!bytes || ipFamily === undefined) continue
     const link = names.get(index) ?? attrString(attributes, IFA_LABEL) ?? ""
     if (linkName !== undefined && link !== linkName) continue
-    const ipFamily = family === AF_INET ? 4 : 6
     result.push({ netns, link, linkIndex: index, family: ipFamily, cidr: `${formatIp(fromBytes(ipFamily, bytes))}/${prefix}` })
   }
   return result
@@ -66,7 +64,7 @@ const addressRequest = (link: LinkInfo, cidr: string, operation: string, noDad =
   // as `ip addr add … brd +` and the reference plugins do for IPv4 networks with hosts
   if (parsed.ip.family === 4 && parsed.prefix < 31) attributes.bytes(IFA_BROADCAST, toBytes(lastOf(parsed)))
   const flags = noDad && parsed.ip.family === 6 ? IFA_F_NODAD : 0
-  const header = ifaddrmsg(parsed.ip.family === 4 ? AF_INET : AF_INET6, parsed.prefix, link.index, flags)
+  const header = ifaddrmsg(addressFamilyCode(parsed.ip.family), parsed.prefix, link.index, flags)
   return { header, attributes: attributes.finish() }
 }
 

@@ -1,7 +1,7 @@
 import type { LinkInfo, Route, RouteProtocol, RouteScope } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import { formatIp, fromBytes, networkOf, parseCidr, parseIp, toBytes } from "@tscni/ip"
-import { attrU32, AttributeWriter, decodeAttributes, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
+import { addressFamilyCode, attrU32, AttributeWriter, decodeAttributes, ipFamilyOfCode, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
 /** rtnetlink message type adding a route; also the type of each entry in a route dump. */
@@ -23,8 +23,6 @@ const RTNEXTHOP_LENGTH = 8
 const RTAX_MTU = 2
 const RTAX_ADVMSS = 8
 
-const AF_INET = 2
-const AF_INET6 = 10
 const RTMSG_LENGTH = 12
 const RT_TABLE_MAIN = 254
 const RT_TABLE_LOCAL = 255
@@ -79,10 +77,8 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
   for (const message of socket.dump("listRoutes", RTM_GETROUTE, new Uint8Array(RTMSG_LENGTH))) {
     if (message.type !== RTM_NEWROUTE) continue
     const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
-    const familyCode = view.getUint8(0)
-    if (familyCode !== AF_INET && familyCode !== AF_INET6) continue
-    if (view.getUint8(7) !== RTN_UNICAST) continue
-    const family = familyCode === AF_INET ? 4 : 6
+    const family = ipFamilyOfCode(view.getUint8(0))
+    if (family === undefined || view.getUint8(7) !== RTN_UNICAST) continue
     const attributes = decodeAttributes(message.payload.subarray(RTMSG_LENGTH))
     const table = attrU32(attributes, RTA_TABLE) ?? view.getUint8(4)
     if (table === RT_TABLE_LOCAL) continue
@@ -127,7 +123,7 @@ const routeRequest = (operation: string, route: Route, linkIndex: number | undef
   const dst = parseCidr(route.dst)
   if (!dst) throw invalid(operation, `route dst '${route.dst}' is not a CIDR`)
   const family = dst.ip.family
-  const familyCode = family === 4 ? AF_INET : AF_INET6
+  const familyCode = addressFamilyCode(family)
   const table = route.table ?? RT_TABLE_MAIN
   // a gateway-less route through a link is on-link: scope link, as `ip route add … dev X` does
   const defaultScope = route.gateway === undefined && linkIndex !== undefined && family === 4 ? "link" : "universe"
