@@ -5,7 +5,7 @@
  * name=JSON` and from pod annotations, turned into capabilities the way containerd does.
  */
 import { Effect } from "effect"
-import { type CniError, invalidConfig } from "@tscni/spec"
+import { type CniError, invalidConfig, splitCniArgs } from "@tscni/spec"
 
 /** Capability name → value, as given to the runtime (libcni's CapabilityArgs). */
 export type CapabilityArgs = Readonly<Record<string, unknown>>
@@ -39,8 +39,12 @@ export const parseCapability = (text: string): Effect.Effect<readonly [string, u
   )
 
 /** `--args K=V;K=V` as libcni's `[][2]string`; empty parts are ignored. */
-export const parseCniArgs = (text: string): Effect.Effect<ReadonlyArray<readonly [string, string]>, CniError> =>
-  Effect.forEach(text.split(";").filter((part) => part !== ""), (part) => splitKeyValue("--args", part))
+export const parseCniArgs = (text: string): Effect.Effect<ReadonlyArray<readonly [string, string]>, CniError> => {
+  const split = splitCniArgs(text)
+  return "invalid" in split
+    ? Effect.fail(usage("--args", `expected NAME=VALUE, got ${JSON.stringify(split.invalid)}`))
+    : Effect.succeed(split.pairs)
+}
 
 /** CNI_ARGS from pairs. */
 export const formatCniArgs = (pairs: ReadonlyArray<readonly [string, string]>): string =>

@@ -5,7 +5,7 @@
  * 1.1 does); when a plugin cannot be asked, `cniVersion` is used as it stands.
  */
 import { Effect } from "effect"
-import { type CniError, compareVersions, ErrorCode, CniError as CniErrorClass, isSupportedVersion, type NetConfList } from "@tscni/spec"
+import { type CniError, compareVersions, ErrorCode, CniError as CniErrorClass, isSupportedVersion, negotiateVersion, type NetConfList } from "@tscni/spec"
 
 /** What one plugin said to VERSION; `undefined` when it could not be asked. */
 export type VersionAnswer = ReadonlyArray<string> | undefined
@@ -33,7 +33,7 @@ export const chooseVersion = (
       : Effect.fail(incompatible(`network ${list.name}: cniVersion ${JSON.stringify(list.cniVersion)} is not one tscni speaks`))
   }
   const offered = offeredVersions(list)
-  const chosen = offered.find((v) => answers.every((a) => a !== undefined && a.includes(v)))
+  const chosen = negotiateVersion(offered.filter((v) => answers.every((a) => a !== undefined && a.includes(v))))
   return chosen === undefined
     ? Effect.fail(
       incompatible(

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import { interfaceNameProblem } from "@tscni/backend"
-import { type CniError, invalidEnvironment, type Verb } from "@tscni/spec"
+import { type CniError, invalidEnvironment, splitCniArgs, type Verb } from "@tscni/spec"
 
 /** The request a runtime passes in CNI_* variables, validated for the verb at hand. */
 export interface CniEnv {
@@ -38,14 +38,10 @@ const required: Record<Verb, ReadonlyArray<"CNI_CONTAINERID" | "CNI_NETNS" | "CN
 
 /** Parses `K=V;K2=V2`; an element without '=' or with an empty key is an error naming CNI_ARGS. */
 export const parseCniArgs = (raw: string): Effect.Effect<ReadonlyArray<readonly [string, string]>, CniError> => {
-  const pairs: Array<readonly [string, string]> = []
-  for (const element of raw.split(";")) {
-    if (element === "") continue
-    const eq = element.indexOf("=")
-    if (eq <= 0) return Effect.fail(invalidEnvironment("CNI_ARGS", `invalid element '${element}' (expected KEY=VALUE)`))
-    pairs.push([element.slice(0, eq), element.slice(eq + 1)])
-  }
-  return Effect.succeed(pairs)
+  const split = splitCniArgs(raw)
+  return "invalid" in split
+    ? Effect.fail(invalidEnvironment("CNI_ARGS", `invalid element '${split.invalid}' (expected KEY=VALUE)`))
+    : Effect.succeed(split.pairs)
 }
 
 const ifnameProblem = (name: string): string | undefined => {
