@@ -1,8 +1,8 @@
 import { Effect } from "effect"
-import { Backend, type BackendError, type IptablesTable } from "@tscni/backend"
+import { Backend, type BackendError, type IptablesTable, type LinkInfo } from "@tscni/backend"
 import { attachmentKey } from "./attachment.ts"
 import { IP_FAMILIES } from "./addIptablesRules.ts"
-import { ignoreAbsent } from "./internal.ts"
+import { ignoreAbsent, ignoreNotFound } from "./internal.ts"
 
 /** An attachment the runtime still considers valid (GC's `cni.dev/valid-attachments`). */
 export interface Attachment {
@@ -57,5 +57,22 @@ export const collectStaleIptablesRules = (
       for (const owner of staleOwners((listing?.rules ?? []).map((rule) => rule.comment), networkTag, valid)) {
         yield* ignoreAbsent(backend.deleteIptablesRules(netns, { family, table, comment: owner }))
       }
+    }
+  })
+
+/**
+ * GC of links: deletes the links of `netns` that `isOurs` claims (by kind, name prefix and
+ * the alias naming the network; never another network's or a stranger's) and whose name
+ * is not among those the valid attachments would have.
+ */
+export const collectStaleLinks = (
+  netns: string,
+  isOurs: (link: LinkInfo) => boolean,
+  validNames: ReadonlySet<string>
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    for (const link of yield* backend.listLinks(netns)) {
+      if (isOurs(link) && !validNames.has(link.name)) yield* ignoreNotFound(backend.deleteLink(netns, link.name))
     }
   })

@@ -3,7 +3,7 @@ import { Backend, HOST_NETNS, type LinkInfo } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type CniError, invalidConfig, type Result, validAttachments } from "@tscni/spec"
-import { ignoreNotFound } from "@tscni/steps"
+import { collectStaleLinks } from "@tscni/steps"
 import { type BandwidthSettings, bandwidthSettings, shapesNothing } from "./config.ts"
 import { findHostVeth, guessHostVeth } from "./hostVeth.ts"
 import { IFB_PREFIX, ifbAlias, ifbAliasPrefix, ifbName } from "./names.ts"
@@ -94,13 +94,12 @@ const collectGarbage = (request: PluginRequest) =>
   Effect.gen(function*() {
     const valid = validAttachments(request.conf)
     if (valid === undefined) return
-    const keep = new Set(valid.map((a) => ifbName(a.containerID, a.ifname)))
     const prefix = ifbAliasPrefix(request.conf.name)
-    const backend = yield* Backend
-    for (const link of yield* backend.listLinks(HOST_NETNS)) {
-      const ours = link.kind === "ifb" && link.name.startsWith(IFB_PREFIX) && link.alias?.startsWith(prefix) === true
-      if (ours && !keep.has(link.name)) yield* ignoreNotFound(backend.deleteLink(HOST_NETNS, link.name))
-    }
+    yield* collectStaleLinks(
+      HOST_NETNS,
+      (link) => link.kind === "ifb" && link.name.startsWith(IFB_PREFIX) && link.alias?.startsWith(prefix) === true,
+      new Set(valid.map((a) => ifbName(a.containerID, a.ifname)))
+    )
   })
 
 /**

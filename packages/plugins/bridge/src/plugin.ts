@@ -6,6 +6,7 @@ import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { type Result, tryAgainLater, validAttachments } from "@tscni/spec"
 import {
   collectStaleFilterRules,
+  collectStaleLinks,
   collectStaleIptablesRules,
   delegateIpam,
   deleteBridgeIfPortless,
@@ -224,12 +225,12 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
     // Without the runtime's list nothing can be judged stale: remove nothing.
     const valid = validAttachments(request.conf)
     if (valid === undefined) return
-    const validVeths = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
-    const backend = yield* Backend
-    for (const link of yield* backend.listLinks(HOST_NETNS)) {
-      const ours = link.kind === "veth" && link.alias?.startsWith(vethAliasPrefix(settings.network)) === true
-      if (ours && !validVeths.has(link.name)) yield* ignoreNotFound(backend.deleteLink(HOST_NETNS, link.name))
-    }
+    const aliasPrefix = vethAliasPrefix(settings.network)
+    yield* collectStaleLinks(
+      HOST_NETNS,
+      (link) => link.kind === "veth" && link.alias?.startsWith(aliasPrefix) === true,
+      new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
+    )
     const tag = networkTag(settings.network)
     for (const table of [BRIDGE_TABLE, MACSPOOF_TABLE]) yield* collectStaleFilterRules(HOST_NETNS, table, tag, valid)
     if (settings.ipMasqBackend === "iptables") {
