@@ -5,9 +5,8 @@ import {
   type BackendShape,
   type BackendErrorReason,
   type LinkInfo,
-  MAX_ALIAS_BYTES,
-  MAX_VLAN_ID,
-  MIN_VLAN_ID
+  aliasProblem,
+  vlanIdProblem
 } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "./errors.ts"
 import * as netns from "./netns.ts"
@@ -91,15 +90,13 @@ const vlanSupport = <A>(effect: Effect.Effect<A, BackendError>): Effect.Effect<A
   )
 
 const checkAlias = (operation: string, alias: string | undefined): void => {
-  if (alias !== undefined && Buffer.byteLength(alias, "utf8") > MAX_ALIAS_BYTES) {
-    throw invalid(operation, `alias is longer than ${MAX_ALIAS_BYTES} bytes`)
-  }
+  const problem = aliasProblem(alias)
+  if (problem !== undefined) throw invalid(operation, problem)
 }
 
 const checkVid = (operation: string, vid: number): void => {
-  if (!(Number.isInteger(vid) && vid >= MIN_VLAN_ID && vid <= MAX_VLAN_ID)) {
-    throw invalid(operation, `invalid VLAN id ${vid} (expected ${MIN_VLAN_ID}..${MAX_VLAN_ID})`)
-  }
+  const problem = vlanIdProblem(vid)
+  if (problem !== undefined) throw invalid(operation, problem)
 }
 
 /** The VLANs the kernel reports for one link ([] for links that hold none). */

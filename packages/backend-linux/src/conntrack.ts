@@ -1,4 +1,4 @@
-import type { ConntrackFilter } from "@tscni/backend"
+import { type ConntrackFilter, conntrackPortProblem } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "./errors.ts"
 import { addressFamilyCode, AttributeWriter, decodeAttributes } from "./netlink/message.ts"
 import type { RouteSocket } from "./netlink/socket.ts"
@@ -55,7 +55,7 @@ export const deleteConntrack = (socket: RouteSocket, filter: ConntrackFilter): n
  * Rejects a destination port outside 1..65535 as EINVAL before any ctnetlink traffic, so
  * a bad filter fails like a kernel refusal instead of silently matching nothing.
  */
-export const invalidFilter = (filter: ConntrackFilter): KernelCallFailed | undefined =>
-  Number.isInteger(filter.dstPort) && filter.dstPort > 0 && filter.dstPort < 65536
-    ? undefined
-    : new KernelCallFailed(kernelError("deleteConntrack", 22, `bad port ${filter.dstPort}`))
+export const invalidFilter = (filter: ConntrackFilter): KernelCallFailed | undefined => {
+  const problem = conntrackPortProblem(filter.dstPort)
+  return problem === undefined ? undefined : new KernelCallFailed(kernelError("deleteConntrack", 22, problem))
+}

@@ -1,4 +1,4 @@
-import type { BackendError, ConntrackFilter, NetnsPath } from "@tscni/backend"
+import { type BackendError, type ConntrackFilter, conntrackPortProblem, type NetnsPath } from "@tscni/backend"
 import { Effect } from "effect"
 import { fail, type KernelState, requireNetns } from "./state.ts"
 
@@ -10,9 +10,8 @@ export const conntrackOperations = (state: KernelState) => ({
   deleteConntrack: (netns: NetnsPath, filter: ConntrackFilter): Effect.Effect<number, BackendError> =>
     Effect.gen(function*() {
       yield* requireNetns(state, "deleteConntrack", netns)
-      if (!Number.isInteger(filter.dstPort) || filter.dstPort < 1 || filter.dstPort > 65535) {
-        return yield* fail("deleteConntrack", "Invalid", `deleteConntrack: bad port ${filter.dstPort}`, "EINVAL")
-      }
+      const problem = conntrackPortProblem(filter.dstPort)
+      if (problem !== undefined) return yield* fail("deleteConntrack", "Invalid", `deleteConntrack: ${problem}`, "EINVAL")
       return 0
     })
 })

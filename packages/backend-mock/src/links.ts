@@ -5,7 +5,7 @@ import {
   type LinkChanges,
   type LinkInfo,
   type LinkKind,
-  MAX_ALIAS_BYTES,
+  aliasProblem,
   type NetnsPath
 } from "@tscni/backend"
 import { Effect } from "effect"
@@ -60,10 +60,10 @@ const validateMac = (operation: string, mac: string | undefined): Effect.Effect<
 }
 
 /** The kernel keeps at most IFALIASZ-1 bytes (ERANGE from the attribute policy beyond). */
-const validateAlias = (operation: string, alias: string | undefined): Effect.Effect<void, BackendError> =>
-  alias === undefined || Buffer.byteLength(alias, "utf8") <= MAX_ALIAS_BYTES
-    ? Effect.void
-    : fail(operation, "Invalid", `alias is longer than ${MAX_ALIAS_BYTES} bytes`, "ERANGE")
+const validateAlias = (operation: string, alias: string | undefined): Effect.Effect<void, BackendError> => {
+  const problem = aliasProblem(alias)
+  return problem === undefined ? Effect.void : fail(operation, "Invalid", problem, "ERANGE")
+}
 
 const nameTaken = (operation: string, ns: NetnsState, name: string): Effect.Effect<void, BackendError> =>
   findLink(ns, name) === undefined

@@ -1,12 +1,12 @@
-import { type BackendError, type BridgeVlan, MAX_VLAN_ID, MIN_VLAN_ID, type NetnsPath } from "@tscni/backend"
+import { type BackendError, type BridgeVlan, type NetnsPath, vlanIdProblem } from "@tscni/backend"
 import { Effect } from "effect"
 import { VLAN_FILTERING_UNSUPPORTED } from "./links.ts"
 import { fail, type KernelState, type LinkState, requireLink, requireNetns } from "./state.ts"
 
-const validateVid = (operation: string, vid: number): Effect.Effect<void, BackendError> =>
-  Number.isInteger(vid) && vid >= MIN_VLAN_ID && vid <= MAX_VLAN_ID
-    ? Effect.void
-    : fail(operation, "Invalid", `invalid VLAN id ${vid} (expected ${MIN_VLAN_ID}..${MAX_VLAN_ID})`, "EINVAL")
+const validateVid = (operation: string, vid: number): Effect.Effect<void, BackendError> => {
+  const problem = vlanIdProblem(vid)
+  return problem === undefined ? Effect.void : fail(operation, "Invalid", problem, "EINVAL")
+}
 
 /** A link that can hold bridge VLANs: a bridge (its own, `self`) or a port of one. */
 const carriesVlans = (link: LinkState): boolean => link.kind === "bridge" || link.master !== undefined

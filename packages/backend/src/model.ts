@@ -88,6 +88,10 @@ export interface CreateVethRequest {
 /** Longest interface alias the kernel stores (IFALIASZ-1 bytes of UTF-8). */
 export const MAX_ALIAS_BYTES = 255
 
+/** Why the kernel would refuse an alias (ERANGE), or undefined: the rule both backends apply. */
+export const aliasProblem = (alias: string | undefined): string | undefined =>
+  alias !== undefined && new TextEncoder().encode(alias).length > MAX_ALIAS_BYTES ? `alias is longer than ${MAX_ALIAS_BYTES} bytes` : undefined
+
 /** A single link (bridge, dummy or ifb) created with its settings, so it never exists half-configured. */
 export interface CreateLinkRequest {
   readonly netns: NetnsPath
@@ -140,6 +144,14 @@ export type BridgeVlan = typeof BridgeVlan.Type
 export const MIN_VLAN_ID = 1
 /** The highest VLAN id a bridge port can carry (4095 is reserved), the upper bound both backends check. */
 export const MAX_VLAN_ID = 4094
+
+/** Why a VLAN id is refused (EINVAL), or undefined: the rule both backends apply. */
+export const vlanIdProblem = (vid: number): string | undefined =>
+  Number.isInteger(vid) && vid >= MIN_VLAN_ID && vid <= MAX_VLAN_ID ? undefined : `invalid VLAN id ${vid} (expected ${MIN_VLAN_ID}..${MAX_VLAN_ID})`
+
+/** Why a conntrack filter's port is refused (EINVAL, before any ctnetlink traffic), or undefined. */
+export const conntrackPortProblem = (port: number): string | undefined =>
+  Number.isInteger(port) && port >= 1 && port <= 65535 ? undefined : `bad port ${port}`
 
 /** An address family where a Backend value records one (addresses, iptables batches). */
 export const IpFamily = Schema.Literals([4, 6])
