@@ -36,6 +36,8 @@ const IFLA_NET_NS_FD = 28
 const IFLA_EXT_MASK = 29
 const IFLA_INFO_KIND = 1
 const IFLA_INFO_DATA = 2
+const IFLA_INFO_SLAVE_KIND = 4
+const IFLA_INFO_SLAVE_DATA = 5
 const VETH_INFO_PEER = 1
 const IFLA_BRPORT_MODE = 4
 const IFLA_BRPORT_ISOLATED = 33
@@ -76,6 +78,18 @@ const macToBytes = (mac: string): Uint8Array => Uint8Array.from(mac.split(":"), 
 
 const KINDS: Record<string, LinkKind> = { veth: "veth", bridge: "bridge", dummy: "dummy", ifb: "ifb" }
 
+/**
+ * Hairpin and isolation of a bridge port, from the port attributes the kernel puts in every
+ * link message of an enslaved link (IFLA_INFO_SLAVE_DATA): no AF_BRIDGE dump of the whole
+ * namespace per lookup, which grew with the pods on the node.
+ */
+const bridgePortFlags = (linkInfo: Map<number, Uint8Array>): { hairpin: boolean; isolated: boolean } | undefined => {
+  const slaveData = attrString(linkInfo, IFLA_INFO_SLAVE_KIND) === "bridge" ? linkInfo.get(IFLA_INFO_SLAVE_DATA) : undefined
+  if (!slaveData) return undefined
+  const port = decodeAttributes(slaveData)
+  return { hairpin: (port.get(IFLA_BRPORT_MODE)?.[0] ?? 0) !== 0, isolated: (port.get(IFLA_BRPORT_ISOLATED)?.[0] ?? 0) !== 0 }
+}
+
 /** Decodes one RTM_NEWLINK message into the Backend's LinkInfo. */
 export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => {
   const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
@@ -92,6 +106,7 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
   const alias = attrString(attributes, IFLA_IFALIAS)
   const bridgeData = kind === "bridge" ? linkInfo?.get(IFLA_INFO_DATA) : undefined
   const vlanFiltering = bridgeData ? attrU8(decodeAttributes(bridgeData), IFLA_BR_VLAN_FILTERING) : undefined
+  const bridgePort = linkInfo ? bridgePortFlags(linkInfo) : undefined
   return {
     netns,
     index,
@@ -106,44 +121,14 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
     ...(master !== undefined && master !== 0 ? { master } : {}),
     ...(kind === "veth" && peer !== undefined && peer !== 0 ? { peerIndex: peer } : {}),
     ...(alias !== undefined && alias !== "" ? { alias } : {}),
-    ...(kind === "bridge" ? { vlanFiltering: (vlanFiltering ?? 0) !== 0 } : {})
+    ...(kind === "bridge" ? { vlanFiltering: (vlanFiltering ?? 0) !== 0 } : {}),
+    ...(master !== undefined && master !== 0 && bridgePort ? { bridgePort } : {})
   }
 }
 
-/** Reads hairpin and isolation of bridge ports (AF_BRIDGE dump), by ifindex. */
-const bridgePortFlags = (socket: RouteSocket): Map<number, { hairpin: boolean; isolated: boolean }> => {
-  const flags = new Map<number, { hairpin: boolean; isolated: boolean }>()
-  for (const message of socket.dump("listLinks", RTM_GETLINK, ifinfomsg(0, 0, 0, AF_BRIDGE))) {
-    if (message.type !== RTM_NEWLINK) continue
-    const index = new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(4, true)
-    const protinfo = decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH)).get(IFLA_PROTINFO)
-    if (!protinfo) continue
-    const port = decodeAttributes(protinfo)
-    flags.set(index, {
-      hairpin: (port.get(IFLA_BRPORT_MODE)?.[0] ?? 0) !== 0,
-      isolated: (port.get(IFLA_BRPORT_ISOLATED)?.[0] ?? 0) !== 0
-    })
-  }
-  return flags
-}
-
-const withPortFlags = (socket: RouteSocket, links: Array<LinkInfo>): Array<LinkInfo> => {
-  if (!links.some((link) => link.master !== undefined)) return links
-  const ports = bridgePortFlags(socket)
-  return links.map((link) => {
-    const bridgePort = link.master !== undefined ? ports.get(link.index) : undefined
-    return bridgePort ? { ...link, bridgePort } : link
-  })
-}
-
-/** Every link of the namespace, with bridge-port flags filled in for enslaved links. */
+/** Every link of the namespace (bridge ports with their hairpin and isolation flags). */
 export const listLinks = (socket: RouteSocket, netns: string): Array<LinkInfo> =>
-  withPortFlags(
-    socket,
-    socket.dump("listLinks", RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map((m) =>
-      decodeLink(netns, m)
-    )
-  )
+  socket.dump("listLinks", RTM_GETLINK, ifinfomsg()).filter((m) => m.type === RTM_NEWLINK).map((m) => decodeLink(netns, m))
 
 /**
  * One link by name, fresh from the kernel (ENODEV/NotFound when absent): how the backend
@@ -153,8 +138,7 @@ export const getLink = (socket: RouteSocket, netns: string, name: string): LinkI
   const attributes = new AttributeWriter().string(IFLA_IFNAME, name).finish()
   const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(), attributes, name)
   if (!reply) throw new KernelCallFailed(kernelError("getLink", 19, name))
-  const [link] = withPortFlags(socket, [decodeLink(netns, reply)])
-  return link!
+  return decodeLink(netns, reply)
 }
 
 /** The name of the link with that ifindex, undefined when there is none. */
