@@ -216,13 +216,9 @@ export const makeLinuxBackend = (): BackendShape => ({
     }),
 
   listAddresses: (ns, linkName) =>
-    kernelCall("listAddresses", () => {
-      const links = link.listLinks(socketOf(ns), ns)
-      if (linkName !== undefined && !links.some((other) => other.name === linkName)) {
-        throw new KernelCallFailed(kernelError("listAddresses", 19, linkName))
-      }
-      return address.listAddresses(socketOf(ns), ns, links, linkName)
-    }),
+    kernelCall("listAddresses", () =>
+      address.listAddresses(socketOf(ns), ns, linkName === undefined ? link.listLinks(socketOf(ns), ns) : [findLink(ns, linkName)])
+    ),
   addAddress: (ns, linkName, cidr, options) =>
     kernelCall("addAddress", () => address.addAddress(socketOf(ns), findLink(ns, linkName), cidr, options?.noDad === true)),
   deleteAddress: (ns, linkName, cidr) =>

@@ -1,7 +1,7 @@
 import type { AddressInfo, LinkInfo } from "@tscni/backend"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import { formatIp, fromBytes, lastOf, parseCidr, toBytes } from "@tscni/ip"
-import { addressFamilyCode, attrString, AttributeWriter, decodeAttributes, ipFamilyOfCode, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
+import { addressFamilyCode, AttributeWriter, decodeAttributes, ipFamilyOfCode, NLM_F_CREATE, NLM_F_EXCL } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
 
 /** rtnetlink message type adding an address; also the type of each entry in an address dump. */
@@ -13,7 +13,6 @@ export const RTM_GETADDR = 22
 
 const IFA_ADDRESS = 1
 const IFA_LOCAL = 2
-const IFA_LABEL = 3
 const IFA_BROADCAST = 4
 const IFADDRMSG_LENGTH = 8
 
@@ -30,13 +29,12 @@ const ifaddrmsg = (family: number, prefix: number, index: number, flags = 0): Ui
   return header
 }
 
-/** Every address in the namespace, optionally of one link, as CIDR strings. */
-export const listAddresses = (
-  socket: RouteSocket,
-  netns: string,
-  links: ReadonlyArray<LinkInfo>,
-  linkName?: string
-): Array<AddressInfo> => {
+/**
+ * The addresses of `links` (every link of the namespace, or just the one asked about: the
+ * kernel's dump holds every address either way, and those of other links are skipped by
+ * ifindex), as CIDR strings.
+ */
+export const listAddresses = (socket: RouteSocket, netns: string, links: ReadonlyArray<LinkInfo>): Array<AddressInfo> => {
   const names = new Map(links.map((link) => [link.index, link.name]))
   const result: Array<AddressInfo> = []
   for (const message of socket.dump("listAddresses", RTM_GETADDR, new Uint8Array(IFADDRMSG_LENGTH))) {
@@ -49,8 +47,8 @@ export const listAddresses = (
     const bytes = attributes.get(IFA_LOCAL) ?? attributes.get(IFA_ADDRESS)
     const ipFamily = ipFamilyOfCode(family)
     if (!bytes || ipFamily === undefined) continue
-    const link = names.get(index) ?? attrString(attributes, IFA_LABEL) ?? ""
-    if (linkName !== undefined && link !== linkName) continue
+    const link = names.get(index)
+    if (link === undefined) continue
     result.push({ netns, link, linkIndex: index, family: ipFamily, cidr: `${formatIp(fromBytes(ipFamily, bytes))}/${prefix}` })
   }
   return result
