@@ -71,18 +71,80 @@ export const spawnIn = (host: TestHost, binary: string | ReadonlyArray<string>, 
   return { proc, done }
 }
 
-/** What `ip`, and `nft` see in a namespace: compared before and after to prove "no residue". */
+/** Bridge port options a plugin sets or could change (not the STP state, ids and timers, which move by themselves). */
+const PORT_OPTIONS = [
+  "hairpin", "isolated", "learning", "flood", "mcast_flood", "bcast_flood", "proxy_arp", "neigh_suppress",
+  "guard", "root_block", "fastleave", "cost", "priority", "locked", "vlan_tunnel"
+] as const
+/** Bridge options that are configuration (not its ids, timers and topology state). */
+const BRIDGE_OPTIONS = ["stp_state", "vlan_filtering", "vlan_protocol", "ageing_time", "forward_delay", "priority", "mcast_snooping", "group_fwd_mask"] as const
+
+const pick = (record: Record<string, unknown> | undefined, keys: ReadonlyArray<string>): Record<string, unknown> | undefined =>
+  record === undefined ? undefined : Object.fromEntries(keys.filter((key) => key in record).map((key) => [key, record[key]]))
+
+/** `addr_assign_type` of each link (sysfs; `ip netns exec` mounts the namespace's own /sys): 3 = set by someone. */
+const addressAssignTypes = (read: (args: ReadonlyArray<string>) => string): Map<string, string> =>
+  new Map(read(["sh", "-c", "grep -H . /sys/class/net/*/addr_assign_type"]).split("\n").flatMap((line) => {
+    const match = /^\/sys\/class\/net\/([^/]+)\/addr_assign_type:(\d+)$/.exec(line)
+    return match ? [[match[1]!, match[2]!] as const] : []
+  }))
+
+/** The tc parents a qdisc can hold filters on: ingress, clsact's two hooks, or a classful qdisc's handle. */
+const filterParents = (qdisc: { kind?: string; handle?: string }): ReadonlyArray<ReadonlyArray<string>> => {
+  if (qdisc.kind === "ingress") return [["parent", "ffff:"]]
+  if (qdisc.kind === "clsact") return [["ingress"], ["egress"]]
+  if (qdisc.handle === undefined || qdisc.handle === "0:") return []
+  return [["parent", qdisc.handle]]
+}
+
+/**
+ * What `ip`, `bridge`, `tc` and `nft` see in a namespace: compared before and after to
+ * prove "no residue", and that nothing which was there was changed.
+ *
+ * Links: name, kind, flags, master, alias, MTU, txqlen, MAC, bridge port options and
+ * bridge options. The MAC is left out for one case only: a bridge whose MAC nobody set
+ * (addr_assign_type ≠ 3). The kernel derives such a bridge's MAC from its ports (the
+ * lowest port MAC; 00:00:00:00:00:00 once the last port leaves), so it follows port
+ * membership, which the snapshot already holds through `master`, and no plugin could put
+ * the old value back without pinning it (which would change the bridge's behaviour). Every
+ * other MAC, a bridge's that was set included (then the kernel keeps it), must be restored.
+ * Links a failed ADD creates are gone afterwards, so their fresh random MACs never show.
+ * addr_assign_type itself is not compared: putting a MAC back (tuning's undo) marks it
+ * "set" even though the value is the old one, and nothing can mark it random again.
+ */
 export const observe = (netns: string): string => {
   const read = (args: ReadonlyArray<string>) => Bun.spawnSync(["ip", "netns", "exec", netns, ...args]).stdout.toString()
   const links = JSON.parse(read(["ip", "-j", "-d", "link", "show"])) as Array<Record<string, unknown>>
-  // counters and the like change by themselves; names, kinds, flags, masters and aliases do not
-  const linkView = links.map((link) => ({
-    ifname: link.ifname,
-    flags: link.flags,
-    master: link.master,
-    ifalias: link.ifalias,
-    kind: (link.linkinfo as { info_kind?: string } | undefined)?.info_kind
-  }))
+  const assignTypes = addressAssignTypes(read)
+  // counters, operstate and STP timers change by themselves; what a plugin sets does not
+  const linkView = links.map((link) => {
+    const info = link.linkinfo as { info_kind?: string; info_data?: Record<string, unknown>; info_slave_kind?: string; info_slave_data?: Record<string, unknown> } | undefined
+    const assignType = assignTypes.get(String(link.ifname))
+    const derivedBridgeMac = info?.info_kind === "bridge" && assignType !== "3"
+    return {
+      ifname: link.ifname,
+      flags: link.flags,
+      master: link.master,
+      ifalias: link.ifalias,
+      kind: info?.info_kind,
+      mtu: link.mtu,
+      txqlen: link.txqlen,
+      mac: derivedBridgeMac ? "derived from its ports" : link.address,
+      ...(info?.info_kind === "bridge" ? { bridge: pick(info.info_data, BRIDGE_OPTIONS) } : {}),
+      ...(info?.info_slave_kind === "bridge" ? { port: pick(info.info_slave_data, PORT_OPTIONS) } : {})
+    }
+  })
+  // "noqueue 0:" is no qdisc at all: the kernel shows it on a device once it has been up
+  // (lo brought up and down again by a failed loopback ADD has it), and nothing can remove it
+  const qdiscs = (JSON.parse(read(["tc", "-j", "qdisc", "show"])) as Array<{ dev?: string; kind?: string; handle?: string; parent?: string }>)
+    .filter((q) => !(q.kind === "noqueue" && q.handle === "0:"))
+  const filters = qdiscs.flatMap((q) =>
+    filterParents(q).map((parent) => ({
+      dev: q.dev,
+      parent: parent.join(" "),
+      filters: JSON.parse(read(["tc", "-j", "filter", "show", "dev", String(q.dev), ...parent]) || "[]")
+    }))
+  )
   return JSON.stringify({
     links: linkView,
     addresses: JSON.parse(read(["ip", "-j", "addr", "show"])).map((a: { ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }) => ({
@@ -90,7 +152,46 @@ export const observe = (netns: string): string => {
       addr: a.addr_info.map((i) => `${i.local}/${i.prefixlen}`)
     })),
     routes: JSON.parse(read(["ip", "-j", "route", "show", "table", "all"])),
-    qdiscs: JSON.parse(read(["tc", "-j", "qdisc", "show"])).map((q: Record<string, unknown>) => ({ dev: q.dev, kind: q.kind, handle: q.handle, parent: q.parent })),
+    qdiscs: qdiscs.map((q) => ({ dev: q.dev, kind: q.kind, handle: q.handle, parent: q.parent })),
+    filters,
+    vlans: JSON.parse(read(["bridge", "-j", "vlan", "show"]) || "[]"),
     nft: read(["nft", "list", "ruleset"])
   }, null, 1)
+}
+
+/**
+ * The host sysctls ADD may turn on: forwarding and bridge-nf (when br_netfilter is
+ * loaded) for bridge, route_localnet of each interface for portmap. Not part of observe():
+ * DEL leaves them on on purpose, as the reference plugins do (other pods may need them),
+ * but a failed ADD must put back what it found.
+ */
+export const hostSysctls = (netns: string): string =>
+  Bun.spawnSync(["ip", "netns", "exec", netns, "sh", "-c",
+    "grep -H . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/bridge/bridge-nf-call-ip*tables /proc/sys/net/ipv4/conf/*/route_localnet 2>/dev/null"
+  ]).stdout.toString()
+
+/** Sets sysctls from a hostSysctls() listing again (after a DEL that left them, before the next run). */
+export const restoreHostSysctls = (netns: string, listing: string): void => {
+  for (const line of listing.split("\n").filter((l) => l !== "")) {
+    const [file, value] = line.split(":")
+    Bun.spawnSync(["ip", "netns", "exec", netns, "sh", "-c", `echo ${value} > ${file}`])
+  }
+}
+
+/**
+ * Waits (≤ 5 s) until the namespaces settle after an ADD: no IPv6 address tentative any
+ * more (DAD finishing adds a link-local address's local route by itself) and two looks
+ * 100 ms apart the same (carrier coming up changes flags by itself). For a "before"
+ * snapshot that later snapshots can equal.
+ */
+export const settle = (...namespaces: ReadonlyArray<string>): void => {
+  let last = ""
+  for (let i = 0; i < 50; i++) {
+    const tentative = namespaces.some((ns) =>
+      Bun.spawnSync(["ip", "-j", "-n", ns, "addr", "show"]).stdout.toString().includes('"tentative"'))
+    const now = namespaces.map((ns) => observe(ns)).join("\n")
+    if (!tentative && now === last) return
+    last = now
+    Bun.sleepSync(100)
+  }
 }
