@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { BIN_DIR, binary, freshNetns, kernelFaultSweep, ipJson, podEnv } from "./harness.ts"
-import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
+import { execIn, freshHost, hostSysctls, observe, restoreHostSysctls, settle, spawnIn, type TestHost } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
 binary("host-local")
@@ -37,6 +38,51 @@ const ping = (fromNs: string, address: string): boolean =>
 
 const podAddress = (result: Json | undefined, family: 4 | 6 = 4): string =>
   String((result?.ips as Array<Json>).find((ip) => String(ip.address).includes(family === 4 ? "." : ":"))!.address).split("/")[0]!
+
+/** The host-local store of the network: each allocation and what it holds (not the lock, boot id or round-robin cursor). */
+const allocations = (h: TestHost): Record<string, string> => {
+  const dir = `${h.dir}/itnet`
+  if (!existsSync(dir)) return {}
+  return Object.fromEntries(readdirSync(dir)
+    .filter((f) => f !== "lock" && f !== "boot_id" && !f.startsWith("last_reserved_ip"))
+    .map((f) => [f, readFileSync(`${dir}/${f}`, "utf8")]))
+}
+
+/**
+ * kernelFaultSweep of one bridge ADD: after each failed run the host (links with their
+ * MTU, MAC, port options; addresses, routes, tc, VLANs, nft), its forwarding sysctls, the
+ * pod's namespace, `others` (namespaces of pods already there) and the IPAM store must be
+ * exactly as before. A run that tolerated its fault is deleted, and what its DEL leaves
+ * on purpose (shared by every pod, as in the reference plugin: host sysctls, and through
+ * `afterDel` e.g. a shared bridge's promiscuous mode) is put back, so every run starts from
+ * the same host.
+ */
+const bridgeFaultSweep = (
+  h: TestHost,
+  p: { name: string; path: string },
+  id: string,
+  c: Json,
+  others: Array<string> = [],
+  afterDel: () => void = () => {}
+): number => {
+  const state = () => ({
+    host: observe(h.name),
+    sysctls: hostSysctls(h.name),
+    pod: observe(p.name),
+    others: others.map((ns) => observe(ns)),
+    allocations: allocations(h)
+  })
+  const before = state()
+  return kernelFaultSweep(
+    (k) => execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", id, p.path), JSON.stringify(c)),
+    (run) => {
+      expect(execIn(h, BRIDGE, podEnv("DEL", id, p.path), JSON.stringify({ ...c, prevResult: run.json })).exitCode).toBe(0)
+      restoreHostSysctls(h.name, before.sysctls)
+      afterDel()
+    },
+    (k) => expect({ k, ...state() }).toEqual({ k, ...before })
+  )
+}
 
 describe("bridge on the real kernel", () => {
   test("ADD: veth on the bridge, IP, routes, gateway, masquerade; pods reach each other; DEL restores the host", () => {
@@ -199,18 +245,100 @@ describe("bridge on the real kernel", () => {
   test("a fault at every kernel call of ADD leaves the host and IPAM unchanged", () => {
     const h = host()
     const p = freshNetns()
-    const before = observe(h.name)
-    const podBefore = observe(p.name)
-    const faults = kernelFaultSweep(
-      (k) => execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-fault", p.path), JSON.stringify(conf(h))),
-      (run) => execIn(h, BRIDGE, podEnv("DEL", "it-fault", p.path), JSON.stringify(conf(h, { prevResult: run.json }))),
-      (k) => {
-        expect({ k, host: observe(h.name), pod: observe(p.name) }).toEqual({ k, host: before, pod: podBefore })
-        const allocated = Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))
-        expect({ k, allocated }).toEqual({ k, allocated: [] })
-      }
-    )
+    expect(bridgeFaultSweep(h, p, "it-fault", conf(h))).toBeGreaterThan(10)
+    p.remove()
+  }, 300_000)
+
+  test("IPv6 only: a fault at every kernel call of ADD leaves the host, its forwarding and IPAM unchanged", () => {
+    const h = host()
+    const p = freshNetns()
+    const c = conf(h, {}, { ranges: [[{ subnet: "fd12:3457::/64" }]] })
+    expect(bridgeFaultSweep(h, p, "it-fault6", c)).toBeGreaterThan(10)
+    p.remove()
+  }, 300_000)
+
+  test("dual stack: a fault at every kernel call of ADD leaves the host, its forwarding and IPAM unchanged", () => {
+    const h = host()
+    const p = freshNetns()
+    const c = conf(h, {}, { ranges: [[{ subnet: "10.127.0.0/24" }], [{ subnet: "fd12:3458::/64" }]] })
+    expect(bridgeFaultSweep(h, p, "it-fault46", c)).toBeGreaterThan(10)
+    p.remove()
+  }, 300_000)
+
+  test("second pod on an existing tscni bridge (dual stack): each failed ADD leaves the first pod's bridge, port, gateways, rules, namespace and IP intact", () => {
+    const h = host()
+    const first = freshNetns()
+    const p = freshNetns()
+    const empty = observe(h.name)
+    const c = conf(h, {}, { ranges: [[{ subnet: "10.127.1.0/24" }], [{ subnet: "fd12:3459::/64" }]] })
+    const a1 = execIn(h, BRIDGE, podEnv("ADD", "it-first", first.path), JSON.stringify(c))
+    expect(a1.exitCode).toBe(0)
+    settle(h.name, first.name)
+    const faults = bridgeFaultSweep(h, p, "it-second", c, [first.name])
     expect(faults).toBeGreaterThan(10)
+    // the first pod still works, and its DEL still leaves the host as it was before it
+    expect([ping(first.name, "10.127.1.1"), ping(first.name, "fd12:3459::1")]).toEqual([true, true])
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-first", first.path), JSON.stringify({ ...c, prevResult: a1.json })).exitCode).toBe(0)
+    expect(observe(h.name)).toBe(empty)
+    first.remove()
+    p.remove()
+  }, 300_000)
+
+  // every option this kernel supports (VLAN filtering it does not): an MTU and a MAC for
+  // the pod, the bridge promiscuous, hairpin, isolated ports, the MAC spoof check, a
+  // default gateway and masquerade
+  const options = (h: TestHost): Json =>
+    conf(h, {
+      mtu: 1400,
+      promiscMode: true,
+      hairpinMode: true,
+      portIsolation: true,
+      macspoofchk: true,
+      isDefaultGateway: true,
+      ipMasq: true,
+      runtimeConfig: { mac: "0a:58:0a:7b:02:42" }
+    }, { ranges: [[{ subnet: "10.127.2.0/24" }], [{ subnet: "fd12:345a::/64" }]] })
+
+  test("options (mtu, mac, promiscMode, hairpinMode, portIsolation, macspoofchk, …) on a new bridge: a fault at every kernel call of ADD leaves nothing", () => {
+    const h = host()
+    const p = freshNetns()
+    const c = options(h)
+    expect(bridgeFaultSweep(h, p, "it-opt", c)).toBeGreaterThan(10)
+    // the options take effect (so the sweep's runs went through them)
+    const add = execIn(h, BRIDGE, podEnv("ADD", "it-opt", p.path), JSON.stringify(c))
+    expect(add.exitCode).toBe(0)
+    const [bridge] = ipJson<Array<Json>>(h.name, "-d", "link", "show", "cni-it0")
+    const [port] = ipJson<Array<Json>>(h.name, "-d", "link", "show", "master", "cni-it0")
+    const [eth0] = ipJson<Array<Json>>(p.name, "link", "show", "eth0")
+    expect({
+      bridgeMtu: bridge!.mtu,
+      promisc: bridge!.flags.includes("PROMISC"),
+      portMtu: port!.mtu,
+      hairpin: port!.linkinfo.info_slave_data.hairpin,
+      isolated: port!.linkinfo.info_slave_data.isolated,
+      mtu: eth0!.mtu,
+      mac: eth0!.address
+    }).toEqual({ bridgeMtu: 1400, promisc: true, portMtu: 1400, hairpin: true, isolated: true, mtu: 1400, mac: "0a:58:0a:7b:02:42" })
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-opt", p.path), JSON.stringify({ ...c, prevResult: add.json })).exitCode).toBe(0)
+    p.remove()
+  }, 300_000)
+
+  test("options on a second pod of a bridge made without them: a failed ADD takes the bridge out of promiscuous mode, its MTU back, and leaves the first pod's spoof-check rule", () => {
+    const h = host()
+    const first = freshNetns()
+    const p = freshNetns()
+    const plain = conf(h, { macspoofchk: true, ipMasq: true }, { ranges: [[{ subnet: "10.127.2.0/24" }], [{ subnet: "fd12:345a::/64" }]] })
+    const a1 = execIn(h, BRIDGE, podEnv("ADD", "it-plain", first.path), JSON.stringify(plain))
+    expect(a1.exitCode).toBe(0)
+    settle(h.name, first.name)
+    // a run that tolerates its fault (the bridge-nf probe's) turns promisc on, and DEL leaves it: the bridge is shared
+    const promiscOff = () => void Bun.spawnSync(["ip", "-n", h.name, "link", "set", "cni-it0", "promisc", "off"])
+    expect(bridgeFaultSweep(h, p, "it-opt2", options(h), [first.name], promiscOff)).toBeGreaterThan(10)
+    const [bridge] = ipJson<Array<Json>>(h.name, "link", "show", "cni-it0")
+    expect({ mtu: bridge!.mtu, promisc: bridge!.flags.includes("PROMISC") }).toEqual({ mtu: 1500, promisc: false })
+    expect(ping(first.name, "10.127.2.1")).toBe(true)
+    expect(execIn(h, BRIDGE, podEnv("DEL", "it-plain", first.path), JSON.stringify({ ...plain, prevResult: a1.json })).exitCode).toBe(0)
+    first.remove()
     p.remove()
   }, 300_000)
 

@@ -177,8 +177,16 @@ describe("chained after the reference bridge", () => {
 describe("a fault at every kernel call of each chained plugin's ADD", () => {
   const mappings = [{ hostPort: 8087, containerPort: 80, protocol: "tcp" }]
   const bandwidth = { ingressRate: 2000000, ingressBurst: 200000, egressRate: 2000000, egressBurst: 200000 }
-  for (const plugin of ["bandwidth", "tuning", "firewall"] as const) {
-    test(plugin, async () => {
+  // tuning twice: with a sysctl, and with every link option (each must be put back on the pod's eth0)
+  const linkOptions = { mac: "0a:58:0a:7e:00:99", mtu: 1280, txQLen: 500, promisc: true, allmulti: true }
+  const cases = [
+    ["bandwidth", "bandwidth", {}],
+    ["tuning", "tuning", {}],
+    ["tuning", "tuning: mac, mtu, txQLen, promisc, allmulti", linkOptions],
+    ["firewall", "firewall", {}]
+  ] as const
+  for (const [plugin, label, extra] of cases) {
+    test(label, async () => {
       const h = host()
       const conf = chain(h)
       const p = freshNetns()
@@ -194,6 +202,7 @@ describe("a fault at every kernel call of each chained plugin's ADD", () => {
         cniVersion: "1.1.0",
         name: "chainnet",
         runtimeConfig: { portMappings: mappings, bandwidth },
+        ...extra,
         prevResult
       })
       const bridged = execIn(h, binary("bridge"), env("ADD"), JSON.stringify({ ...conf.plugins[0], cniVersion: "1.1.0", name: "chainnet" }))

@@ -13,10 +13,13 @@ import { bridgePlugin } from "@tscni/plugin-bridge"
 import { firewallPlugin } from "@tscni/plugin-firewall"
 import { DEFAULT_OPTIONS, makeTuningPlugin } from "@tscni/plugin-tuning"
 import { portmapPlugin } from "@tscni/plugin-portmap"
+// by path: the tests package does not list @tscni/plugin-loopback among its dependencies
+import { loopbackPlugin } from "../../packages/plugins/loopback/src/index.ts"
 import { handleInvocation, loggingLayer, type PluginDefinition } from "@tscni/skel"
 import { PluginExec } from "@tscni/steps"
 
 const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = {
+  loopback: loopbackPlugin,
   bridge: bridgePlugin,
   portmap: portmapPlugin,
   bandwidth: bandwidthPlugin,

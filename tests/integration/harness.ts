@@ -81,13 +81,13 @@ export interface PluginRun {
   readonly json: Record<string, unknown> | undefined
 }
 
-/** Executes a plugin binary as a runtime would. */
+/** Executes a plugin binary (or any argv, e.g. fault-driver.ts under bun) as a runtime would. */
 export const execPlugin = (
-  path: string,
+  path: string | ReadonlyArray<string>,
   env: Record<string, string>,
   stdin: string
 ): PluginRun => {
-  const proc = Bun.spawnSync([path], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, stdin: Buffer.from(stdin), stdout: "pipe", stderr: "pipe" })
+  const proc = Bun.spawnSync(typeof path === "string" ? [path] : [...path], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env }, stdin: Buffer.from(stdin), stdout: "pipe", stderr: "pipe" })
   const stdout = proc.stdout.toString()
   let json: Record<string, unknown> | undefined
   if (stdout.trim() !== "") json = JSON.parse(stdout) as Record<string, unknown>

@@ -1,8 +1,11 @@
 import { describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { binary, execPlugin, freshNetns, ipJson } from "./harness.ts"
+import { join, resolve } from "node:path"
+import { binary, execPlugin, freshNetns, ip, ipJson, kernelFaultSweep } from "./harness.ts"
+import { observe } from "./hostns.ts"
+
+const DRIVER = resolve(import.meta.dir, "fault-driver.ts")
 
 const VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
@@ -184,3 +187,26 @@ for (const entry of [{ label: "loopback binary", path: () => binary("loopback") 
     })
   })
 }
+
+describe("loopback: a fault at every kernel call of ADD", () => {
+  // lo down (a new namespace, what runtimes give) and lo already up (someone brought it up
+  // first): either way a failed ADD leaves lo, its addresses and routes as they were
+  for (const start of ["down", "up"] as const) {
+    test(`leaves the namespace as it was (lo ${start} before ADD)`, () => {
+      const ns = freshNetns()
+      if (start === "up") ip("-n", ns.name, "link", "set", "lo", "up")
+      const before = observe(ns.name)
+      const faults = kernelFaultSweep(
+        (k) => execPlugin(["bun", DRIVER, "loopback", String(k)], env("ADD", ns.path), conf("1.1.0")),
+        () => {
+          // DEL takes lo down (what ADD found in a new namespace); put back this test's start
+          expect(execPlugin(binary("loopback"), env("DEL", ns.path), conf("1.1.0")).exitCode).toBe(0)
+          if (start === "up") ip("-n", ns.name, "link", "set", "lo", "up")
+        },
+        (k) => expect({ k, netns: observe(ns.name) }).toEqual({ k, netns: before })
+      )
+      expect(faults).toBeGreaterThan(1)
+      ns.remove()
+    }, 120_000)
+  }
+})

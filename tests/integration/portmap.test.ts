@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { binary, kernelFaultSweep, freshNetns, podEnv } from "./harness.ts"
 import { resolve } from "node:path"
-import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
+import { execIn, freshHost, hostSysctls, observe, restoreHostSysctls, settle, type TestHost } from "./hostns.ts"
 
 const DRIVER = resolve(import.meta.dir, "fault-driver.ts")
 
@@ -38,9 +38,9 @@ const portmapConf = (mappings: Array<Json>, prevResult: Json | undefined, extra:
 })
 
 /** A small HTTP server inside a namespace, ended by PID when the file's tests end. */
-const serveIn = async (netns: string, port: number, body: string) => {
+const serveIn = async (netns: string, port: number, body: string, hostname = "0.0.0.0") => {
   const proc = Bun.spawn(["ip", "netns", "exec", netns, "bun", "-e",
-    `Bun.serve({ port: ${port}, hostname: "0.0.0.0", fetch: () => new Response(${JSON.stringify(body)}) }); console.log("ready")`
+    `Bun.serve({ port: ${port}, hostname: ${JSON.stringify(hostname)}, fetch: () => new Response(${JSON.stringify(body)}) }); console.log("ready")`
   ], { stdout: "pipe", stderr: "pipe" })
   cleanups.push(() => proc.kill())
   const reader = proc.stdout.getReader()
@@ -114,6 +114,24 @@ const settled = (netns: string, view: () => string): string => {
   return view()
 }
 
+/**
+ * kernelFaultSweep of one portmap ADD (conf as sent): after each failed run the host
+ * (links, addresses, routes, tc, VLANs, nftables ruleset) and its sysctls (route_localnet
+ * of the bridge) must be as before. A run that tolerated its fault is deleted, and the
+ * sysctls its DEL leaves on purpose (the bridge is shared) are put back.
+ */
+const portmapFaultSweep = (h: TestHost, p: { path: string }, id: string, conf: string): number => {
+  const before = { host: settled(h.name, () => observe(h.name)), sysctls: hostSysctls(h.name) }
+  return kernelFaultSweep(
+    (k) => execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", id, p.path), conf),
+    () => {
+      expect(execIn(h, PORTMAP, podEnv("DEL", id, p.path), conf).exitCode).toBe(0)
+      restoreHostSysctls(h.name, before.sysctls)
+    },
+    (k) => expect({ k, host: observe(h.name), sysctls: hostSysctls(h.name) }).toEqual({ k, ...before })
+  )
+}
+
 const IPTABLES: Mode = { bridge: { ipMasqBackend: "iptables" }, portmap: { backend: "iptables" } }
 
 describe("portmap on the real kernel", () => {
@@ -174,14 +192,41 @@ describe("portmap on the real kernel", () => {
     const mappings = [{ hostPort: 8082, containerPort: 80, protocol: "tcp" }, { hostPort: 5354, containerPort: 53, protocol: "udp" }]
     const bridged = execIn(h, BRIDGE, podEnv("ADD", "pm-fault", p.path), JSON.stringify(bridgeConf(h)))
     expect(bridged.exitCode).toBe(0)
-    const before = settled(h.name, () => observe(h.name))
     const conf = JSON.stringify(portmapConf(mappings, bridged.json))
-    const faults = kernelFaultSweep(
-      (k) => execIn(h, ["bun", DRIVER, "portmap", String(k)], podEnv("ADD", "pm-fault", p.path), conf),
-      () => execIn(h, PORTMAP, podEnv("DEL", "pm-fault", p.path), conf),
-      (k) => expect({ k, host: observe(h.name) }).toEqual({ k, host: before })
-    )
-    expect(faults).toBeGreaterThan(2)
+    expect(portmapFaultSweep(h, p, "pm-fault", conf)).toBeGreaterThan(2)
+    p.remove()
+  }, 120_000)
+
+  test("backend nftables, second pod, dual stack, hostIP and conditions: a fault at every kernel call of ADD leaves the host and the first pod's mapping as they were", async () => {
+    const h = freshHost()
+    cleanups.push(h.remove)
+    const first = freshNetns()
+    const p = freshNetns()
+    const dual: Json = { ipam: { type: "host-local", ranges: [[{ subnet: "10.125.1.0/24" }], [{ subnet: "fd12:3460::/64" }]], dataDir: h.dir } }
+    const nftables = { backend: "nftables", conditionsV4: ["ip saddr != 203.0.113.0/24"], conditionsV6: ["ip6 saddr != 2001:db8:1::/48"] }
+    const firstMappings = [{ hostPort: 8096, containerPort: 80, protocol: "tcp" }]
+    const r1 = addPod(h, "pmn-c1", first.path, firstMappings, PORTMAP, BRIDGE, { bridge: dual, portmap: nftables })
+    const mappings = [
+      { hostPort: 8093, containerPort: 80, protocol: "tcp" },
+      { hostPort: 8094, containerPort: 80, protocol: "tcp", hostIP: "10.125.1.1" },
+      { hostPort: 8095, containerPort: 80, protocol: "tcp", hostIP: "fd12:3460::1" },
+      { hostPort: 5356, containerPort: 53, protocol: "udp" }
+    ]
+    const bridged = execIn(h, BRIDGE, podEnv("ADD", "pmn-c2", p.path), JSON.stringify(bridgeConf(h, dual)))
+    expect(bridged.exitCode).toBe(0)
+    settle(h.name)
+    const conf = JSON.stringify(portmapConf(mappings, bridged.json, nftables))
+    expect(portmapFaultSweep(h, p, "pmn-c2", conf)).toBeGreaterThan(2)
+    // the first pod's mapping still answers; the second pod's, added for real, on both families
+    await serveIn(first.name, 80, "first")
+    await serveIn(p.name, 80, "second", "::")
+    expect(fetchIn(h.name, "http://10.125.1.1:8096/")).toBe("first")
+    expect(execIn(h, PORTMAP, podEnv("ADD", "pmn-c2", p.path), conf).exitCode).toBe(0)
+    expect([fetchIn(h.name, "http://10.125.1.1:8094/"), fetchIn(h.name, "http://[fd12:3460::1]:8095/")]).toEqual(["second", "second"])
+    expect(inNetns(h.name, "nft", "list", "ruleset")).toContain("ip saddr != 203.0.113.0/24")
+    delPod(h, "pmn-c2", p.path, bridged.json!, mappings, PORTMAP, BRIDGE, { bridge: dual, portmap: nftables })
+    delPod(h, "pmn-c1", first.path, r1, firstMappings, PORTMAP, BRIDGE, { bridge: dual, portmap: nftables })
+    first.remove()
     p.remove()
   }, 120_000)
 
