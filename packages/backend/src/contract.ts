@@ -271,6 +271,10 @@ export const runBackendContract = (
             hairpin: true,
             isolated: true
           })
+          // a listing reports the same flags as a lookup by name
+          const listed = (yield* backend.listLinks(a)).find((link) => link.name === "ct-d2")
+          expect(listed?.bridgePort).toEqual({ hairpin: true, isolated: true })
+          expect((yield* backend.listLinks(a)).find((link) => link.name === "ct-d3")?.bridgePort).toBeUndefined()
           const released = yield* backend.setLink(a, "ct-d2", { master: null })
           expect(released.master).toBeUndefined()
           expect(released.bridgePort).toBeUndefined()

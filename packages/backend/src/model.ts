@@ -20,11 +20,19 @@ export const MAX_IFNAME_LENGTH = 15
  */
 export const interfaceNameProblem = (name: string): string | undefined => {
   if (name === "") return "is empty"
-  if (new TextEncoder().encode(name).length > MAX_IFNAME_LENGTH) return `is longer than ${MAX_IFNAME_LENGTH} bytes`
+  const bytes = new TextEncoder().encode(name)
+  if (bytes.length > MAX_IFNAME_LENGTH) return `is longer than ${MAX_IFNAME_LENGTH} bytes`
   if (name === "." || name === "..") return "is not a valid interface name"
-  if (/[/:\s]/.test(name)) return "contains '/', ':' or whitespace"
+  if (bytes.some(isRefusedByte)) return "contains '/', ':' or whitespace"
   return undefined
 }
+
+/**
+ * The kernel checks each byte: '/', ':' and its isspace(), which is Latin-1's (tab to
+ * carriage return, space, and 0xA0, so a UTF-8 "à" — C3 A0 — is refused too).
+ */
+const isRefusedByte = (byte: number): boolean =>
+  byte === 0x2f || byte === 0x3a || (byte >= 0x09 && byte <= 0x0d) || byte === 0x20 || byte === 0xa0
 
 /** The link types tscni creates or must recognise; anything else reports as `other`. */
 export const LinkKind = Schema.Literals(["loopback", "veth", "bridge", "dummy", "ifb", "other"])

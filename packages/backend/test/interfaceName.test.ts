@@ -15,7 +15,9 @@ describe("interfaceNameProblem (the kernel's dev_valid_name)", () => {
     ["eth/0", "contains '/', ':' or whitespace"],
     ["eth:0", "contains '/', ':' or whitespace"],
     ["eth 0", "contains '/', ':' or whitespace"],
-    ["eth\t0", "contains '/', ':' or whitespace"]
+    ["eth\t0", "contains '/', ':' or whitespace"],
+    // the kernel's isspace() is Latin-1's: 0xA0, the second byte of "à" in UTF-8, is a space
+    ["à", "contains '/', ':' or whitespace"]
   ])("refuses %p: %s", (name, problem) => {
     expect(interfaceNameProblem(name)).toBe(problem)
   })

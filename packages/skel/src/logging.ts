@@ -24,7 +24,9 @@ export const loggingLayer = (env: Record<string, string | undefined>): Layer.Lay
   // (process.stderr costs ~10 ms to set up on a pipe)
   const toStderr = (line: string) => {
     try {
-      writeSync(2, line + "\n")
+      const bytes = Buffer.from(line + "\n")
+      // a pipe may take part of a long line: write the rest
+      for (let written = 0; written < bytes.length;) written += writeSync(2, bytes, written)
     } catch {
       // stderr closed or full: the line is lost, the plugin goes on
     }

@@ -10,6 +10,9 @@ export const answerVersionFast = (): boolean => {
   // Bun.write, not process.stdout.write: creating the Node stream costs ~10 ms on a pipe,
   // more than the rest of the call (docs/bench/README.md). The pending write keeps the
   // process alive until it is done.
-  void Bun.write(Bun.stdout, JSON.stringify(versionInfo()) + "\n")
+  // a reader gone away (EPIPE) fails the call, without a stack trace on stderr
+  Bun.write(Bun.stdout, JSON.stringify(versionInfo()) + "\n").catch(() => {
+    process.exitCode = 1
+  })
   return true
 }
