@@ -13,7 +13,7 @@ import * as netns from "./netns.ts"
 import * as nftables from "./nftables.ts"
 import * as iptables from "./iptables.ts"
 import * as conntrack from "./conntrack.ts"
-import { closeRouteSocket, netfilterSocket, routeSocket } from "./netlink/socket.ts"
+import { closeRouteSocket, namespacesWithSockets, netfilterSocket, routeSocket } from "./netlink/socket.ts"
 import * as address from "./rtnl/address.ts"
 import * as link from "./rtnl/link.ts"
 import * as route from "./rtnl/route.ts"
@@ -102,6 +102,16 @@ const checkVid = (operation: string, vid: number): void => {
 /** The VLANs the kernel reports for one link ([] for links that hold none). */
 const vlansOf = (ns: string, target: LinkInfo, operation: string) =>
   link.bridgeVlans(socketOf(ns), operation).get(target.index) ?? []
+
+/**
+ * Closes every netlink socket and nft context held in a namespace other than the process's
+ * own. A plugin process never needs this (it exits); a resident daemon calls it when no
+ * request is running, since its sockets would otherwise keep deleted pod namespaces alive.
+ */
+export const releaseNamespaceResources = (): void => {
+  for (const path of namespacesWithSockets()) closeRouteSocket(path)
+  for (const path of nftables.namespacesWithContexts()) nftables.closeContext(path)
+}
 
 /** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables, iptables-restore. */
 export const makeLinuxBackend = (): BackendShape => ({

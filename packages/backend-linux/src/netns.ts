@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync } from "node:fs"
+import { existsSync, mkdirSync, rmSync, statSync } from "node:fs"
 import { BackendError, HOST_NETNS } from "@tscni/backend"
 import {
   CLONE_NEWNET,
@@ -145,4 +145,21 @@ export const deleteNetns = (path: string): void => {
   if (!existsSync(path)) fail("deleteNetns", 2, path)
   if (libc.umount2(path, MNT_DETACH) !== 0 && errno() !== 22) fail("deleteNetns", errno(), `umount ${path}`)
   rmSync(path, { force: true })
+}
+
+/**
+ * Which namespace a path names now ("device:inode" of the nsfs file), undefined when it
+ * names none. Caches keyed by path (netlink sockets, nft contexts) compare it on each use:
+ * in a long-lived process (the resident daemon) a pod's path can be bound to a new
+ * namespace after the old one was deleted, and a socket opened in the old one would talk
+ * to a namespace nobody sees any more.
+ */
+export const namespaceIdentity = (path: string): string | undefined => {
+  if (path === HOST_NETNS) return HOST_NETNS
+  try {
+    const stat = statSync(path)
+    return `${stat.dev}:${stat.ino}`
+  } catch {
+    return undefined
+  }
 }

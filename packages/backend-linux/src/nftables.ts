@@ -1,7 +1,7 @@
 import { CString, dlopen, FFIType } from "bun:ffi"
-import { BackendError, FILTER_FAMILIES, type FilterRule } from "@tscni/backend"
+import { BackendError, FILTER_FAMILIES, type FilterRule, HOST_NETNS } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
-import { inNetns } from "./netns.ts"
+import { inNetns, namespaceIdentity } from "./netns.ts"
 
 /**
  * Packet filtering through libnftables (Debian libnftables1) over bun:ffi: each call is
@@ -43,14 +43,18 @@ const nft = (operation: string): Library["symbols"] => {
 }
 
 type Pointer = NonNullable<ReturnType<Library["symbols"]["nft_ctx_new"]>>
-const contexts = new Map<string, Pointer>()
+/** nft contexts by namespace path, each with the identity of the namespace it was made in (see namespaceIdentity). */
+const contexts = new Map<string, { readonly context: Pointer; readonly identity: string | undefined }>()
 
 /** Frees the namespace's nft context (and its netlink socket), e.g. before the namespace is deleted. */
 export const closeContext = (netns: string): void => {
-  const context = contexts.get(netns)
-  if (context && library) library.symbols.nft_ctx_free(context)
+  const entry = contexts.get(netns)
+  if (entry && library) library.symbols.nft_ctx_free(entry.context)
   contexts.delete(netns)
 }
+
+/** Every namespace other than the process's own that an nft context is open in. */
+export const namespacesWithContexts = (): ReadonlyArray<string> => [...contexts.keys()].filter((netns) => netns !== HOST_NETNS)
 
 const readBuffer = (pointer: ReturnType<Library["symbols"]["nft_ctx_get_output_buffer"]>): string =>
   pointer === null ? "" : new CString(pointer).toString()
@@ -62,14 +66,16 @@ const readBuffer = (pointer: ReturnType<Library["symbols"]["nft_ctx_get_output_b
 export const runNft = (netns: string, operation: string, script: string): string =>
   inNetns(netns, () => {
     const symbols = nft(operation)
-    let context = contexts.get(netns)
+    const identity = namespaceIdentity(netns)
+    if (contexts.get(netns)?.identity !== identity) closeContext(netns)
+    let context = contexts.get(netns)?.context
     if (!context) {
       const created = symbols.nft_ctx_new(0)
       if (created === null) throw new KernelCallFailed(new BackendError({ operation, reason: "Unknown", message: `${operation}: nft_ctx_new failed` }))
       symbols.nft_ctx_buffer_output(created)
       symbols.nft_ctx_buffer_error(created)
       symbols.nft_ctx_output_set_flags(created, NFT_CTX_OUTPUT_HANDLE)
-      contexts.set(netns, created)
+      contexts.set(netns, { context: created, identity })
       context = created
     }
     const status = symbols.nft_run_cmd_from_buffer(context, Buffer.from(script + "\0"))

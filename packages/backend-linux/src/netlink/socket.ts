@@ -1,6 +1,7 @@
 import { AF_NETLINK, errno, libc, NETLINK_EXT_ACK, NETLINK_ROUTE, SOCK_CLOEXEC, SOCK_RAW, SOL_NETLINK } from "../libc.ts"
 import { kernelError, KernelCallFailed } from "../errors.ts"
-import { inNetns } from "../netns.ts"
+import { HOST_NETNS } from "@tscni/backend"
+import { inNetns, namespaceIdentity } from "../netns.ts"
 import {
   decodeError,
   decodeMessages,
@@ -96,19 +97,27 @@ export class RouteSocket {
 }
 
 const NETLINK_NETFILTER = 12
-const sockets = new Map<string, RouteSocket>()
+/** Open sockets by `protocol:path`, each with the identity of the namespace it was opened in. */
+const sockets = new Map<string, { readonly socket: RouteSocket; readonly netns: string; readonly identity: string | undefined }>()
 
 const cached = (netns: string, protocol: number): RouteSocket => {
   const key = `${protocol}:${netns}`
-  let socket = sockets.get(key)
-  if (!socket) {
-    socket = RouteSocket.open(netns, protocol)
-    sockets.set(key, socket)
-  }
+  const identity = namespaceIdentity(netns)
+  const entry = sockets.get(key)
+  if (entry !== undefined && entry.identity === identity) return entry.socket
+  // the path names another namespace now (or none): never talk to the old one
+  entry?.socket.close()
+  sockets.delete(key)
+  const socket = RouteSocket.open(netns, protocol)
+  sockets.set(key, { socket, netns, identity })
   return socket
 }
 
-/** One rtnetlink socket per namespace for the life of the process (a plugin lives for one call). */
+/**
+ * One rtnetlink socket per namespace, reused while the path names the same namespace: for
+ * the life of a plugin process, or of a resident daemon's requests (see
+ * releaseNamespaceSockets).
+ */
 export const routeSocket = (netns: string): RouteSocket => cached(netns, NETLINK_ROUTE)
 
 /** The same for netfilter (conntrack). */
@@ -117,7 +126,11 @@ export const netfilterSocket = (netns: string): RouteSocket => cached(netns, NET
 /** Closes the namespace's sockets, e.g. before the namespace is deleted. */
 export const closeRouteSocket = (netns: string): void => {
   for (const protocol of [NETLINK_ROUTE, NETLINK_NETFILTER]) {
-    sockets.get(`${protocol}:${netns}`)?.close()
+    sockets.get(`${protocol}:${netns}`)?.socket.close()
     sockets.delete(`${protocol}:${netns}`)
   }
 }
+
+/** Every namespace other than the process's own that a socket is open in. */
+export const namespacesWithSockets = (): ReadonlyArray<string> =>
+  [...new Set([...sockets.values()].map((entry) => entry.netns))].filter((netns) => netns !== HOST_NETNS)
