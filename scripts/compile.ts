@@ -14,6 +14,9 @@ if (!entry || !name) {
 const outDir = resolve(import.meta.dir, "..", "dist", "bin")
 mkdirSync(outDir, { recursive: true })
 const outfile = join(outDir, name)
+// Which build this is: the resident daemon serves only callers of its own build
+// (packages/resident/src/protocol.ts). Unique per compile, which is all it needs to be.
+const buildId = `${new Date().toISOString()}-${crypto.randomUUID().slice(0, 8)}`
 const build = Bun.spawnSync([
   process.execPath,
   "build",
@@ -26,6 +29,7 @@ const build = Bun.spawnSync([
   // the lazy import() becomes its own chunk: VERSION parses only the few hundred bytes it
   // needs (measured in docs/bench/build-options.md: VERSION 13.5 → 10.3 ms, ADD 32.7 → 27.8 ms)
   "--splitting",
+  `--define=TSCNI_BUILD_ID=${JSON.stringify(buildId)}`,
   "--no-compile-autoload-dotenv",
   "--no-compile-autoload-bunfig",
   "--outfile",

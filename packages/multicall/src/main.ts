@@ -1,13 +1,18 @@
+import { forwardToDaemon } from "@tscni/resident/forward"
 import { answerVersionFast } from "@tscni/skel/version"
-import { pluginNamed, PLUGIN_NAMES } from "./plugins.ts"
+import { type PluginEntry, pluginNamed, PLUGIN_NAMES } from "./plugins.ts"
 
 /**
  * One runtime for every plugin: installed once as `tscni` with a link per plugin
  * (`ln -s tscni loopback`), it runs the plugin named by the name it was invoked by.
- * `tscni <plugin>` works too. Nothing heavy is imported at the top: VERSION must stay fast.
+ * `tscni <plugin>` works too, and `tscni daemon` is the resident tscni that serves these
+ * calls warm when it runs (@tscni/resident). Nothing heavy is imported at the top: VERSION
+ * and forwarding must stay as cheap as a bare Bun program.
  */
 const invokedAs = process.argv0.slice(process.argv0.lastIndexOf("/") + 1)
-const run = pluginNamed(invokedAs) ?? pluginNamed(process.argv[2] ?? "")
+const byArgv0 = pluginNamed(invokedAs) !== undefined
+const pluginName = byArgv0 ? invokedAs : process.argv[2] ?? ""
+const load = pluginNamed(pluginName)
 
 const refuse = async (): Promise<void> => {
   const { errorResult, invalidEnvironment } = await import("@tscni/spec/errors")
@@ -17,5 +22,27 @@ const refuse = async (): Promise<void> => {
   await Bun.write(Bun.stdout, JSON.stringify(errorResult(error, LATEST_VERSION)) + "\n")
 }
 
-if (run === undefined) void refuse()
-else if (!answerVersionFast()) void run()
+/** `tscni daemon [--socket PATH]`. */
+const daemon = async (): Promise<void> => {
+  const { runDaemon } = await import("@tscni/resident/daemon")
+  const bound = (name: string) => pluginNamed(name)?.().then((entry) => entry.bound) ?? Promise.resolve(undefined)
+  await runDaemon(process.argv.slice(3), bound).catch((error: unknown) => {
+    process.stderr.write(`tscni daemon: ${error instanceof Error ? error.message : String(error)}\n`)
+    process.exitCode = 1
+  })
+}
+
+/** The call, by the daemon when one serves it, else here (with the stdin already read). */
+const serveCall = async (entry: () => Promise<PluginEntry>): Promise<void> => {
+  const stdin = await Bun.stdin.text().catch(() => undefined)
+  const forwarded = stdin === undefined ? undefined : await forwardToDaemon(pluginName, stdin)
+  if (forwarded === undefined) return (await entry()).run(stdin)
+  if (forwarded.stderr !== "") await Bun.write(Bun.stderr, forwarded.stderr)
+  if (forwarded.stdout !== "") await Bun.write(Bun.stdout, forwarded.stdout)
+  process.exit(forwarded.exitCode)
+}
+
+if (load !== undefined) {
+  if (!answerVersionFast()) void serveCall(load)
+} else if (process.argv[2] === "daemon") void daemon()
+else void refuse()

@@ -13,11 +13,12 @@ const LEVELS: Record<string, LogLevel> = {
 }
 
 /**
- * Logs never go to stdout (the runtime parses it as the result): they go to stderr, or to
+ * Logs never go to stdout (the runtime parses it as the result): they go to stderr (or to
+ * `sink`: the resident daemon sends them back to the caller's stderr), or to
  * `TSCNI_LOG_FILE` when set. `TSCNI_LOG=debug` shows every step's trace (name, phase,
  * duration, outcome); the default is `warn`.
  */
-export const loggingLayer = (env: Record<string, string | undefined>): Layer.Layer<never> => {
+export const loggingLayer = (env: Record<string, string | undefined>, sink?: (line: string) => void): Layer.Layer<never> => {
   const level = LEVELS[(env.TSCNI_LOG ?? "warn").toLowerCase()] ?? "Warn"
   const file = env.TSCNI_LOG_FILE
   // a synchronous write: nothing is lost at process.exit, and no Node stream is created
@@ -33,15 +34,16 @@ export const loggingLayer = (env: Record<string, string | undefined>): Layer.Lay
   }
   // A log line must never fail the plugin (a failed write inside a step would lose its
   // handle): when the file cannot be written, the line goes to stderr instead.
+  const toConsole = sink ? (line: string) => sink(line + "\n") : toStderr
   const write = file
     ? (line: string) => {
       try {
         appendFileSync(file, line + "\n")
       } catch {
-        toStderr(line)
+        toConsole(line)
       }
     }
-    : toStderr
+    : toConsole
   const logger = Logger.map(Logger.formatLogFmt, write)
   return Layer.mergeAll(
     Logger.layer([logger]),

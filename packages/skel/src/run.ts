@@ -154,18 +154,42 @@ const readStdin: Effect.Effect<string, CniError> = Effect.tryPromise({
 })
 
 /**
- * The plugin process: runs one invocation, prints the outcome, sets the exit code.
- * SIGTERM/SIGINT interrupt the work, so an interrupted ADD still rolls back.
+ * A plugin bound to the services it runs on (the real kernel, the store on disk): one call
+ * from env + stdin to its outcome, never failing. What a plugin process runs once and the
+ * resident daemon runs per request. `log` receives the log lines (else stderr or
+ * TSCNI_LOG_FILE); `note` is logged at debug level first.
  */
-export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer<R, LE>): Promise<void> => {
+export interface BoundPlugin {
+  readonly name: string
+  readonly invoke: (invocation: Invocation, options?: { readonly log?: (line: string) => void; readonly note?: string }) => Effect.Effect<Outcome>
+}
+
+/** Binds a plugin to a layer providing what it needs; a layer that fails to build is the call's error. */
+export const bindPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer<R, LE>): BoundPlugin => ({
+  name: plugin.name,
+  invoke: (invocation, options) =>
+    (options?.note === undefined ? Effect.void : Effect.logDebug(options.note)).pipe(
+      Effect.andThen(handleInvocation(plugin, invocation)),
+      Effect.provide(Layer.mergeAll(layer, loggingLayer(invocation.env, options?.log))),
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.failCause(cause)
+          : Effect.succeed({ stdout: json(errorResult(errorFromCause(cause), LATEST_VERSION)), exitCode: 1 })
+      ),
+      Effect.orDie
+    )
+})
+
+/**
+ * The plugin process: runs one invocation, prints the outcome, sets the exit code.
+ * SIGTERM/SIGINT interrupt the work, so an interrupted ADD still rolls back. `stdin` when
+ * the caller has read it already (the multicall binary, before asking the daemon).
+ */
+export const runBound = (bound: BoundPlugin, stdin?: string): Promise<void> => {
   const env = process.env
   // performance.now() counts from process start: how much of a call is loading code
-  const loadedAt = performance.now()
-  const program = Effect.logDebug(`${plugin.name}: code loaded ${loadedAt.toFixed(1)} ms after process start`).pipe(
-    Effect.andThen(handleInvocation(plugin, { env, stdin: readStdin })),
-    Effect.provide(Layer.mergeAll(layer, loggingLayer(env)))
-  )
-  const fiber = Effect.runFork(program)
+  const note = `${bound.name}: code loaded ${performance.now().toFixed(1)} ms after process start`
+  const fiber = Effect.runFork(bound.invoke({ env, stdin: stdin === undefined ? readStdin : Effect.succeed(stdin) }, { note }))
   const interrupt = () => Effect.runFork(Fiber.interrupt(fiber))
   process.once("SIGTERM", interrupt)
   process.once("SIGINT", interrupt)
@@ -181,3 +205,7 @@ export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer
     process.exit(outcome.exitCode)
   })
 }
+
+/** runBound of a plugin and its layer. */
+export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer<R, LE>, stdin?: string): Promise<void> =>
+  runBound(bindPlugin(plugin, layer), stdin)

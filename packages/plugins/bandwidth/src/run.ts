@@ -1,6 +1,9 @@
 import { layer as linuxBackend } from "@tscni/backend-linux"
-import { runPlugin } from "@tscni/skel"
+import { bindPlugin, runBound } from "@tscni/skel"
 import { bandwidthPlugin } from "./plugin.ts"
 
+/** bandwidth on the real kernel: what its process and the resident daemon run. */
+export const bandwidthOnLinux = bindPlugin(bandwidthPlugin, linuxBackend)
+
 /** The bandwidth process on the real kernel. */
-export const runBandwidth = (): Promise<void> => runPlugin(bandwidthPlugin, linuxBackend)
+export const runBandwidth = (stdin?: string): Promise<void> => runBound(bandwidthOnLinux, stdin)

@@ -1,5 +1,8 @@
 import { diskStoreLayer, hostLocalPlugin } from "@tscni/ipam"
-import { runPlugin } from "@tscni/skel"
+import { bindPlugin, runBound } from "@tscni/skel"
+
+/** host-local on the store on disk: what its process and the resident daemon run. */
+export const hostLocalOnDisk = bindPlugin(hostLocalPlugin, diskStoreLayer)
 
 /** The host-local process: the shared plugin on the store on disk. */
-export const runHostLocal = (): Promise<void> => runPlugin(hostLocalPlugin, diskStoreLayer)
+export const runHostLocal = (stdin?: string): Promise<void> => runBound(hostLocalOnDisk, stdin)

@@ -1,6 +1,9 @@
 import { layer as linuxBackend } from "@tscni/backend-linux"
-import { runPlugin } from "@tscni/skel"
+import { bindPlugin, runBound } from "@tscni/skel"
 import { loopbackPlugin } from "./plugin.ts"
 
+/** loopback on the real kernel: what its process and the resident daemon run. */
+export const loopbackOnLinux = bindPlugin(loopbackPlugin, linuxBackend)
+
 /** The loopback process on the real kernel. */
-export const runLoopback = (): Promise<void> => runPlugin(loopbackPlugin, linuxBackend)
+export const runLoopback = (stdin?: string): Promise<void> => runBound(loopbackOnLinux, stdin)

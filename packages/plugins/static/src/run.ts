@@ -1,6 +1,9 @@
 import { Layer } from "effect"
 import { staticPlugin } from "@tscni/ipam"
-import { runPlugin } from "@tscni/skel"
+import { bindPlugin, runBound } from "@tscni/skel"
 
-/** The static process: it needs no service at all. */
-export const runStatic = (): Promise<void> => runPlugin(staticPlugin, Layer.empty)
+/** static needs no service at all: what its process and the resident daemon run. */
+export const staticAlone = bindPlugin(staticPlugin, Layer.empty)
+
+/** The static process. */
+export const runStatic = (stdin?: string): Promise<void> => runBound(staticAlone, stdin)

@@ -1,17 +1,20 @@
 import { layer as linuxBackend } from "@tscni/backend-linux"
-import { runPlugin } from "@tscni/skel"
+import { bindPlugin, runBound } from "@tscni/skel"
 import { DEFAULT_OPTIONS } from "./config.ts"
 import { makeTuningPlugin } from "./plugin.ts"
 
 /**
- * The tuning process on the real kernel. `TSCNI_TUNING_ALLOWLIST` moves the allowlist
- * (tests); a runtime's environment is the administrator's, like the file itself.
+ * tuning on the real kernel. `TSCNI_TUNING_ALLOWLIST` moves the allowlist (tests); a
+ * runtime's environment is the administrator's, like the file itself (for the resident
+ * daemon: the daemon's environment).
  */
-export const runTuning = (): Promise<void> =>
-  runPlugin(
-    makeTuningPlugin({
-      ...DEFAULT_OPTIONS,
-      allowlistPath: process.env.TSCNI_TUNING_ALLOWLIST ?? DEFAULT_OPTIONS.allowlistPath
-    }),
-    linuxBackend
-  )
+export const tuningOnLinux = bindPlugin(
+  makeTuningPlugin({
+    ...DEFAULT_OPTIONS,
+    allowlistPath: process.env.TSCNI_TUNING_ALLOWLIST ?? DEFAULT_OPTIONS.allowlistPath
+  }),
+  linuxBackend
+)
+
+/** The tuning process. */
+export const runTuning = (stdin?: string): Promise<void> => runBound(tuningOnLinux, stdin)

@@ -1,0 +1,237 @@
+/**
+ * The resident tscni: `tscni daemon` serving the calls the multicall binary forwards, on the
+ * real kernel, in a test namespace standing in for the host. What must hold: a served call
+ * is the same call a process would make; no daemon (or a dead one) changes nothing; a caller
+ * the daemon must not serve (another namespace) runs its call itself; a pod path bound to a
+ * new namespace is not confused with the old one; a caller killed mid-ADD gets its ADD
+ * rolled back by the daemon. Observed with ip -j and util-linux flock, not with tscni.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { binary, freshNetns, ip, ipJson, podEnv } from "./harness.ts"
+import { execIn, freshHost, observe, settle, spawnIn, type TestHost } from "./hostns.ts"
+
+type Json = Record<string, any>
+
+const scratch = mkdtempSync(join(tmpdir(), "tscni-resident-"))
+const binDir = join(scratch, "bin")
+mkdirSync(binDir)
+for (const name of ["tscni", "bridge", "host-local"]) symlinkSync(binary("tscni"), join(binDir, name))
+const BRIDGE = join(binDir, "bridge")
+const SOCKET = join(scratch, "daemon.sock")
+const SERVED = "served by the tscni daemon"
+
+const hosts: Array<TestHost> = []
+const host = () => {
+  const h = freshHost()
+  hosts.push(h)
+  return h
+}
+
+const conf = (h: TestHost, subnet = "10.124.0.0/24"): Json => ({
+  cniVersion: "1.0.0",
+  name: "resnet",
+  type: "bridge",
+  bridge: "cni-res0",
+  isGateway: true,
+  ipMasq: true,
+  ipam: { type: "host-local", ranges: [[{ subnet }]], dataDir: h.dir }
+})
+
+/** The call env a runtime gives, with the daemon's socket and debug logs (which say who served the call). */
+const callEnv = (command: string, id: string, netns: string, socket = SOCKET) => ({
+  ...podEnv(command, id, netns, binDir),
+  TSCNI_DAEMON_SOCKET: socket,
+  TSCNI_LOG: "debug"
+})
+
+const waitFor = async (what: string, ok: () => boolean, ms = 5000) => {
+  const until = Date.now() + ms
+  while (!ok()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await Bun.sleep(10)
+  }
+}
+
+let daemonHost: TestHost
+let daemon: ReturnType<typeof spawnIn>
+
+beforeAll(async () => {
+  daemonHost = host()
+  daemon = spawnIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET], {}, "")
+  await waitFor("the daemon's socket", () => existsSync(SOCKET))
+})
+
+afterAll(async () => {
+  daemon.proc.kill("SIGTERM")
+  await daemon.done
+  hosts.forEach((h) => h.remove())
+  rmSync(scratch, { recursive: true, force: true })
+})
+
+describe("resident tscni (tscni daemon)", () => {
+  test("ADD, CHECK and DEL through the multicall binary are served by the daemon, with the same result as a process", () => {
+    const h = daemonHost
+    const p = freshNetns()
+    const before = observe(h.name)
+    const add = execIn(h, BRIDGE, callEnv("ADD", "res-1", p.path), JSON.stringify(conf(h)))
+    expect([add.exitCode, add.stderr.includes(SERVED)]).toEqual([0, true])
+    expect(add.json?.ips).toEqual([{ address: "10.124.0.2/24", gateway: "10.124.0.1", interface: 2 }])
+    const [eth0] = ipJson<Array<Json>>(p.name, "addr", "show", "eth0")
+    expect(eth0!.addr_info.map((a: Json) => `${a.local}/${a.prefixlen}`)).toContain("10.124.0.2/24")
+    expect(ipJson<Array<Json>>(h.name, "link", "show", "cni-res0")).toHaveLength(1)
+    const check = execIn(h, BRIDGE, callEnv("CHECK", "res-1", p.path), JSON.stringify({ ...conf(h), prevResult: add.json }))
+    expect([check.exitCode, check.stdout, check.stderr.includes(SERVED)]).toEqual([0, "", true])
+    const del = execIn(h, BRIDGE, callEnv("DEL", "res-1", p.path), JSON.stringify({ ...conf(h), prevResult: add.json }))
+    expect([del.exitCode, del.stderr.includes(SERVED)]).toEqual([0, true])
+    expect(observe(h.name)).toEqual(before)
+    p.remove()
+  })
+
+  test("a config error is answered by the daemon exactly as by a process: code, message, exit status, nothing changed", () => {
+    const h = daemonHost
+    const p = freshNetns()
+    const before = observe(h.name)
+    const bad = { ...conf(h), mtu: "nine" }
+    const served = execIn(h, BRIDGE, callEnv("ADD", "res-bad", p.path), JSON.stringify(bad))
+    const inProcess = execIn(h, BRIDGE, callEnv("ADD", "res-bad", p.path, join(scratch, "none.sock")), JSON.stringify(bad))
+    expect(served.stderr.includes(SERVED)).toBe(true)
+    expect(inProcess.stderr.includes(SERVED)).toBe(false)
+    expect({ exit: served.exitCode, out: served.json }).toEqual({ exit: inProcess.exitCode, out: inProcess.json })
+    expect(served.json).toMatchObject({ code: 7 })
+    expect(observe(h.name)).toEqual(before)
+    p.remove()
+  })
+
+  test("no daemon at the socket path, or a dead daemon's socket file: the call runs in the process", () => {
+    const h = daemonHost
+    const stale = join(scratch, "stale.sock")
+    // a unix socket file nobody listens on, as a killed daemon leaves it
+    const made = Bun.spawnSync(["python3", "-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`])
+    expect([made.exitCode, existsSync(stale)]).toEqual([0, true])
+    for (const socket of [join(scratch, "none.sock"), stale]) {
+      const p = freshNetns()
+      const add = execIn(h, BRIDGE, callEnv("ADD", "res-2", p.path, socket), JSON.stringify(conf(h)))
+      expect({ socket, exit: add.exitCode, served: add.stderr.includes(SERVED), loaded: add.stderr.includes("code loaded") }).toEqual({
+        socket,
+        exit: 0,
+        served: false,
+        loaded: true
+      })
+      expect(execIn(h, BRIDGE, callEnv("DEL", "res-2", p.path, socket), JSON.stringify(conf(h))).exitCode).toBe(0)
+      p.remove()
+    }
+  })
+
+  test("a caller in another network namespace than the daemon's is not served: its bridge is made in its own host", () => {
+    const other = host()
+    const p = freshNetns()
+    const add = execIn(other, BRIDGE, callEnv("ADD", "res-3", p.path), JSON.stringify(conf(other)))
+    expect([add.exitCode, add.stderr.includes(SERVED)]).toEqual([0, false])
+    expect(ipJson<Array<Json>>(other.name, "link", "show", "cni-res0")).toHaveLength(1)
+    expect(Bun.spawnSync(["ip", "-n", daemonHost.name, "link", "show", "cni-res0"]).exitCode).not.toBe(0)
+    expect(execIn(other, BRIDGE, callEnv("DEL", "res-3", p.path), JSON.stringify(conf(other))).exitCode).toBe(0)
+    p.remove()
+  })
+
+  test("a pod path bound to a new namespace between calls: the daemon acts on the new one", () => {
+    const h = daemonHost
+    const p = freshNetns()
+    const first = execIn(h, BRIDGE, callEnv("ADD", "res-4", p.path), JSON.stringify(conf(h)))
+    expect([first.exitCode, first.stderr.includes(SERVED)]).toEqual([0, true])
+    expect(execIn(h, BRIDGE, callEnv("DEL", "res-4", p.path), JSON.stringify(conf(h))).exitCode).toBe(0)
+    // the runtime deletes the sandbox and makes a new one at the same path
+    ip("netns", "delete", p.name)
+    ip("netns", "add", p.name)
+    const again = execIn(h, BRIDGE, callEnv("ADD", "res-4", p.path), JSON.stringify(conf(h)))
+    expect([again.exitCode, again.stderr.includes(SERVED)]).toEqual([0, true])
+    const address = (again.json?.ips as Array<Json>)[0]!.address as string
+    expect(ipJson<Array<Json>>(p.name, "addr", "show", "eth0")[0]!.addr_info.map((a: Json) => `${a.local}/${a.prefixlen}`)).toContain(address)
+    expect(execIn(h, BRIDGE, callEnv("DEL", "res-4", p.path), JSON.stringify(conf(h))).exitCode).toBe(0)
+    p.remove()
+  })
+
+  test("the caller killed while the daemon runs its ADD: the daemon rolls the ADD back, without any DEL", async () => {
+    const h = daemonHost
+    const p = freshNetns()
+    settle(h.name)
+    const before = observe(h.name)
+    // hold host-local's store lock (as the reference takes it) so the ADD stops in ipamAllocate,
+    // after the bridge and the veth were made
+    mkdirSync(join(h.dir, "resnet"), { recursive: true })
+    // `cat` holds the lock until its stdin is closed (killing flock alone would leave the lock with its child)
+    const holder = Bun.spawn(["flock", join(h.dir, "resnet", "lock"), "cat"], { stdin: "pipe", stdout: "ignore" })
+    await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", join(h.dir, "resnet", "lock"), "true"]).exitCode !== 0)
+    const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-5", p.path), JSON.stringify(conf(h)))
+    const vethsOnHost = () => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length
+    await waitFor("the ADD's veth", () => vethsOnHost() > 0)
+    caller.proc.kill("SIGKILL")
+    await caller.done
+    // the lock wait is not interruptible (a lock is either had or not): the interruption
+    // takes effect when the lock is free, and undoes the ADD instead of going on with it
+    void holder.stdin.end()
+    await holder.exited
+    await waitFor("the rollback", () => vethsOnHost() === 0)
+    await Bun.sleep(300)
+    expect(observe(h.name)).toEqual(before)
+    expect(ipJson<Array<Json>>(p.name, "link", "show").map((link) => link.ifname)).toEqual(["lo"])
+    p.remove()
+  }, 60_000)
+
+  test("20 ADDs at once through the daemon get 20 distinct addresses; 20 DELs at once leave the host as before", async () => {
+    const h = daemonHost
+    const pods = Array.from({ length: 20 }, () => freshNetns())
+    const before = observe(h.name)
+    const adds = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, callEnv("ADD", `res-c${i}`, p.path), JSON.stringify(conf(h))).done))
+    expect(adds.map((run) => [run.exitCode, run.stderr.includes(SERVED)])).toEqual(pods.map(() => [0, true]))
+    expect(new Set(adds.map((run) => (run.json?.ips as Array<Json>)[0]!.address)).size).toBe(20)
+    const dels = await Promise.all(pods.map((p, i) => spawnIn(h, BRIDGE, callEnv("DEL", `res-c${i}`, p.path), JSON.stringify(conf(h))).done))
+    expect(dels.map((run) => run.exitCode)).toEqual(pods.map(() => 0))
+    expect(observe(h.name)).toEqual(before)
+    pods.forEach((p) => p.remove())
+  }, 60_000)
+
+  test("the daemon killed during an ADD: the caller answers code 11 (try again later), and a DEL without a daemon cleans up", async () => {
+    const h = host()
+    const p = freshNetns()
+    const socket = join(scratch, "doomed.sock")
+    const doomed = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket], {}, "")
+    await waitFor("the doomed daemon's socket", () => existsSync(socket))
+    settle(h.name)
+    const before = observe(h.name)
+    mkdirSync(join(h.dir, "resnet"), { recursive: true })
+    const holder = Bun.spawn(["flock", join(h.dir, "resnet", "lock"), "cat"], { stdin: "pipe", stdout: "ignore" })
+    await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", join(h.dir, "resnet", "lock"), "true"]).exitCode !== 0)
+    const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-6", p.path, socket), JSON.stringify(conf(h)))
+    await waitFor("the ADD's veth", () => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length > 0)
+    doomed.proc.kill("SIGKILL")
+    await doomed.done
+    const answered = await caller.done
+    void holder.stdin.end()
+    await holder.exited
+    expect({ exit: answered.exitCode, error: answered.json }).toEqual({
+      exit: 1,
+      error: { cniVersion: "1.0.0", code: 11, msg: "the tscni daemon ended before answering this ADD" }
+    })
+    // its socket file is left behind, with nobody listening: the DEL runs in the process
+    const del = execIn(h, BRIDGE, callEnv("DEL", "res-6", p.path, socket), JSON.stringify(conf(h)))
+    expect([del.exitCode, del.stderr.includes(SERVED)]).toEqual([0, false])
+    expect(observe(h.name)).toEqual(before)
+    p.remove()
+  }, 60_000)
+
+  test("a second daemon on the same socket refuses to start; SIGTERM stops a daemon and removes its socket", async () => {
+    const second = execIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET], {}, "")
+    expect(second.exitCode).toBe(1)
+    expect(second.stderr).toContain("another daemon is listening")
+    expect(existsSync(SOCKET)).toBe(true)
+    const own = join(scratch, "own.sock")
+    const third = spawnIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", own], {}, "")
+    await waitFor("the third daemon's socket", () => existsSync(own))
+    third.proc.kill("SIGTERM")
+    const stopped = await third.done
+    expect([stopped.exitCode, existsSync(own)]).toEqual([0, false])
+  })
+})
