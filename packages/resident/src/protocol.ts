@@ -35,15 +35,20 @@ export type DaemonAnswer =
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value)
 
-/** Parses a call line; undefined for anything that is not one. */
-export const parseCall = (line: string): ForwardedCall | undefined => {
-  let value: unknown
+/** A JSON object, or undefined for any other text (cut off, not JSON, not an object). */
+const parseObject = (text: string): Record<string, unknown> | undefined => {
   try {
-    value = JSON.parse(line)
+    const value: unknown = JSON.parse(text)
+    return isRecord(value) ? value : undefined
   } catch {
     return undefined
   }
-  if (!isRecord(value) || !isRecord(value.env)) return undefined
+}
+
+/** Parses a call line; undefined for anything that is not one. */
+export const parseCall = (line: string): ForwardedCall | undefined => {
+  const value = parseObject(line)
+  if (value === undefined || !isRecord(value.env)) return undefined
   const { build, pid, plugin, stdin } = value
   if (typeof build !== "string" || typeof pid !== "number" || typeof plugin !== "string" || typeof stdin !== "string") return undefined
   const env: Record<string, string> = {}
@@ -53,13 +58,8 @@ export const parseCall = (line: string): ForwardedCall | undefined => {
 
 /** Parses an answer; undefined for anything that is not one (a daemon that died mid-call). */
 export const parseAnswer = (text: string): DaemonAnswer | undefined => {
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  if (!isRecord(value)) return undefined
+  const value = parseObject(text)
+  if (value === undefined) return undefined
   if (typeof value.fallback === "string") return { fallback: value.fallback }
   const { stdout, exitCode, stderr } = value
   if (typeof stdout !== "string" || typeof exitCode !== "number" || typeof stderr !== "string") return undefined

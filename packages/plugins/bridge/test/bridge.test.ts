@@ -3,10 +3,11 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs"
 import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
-import { handleInvocation } from "@tscni/skel"
+import { attachmentEnv, invokePlugin } from "@tscni/skel/testing"
 import { type PluginExec, withFileLock } from "@tscni/steps"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
+import { CONF } from "./fixtures.ts"
 import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE, bridgeIntentPath, bridgeLockPath, bridgePlugin, hostVethName, LOCK_DIR } from "../src/index.ts"
 
 type Json = Record<string, any>
@@ -18,30 +19,9 @@ const world = () => {
   return { ipam, exec, layer: Layer.mergeAll(MockBackend.layer, exec.layer) }
 }
 
-const CONF = {
-  cniVersion: "1.0.0",
-  name: "podnet",
-  type: "bridge",
-  bridge: "br-test",
-  isGateway: true,
-  isDefaultGateway: true,
-  ipMasq: true,
-  hairpinMode: true,
-  ipam: { type: "fake-ipam" }
-}
 
-const env = (command: string, id: string, netns: string, ifname = "eth0") => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: ifname,
-  CNI_PATH: "/opt/cni/bin"
-})
-
-const invoke = (environment: Record<string, string>, conf: Json) =>
-  handleInvocation(bridgePlugin, { env: environment, stdin: Effect.succeed(JSON.stringify(conf)) }).pipe(
-    Effect.map((outcome) => ({ ...outcome, json: outcome.stdout === "" ? undefined : (JSON.parse(outcome.stdout) as Json) }))
-  )
+const env = attachmentEnv
+const invoke = invokePlugin(bridgePlugin)
 
 const run = <A, E>(
   w: ReturnType<typeof world>,

@@ -10,6 +10,8 @@ import { Effect, Layer } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
 import { handleInvocation } from "@tscni/skel"
+import { attachmentEnv } from "@tscni/skel/testing"
+import { CONF } from "./fixtures.ts"
 import { type FakeIpamRanges, makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
 import { type InvocationSweepReport, invocationFaultSweep } from "@tscni/steps/testing/invocationFaultSweep"
@@ -23,26 +25,8 @@ const V4: FakeIpamRanges = { v4: "10.88.0" }
 const V6: FakeIpamRanges = { v6: "fd00:88::" }
 const DUAL: FakeIpamRanges = { v4: "10.88.0", v6: "fd00:88::" }
 
-const CONF = {
-  cniVersion: "1.0.0",
-  name: "podnet",
-  type: "bridge",
-  bridge: "br-test",
-  isGateway: true,
-  isDefaultGateway: true,
-  ipMasq: true,
-  hairpinMode: true,
-  ipam: { type: "fake-ipam" }
-}
 
-const env = (command: string, id: string, netns: string) => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: "eth0",
-  CNI_PATH: "/opt/cni/bin"
-})
-
+const env = attachmentEnv
 const invoke = (environment: Record<string, string>, conf: Json) =>
   handleInvocation(bridgePlugin, { env: environment, stdin: Effect.succeed(JSON.stringify(conf)) })
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
-import { handleInvocation } from "@tscni/skel"
+import { attachmentEnv, invokePlugin } from "@tscni/skel/testing"
 import { FIREWALL_TABLE, firewallPlugin, networkTag, podAddresses, ruleOwner } from "../src/index.ts"
 
 type Json = Record<string, any>
@@ -24,18 +24,8 @@ const prevResult = (ns: string, addresses: ReadonlyArray<string> = ["10.88.0.2/2
   }))
 })
 
-const env = (command: string, id = "c1", netns = "/var/run/netns/p1") => ({
-  CNI_COMMAND: command,
-  CNI_CONTAINERID: id,
-  CNI_NETNS: netns,
-  CNI_IFNAME: "eth0",
-  CNI_PATH: "/opt/cni/bin"
-})
-
-const invoke = (environment: Record<string, string>, conf: Json) =>
-  handleInvocation(firewallPlugin, { env: environment, stdin: Effect.succeed(JSON.stringify(conf)) }).pipe(
-    Effect.map((outcome) => ({ ...outcome, json: outcome.stdout === "" ? undefined : (JSON.parse(outcome.stdout) as Json) }))
-  )
+const env = (command: string, id = "c1", netns = "/var/run/netns/p1") => attachmentEnv(command, id, netns)
+const invoke = invokePlugin(firewallPlugin)
 
 const onMock = <A, E>(body: Effect.Effect<A, E, Backend | MockBackend.MockControlService>) =>
   Effect.runPromise(body.pipe(Effect.provide(MockBackend.layer)))

@@ -190,3 +190,15 @@ export const faultSweep = <In, H extends Record<string, unknown>, E, R, X = Excl
     }
     return yield* Effect.die(new Error(`faultSweep: pipeline ${pipeline.name} still calls the Backend after ${maxCalls} calls`))
   })
+
+/**
+ * The runs of a sweep that did not fail cleanly at their own fault: each must have failed
+ * with the injected error on the operation the fault hit, rolled back completely, and left
+ * an empty diff. A test asserts this is []; when it is not, the offending runs print whole.
+ */
+export const runsNotFailedAtTheirFault = (report: FaultSweepReport<unknown>): ReadonlyArray<FaultRun> =>
+  report.runs.filter((run) => {
+    const error = run.error as { readonly operation?: unknown; readonly reason?: unknown } | undefined
+    const ownFault = error?.operation === run.faultedOperation && error?.reason === "Injected"
+    return !(run.outcome === "failed" && ownFault && run.rollbackIncomplete === undefined && run.diff.length === 0)
+  })

@@ -139,3 +139,14 @@ export const invocationFaultSweep = <S, R>(
     }
     return yield* Effect.die(new Error(`invocationFaultSweep: still calling the Backend after ${maxCalls} calls`))
   })
+
+/**
+ * The runs that did not fail with the CNI error of their own injected fault (code 5, its
+ * message, no rollback details) or that left a kernel diff. A test asserts this is [] when
+ * no fault may be tolerated; the offending runs print whole when it is not.
+ */
+export const invocationRunsNotFailedAtTheirFault = (report: InvocationSweepReport): ReadonlyArray<InvocationRun> =>
+  report.runs.filter((run) =>
+    !(run.outcome === "failed" && run.diff.length === 0 && run.error?.code === 5 && run.error.msg === run.injected &&
+      run.error.details === "reason: Injected")
+  )
