@@ -222,6 +222,83 @@ describe("resident tscni (tscni daemon)", () => {
     p.remove()
   }, 60_000)
 
+  test("a call of 300 KB with non-ASCII text (several reads on the socket) is served, as in a process", () => {
+    const h = daemonHost
+    const big = { ...conf(h), "x-note": "é".repeat(150_000) }
+    for (const [socket, served] of [[SOCKET, true], [join(scratch, "none.sock"), false]] as const) {
+      const p = freshNetns()
+      const add = execIn(h, BRIDGE, callEnv("ADD", "res-big", p.path, socket), JSON.stringify(big))
+      expect({ socket, exit: add.exitCode, served: add.stderr.includes(SERVED), ips: (add.json?.ips as Array<Json> | undefined)?.length }).toEqual({
+        socket,
+        exit: 0,
+        served,
+        ips: 1
+      })
+      expect(execIn(h, BRIDGE, callEnv("DEL", "res-big", p.path, socket), JSON.stringify(big)).exitCode).toBe(0)
+      p.remove()
+    }
+  })
+
+  test("files a served ADD creates (host-local's store) get the same modes as in a process", () => {
+    const h = daemonHost
+    const modes: Array<string> = []
+    for (const socket of [SOCKET, join(scratch, "none.sock")]) {
+      const p = freshNetns()
+      const dataDir = join(scratch, `modes-${modes.length}`)
+      const c = { ...conf(h), ipam: { ...conf(h).ipam, dataDir } }
+      const add = execIn(h, BRIDGE, callEnv("ADD", "res-mode", p.path, socket), JSON.stringify(c))
+      expect([add.exitCode, add.stderr.includes(SERVED)]).toEqual([0, socket === SOCKET])
+      modes.push(Bun.spawnSync(["stat", "-c", "%a", dataDir, join(dataDir, "resnet")]).stdout.toString().trim())
+      expect(execIn(h, BRIDGE, callEnv("DEL", "res-mode", p.path, socket), JSON.stringify(c)).exitCode).toBe(0)
+      p.remove()
+    }
+    expect(modes[0]).toBe(modes[1]!)
+  })
+
+  test("a daemon that accepts but never answers: after a wait the caller runs the call itself", () => {
+    const h = daemonHost
+    const hung = join(scratch, "hung.sock")
+    const listener = Bun.spawn(["python3", "-c", `import socket, time
+s = socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(hung)}); s.listen(8)
+c, _ = s.accept(); time.sleep(60)`])
+    try {
+      const p = freshNetns()
+      Bun.sleepSync(300)
+      expect(existsSync(hung)).toBe(true)
+      const add = execIn(h, BRIDGE, callEnv("ADD", "res-hung", p.path, hung), JSON.stringify(conf(h)))
+      expect({ exit: add.exitCode, served: add.stderr.includes(SERVED), loaded: add.stderr.includes("code loaded") }).toEqual({ exit: 0, served: false, loaded: true })
+      expect(execIn(h, BRIDGE, callEnv("DEL", "res-hung", p.path, join(scratch, "none.sock")), JSON.stringify(conf(h))).exitCode).toBe(0)
+      p.remove()
+    } finally {
+      listener.kill()
+    }
+  }, 30_000)
+
+  test("SIGTERM while a call is held: the daemon finishes and answers it, then stops and removes its socket", async () => {
+    const h = host()
+    const p = freshNetns()
+    const socket = join(scratch, "stopping.sock")
+    const stopping = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket], {}, "")
+    await waitFor("the daemon's socket", () => existsSync(socket))
+    mkdirSync(join(h.dir, "resnet"), { recursive: true })
+    const holder = Bun.spawn(["flock", join(h.dir, "resnet", "lock"), "cat"], { stdin: "pipe", stdout: "ignore" })
+    await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", join(h.dir, "resnet", "lock"), "true"]).exitCode !== 0)
+    const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-7", p.path, socket), JSON.stringify(conf(h)))
+    await waitFor("the ADD's veth", () => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length > 0)
+    stopping.proc.kill("SIGTERM")
+    await Bun.sleep(200)
+    // still there: it holds a call
+    expect(existsSync(socket)).toBe(true)
+    void holder.stdin.end()
+    await holder.exited
+    const add = await caller.done
+    expect([add.exitCode, add.stderr.includes(SERVED)]).toEqual([0, true])
+    const stopped = await stopping.done
+    expect([stopped.exitCode, existsSync(socket)]).toEqual([0, false])
+    expect(execIn(h, BRIDGE, callEnv("DEL", "res-7", p.path, socket), JSON.stringify(conf(h))).exitCode).toBe(0)
+    p.remove()
+  }, 60_000)
+
   test("a second daemon on the same socket refuses to start; SIGTERM stops a daemon and removes its socket", async () => {
     const second = execIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET], {}, "")
     expect(second.exitCode).toBe(1)

@@ -109,8 +109,13 @@ const vlansOf = (ns: string, target: LinkInfo, operation: string) =>
  * request is running, since its sockets would otherwise keep deleted pod namespaces alive.
  */
 export const releaseNamespaceResources = (): void => {
-  for (const path of namespacesWithSockets()) closeRouteSocket(path)
-  for (const path of nftables.namespacesWithContexts()) nftables.closeContext(path)
+  for (const path of new Set([...namespacesWithSockets(), ...nftables.namespacesWithContexts()])) closeNamespaceResources(path)
+}
+
+/** The same for one namespace path: what a daemon does when the last call using a pod's namespace ends. */
+export const closeNamespaceResources = (path: string): void => {
+  closeRouteSocket(path)
+  nftables.closeContext(path)
 }
 
 /** The Backend on the real kernel: rtnetlink over bun:ffi, /proc/sys, nftables, iptables-restore. */

@@ -32,8 +32,13 @@ const daemon = async (): Promise<void> => {
   })
 }
 
-/** The call, by the daemon when one serves it, else here (with the stdin already read). */
+/**
+ * The call, by the daemon when one serves it, else here (with the stdin already read). A
+ * call without CNI_COMMAND is not one to forward: the plugin answers it with its error at
+ * once, without waiting for stdin.
+ */
 const serveCall = async (entry: () => Promise<PluginEntry>): Promise<void> => {
+  if ((process.env.CNI_COMMAND ?? "") === "") return (await entry()).run()
   const stdin = await Bun.stdin.text().catch(() => undefined)
   const forwarded = stdin === undefined ? undefined : await forwardToDaemon(pluginName, stdin)
   if (forwarded === undefined) return (await entry()).run(stdin)

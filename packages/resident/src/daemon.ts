@@ -2,54 +2,43 @@
  * `tscni daemon [--socket PATH]`: the resident tscni. Serves the calls the multicall binary
  * forwards (./forward.ts) with the same plugins, bound to the same layers, as a plugin
  * process would run them — only warm: no process start, no module loading, no cold code
- * per call (docs/bench/resident.md). Each call is an Effect fiber; a caller that goes away
- * (the runtime killed it) interrupts its call, so an interrupted ADD rolls back as in a
- * process. It serves only callers of its own build that see the same network namespaces.
+ * per call (docs/bench/resident.md). Each call is an Effect fiber with its caller's
+ * environment; a caller that goes away (the runtime killed it) interrupts its call, so an
+ * interrupted ADD rolls back as in a process. It serves only callers of its own build that
+ * see the same host namespace, root directory and CNI_NETNS as it does.
  */
-import { mkdirSync, statSync, unlinkSync } from "node:fs"
+import { mkdirSync, unlinkSync } from "node:fs"
 import { dirname } from "node:path"
 import type { Socket } from "bun"
 import { Effect, Exit, Fiber } from "effect"
-import { releaseNamespaceResources } from "@tscni/backend-linux"
+import { closeNamespaceResources, releaseNamespaceResources } from "@tscni/backend-linux"
 import type { BoundPlugin } from "@tscni/skel/run"
-import { BUILD_ID, type DaemonAnswer, DEFAULT_SOCKET, type ForwardedCall, parseCall } from "./protocol.ts"
+import { BUILD_ID, type CallerView, DEFAULT_SOCKET, type ForwardedCall, GO, lineReader, parseCall, viewOf } from "./protocol.ts"
 
 /** Finds the plugin a call names (the multicall binary's table). */
 export type PluginLoader = (name: string) => Promise<BoundPlugin | undefined>
 
-/** "device:inode" of a namespace file, undefined when there is none. */
-const identity = (path: string): string | undefined => {
-  try {
-    const stat = statSync(path)
-    return `${stat.dev}:${stat.ino}`
-  } catch {
-    return undefined
-  }
-}
-
 /**
- * Why this daemon must not serve the call, or undefined. The plugin acts on "the host" (its
- * own network namespace) and on CNI_NETNS as the caller sees them: both must be what the
- * daemon sees, or the caller runs the call itself.
+ * Why this daemon must not serve the call, or undefined. A plugin acts on "the host" (its
+ * own network namespace), on files (IPAM stores, locks, CNI_PATH) and on CNI_NETNS: the
+ * daemon must see all three as the caller does, or the caller runs the call itself.
  */
-export const refusal = (call: ForwardedCall): string | undefined => {
+export const refusal = (call: ForwardedCall, own: CallerView): string | undefined => {
   if (call.build !== BUILD_ID) return `the caller is build ${call.build}, the daemon build ${BUILD_ID}`
-  const own = identity("/proc/self/ns/net")
-  if (own === undefined || own !== identity(`/proc/${call.pid}/ns/net`)) return "the caller runs in another network namespace"
-  const netns = call.env.CNI_NETNS ?? ""
-  if (netns.startsWith("/") && identity(netns) !== identity(`/proc/${call.pid}/root${netns}`)) {
-    return `${netns} names another namespace here than for the caller`
-  }
+  if (call.view.netns === "" || call.view.netns !== own.netns) return "the caller runs in another network namespace"
+  if (call.view.root !== own.root) return "the caller has another root directory"
+  if (call.view.podNetns !== own.podNetns) return `${call.env.CNI_NETNS} names another namespace here than for the caller`
   return undefined
 }
 
 interface Connection {
-  buffer: string
-  /** a call line was read: nothing more is expected from the caller */
-  started: boolean
-  /** the caller went away */
-  closed: boolean
+  readonly reader: ReturnType<typeof lineReader>
+  /** the call, once read and accepted (`ready` sent); its fiber once `go` came */
+  call: { readonly call: ForwardedCall; readonly bound: BoundPlugin } | undefined
   fiber: Fiber.Fiber<unknown, unknown> | undefined
+  /** a call line was read: the connection is being dealt with */
+  started: boolean
+  closed: boolean
   answered: boolean
   pending: Buffer
   closeWhenSent: boolean
@@ -65,11 +54,16 @@ const flush = (socket: Socket<Connection>): void => {
   if (state.pending.length === 0 && state.closeWhenSent) socket.end()
 }
 
-const answer = (socket: Socket<Connection>, reply: DaemonAnswer): void => {
-  socket.data.answered = true
-  socket.data.pending = Buffer.from(JSON.stringify(reply) + "\n")
-  socket.data.closeWhenSent = true
+/** Sends one line; the last one closes the connection once it is out. */
+const sendLine = (socket: Socket<Connection>, value: unknown, last: boolean): void => {
+  socket.data.pending = Buffer.concat([socket.data.pending, Buffer.from(JSON.stringify(value) + "\n")])
+  socket.data.closeWhenSent = last
   flush(socket)
+}
+
+const fallback = (socket: Socket<Connection>, why: string): void => {
+  socket.data.answered = true
+  sendLine(socket, { fallback: why }, true)
 }
 
 const log = (line: string) => process.stderr.write(`tscni daemon: ${line}\n`)
@@ -83,29 +77,45 @@ const socketPathOf = (args: ReadonlyArray<string>): string => {
 /** Refuses to start over a live daemon; removes the socket file a dead one left. */
 const claimSocketPath = async (path: string): Promise<void> => {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 })
-  if (identity(path) === undefined) return
   const alive = await Bun.connect({ unix: path, socket: { data: () => {} } }).then((socket) => {
     socket.end()
     return true
   }, () => false)
   if (alive) throw new Error(`another daemon is listening on ${path}`)
-  unlinkSync(path)
+  try {
+    unlinkSync(path)
+  } catch {
+    // there was none
+  }
 }
 
-/** Runs the daemon until SIGTERM/SIGINT; then finishes the calls in progress and removes its socket. */
+/** Runs the daemon until SIGTERM/SIGINT; then finishes the calls it holds and removes its socket. */
 export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader): Promise<void> => {
   const path = socketPathOf(args)
   await claimSocketPath(path)
-  let running = 0
+  /** calls read and not yet finished (loading, waiting for `go`, or running) */
+  let held = 0
+  let stopping = false
+  /** running calls per pod namespace path: its sockets are closed when the last one ends */
+  const podCalls = new Map<string, number>()
 
-  const serve = async (socket: Socket<Connection>, call: ForwardedCall): Promise<void> => {
-    const refused = refusal(call)
-    const bound = refused === undefined ? await load(call.plugin) : undefined
-    if (bound === undefined) return answer(socket, { fallback: refused ?? `no plugin ${call.plugin}` })
-    // gone while the plugin was loading: nothing has been done, and nothing must be
+  const accept = async (socket: Socket<Connection>, call: ForwardedCall): Promise<void> => {
+    const refused = stopping ? "the daemon is stopping" : refusal(call, await viewOf(call.env.CNI_NETNS ?? ""))
+    if (refused !== undefined) return fallback(socket, refused)
+    const bound = await load(call.plugin).catch(() => undefined)
+    if (bound === undefined) return fallback(socket, `no plugin ${call.plugin}`)
     if (socket.data.closed) return
+    socket.data.call = { call, bound }
+    sendLine(socket, { ready: true }, false)
+  }
+
+  const run = async (socket: Socket<Connection>): Promise<void> => {
+    const accepted = socket.data.call
+    if (accepted === undefined) return
+    const { call, bound } = accepted
+    const podNetns = call.env.CNI_NETNS ?? ""
+    podCalls.set(podNetns, (podCalls.get(podNetns) ?? 0) + 1)
     const lines: Array<string> = []
-    running++
     const fiber = Effect.runFork(
       bound.invoke(
         { env: call.env, stdin: Effect.succeed(call.stdin) },
@@ -114,11 +124,27 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
     )
     socket.data.fiber = fiber
     const exit = await Effect.runPromise(Fiber.await(fiber))
-    running--
-    // sockets in pod namespaces would keep deleted namespaces alive: close them when idle
-    if (running === 0) releaseNamespaceResources()
-    if (Exit.isSuccess(exit)) answer(socket, { ...exit.value, stderr: lines.join("") })
+    if (Exit.isSuccess(exit) && !socket.data.closed) {
+      socket.data.answered = true
+      sendLine(socket, { ...exit.value, stderr: lines.join("") }, true)
+    }
     // interrupted: the caller is gone, there is no one to answer
+    const left = (podCalls.get(podNetns) ?? 1) - 1
+    if (left > 0) podCalls.set(podNetns, left)
+    else podCalls.delete(podNetns)
+    try {
+      // sockets in a pod namespace would keep it alive after the runtime deleted it
+      if (left === 0 && podNetns !== "") closeNamespaceResources(podNetns)
+    } catch (error) {
+      log(`closing the sockets of ${podNetns}: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
+
+  const done = (socket: Socket<Connection>) => {
+    if (!socket.data.started) return
+    socket.data.started = false
+    held--
+    if (held === 0) releaseNamespaceResources()
   }
 
   // stopping is armed before the socket exists: whoever sees the socket may already signal
@@ -129,27 +155,34 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
   process.once("SIGTERM", () => stopRequested())
   process.once("SIGINT", () => stopRequested())
 
-  // only root may hand the daemon calls that act as root
-  process.umask(0o077)
+  // only root may hand the daemon calls that act as root; the mask is the socket's alone
+  const umask = process.umask(0o077)
   const server = Bun.listen<Connection>({
     unix: path,
     socket: {
       open: (socket) => {
-        socket.data = { buffer: "", started: false, closed: false, fiber: undefined, answered: false, pending: Buffer.alloc(0), closeWhenSent: false }
+        socket.data = { reader: lineReader(), call: undefined, fiber: undefined, started: false, closed: false, answered: false, pending: Buffer.alloc(0), closeWhenSent: false }
       },
       data: (socket, data) => {
         const state = socket.data
-        if (state.started) return
-        state.buffer += data.toString()
-        const end = state.buffer.indexOf("\n")
-        if (end < 0) return
-        state.started = true
-        const call = parseCall(state.buffer.slice(0, end))
-        if (call === undefined) return answer(socket, { fallback: "not a call" })
-        void serve(socket, call).catch((error: unknown) => {
-          log(`call failed: ${error instanceof Error ? error.message : String(error)}`)
-          socket.end()
-        })
+        for (const line of state.reader.push(data)) {
+          if (state.call !== undefined && state.fiber === undefined && line === GO) {
+            void run(socket).catch((error: unknown) => log(`call failed: ${error instanceof Error ? error.message : String(error)}`)).finally(() => done(socket))
+            return
+          }
+          if (state.started) return
+          state.started = true
+          held++
+          const call = parseCall(line)
+          if (call === undefined) {
+            fallback(socket, "not a call")
+            return done(socket)
+          }
+          void accept(socket, call).then(() => {
+            if (socket.data.call === undefined) done(socket)
+          })
+        }
+        if (state.reader.tooLong()) socket.end()
       },
       drain: (socket) => flush(socket),
       close: (socket) => {
@@ -157,15 +190,19 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
         const fiber = socket.data.fiber
         // the caller went away before its answer: interrupt the call, which rolls back
         if (fiber !== undefined && !socket.data.answered) Effect.runFork(Fiber.interrupt(fiber))
+        // accepted but never told to go: nothing ran
+        else if (fiber === undefined && socket.data.call !== undefined) done(socket)
       }
     }
   })
+  process.umask(umask)
   log(`listening on ${path} (build ${BUILD_ID}, pid ${process.pid})`)
 
   await stopped
+  // calls read from now on are sent back to run in their callers; those held finish
+  stopping = true
+  while (held > 0) await Bun.sleep(20)
   server.stop(false)
-  // the calls in progress finish and are answered
-  while (running > 0) await Bun.sleep(20)
   try {
     unlinkSync(path)
   } catch {

@@ -1,34 +1,35 @@
 /**
  * The forwarding side, in the multicall binary before any plugin code loads: ask the
- * resident daemon to run this call. `undefined` means "run it here": there is no daemon,
- * it refused (another build, another namespace), or it went away before answering a call
- * that may be run again (every verb but ADD). Loads nothing heavy (no Effect).
+ * resident daemon to run this call. `undefined` means "run it here": there is no daemon, it
+ * refused (another build, another view of the host), it did not say `ready` in time, or it
+ * went away before the caller said `go` (see protocol.ts: after `go` only the daemon runs
+ * the call). Loads nothing heavy (no Effect).
  */
 import type { Socket } from "bun"
-import { BUILD_ID, type DaemonAnswer, DEFAULT_SOCKET, parseAnswer } from "./protocol.ts"
-
-/** The outcome to print: the daemon's, or the error for an ADD the daemon did not finish. */
-export interface ForwardedOutcome {
-  readonly stdout: string
-  readonly exitCode: number
-  readonly stderr: string
-}
+import {
+  BUILD_ID,
+  DEFAULT_SOCKET,
+  type DaemonOutcome,
+  GO,
+  lineReader,
+  parseOutcome,
+  parseReply,
+  READY_TIMEOUT_MS,
+  viewOf
+} from "./protocol.ts"
 
 /** Writes `text` through a socket that may take it in parts (called on open and on drain). */
 const sender = (text: string) => {
   let pending = Buffer.from(text)
-  return {
-    flush: (socket: Socket<unknown>): void => {
-      if (pending.length === 0) return
-      const written = socket.write(pending)
-      pending = pending.subarray(Math.max(0, written))
-    },
-    done: (): boolean => pending.length === 0
+  return (socket: Socket<unknown>): void => {
+    if (pending.length === 0) return
+    const written = socket.write(pending)
+    pending = pending.subarray(Math.max(0, written))
   }
 }
 
-/** What an ADD gets when the daemon took it and ended without an answer: its work may be half done (a DEL cleans it). */
-const lostAdd = async (stdin: string): Promise<ForwardedOutcome> => {
+/** What an ADD gets when the daemon started it and ended without an answer: its work may be half done (a DEL cleans it). */
+const lostAdd = async (stdin: string): Promise<DaemonOutcome> => {
   const { errorResult, tryAgainLater } = await import("@tscni/spec/errors")
   const { LATEST_VERSION, isSupportedVersion } = await import("@tscni/spec/versions")
   let version: string = LATEST_VERSION
@@ -44,24 +45,52 @@ const lostAdd = async (stdin: string): Promise<ForwardedOutcome> => {
 }
 
 /** Asks the daemon at TSCNI_DAEMON_SOCKET (default DEFAULT_SOCKET) to run `plugin` with this process's env and `stdin`. */
-export const forwardToDaemon = (plugin: string, stdin: string): Promise<ForwardedOutcome | undefined> =>
-  new Promise<DaemonAnswer | "lost" | undefined>((resolve) => {
-    const call = sender(JSON.stringify({ build: BUILD_ID, pid: process.pid, plugin, env: process.env, stdin }) + "\n")
-    let reply = ""
+export const forwardToDaemon = async (plugin: string, stdin: string): Promise<DaemonOutcome | undefined> => {
+  const view = await viewOf(process.env.CNI_NETNS ?? "")
+  return new Promise<DaemonOutcome | "lost" | undefined>((resolve) => {
+    const send = sender(JSON.stringify({ build: BUILD_ID, view, plugin, env: process.env, stdin }) + "\n")
+    const reader = lineReader()
+    let saidGo = false
+    let settled = false
+    let connected: Socket<unknown> | undefined
+    const settle = (result: DaemonOutcome | "lost" | undefined) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      connected?.end()
+      resolve(result)
+    }
+    // once `go` is said the call is the daemon's, however long it takes
+    const timer = setTimeout(() => {
+      if (!saidGo) settle(undefined)
+    }, READY_TIMEOUT_MS)
+    /** Before `go` nothing can have run: any trouble means "run it here". After, it means "lost". */
+    const trouble = () => settle(saidGo ? "lost" : undefined)
     Bun.connect({
       unix: process.env.TSCNI_DAEMON_SOCKET ?? DEFAULT_SOCKET,
       socket: {
-        open: (socket) => call.flush(socket),
-        drain: (socket) => call.flush(socket),
-        data: (_socket, data) => {
-          reply += data.toString()
+        open: (socket) => {
+          connected = socket
+          send(socket)
         },
-        close: () => resolve(parseAnswer(reply) ?? (call.done() ? "lost" : undefined)),
-        error: () => resolve(undefined)
+        drain: (socket) => send(socket),
+        data: (socket, data) => {
+          for (const line of reader.push(data)) {
+            if (settled) return
+            if (saidGo) return settle(parseOutcome(line) ?? "lost")
+            const reply = parseReply(line)
+            if (reply === undefined || "fallback" in reply) return settle(undefined)
+            saidGo = true
+            socket.write(GO + "\n")
+          }
+          if (reader.tooLong()) trouble()
+        },
+        close: trouble,
+        error: trouble
       }
-    }).catch(() => resolve(undefined))
-  }).then((answer) => {
-    if (answer === undefined) return undefined
-    if (answer === "lost") return process.env.CNI_COMMAND === "ADD" ? lostAdd(stdin) : undefined
-    return "fallback" in answer ? undefined : answer
+    }).catch(trouble)
+  }).then((result) => {
+    if (result !== "lost") return result
+    return process.env.CNI_COMMAND === "ADD" ? lostAdd(stdin) : undefined
   })
+}

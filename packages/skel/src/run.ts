@@ -1,5 +1,6 @@
 import { Cause, Effect, Exit, Fiber, Layer } from "effect"
 import {
+  CallerEnvironment,
   CniError,
   ErrorCode,
   decodeResult,
@@ -171,6 +172,8 @@ export const bindPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Laye
     (options?.note === undefined ? Effect.void : Effect.logDebug(options.note)).pipe(
       Effect.andThen(handleInvocation(plugin, invocation)),
       Effect.provide(Layer.mergeAll(layer, loggingLayer(invocation.env, options?.log))),
+      // what a delegated plugin inherits: this call's environment, not the process's
+      Effect.provideService(CallerEnvironment, invocation.env),
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause)
           ? Effect.failCause(cause)

@@ -1,5 +1,6 @@
 /** @tscni/spec: CNI spec versions, errors, config and result schemas shared by every tscni package. */
 export { type SplitCniArgs, splitCniArgs } from "./cniArgs.ts"
+export { CallerEnvironment } from "./environment.ts"
 export {
   SUPPORTED_VERSIONS,
   LATEST_VERSION,

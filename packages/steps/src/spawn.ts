@@ -4,7 +4,7 @@ import { ChildProcessSpawner } from "effect/process/ChildProcessSpawner"
 import * as BunChildProcessSpawner from "@effect/platform-bun/BunChildProcessSpawner"
 import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
 import * as BunPath from "@effect/platform-bun/BunPath"
-import { type CniError, ioFailure } from "@tscni/spec"
+import { CallerEnvironment, type CniError, ioFailure } from "@tscni/spec"
 import { childEnvironment, type ExecOutput, type ExecRequest } from "./PluginExec.ts"
 
 /**
@@ -26,7 +26,7 @@ export const spawnPlugin = (request: ExecRequest): Effect.Effect<ExecOutput, Cni
   Effect.scoped(Effect.gen(function*() {
     const processes = yield* ChildProcessSpawner
     const command = ChildProcess.make(request.path, [], {
-      env: childEnvironment(process.env, request.env),
+      env: childEnvironment(yield* CallerEnvironment, request.env),
       extendEnv: false,
       stdin: Stream.make(new TextEncoder().encode(request.stdin))
     })
