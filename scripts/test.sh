@@ -38,6 +38,11 @@ echo "== end to end: podman with tscni's plugins"
 if bash tests/e2e/setup.sh > /tmp/tscni-e2e-setup.log 2>&1; then
   export TSCNI_E2E=1
   run_tests tests/e2e
+  bash tests/e2e/cleanup.sh > /dev/null 2>&1 || true
+  echo "== end to end again, with tscni daemon serving podman's calls"
+  export TSCNI_E2E_RESIDENT=1
+  run_tests tests/e2e
+  unset TSCNI_E2E_RESIDENT
   unset TSCNI_E2E
   bash tests/e2e/cleanup.sh > /dev/null 2>&1 || true
 else

@@ -7,9 +7,13 @@
  * Opt-in, because it changes the host (a bridge, nftables rules, forwarding sysctls) for
  * the time it runs:  bash tests/e2e/setup.sh && TSCNI_E2E=1 bun test tests/e2e
  * Everything is undone in afterAll (and by tests/e2e/cleanup.sh after a crash).
+ *
+ * With TSCNI_E2E_RESIDENT=1 the same suite runs with the multicall binary (links in a
+ * scratch dir) and `tscni daemon` serving podman's calls; the last test proves it did.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { cleanupOwnRuns, cleanupStaleRuns } from "./cleanup.ts"
 import {
@@ -34,8 +38,19 @@ import {
 } from "./podman.ts"
 
 const ENABLED = process.env.TSCNI_E2E === "1"
+const RESIDENT = ENABLED && process.env.TSCNI_E2E_RESIDENT === "1"
+/** for the resident run: the multicall binary under every plugin name, and the daemon's socket */
+const residentDir = RESIDENT ? mkdtempSync(join(tmpdir(), "tscni-e2e-resident-")) : ""
+const DAEMON_SOCKET = join(residentDir, "daemon.sock")
+if (RESIDENT) {
+  for (const name of ["tscni", "bridge", "host-local", "portmap", "firewall", "tuning", "loopback", "bandwidth"]) {
+    symlinkSync(join(OUR_PLUGINS, "tscni"), join(residentDir, name))
+  }
+}
 /** to check the test itself against another plugin set (e.g. /usr/lib/cni) */
-const PLUGIN_DIR = process.env.TSCNI_E2E_PLUGIN_DIR ?? OUR_PLUGINS
+const PLUGIN_DIR = RESIDENT ? residentDir : process.env.TSCNI_E2E_PLUGIN_DIR ?? OUR_PLUGINS
+let daemon: ReturnType<typeof Bun.spawn> | undefined
+const SERVED = "served by the tscni daemon"
 const TIMEOUT = 120_000
 
 const V4: NetworkSpec = { name: "tscni-e2e-v4", bridge: "tscni-e2e0", subnets: ["10.250.1.0/24"] }
@@ -50,11 +65,17 @@ const conflists: Record<string, Record<string, any>> = {}
 /** the host before the first container: veth names and nftables rule texts */
 let baseline: { veths: Set<string>; rules: Set<string> }
 
-/** podman with this run's config; plugins log to a file in the run's directory */
-const pod = (...args: Array<string>) => podman.ok(conf, args, { TSCNI_LOG_FILE: logFile })
-const podRun = (...args: Array<string>) => podman.run(conf, args, { TSCNI_LOG_FILE: logFile })
+/**
+ * The environment podman passes to plugins: they log to a file in the run's directory; in
+ * the resident run they find the daemon, and log at debug level, which says who served a call.
+ */
+const pluginEnv = (): Record<string, string> =>
+  RESIDENT ? { TSCNI_LOG_FILE: logFile, TSCNI_DAEMON_SOCKET: DAEMON_SOCKET, TSCNI_LOG: "debug" } : { TSCNI_LOG_FILE: logFile }
+/** podman with this run's config */
+const pod = (...args: Array<string>) => podman.ok(conf, args, pluginEnv())
+const podRun = (...args: Array<string>) => podman.run(conf, args, pluginEnv())
 const start = (name: string, network: string, args: Array<string>, command: Array<string>) =>
-  runDetached(podman, conf, name, ["--network", network, ...args], command, { TSCNI_LOG_FILE: logFile })
+  runDetached(podman, conf, name, ["--network", network, ...args], command, pluginEnv())
 
 const hostVeths = () => new Set(links().filter((link) => link.kind === "veth").map((link) => link.ifname))
 /** rules as text without handles and counters (those change by themselves) */
@@ -118,6 +139,7 @@ const hostVethOf = (sandbox: string) => {
 if (ENABLED) {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
+      daemon?.kill("SIGTERM")
       cleanupOwnRuns()
       release?.()
       process.exit(130)
@@ -125,10 +147,17 @@ if (ENABLED) {
   }
 }
 
-describe.skipIf(!ENABLED)(`podman 4.3 with the CNI plugins of ${PLUGIN_DIR}`, () => {
+describe.skipIf(!ENABLED)(`podman 4.3 with the CNI plugins of ${PLUGIN_DIR}${RESIDENT ? ", served by tscni daemon" : ""}`, () => {
   beforeAll(async () => {
     if (!ENABLED) return
     release = await acquireLock()
+    if (RESIDENT) {
+      daemon = Bun.spawn([join(residentDir, "tscni"), "daemon", "--socket", DAEMON_SOCKET], { stdout: "ignore", stderr: "inherit" })
+      for (let waited = 0; !existsSync(DAEMON_SOCKET); waited += 20) {
+        if (waited > 5000) throw new Error("tscni daemon did not start")
+        await Bun.sleep(20)
+      }
+    }
     const stale = cleanupStaleRuns()
     if (stale.length > 0) console.warn(`e2e: cleaned up after an earlier run:\n  ${stale.join("\n  ")}`)
     const problems = preflight([PLUGIN_DIR], [V4.bridge, DS.bridge], [...V4.subnets, ...DS.subnets])
@@ -145,7 +174,7 @@ describe.skipIf(!ENABLED)(`podman 4.3 with the CNI plugins of ${PLUGIN_DIR}`, ()
     if (notes.length > 0) console.warn(`e2e: ${notes.join("; ")}`)
   }, TIMEOUT)
 
-  afterAll(() => {
+  afterAll(async () => {
     if (!ENABLED) return
     try {
       if (logFile && existsSync(logFile)) {
@@ -155,6 +184,11 @@ describe.skipIf(!ENABLED)(`podman 4.3 with the CNI plugins of ${PLUGIN_DIR}`, ()
       const extra = cleanupOwnRuns()
       if (extra.length > 0) console.warn(`e2e cleanup removed what podman's teardown left:\n  ${extra.join("\n  ")}`)
     } finally {
+      if (daemon !== undefined) {
+        daemon.kill("SIGTERM")
+        await daemon.exited
+      }
+      if (RESIDENT) rmSync(residentDir, { recursive: true, force: true })
       release?.()
     }
   }, TIMEOUT)
@@ -342,5 +376,12 @@ describe.skipIf(!ENABLED)(`podman 4.3 with the CNI plugins of ${PLUGIN_DIR}`, ()
       expect(links().some((link) => link.ifname === spec.bridge)).toBe(false)
     }
     expect(JSON.parse(pod("network", "ls", "--format", "json")).map((n: { name: string }) => n.name)).not.toContain(V4.name)
+  }, TIMEOUT)
+
+  test.skipIf(!RESIDENT)("the calls above were served by tscni daemon (podman's plugin log says so)", () => {
+    const log = readFileSync(logFile, "utf8")
+    expect(log).toContain(SERVED)
+    // every ADD and DEL of bridge, host-local excepted (run in-process by bridge)
+    expect(log.split("\n").filter((line) => line.includes(SERVED)).length).toBeGreaterThan(10)
   }, TIMEOUT)
 })
