@@ -1,8 +1,9 @@
 /**
  * How long `podman run --rm IMAGE true` takes on a CNI network with our plugins
- * (dist/bin) and with the reference plugins (/usr/lib/cni, Debian's
- * containernetworking-plugins), plus the same without a network (podman's own cost).
- * The three are run alternately, in a rotating order, after a warm-up; medians reported.
+ * (dist/bin), with the multicall binary and `tscni daemon` serving the calls, and with the
+ * reference plugins (/usr/lib/cni, Debian's containernetworking-plugins), plus the same
+ * without a network (podman's own cost). They are run alternately, in a rotating order,
+ * after a warm-up; medians reported.
  *
  *   bun tests/e2e/podman-timing.ts [--runs N] [--warmup N] [--json] [--no-write]
  *
@@ -16,7 +17,8 @@
  * Both networks are the conflist `podman network create` writes (bridge → portmap →
  * firewall → tuning), each in its own network_config_dir.
  */
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { cleanupOwnRuns, cleanupStaleRuns } from "./cleanup.ts"
 import {
@@ -33,7 +35,7 @@ import {
   type Podman
 } from "./podman.ts"
 
-export type VariantName = "tscni" | "reference" | "none"
+export type VariantName = "tscni" | "resident" | "reference" | "none"
 
 export interface VariantTiming {
   readonly variant: VariantName
@@ -55,6 +57,8 @@ export interface TimingReport {
   readonly variants: Array<VariantTiming>
   /** median of the per-round differences tscni − reference, seconds */
   readonly pairedDifference: number
+  /** the same for tscni served by its daemon */
+  readonly residentDifference: number
   /** /proc/loadavg (1 min) before and after: the runs share the machine */
   readonly load: { readonly before: number; readonly after: number }
   readonly notes: Array<string>
@@ -93,14 +97,28 @@ export const podmanTiming = async (options: { runs?: number; warmup?: number } =
   }
   process.once("SIGINT", onSignal)
   process.once("SIGTERM", onSignal)
+  // the multicall binary under every plugin name, for the daemon variant
+  const residentDir = mkdtempSync(join(tmpdir(), "tscni-e2e-timing-"))
+  const socket = join(residentDir, "daemon.sock")
+  for (const name of ["tscni", "bridge", "host-local", "portmap", "firewall", "tuning", "loopback", "bandwidth"]) {
+    symlinkSync(join(OUR_PLUGINS, "tscni"), join(residentDir, name))
+  }
+  let daemon: ReturnType<typeof Bun.spawn> | undefined
   try {
     const podman: Podman = createPodman(
-      [{ name: "tscni", pluginDir: OUR_PLUGINS }, { name: "reference", pluginDir: REFERENCE_PLUGINS }],
+      [{ name: "tscni", pluginDir: OUR_PLUGINS }, { name: "reference", pluginDir: REFERENCE_PLUGINS }, { name: "resident", pluginDir: residentDir }],
       { netns: `tscni-e2e-timing-${process.pid}` }
     )
-    const [oursConf, referenceConf] = podman.state.confs as [string, string]
+    const [oursConf, referenceConf, residentConf] = podman.state.confs as [string, string, string]
     const ours = createNetwork(podman, oursConf, { name: "tscni-e2e-t-ours", bridge: "tscni-e2e8", subnets: ["10.250.8.0/24"] })
     const reference = createNetwork(podman, referenceConf, { name: "tscni-e2e-t-ref", bridge: "tscni-e2e9", subnets: ["10.250.9.0/24"] })
+    createNetwork(podman, residentConf, { name: "tscni-e2e-t-res", bridge: "tscni-e2e7", subnets: ["10.250.7.0/24"] })
+    // the daemon runs where podman runs its plugins: the run's network namespace, the host's mounts
+    daemon = Bun.spawn(["nsenter", `--net=/run/netns/${podman.state.netns}`, join(residentDir, "tscni"), "daemon", "--socket", socket], { stdout: "ignore", stderr: "ignore" })
+    for (let waited = 0; !existsSync(socket); waited += 20) {
+      if (waited > 5000) throw new Error("tscni daemon did not start")
+      await Bun.sleep(20)
+    }
     const notes = [...ours.notes, ...reference.notes]
     // the same chain on both sides: what one side lacks, the other drops too
     const chain = (ours.conflist.plugins as Array<{ type: string }>).map((plugin) => plugin.type)
@@ -113,8 +131,10 @@ export const podmanTiming = async (options: { runs?: number; warmup?: number } =
       notes.push(`reference chain cut to ${chain.join(" → ")} to match`)
     }
 
-    const variants: Array<{ variant: VariantName; label: string; conf: string; network: string }> = [
+    const residentEnv = { TSCNI_DAEMON_SOCKET: socket }
+    const variants: Array<{ variant: VariantName; label: string; conf: string; network: string; env?: Record<string, string> }> = [
       { variant: "tscni", label: "tscni (dist/bin)", conf: oursConf, network: "tscni-e2e-t-ours" },
+      { variant: "resident", label: "tscni with `tscni daemon` (multicall links)", conf: residentConf, network: "tscni-e2e-t-res", env: residentEnv },
       { variant: "reference", label: `reference ${debVersion("containernetworking-plugins")} (/usr/lib/cni)`, conf: referenceConf, network: "tscni-e2e-t-ref" },
       { variant: "none", label: "no network (`--network none`)", conf: oursConf, network: "none" }
     ]
@@ -123,7 +143,7 @@ export const podmanTiming = async (options: { runs?: number; warmup?: number } =
       await Bun.sleep(0)
       if (interrupted) throw new Error(`interrupted by ${interrupted}`)
       const started = Bun.nanoseconds()
-      const out = podman.run(v.conf, ["run", "--rm", "--network", v.network, IMAGE, "true"])
+      const out = podman.run(v.conf, ["run", "--rm", "--network", v.network, IMAGE, "true"], v.env)
       const seconds = (Bun.nanoseconds() - started) / 1e9
       if (out.exitCode !== 0) throw new Error(`podman run --rm (${v.label}) exited ${out.exitCode}: ${out.stderr.trim()}`)
       return seconds
@@ -136,7 +156,12 @@ export const podmanTiming = async (options: { runs?: number; warmup?: number } =
       for (const v of order) samples.get(v.variant)!.push(await once(v))
       progress(`round ${round + 1}/${runs}: ${variants.map((v) => `${v.variant} ${samples.get(v.variant)!.at(-1)!.toFixed(3)} s`).join(", ")}`)
     }
+    // the daemon variant means something only if the daemon served it: one more run says so
+    const log = join(residentDir, "plugins.log")
+    podman.run(residentConf, ["run", "--rm", "--network", "tscni-e2e-t-res", IMAGE, "true"], { ...residentEnv, TSCNI_LOG: "debug", TSCNI_LOG_FILE: log })
+    if (!existsSync(log) || !readFileSync(log, "utf8").includes("served by the tscni daemon")) throw new Error("the daemon variant was not served by tscni daemon")
     const tscni = samples.get("tscni")!
+    const resident = samples.get("resident")!
     const ref = samples.get("reference")!
     return {
       date: new Date().toISOString(),
@@ -165,12 +190,19 @@ export const podmanTiming = async (options: { runs?: number; warmup?: number } =
         }
       }),
       pairedDifference: quantile(tscni.map((value, i) => value - ref[i]!), 0.5),
+      residentDifference: quantile(resident.map((value, i) => value - ref[i]!), 0.5),
       load: { before: loadBefore, after: loadAverage() },
       notes
     }
   } finally {
+    if (daemon !== undefined) {
+      daemon.kill("SIGTERM")
+      await daemon.exited
+    }
+    // podman validates every flavour's plugin dir while it cleans up: remove ours after that
     const extra = cleanupOwnRuns()
     if (extra.length > 0) progress(`cleanup removed what podman's teardown left: ${extra.join("; ")}`)
+    rmSync(residentDir, { recursive: true, force: true })
     release()
     process.off("SIGINT", onSignal)
     process.off("SIGTERM", onSignal)
@@ -188,8 +220,10 @@ export const markdownTable = (report: TimingReport): string => [
   ...report.variants.map((v) =>
     `| ${v.label} | ${v.samples.length} | ${seconds(v.median)} | ${seconds(v.p10)} | ${seconds(v.p90)} | ${seconds(v.min)} |`),
   "",
-  `tscni − reference, median of the per-round differences: ${report.pairedDifference >= 0 ? "+" : ""}${seconds(report.pairedDifference)} per \`podman run --rm\`.`,
+  `tscni − reference, median of the per-round differences: ${report.pairedDifference >= 0 ? "+" : ""}${seconds(report.pairedDifference)} per \`podman run --rm\`; ` +
+    `with the daemon: ${report.residentDifference >= 0 ? "+" : ""}${seconds(report.residentDifference)}.`,
   `The network's share (median − no-network median): tscni ${seconds(medianOf(report, "tscni") - medianOf(report, "none"))}, ` +
+    `with the daemon ${seconds(medianOf(report, "resident") - medianOf(report, "none"))}, ` +
     `reference ${seconds(medianOf(report, "reference") - medianOf(report, "none"))}.`
 ].join("\n")
 
@@ -199,8 +233,9 @@ export const markdownPage = (report: TimingReport): string => [
   "Written by `bun tests/e2e/podman-timing.ts` (see `docs/e2e.md`); do not edit by hand.",
   "",
   `Wall time of \`podman run --rm ${IMAGE} true\` on a CNI network that \`podman network create\``,
-  `made (${report.chain.join(" → ")}, host-local IPAM), with our plugins and with Debian's`,
-  "reference plugins, and without a network for podman's own cost. The variants run in turn,",
+  `made (${report.chain.join(" → ")}, host-local IPAM), with our plugins (one process per call,`,
+  "and served by `tscni daemon`), with Debian's reference plugins, and without a network for",
+  "podman's own cost. The variants run in turn,",
   `in a rotating order, ${report.runs} rounds after ${report.warmup} warm-up round(s). podman runs in a`,
   "network namespace of its own, so neither plugin set touches the real host.",
   "",
