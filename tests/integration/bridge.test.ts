@@ -254,19 +254,13 @@ describe("bridge on the real kernel", () => {
     p.remove()
   }, 300_000)
 
-  test("IPv6 only: a fault at every kernel call of ADD leaves the host, its forwarding and IPAM unchanged", () => {
+  test.each([
+    ["IPv6 only", "it-fault6", [[{ subnet: "fd12:3457::/64" }]]],
+    ["dual stack", "it-fault46", [[{ subnet: "10.127.0.0/24" }], [{ subnet: "fd12:3458::/64" }]]]
+  ])("%s: a fault at every kernel call of ADD leaves the host, its forwarding and IPAM unchanged", (_family, id, ranges) => {
     const h = host()
     const p = freshNetns()
-    const c = conf(h, {}, { ranges: [[{ subnet: "fd12:3457::/64" }]] })
-    expect(bridgeFaultSweep(h, p, "it-fault6", c)).toBeGreaterThan(10)
-    p.remove()
-  }, 300_000)
-
-  test("dual stack: a fault at every kernel call of ADD leaves the host, its forwarding and IPAM unchanged", () => {
-    const h = host()
-    const p = freshNetns()
-    const c = conf(h, {}, { ranges: [[{ subnet: "10.127.0.0/24" }], [{ subnet: "fd12:3458::/64" }]] })
-    expect(bridgeFaultSweep(h, p, "it-fault46", c)).toBeGreaterThan(10)
+    expect(bridgeFaultSweep(h, p, id, conf(h, {}, { ranges }))).toBeGreaterThan(10)
     p.remove()
   }, 300_000)
 

@@ -55,13 +55,39 @@ const waitFor = async (what: string, ok: () => boolean, ms = 5000) => {
   }
 }
 
+/** A daemon of its own in `h` on `socket`, up when this resolves. */
+const startDaemon = async (h: TestHost, socket: string) => {
+  const started = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket], {}, "")
+  await waitFor(`the daemon on ${socket}`, () => existsSync(socket))
+  return started
+}
+
+/**
+ * Holds host-local's store lock of `h` (as the reference takes it, with util-linux flock) so
+ * an ADD stops in ipamAllocate, after the bridge and the veth were made. `cat` holds it
+ * until `release` closes its stdin (killing flock alone would leave the lock with its child).
+ */
+const holdStoreLock = async (h: TestHost) => {
+  mkdirSync(join(h.dir, "resnet"), { recursive: true })
+  const lock = join(h.dir, "resnet", "lock")
+  const holder = Bun.spawn(["flock", lock, "cat"], { stdin: "pipe", stdout: "ignore" })
+  await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", lock, "true"]).exitCode !== 0)
+  return {
+    release: async () => {
+      void holder.stdin.end()
+      await holder.exited
+    }
+  }
+}
+
+const vethsOn = (h: TestHost) => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length
+
 let daemonHost: TestHost
 let daemon: ReturnType<typeof spawnIn>
 
 beforeAll(async () => {
   daemonHost = host()
-  daemon = spawnIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET], {}, "")
-  await waitFor("the daemon's socket", () => existsSync(SOCKET))
+  daemon = await startDaemon(daemonHost, SOCKET)
 })
 
 afterAll(async () => {
@@ -158,22 +184,15 @@ describe("resident tscni (tscni daemon)", () => {
     const p = freshNetns()
     settle(h.name)
     const before = observe(h.name)
-    // hold host-local's store lock (as the reference takes it) so the ADD stops in ipamAllocate,
-    // after the bridge and the veth were made
-    mkdirSync(join(h.dir, "resnet"), { recursive: true })
-    // `cat` holds the lock until its stdin is closed (killing flock alone would leave the lock with its child)
-    const holder = Bun.spawn(["flock", join(h.dir, "resnet", "lock"), "cat"], { stdin: "pipe", stdout: "ignore" })
-    await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", join(h.dir, "resnet", "lock"), "true"]).exitCode !== 0)
+    const lock = await holdStoreLock(h)
     const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-5", p.path), JSON.stringify(conf(h)))
-    const vethsOnHost = () => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length
-    await waitFor("the ADD's veth", () => vethsOnHost() > 0)
+    await waitFor("the ADD's veth", () => vethsOn(h) > 0)
     caller.proc.kill("SIGKILL")
     await caller.done
     // the lock wait is not interruptible (a lock is either had or not): the interruption
     // takes effect when the lock is free, and undoes the ADD instead of going on with it
-    void holder.stdin.end()
-    await holder.exited
-    await waitFor("the rollback", () => vethsOnHost() === 0)
+    await lock.release()
+    await waitFor("the rollback", () => vethsOn(h) === 0)
     await Bun.sleep(300)
     expect(observe(h.name)).toEqual(before)
     expect(ipJson<Array<Json>>(p.name, "link", "show").map((link) => link.ifname)).toEqual(["lo"])
@@ -197,20 +216,16 @@ describe("resident tscni (tscni daemon)", () => {
     const h = host()
     const p = freshNetns()
     const socket = join(scratch, "doomed.sock")
-    const doomed = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket], {}, "")
-    await waitFor("the doomed daemon's socket", () => existsSync(socket))
+    const doomed = await startDaemon(h, socket)
     settle(h.name)
     const before = observe(h.name)
-    mkdirSync(join(h.dir, "resnet"), { recursive: true })
-    const holder = Bun.spawn(["flock", join(h.dir, "resnet", "lock"), "cat"], { stdin: "pipe", stdout: "ignore" })
-    await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", join(h.dir, "resnet", "lock"), "true"]).exitCode !== 0)
+    const lock = await holdStoreLock(h)
     const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-6", p.path, socket), JSON.stringify(conf(h)))
-    await waitFor("the ADD's veth", () => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length > 0)
+    await waitFor("the ADD's veth", () => vethsOn(h) > 0)
     doomed.proc.kill("SIGKILL")
     await doomed.done
     const answered = await caller.done
-    void holder.stdin.end()
-    await holder.exited
+    await lock.release()
     expect({ exit: answered.exitCode, error: answered.json }).toEqual({
       exit: 1,
       error: { cniVersion: "1.0.0", code: 11, msg: "the tscni daemon ended before answering this ADD" }
@@ -278,19 +293,15 @@ c, _ = s.accept(); time.sleep(60)`])
     const h = host()
     const p = freshNetns()
     const socket = join(scratch, "stopping.sock")
-    const stopping = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket], {}, "")
-    await waitFor("the daemon's socket", () => existsSync(socket))
-    mkdirSync(join(h.dir, "resnet"), { recursive: true })
-    const holder = Bun.spawn(["flock", join(h.dir, "resnet", "lock"), "cat"], { stdin: "pipe", stdout: "ignore" })
-    await waitFor("the store lock", () => Bun.spawnSync(["flock", "-n", join(h.dir, "resnet", "lock"), "true"]).exitCode !== 0)
+    const stopping = await startDaemon(h, socket)
+    const lock = await holdStoreLock(h)
     const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-7", p.path, socket), JSON.stringify(conf(h)))
-    await waitFor("the ADD's veth", () => ipJson<Array<Json>>(h.name, "link", "show", "type", "veth").length > 0)
+    await waitFor("the ADD's veth", () => vethsOn(h) > 0)
     stopping.proc.kill("SIGTERM")
     await Bun.sleep(200)
     // still there: it holds a call
     expect(existsSync(socket)).toBe(true)
-    void holder.stdin.end()
-    await holder.exited
+    await lock.release()
     const add = await caller.done
     expect([add.exitCode, add.stderr.includes(SERVED)]).toEqual([0, true])
     const stopped = await stopping.done
@@ -305,8 +316,7 @@ c, _ = s.accept(); time.sleep(60)`])
     expect(second.stderr).toContain("another daemon is listening")
     expect(existsSync(SOCKET)).toBe(true)
     const own = join(scratch, "own.sock")
-    const third = spawnIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", own], {}, "")
-    await waitFor("the third daemon's socket", () => existsSync(own))
+    const third = await startDaemon(daemonHost, own)
     third.proc.kill("SIGTERM")
     const stopped = await third.done
     expect([stopped.exitCode, existsSync(own)]).toEqual([0, false])
