@@ -310,6 +310,21 @@ c, _ = s.accept(); time.sleep(60)`])
     p.remove()
   }, 60_000)
 
+  test("SIGTERM with idle connections (one silent, one mid-line): the daemon still stops and removes its socket", async () => {
+    const h = host()
+    const socket = join(scratch, "idle.sock")
+    const stopping = await startDaemon(h, socket)
+    const silent = await Bun.connect({ unix: socket, socket: { data: () => {} } })
+    const halfLine = await Bun.connect({ unix: socket, socket: { data: () => {} } })
+    halfLine.write('{"build":"')
+    await Bun.sleep(100)
+    stopping.proc.kill("SIGTERM")
+    const stopped = await stopping.done
+    expect([stopped.exitCode, existsSync(socket)]).toEqual([0, false])
+    silent.end()
+    halfLine.end()
+  }, 30_000)
+
   test("a second daemon on the same socket refuses to start; SIGTERM stops a daemon and removes its socket", async () => {
     const second = execIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET], {}, "")
     expect(second.exitCode).toBe(1)

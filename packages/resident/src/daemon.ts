@@ -38,6 +38,8 @@ interface Connection {
   fiber: Fiber.Fiber<unknown, unknown> | undefined
   /** a call line was read: the connection is being dealt with */
   started: boolean
+  /** counted in `held` until done */
+  counted: boolean
   closed: boolean
   answered: boolean
   pending: Buffer
@@ -127,6 +129,9 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
     if (Exit.isSuccess(exit) && !socket.data.closed) {
       socket.data.answered = true
       sendLine(socket, { ...exit.value, stderr: lines.join("") }, true)
+    } else if (!socket.data.closed) {
+      // no outcome (cannot happen today: invoke never fails) must still end the caller's wait
+      socket.end()
     }
     // interrupted: the caller is gone, there is no one to answer
     const left = (podCalls.get(podNetns) ?? 1) - 1
@@ -141,8 +146,8 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
   }
 
   const done = (socket: Socket<Connection>) => {
-    if (!socket.data.started) return
-    socket.data.started = false
+    if (!socket.data.counted) return
+    socket.data.counted = false
     held--
     if (held === 0) releaseNamespaceResources()
   }
@@ -157,35 +162,57 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
 
   // only root may hand the daemon calls that act as root; the mask is the socket's alone
   const umask = process.umask(0o077)
+  const connections = new Set<Socket<Connection>>()
   const server = Bun.listen<Connection>({
     unix: path,
     socket: {
       open: (socket) => {
-        socket.data = { reader: lineReader(), call: undefined, fiber: undefined, started: false, closed: false, answered: false, pending: Buffer.alloc(0), closeWhenSent: false }
+        connections.add(socket)
+        socket.data = {
+          reader: lineReader(),
+          call: undefined,
+          fiber: undefined,
+          started: false,
+          counted: false,
+          closed: false,
+          answered: false,
+          pending: Buffer.alloc(0),
+          closeWhenSent: false
+        }
       },
       data: (socket, data) => {
         const state = socket.data
         for (const line of state.reader.push(data)) {
           if (state.call !== undefined && state.fiber === undefined && line === GO) {
-            void run(socket).catch((error: unknown) => log(`call failed: ${error instanceof Error ? error.message : String(error)}`)).finally(() => done(socket))
+            void run(socket)
+              .catch((error: unknown) => {
+                log(`call failed: ${error instanceof Error ? error.message : String(error)}`)
+                socket.end()
+              })
+              .finally(() => done(socket))
             return
           }
-          if (state.started) return
+          // anything else after the call line (a `go` before `ready`, a second call): not our caller
+          if (state.started) return void socket.end()
           state.started = true
+          state.counted = true
           held++
           const call = parseCall(line)
           if (call === undefined) {
             fallback(socket, "not a call")
             return done(socket)
           }
-          void accept(socket, call).then(() => {
-            if (socket.data.call === undefined) done(socket)
-          })
+          void accept(socket, call)
+            .catch(() => fallback(socket, "the daemon could not take the call"))
+            .finally(() => {
+              if (socket.data.call === undefined) done(socket)
+            })
         }
         if (state.reader.tooLong()) socket.end()
       },
       drain: (socket) => flush(socket),
       close: (socket) => {
+        connections.delete(socket)
         socket.data.closed = true
         const fiber = socket.data.fiber
         // the caller went away before its answer: interrupt the call, which rolls back
@@ -203,6 +230,8 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
   stopping = true
   while (held > 0) await Bun.sleep(20)
   server.stop(false)
+  // connections that never sent a call would keep the process alive; answers still being sent finish
+  for (const socket of connections) if (!socket.data.started && !socket.data.closeWhenSent) socket.end()
   try {
     unlinkSync(path)
   } catch {

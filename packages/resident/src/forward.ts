@@ -70,6 +70,8 @@ export const forwardToDaemon = async (plugin: string, stdin: string): Promise<Da
       unix: process.env.TSCNI_DAEMON_SOCKET ?? DEFAULT_SOCKET,
       socket: {
         open: (socket) => {
+          // connected only after the wait for `ready` ran out: the call runs here, not there
+          if (settled) return void socket.end()
           connected = socket
           send(socket)
         },
@@ -80,8 +82,9 @@ export const forwardToDaemon = async (plugin: string, stdin: string): Promise<Da
             if (saidGo) return settle(parseOutcome(line) ?? "lost")
             const reply = parseReply(line)
             if (reply === undefined || "fallback" in reply) return settle(undefined)
+            // a `go` that did not go out is none: nothing ran, the call runs here
+            if (socket.write(GO + "\n") <= 0) return settle(undefined)
             saidGo = true
-            socket.write(GO + "\n")
           }
           if (reader.tooLong()) trouble()
         },

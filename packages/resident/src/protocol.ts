@@ -11,7 +11,9 @@
  *   caller → daemon: `go` (only then does the daemon start the call)
  *   daemon → caller: the outcome
  * A caller that has not sent `go` may always run the call itself (a daemon that does not
- * answer in time, or goes away); once it has, only the daemon runs it.
+ * answer in time, or goes away); once it has, only the daemon runs it — except that a DEL,
+ * CHECK, GC or STATUS whose daemon went away before answering is run again by the caller
+ * (after, never beside, the daemon's run: they are idempotent), and an ADD is code 11.
  */
 
 /** Where the daemon listens unless TSCNI_DAEMON_SOCKET says otherwise (root only: mode 0600). */
