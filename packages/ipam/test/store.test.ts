@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Deferred, Effect, Fiber } from "effect"
@@ -108,6 +108,22 @@ for (const { label, make } of implementations) {
     })
   })
 }
+
+describe("temp files of writers killed between write and rename", () => {
+  test("are removed under the lock when their process is gone; this process's and other files stay", async () => {
+    const dataDir = join(tempRoot, "tempfiles")
+    const store = makeNetworkStore(diskFiles(dataDir, "net"))
+    await run(store.locked(store.setBootId("b")))
+    // a pid that was alive and is gone: a child we started and reaped
+    const gone = Bun.spawnSync(["true"]).pid
+    const stale = join(dataDir, "net", `.last_reserved_ip.0.${gone}.0.tmp`)
+    const ours = join(dataDir, "net", `.last_reserved_ip.0.${process.pid}.7.tmp`)
+    const other = join(dataDir, "net", ".something-else.tmp")
+    for (const path of [stale, ours, other]) writeFileSync(path, "10.0.0.9")
+    await run(store.locked(store.allocations))
+    expect([existsSync(stale), existsSync(ours), existsSync(other)]).toEqual([false, true, true])
+  })
+})
 
 describe("the on-disk format is the reference's", () => {
   test("an allocation file holds `<containerID>\\r\\n<ifname>`; last_reserved_ip.N holds the address", async () => {

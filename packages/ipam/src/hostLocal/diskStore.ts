@@ -18,6 +18,31 @@ const fsCall = <A>(operation: string, path: string, run: () => A): Effect.Effect
 
 let tempCounter = 0
 
+/** `.<name>.<pid>.<n>.tmp`: replace()'s temp files, named after the process writing them. */
+const TEMP_FILE = /^\..+\.(\d+)\.\d+\.tmp$/
+
+const processAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it exists, someone else's
+    return errnoCode(error) === "EPERM"
+  }
+}
+
+/**
+ * Removes the temp files of writers that are gone (killed between write and rename): they
+ * are never read, but would pile up. Runs under the store lock, so no live writer of this
+ * store is between its write and its rename — except this process, whose files stay.
+ */
+const sweepStaleTempFiles = (dir: string): void => {
+  for (const name of listFiles(dir)) {
+    const pid = Number(TEMP_FILE.exec(name)?.[1] ?? Number.NaN)
+    if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) removeFileIfExists(join(dir, name))
+  }
+}
+
 /** The file primitives for `<dataDir>/<network>` on the real filesystem. */
 export const diskFiles = (dataDir: string, network: string): StoreFiles => {
   const dir = join(dataDir, network)
@@ -43,7 +68,7 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
     locked: (effect) =>
       fsCall("mkdir", dir, () => mkdirSync(dir, { recursive: true, mode: 0o755 })).pipe(
         Effect.andThen(
-          withFileLock(pathOf("lock"), effect, (failure) =>
+          withFileLock(pathOf("lock"), fsCall("sweep", dir, () => sweepStaleTempFiles(dir)).pipe(Effect.andThen(effect)), (failure) =>
             new StoreError({ operation: "lock", path: failure.path, message: failure.message, busy: failure.busy }))
         )
       ),
