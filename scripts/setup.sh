@@ -14,15 +14,8 @@ if [ "$(bun --version 2>/dev/null || true)" != "$BUN_VERSION" ]; then
     || npm install --global --no-fund --no-audit "bun@$BUN_VERSION" >/dev/null
 fi
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]} from Debian"
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source scripts/apt-missing.sh
+apt_install_missing -- "${APT_PACKAGES[@]}"
 
 echo "== bun install"
 bun install --frozen-lockfile >/dev/null

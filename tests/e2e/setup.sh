@@ -18,16 +18,9 @@ TAR=$CACHE/busybox-rootfs.tar
 
 [ "$(id -u)" -eq 0 ] || { echo "setup.sh: run as root" >&2; exit 1; }
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]} from Debian"
-  apt-get update -qq >/dev/null
-  # no recommends: buildah, fuse-overlayfs, slirp4netns, dbus-user-session are for rootless use
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+source scripts/apt-missing.sh
+# no recommends: buildah, fuse-overlayfs, slirp4netns, dbus-user-session are for rootless use
+apt_install_missing --no-install-recommends -- "${APT_PACKAGES[@]}"
 for pkg in podman runc conmon busybox-static containernetworking-plugins golang-github-containers-common; do
   printf '   %-36s %s\n' "$pkg" "$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null || echo missing)"
 done
