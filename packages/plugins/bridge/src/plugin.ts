@@ -3,7 +3,7 @@ import { Duration, Effect } from "effect"
 import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { type Result, tryAgainLater, validAttachments } from "@tscni/spec"
+import { ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
 import {
   collectStaleFilterRules,
   collectStaleLinks,
@@ -113,18 +113,28 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
   }
 }
 
+/** A file operation on the lock dir as an Effect: its failure is the call's I/O error, never a defect. */
+const lockDirIo = (what: string, run: () => void) =>
+  Effect.try({ try: run, catch: (error) => ioFailure(`bridge: ${what}`, error instanceof Error ? error.message : String(error)) })
+
+/**
+ * Removes an intent file, whatever happens: it runs after ADD committed or rolled back, so
+ * it must not fail the call (a leftover file only makes a later last-pod DEL also accept an
+ * unmarked bridge of that name as ours, which the intent file said it was).
+ */
+const dropIntent = (intent: string) => Effect.ignore(lockDirIo(`removing ${intent}`, () => rmSync(intent, { force: true })))
+
 /** Runs `effect` holding the bridge's lock; a lock that cannot be had is "try again later". */
 const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", effect: Effect.Effect<A, E, R>) =>
-  Effect.suspend(() => {
-    mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 })
-    return withFileLock(
+  lockDirIo(`creating ${LOCK_DIR}`, () => mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 })).pipe(
+    Effect.andThen(withFileLock(
       bridgeLockPath(bridge),
       effect,
       (failure) => tryAgainLater(`bridge ${bridge}: ${failure.message}`),
       Duration.seconds(30),
       mode
-    )
-  })
+    ))
+  )
 
 /**
  * A bridge tscni created (it carries our alias) is removed once no port is left on it, so
@@ -140,7 +150,7 @@ const removeBridgeIfUnused = (settings: BridgeSettings) =>
       settings.bridge,
       (bridge) => bridge.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge.alias === undefined)
     )
-    if (killedWhileCreating) rmSync(intent, { force: true })
+    if (killedWhileCreating) yield* dropIntent(intent)
   }))
 
 /**
@@ -153,8 +163,8 @@ const plugIn = <A, E, R>(settings: BridgeSettings, apply: Effect.Effect<A, E, R>
     const bridge = yield* ignoreNotFound(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge)))
     if (bridge !== undefined) return yield* apply
     const intent = bridgeIntentPath(settings.bridge)
-    writeFileSync(intent, settings.network)
-    return yield* apply.pipe(Effect.ensuring(Effect.sync(() => rmSync(intent, { force: true }))))
+    yield* lockDirIo(`writing ${intent}`, () => writeFileSync(intent, settings.network))
+    return yield* apply.pipe(Effect.ensuring(dropIntent(intent)))
   }))
 
 /** The pod's part of prevResult: its interface's IPs (a chain's result may hold others). */

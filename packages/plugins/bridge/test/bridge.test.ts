@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { existsSync, mkdirSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
@@ -32,6 +32,26 @@ const run = <A, E>(
 const pod = (name: string) => Backend.use((backend) => backend.createNetns(name))
 
 describe("bridge ADD on the mock kernel", () => {
+  test("an intent file that cannot be written is an I/O error (code 5), not an internal one, and nothing is made", async () => {
+    const w = world()
+    // a directory where the intent file goes: writing it fails with EISDIR
+    const intent = bridgeIntentPath("br-intent")
+    mkdirSync(intent, { recursive: true })
+    try {
+      await run(w, Effect.gen(function*() {
+        const mock = yield* MockBackend.MockControlService
+        const ns = yield* pod("p1")
+        const before = mock.snapshot()
+        const add = yield* invoke(env("ADD", "c1", ns), { ...CONF, bridge: "br-intent" })
+        expect({ exit: add.exitCode, code: add.json?.code, msg: add.json?.msg }).toEqual({ exit: 1, code: 5, msg: `bridge: writing ${intent}` })
+        expect(mock.diff(before, mock.snapshot())).toEqual([])
+        expect([...w.ipam.allocations()]).toEqual([])
+      }))
+    } finally {
+      rmSync(intent, { recursive: true, force: true })
+    }
+  })
+
   test("plugs the pod into the bridge with its IP, routes, gateway and masquerade", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
