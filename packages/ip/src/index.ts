@@ -36,12 +36,13 @@ const parseIpv4 = (text: string): bigint | undefined => {
   return value
 }
 
-const parseGroups = (text: string): Array<number> | undefined => {
+/** Hex groups separated by ':'; a dotted quad may end them only where it ends the address (`endsAddress`). */
+const parseGroups = (text: string, endsAddress: boolean): Array<number> | undefined => {
   if (text === "") return []
   const groups: Array<number> = []
   const parts = text.split(":")
   for (const [i, part] of parts.entries()) {
-    if (i === parts.length - 1 && part.includes(".")) {
+    if (endsAddress && i === parts.length - 1 && part.includes(".")) {
       const v4 = parseIpv4(part)
       if (v4 === undefined) return undefined
       groups.push(Number(v4 >> 16n), Number(v4 & 0xffffn))
@@ -56,8 +57,8 @@ const parseGroups = (text: string): Array<number> | undefined => {
 const parseIpv6 = (text: string): bigint | undefined => {
   const halves = text.split("::")
   if (halves.length > 2) return undefined
-  const head = parseGroups(halves[0] ?? "")
-  const tail = halves.length === 2 ? parseGroups(halves[1] ?? "") : []
+  const head = parseGroups(halves[0] ?? "", halves.length === 1)
+  const tail = halves.length === 2 ? parseGroups(halves[1] ?? "", true) : []
   if (head === undefined || tail === undefined) return undefined
   const missing = 8 - head.length - tail.length
   if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined

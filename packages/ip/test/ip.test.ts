@@ -39,7 +39,7 @@ describe("addresses", () => {
   }
 
   test("rejects what inet_pton rejects", () => {
-    for (const bad of ["", "10.1.2", "10.1.2.256", "010.1.2.3", "1::2::3", "fd00::g", "1:2:3:4:5:6:7:8:9", "host.example", "fe80::1%eth0"]) {
+    for (const bad of ["", "10.1.2", "10.1.2.256", "010.1.2.3", "1::2::3", "fd00::g", "1:2:3:4:5:6:7:8:9", "host.example", "fe80::1%eth0", "1.2.3.4::", "1.2.3.4::1", "::1.2.3.4:5"]) {
       expect(parseIp(bad)).toBeUndefined()
     }
     expect([ipFamily("10.0.0.1"), ipFamily("::1"), ipFamily("x")]).toEqual([4, 6, undefined])
