@@ -124,8 +124,7 @@ export const makeLinuxBackend = (): BackendShape => ({
   deleteNetns: (path) =>
     kernelCall("deleteNetns", () => {
       // our own sockets in it would keep the namespace (and its links) alive
-      closeRouteSocket(path)
-      nftables.closeContext(path)
+      closeNamespaceResources(path)
       netns.deleteNetns(path)
     }),
   netnsExists: (path) => kernelCall("netnsExists", () => netns.isNetns(path)),
@@ -199,7 +198,8 @@ export const makeLinuxBackend = (): BackendShape => ({
       // The kernel moves first and renames after: a taken name would leave the link moved
       // under its old name. Refuse up front instead.
       const arrivalName = newName ?? name
-      if (link.listLinks(socketOf(toNetns), toNetns).some((other) => other.name === arrivalName)) {
+      // one lookup, not a dump of the target namespace (the host's grows with its pods)
+      if (link.linkExists(socketOf(toNetns), toNetns, arrivalName)) {
         throw new KernelCallFailed(kernelError("moveLink", 17, `${arrivalName} exists in ${toNetns}`))
       }
       netns.withNetnsFd(toNetns, (fd) => link.moveLink(socketOf(ns), target, fd, newName))

@@ -10,8 +10,7 @@ import { type PluginEntry, pluginNamed, PLUGIN_NAMES } from "./plugins.ts"
  * and forwarding must stay as cheap as a bare Bun program.
  */
 const invokedAs = process.argv0.slice(process.argv0.lastIndexOf("/") + 1)
-const byArgv0 = pluginNamed(invokedAs) !== undefined
-const pluginName = byArgv0 ? invokedAs : process.argv[2] ?? ""
+const pluginName = pluginNamed(invokedAs) !== undefined ? invokedAs : process.argv[2] ?? ""
 const load = pluginNamed(pluginName)
 
 const refuse = async (): Promise<void> => {

@@ -45,10 +45,10 @@ const lostAdd = async (stdin: string): Promise<DaemonOutcome> => {
 }
 
 /** Asks the daemon at TSCNI_DAEMON_SOCKET (default DEFAULT_SOCKET) to run `plugin` with this process's env and `stdin`. */
-export const forwardToDaemon = async (plugin: string, stdin: string): Promise<DaemonOutcome | undefined> => {
-  const view = await viewOf(process.env.CNI_NETNS ?? "")
-  return new Promise<DaemonOutcome | "lost" | undefined>((resolve) => {
-    const send = sender(JSON.stringify({ build: BUILD_ID, view, plugin, env: process.env, stdin }) + "\n")
+export const forwardToDaemon = (plugin: string, stdin: string): Promise<DaemonOutcome | undefined> =>
+  new Promise<DaemonOutcome | "lost" | undefined>((resolve) => {
+    // the call is built once a daemon answered the connect: with none (the usual case) nothing is spent on it
+    let send: ((socket: Socket<unknown>) => void) | undefined
     const reader = lineReader()
     let saidGo = false
     let settled = false
@@ -73,9 +73,13 @@ export const forwardToDaemon = async (plugin: string, stdin: string): Promise<Da
           // connected only after the wait for `ready` ran out: the call runs here, not there
           if (settled) return void socket.end()
           connected = socket
-          send(socket)
+          void viewOf(process.env.CNI_NETNS ?? "").then((view) => {
+            if (settled) return
+            send = sender(JSON.stringify({ build: BUILD_ID, view, plugin, env: process.env, stdin }) + "\n")
+            send(socket)
+          })
         },
-        drain: (socket) => send(socket),
+        drain: (socket) => send?.(socket),
         data: (socket, data) => {
           for (const line of reader.push(data)) {
             if (settled) return
@@ -96,4 +100,3 @@ export const forwardToDaemon = async (plugin: string, stdin: string): Promise<Da
     if (result !== "lost") return result
     return process.env.CNI_COMMAND === "ADD" ? lostAdd(stdin) : undefined
   })
-}

@@ -141,6 +141,17 @@ export const getLink = (socket: RouteSocket, netns: string, name: string): LinkI
   return decodeLink(netns, reply)
 }
 
+/** Whether a link of that name exists (ENODEV is "no", any other failure is thrown). */
+export const linkExists = (socket: RouteSocket, netns: string, name: string): boolean => {
+  try {
+    getLink(socket, netns, name)
+    return true
+  } catch (error) {
+    if (error instanceof KernelCallFailed && error.error.reason === "NotFound") return false
+    throw error
+  }
+}
+
 /** The name of the link with that ifindex, undefined when there is none. */
 export const linkNameByIndex = (socket: RouteSocket, index: number): string | undefined => {
   try {
