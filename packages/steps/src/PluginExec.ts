@@ -98,7 +98,7 @@ const real = makePluginExec({ exec: spawnLazily, lookup: lookupInPath })
  */
 export class PluginExec extends Context.Service<PluginExec, PluginExecShape>()("tscni/PluginExec") {
   /**
-   * Real processes, spawned through Effect's Bun platform layer (./spawn.ts, loaded on the
+   * Real processes, spawned with Bun.spawn (./spawn.ts, loaded on the
    * first exec). Lookup in CNI_PATH is a plain stat of each candidate.
    */
   static readonly layer: Layer.Layer<PluginExec> = Layer.succeed(PluginExec)(real)

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Exit, Option } from "effect"
-import { CniError } from "@tscni/spec"
+import { Effect, Exit, Fiber, Option } from "effect"
+import { CallerEnvironment, CniError } from "@tscni/spec"
 import { ipamAllocate, PluginExec } from "../src/index.ts"
 
 const RESULT = { cniVersion: "1.0.0", ips: [{ address: "10.99.0.5/24", gateway: "10.99.0.1" }] }
@@ -29,6 +29,12 @@ beforeAll(async () => {
     "exit 1"
   ].join("\n"))
   await writeFile(join(dir, "notexec"), "#!/bin/sh\nexit 0\n")
+  // Prints what it inherited, and the request's CNI_COMMAND.
+  await writeFile(join(dir, "envipam"), '#!/bin/sh\ncat >/dev/null\nprintf "%s|%s|%s" "$FROM_CALLER" "$CNI_COMMAND" "$CNI_STALE"\n')
+  // Writes its pid and waits: to see it killed when its caller is interrupted.
+  await writeFile(join(dir, "slowipam"), `#!/bin/sh\necho $$ > '${join(dir, "slow.pid")}'\nexec sleep 30\n`)
+  await chmod(join(dir, "envipam"), 0o755)
+  await chmod(join(dir, "slowipam"), 0o755)
   await chmod(join(dir, "okipam"), 0o755)
   await chmod(join(dir, "badipam"), 0o755)
 })
@@ -51,6 +57,42 @@ const input = (pluginType: string) => ({
 })
 
 describe("PluginExec.layer (real processes)", () => {
+  test("the child inherits the caller's environment (CallerEnvironment), with the request's CNI_ variables replacing inherited ones", async () => {
+    const exit = await run(Effect.gen(function*() {
+      const exec = yield* PluginExec
+      return yield* exec.exec({ path: join(dir, "envipam"), command: "ADD", env: { CNI_COMMAND: "ADD" }, stdin: "{}" })
+    }).pipe(Effect.provideService(CallerEnvironment, { FROM_CALLER: "yes", CNI_COMMAND: "DEL", CNI_STALE: "old" })))
+    expect(Exit.isSuccess(exit) && exit.value).toEqual({ exitCode: 0, stdout: "yes|ADD|", stderr: "" })
+  })
+
+  test("interrupting an exec kills the child", async () => {
+    const pidFile = join(dir, "slow.pid")
+    const fiber = Effect.runFork(Effect.provide(
+      Effect.gen(function*() {
+        const exec = yield* PluginExec
+        return yield* exec.exec({ path: join(dir, "slowipam"), command: "ADD", env: {}, stdin: "{}" })
+      }),
+      PluginExec.layer
+    ))
+    let pid = 0
+    for (let waited = 0; pid === 0 && waited < 5000; waited += 20) {
+      await Bun.sleep(20)
+      pid = Number((await Bun.file(pidFile).text().catch(() => "0")).trim())
+    }
+    expect(pid).toBeGreaterThan(0)
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    const alive = () => {
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    for (let waited = 0; alive() && waited < 5000; waited += 20) await Bun.sleep(20)
+    expect(alive()).toBe(false)
+  })
+
   test("find searches CNI_PATH in order and skips non-executables", async () => {
     const exit = await run(Effect.gen(function*() {
       const exec = yield* PluginExec
