@@ -73,20 +73,15 @@ const bridgeFaultSweep = (
     allocations: allocations(h)
   })
   const before = state()
-  let succeeded = 0
-  const failed = kernelFaultSweep(
+  return kernelFaultSweep(
     (k) => execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", id, p.path), JSON.stringify(c)),
     (run) => {
-      succeeded++
       expect(execIn(h, BRIDGE, podEnv("DEL", id, p.path), JSON.stringify({ ...c, prevResult: run.json })).exitCode).toBe(0)
       restoreHostSysctls(h.name, before.sysctls)
       afterDel()
     },
     (k) => expect({ k, ...state() }).toEqual({ k, ...before })
   )
-  // no fault is tolerated: only the run past the last kernel call succeeds
-  expect(succeeded).toBe(1)
-  return failed
 }
 
 describe("bridge on the real kernel", () => {
