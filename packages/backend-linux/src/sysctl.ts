@@ -1,11 +1,9 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs"
+import { sysctlSegments } from "@tscni/backend"
 import { inNetns } from "./netns.ts"
 
-/**
- * `net.ipv4.conf.eth0.rp_filter` → `/proc/sys/net/ipv4/conf/eth0/rp_filter`. A key that
- * already uses '/' is taken as a path (interface names may contain dots).
- */
-const sysctlPath = (key: string): string => `/proc/sys/${key.includes("/") ? key : key.replaceAll(".", "/")}`
+/** `net.ipv4.conf.eth0.rp_filter` (or `net/ipv4/conf/eth0.1/rp_filter`) → its file under /proc/sys. */
+const sysctlPath = (key: string): string => `/proc/sys/${sysctlSegments(key).join("/")}`
 
 const readFd = (fd: number): string => {
   const buffer = Buffer.alloc(4096)

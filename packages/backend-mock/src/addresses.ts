@@ -1,4 +1,4 @@
-import type { AddressInfo, BackendError, NetnsPath } from "@tscni/backend"
+import { type AddressInfo, type BackendError, type NetnsPath, sysctlKey } from "@tscni/backend"
 import { Effect } from "effect"
 import { type Cidr, formatCidr, parseCidr, sameIp } from "@tscni/ip"
 import { addConnectedRoute, removeConnectedRoute } from "./lifecycle.ts"
@@ -52,7 +52,7 @@ export const addressOperations = (state: KernelState) => ({
       const ns = yield* requireNetns(state, op, netns)
       const target = yield* requireLink(ns, op, link)
       const parsed = yield* requireCidr(op, cidr)
-      if (parsed.ip.family === 6 && ns.sysctls.get(`net.ipv6.conf.${target.name}.disable_ipv6`) === "1") {
+      if (parsed.ip.family === 6 && ns.sysctls.get(sysctlKey("net", "ipv6", "conf", target.name, "disable_ipv6")) === "1") {
         return yield* fail(op, "PermissionDenied", `IPv6 is disabled on ${target.name}`, "EACCES")
       }
       if (ns.addresses.some((a) => sameAddress(a, target.index, parsed))) {

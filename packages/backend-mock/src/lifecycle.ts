@@ -1,3 +1,4 @@
+import { sysctlKey } from "@tscni/backend"
 import { contains, networkOf, parseCidr, sameIp } from "@tscni/ip"
 import {
   type AddressState,
@@ -96,7 +97,7 @@ export const bringUp = (ns: NetnsState, link: LinkState): void => {
   link.up = true
   if (link.kind === "loopback") {
     for (const cidr of LOOPBACK_ADDRESSES) {
-      const ipv6Disabled = ns.sysctls.get(`net.ipv6.conf.${link.name}.disable_ipv6`) === "1"
+      const ipv6Disabled = ns.sysctls.get(sysctlKey("net", "ipv6", "conf", link.name, "disable_ipv6")) === "1"
       if (cidr.ip.family === 6 && ipv6Disabled) continue
       const present = ns.addresses.some((a) => a.linkIndex === link.index && sameIp(a.cidr.ip, cidr.ip))
       if (!present) ns.addresses.push({ linkIndex: link.index, cidr })

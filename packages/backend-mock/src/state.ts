@@ -12,6 +12,7 @@ import {
   interfaceNameProblem,
   type NetnsPath,
   type RouteScope,
+  sysctlKey,
   type TbfOptions
 } from "@tscni/backend"
 import { Effect } from "effect"
@@ -164,10 +165,10 @@ const netnsSysctls = (path: NetnsPath): Array<readonly [string, string]> => [
 
 /** Per-link sysctls, created with the link and removed with it (or reset when it moves). */
 export const linkSysctls = (name: string): Array<[string, string]> => [
-  [`net.ipv4.conf.${name}.route_localnet`, "0"],
-  [`net.ipv4.conf.${name}.arp_notify`, "0"],
-  [`net.ipv6.conf.${name}.accept_dad`, "1"],
-  [`net.ipv6.conf.${name}.disable_ipv6`, "0"]
+  [sysctlKey("net", "ipv4", "conf", name, "route_localnet"), "0"],
+  [sysctlKey("net", "ipv4", "conf", name, "arp_notify"), "0"],
+  [sysctlKey("net", "ipv6", "conf", name, "accept_dad"), "1"],
+  [sysctlKey("net", "ipv6", "conf", name, "disable_ipv6"), "0"]
 ]
 
 /** Gives a new (or newly arrived) link its sysctls with default values. */

@@ -88,7 +88,7 @@ export interface BackendShape {
   readonly addRoute: (netns: NetnsPath, route: Route, options?: { readonly append?: boolean }) => Op<void>
   readonly deleteRoute: (netns: NetnsPath, route: Route) => Op<void>
 
-  // sysctls, by dotted key (`net.ipv4.ip_forward`)
+  // sysctls, by key: dotted (`net.ipv4.ip_forward`) or, when a segment holds a dot, a path; build keys that name an interface with sysctlKey
   readonly readSysctl: (netns: NetnsPath, key: string) => Op<string>
   /** Writes the value and returns the previous one, so undo can restore it. */
   readonly writeSysctl: (netns: NetnsPath, key: string, value: string) => Op<string>

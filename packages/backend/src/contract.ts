@@ -3,7 +3,7 @@ import { Effect, type Layer, Schedule, type Scope } from "effect"
 import { Backend, type BackendShape } from "./Backend.ts"
 import type { BackendError, BackendErrorReason } from "./errors.ts"
 import { IPTABLES_JUMP_COMMENT } from "./iptables.ts"
-import type { BridgeVlan, FilterRule, IptablesBatch, IptablesChain, LinkInfo, NetnsPath, Route } from "./model.ts"
+import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type LinkInfo, type NetnsPath, type Route, sysctlKey } from "./model.ts"
 
 /**
  * How the contract gets namespaces to work in. Every test works only inside namespaces
@@ -601,6 +601,20 @@ export const runBackendContract = (
           expect(yield* backend.readSysctl(a, "net.ipv4.conf.ct-d11.route_localnet")).toBe("1")
           yield* backend.deleteLink(a, "ct-d11")
           yield* expectReason(backend.readSysctl(a, "net.ipv4.conf.ct-d11.route_localnet"), "NotFound")
+        }))
+
+      it("a link whose name holds a dot (a VLAN-style eth0.100) has its sysctls under sysctlKey's '/' form", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct.d30", kind: "ifb" })
+          const key = sysctlKey("net", "ipv4", "conf", "ct.d30", "route_localnet")
+          expect(key).toBe("net/ipv4/conf/ct.d30/route_localnet")
+          expect(yield* backend.writeSysctl(a, key, "1")).toBe("0")
+          expect(yield* backend.readSysctl(a, key)).toBe("1")
+          // the same key written as a path from /proc/sys
+          expect(yield* backend.readSysctl(a, `/${key}`)).toBe("1")
+          yield* backend.deleteLink(a, "ct.d30")
+          yield* expectReason(backend.readSysctl(a, key), "NotFound")
         }))
     })
 

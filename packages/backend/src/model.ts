@@ -93,6 +93,22 @@ export interface CreateVethRequest {
   readonly peerMac?: string
 }
 
+/**
+ * A sysctl key from its segments, as both backends take keys: dotted
+ * (`net.ipv4.conf.eth0.rp_filter`), or a '/' path when a segment holds a dot (an interface
+ * like `eth0.100`, where dots cannot separate). The one way to build a key that names an
+ * interface.
+ */
+export const sysctlKey = (...segments: ReadonlyArray<string>): string =>
+  segments.some((segment) => segment.includes(".")) ? segments.join("/") : segments.join(".")
+
+/** The segments of a key in either form (a key with a '/' is a path; leading '/' ignored). */
+export const sysctlSegments = (key: string): Array<string> =>
+  key.includes("/") ? key.replace(/^\/+/, "").split("/") : key.split(".")
+
+/** A key in the one form sysctlKey would write it: how the mock stores and compares keys. */
+export const canonicalSysctlKey = (key: string): string => sysctlKey(...sysctlSegments(key))
+
 /** Longest interface alias the kernel stores (IFALIASZ-1 bytes of UTF-8). */
 export const MAX_ALIAS_BYTES = 255
 

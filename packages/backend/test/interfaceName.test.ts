@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test"
-import { interfaceNameProblem } from "../src/model.ts"
+import { canonicalSysctlKey, interfaceNameProblem, sysctlKey, sysctlSegments } from "../src/model.ts"
 
 describe("interfaceNameProblem (the kernel's dev_valid_name)", () => {
   it.each(["eth0", "lo", "eth0.100", "veth-a_b", "a23456789012345", "ééééééé"])("accepts %p", (name) => {
@@ -20,5 +20,18 @@ describe("interfaceNameProblem (the kernel's dev_valid_name)", () => {
     ["à", "contains '/', ':' or whitespace"]
   ])("refuses %p: %s", (name, problem) => {
     expect(interfaceNameProblem(name)).toBe(problem)
+  })
+})
+
+describe("sysctl keys", () => {
+  it("are dotted unless a segment holds a dot; then a '/' path", () => {
+    expect(sysctlKey("net", "ipv4", "conf", "eth0", "rp_filter")).toBe("net.ipv4.conf.eth0.rp_filter")
+    expect(sysctlKey("net", "ipv4", "conf", "eth0.100", "rp_filter")).toBe("net/ipv4/conf/eth0.100/rp_filter")
+  })
+  it("split back into the same segments in either form; the canonical form is sysctlKey's", () => {
+    expect(sysctlSegments("net.ipv4.ip_forward")).toEqual(["net", "ipv4", "ip_forward"])
+    expect(sysctlSegments("/net/ipv4/conf/eth0.100/rp_filter")).toEqual(["net", "ipv4", "conf", "eth0.100", "rp_filter"])
+    expect(canonicalSysctlKey("net/ipv4/ip_forward")).toBe("net.ipv4.ip_forward")
+    expect(canonicalSysctlKey("/net/ipv4/conf/eth0.100/rp_filter")).toBe("net/ipv4/conf/eth0.100/rp_filter")
   })
 })

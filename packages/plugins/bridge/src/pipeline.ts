@@ -1,4 +1,4 @@
-import { HOST_NETNS } from "@tscni/backend"
+import { HOST_NETNS, sysctlKey } from "@tscni/backend"
 import { derive, eachOf, Pipeline } from "@tscni/engine"
 import type { Result } from "@tscni/spec"
 import {
@@ -114,7 +114,7 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
   .optionalStep("noDad", setSysctl, (input, handles) =>
     skipUnless(!input.settings.enabledad && hasIpv6(ipamResult(handles)), () => ({
       netns: input.netns,
-      key: `net.ipv6.conf.${input.ifname}.accept_dad`,
+      key: sysctlKey("net", "ipv6", "conf", input.ifname, "accept_dad"),
       value: "0"
     })))
   .step("addresses", eachOf(addAddress), (input, handles) =>

@@ -1,4 +1,4 @@
-import { HOST_NETNS } from "@tscni/backend"
+import { HOST_NETNS, sysctlKey } from "@tscni/backend"
 import { eachOf, Pipeline } from "@tscni/engine"
 import { addFilterRules, addIptablesRules, setSysctl } from "@tscni/steps"
 import type { PortmapSettings } from "./config.ts"
@@ -25,7 +25,7 @@ export interface PortmapInput {
 export const portmapPipeline = Pipeline.make<PortmapInput>("portmap")
   .step("localnet", eachOf(setSysctl), (input) =>
     input.settings.snat && !input.settings.masqAll
-      ? input.localnetLinks.map((link) => ({ netns: HOST_NETNS, key: `net.ipv4.conf.${link}.route_localnet`, value: "1" }))
+      ? input.localnetLinks.map((link) => ({ netns: HOST_NETNS, key: sysctlKey("net", "ipv4", "conf", link, "route_localnet"), value: "1" }))
       : [])
   .optionalStep("rules", addFilterRules, (input) => {
     if (input.settings.backend !== "nftables") return Pipeline.skip

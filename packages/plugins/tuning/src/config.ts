@@ -1,4 +1,5 @@
 import { Effect, Schema } from "effect"
+import { sysctlKey } from "@tscni/backend"
 import { type LinkOptions, readFileIfExists } from "@tscni/steps"
 import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig, ioFailure } from "@tscni/spec"
 import { InterfaceMac, macFromCniArgs, type PluginRequest } from "@tscni/skel"
@@ -128,7 +129,7 @@ export const resolveSysctlKey = (configKey: string, ifname: string): string | un
   if (at >= 0) segments[at] = ifname
   if (segments[0] !== "net" || segments.length < 2) return undefined
   if (segments.some((segment) => segment === "" || segment === "." || segment === ".." || segment.includes("/"))) return undefined
-  return segments.some((segment) => segment.includes(".")) ? segments.join("/") : segments.join(".")
+  return sysctlKey(...segments)
 }
 
 /** The allowlist's patterns, or undefined when there is no file (no restriction then). */
