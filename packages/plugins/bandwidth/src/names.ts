@@ -5,7 +5,6 @@
  */
 import { aliasPrefix, attachmentAlias, attachmentKey } from "@tscni/steps"
 
-export { attachmentKey }
 
 /** Every ifb device tscni's bandwidth plugin makes is named with this prefix (as the reference's). */
 export const IFB_PREFIX = "bwp"

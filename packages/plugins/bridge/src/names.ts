@@ -4,7 +4,6 @@
  */
 import { aliasPrefix, attachmentAlias, attachmentKey, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
-export { attachmentKey }
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, the kernel's limit). */
 export const hostVethName = (containerId: string, ifname: string): string =>

@@ -12,8 +12,6 @@ export const AddressPlan = Schema.Struct({
   routes: Schema.Array(Route),
   /** gateway addresses the bridge must carry (isGateway), with the pod network's prefix */
   gateways: Schema.Array(Schema.String),
-  /** the pod's networks */
-  networks: Schema.Array(Schema.String),
   /** the result's routes, with the default routes isDefaultGateway added */
   resultRoutes: Schema.Array(RouteEntry)
 })
@@ -33,13 +31,11 @@ export const planAddresses = (
   const ips = result?.ips ?? []
   const addresses: Array<string> = []
   const gateways: Array<string> = []
-  const networks: Array<string> = []
   const gatewayOf: Partial<Record<4 | 6, string>> = {}
   for (const ip of ips) {
     const cidr = parseCidr(ip.address)
     if (!cidr) return Effect.fail(invalidConfig("ipam result", `'${ip.address}' is not an address in CIDR form`))
     addresses.push(ip.address)
-    networks.push(formatCidr(networkOf(cidr)))
     if (ip.gateway !== undefined) {
       gatewayOf[cidr.ip.family] ??= ip.gateway
       if (options.isGateway) gateways.push(`${ip.gateway}/${cidr.prefix}`)
@@ -76,7 +72,7 @@ export const planAddresses = (
       ...(route.table !== undefined ? { table: route.table } : {})
     })
   }
-  return Effect.succeed({ addresses, routes, gateways: [...new Set(gateways)], networks, resultRoutes })
+  return Effect.succeed({ addresses, routes, gateways: [...new Set(gateways)], resultRoutes })
 }
 
 /**

@@ -3,9 +3,8 @@
  * the attachment, so DEL and GC find a pod's rules without prevResult and without ADD's memory.
  */
 
-import { attachmentKey, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
+import { networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
-export { attachmentKey }
 
 /** tscni's own nftables table (family inet: one rule set for IPv4 and IPv6). */
 export const FIREWALL_TABLE = "tscni-firewall"

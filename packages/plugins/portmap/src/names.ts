@@ -1,6 +1,5 @@
-import { attachmentKey, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
+import { networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
-export { attachmentKey }
 
 /** Owner comment of a pod's mapping rules: `pm:<network hash>:<attachment key>` (see @tscni/steps attachment.ts). */
 export const networkTag = (network: string): string => tagOf("pm", network)

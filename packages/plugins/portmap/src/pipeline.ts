@@ -22,9 +22,12 @@ export interface PortmapInput {
  * iptables backend one iptables-restore per family —, then forget stale UDP flows of the
  * new host ports.
  */
+/** Whether localhost access to host ports is set up (route_localnet on the pod's route): only with snat, and not with masqAll. */
+export const routesLocalnet = (settings: PortmapSettings): boolean => settings.snat && !settings.masqAll
+
 export const portmapPipeline = Pipeline.make<PortmapInput>("portmap")
   .step("localnet", eachOf(setSysctl), (input) =>
-    input.settings.snat && !input.settings.masqAll
+    routesLocalnet(input.settings)
       ? input.localnetLinks.map((link) => ({ netns: HOST_NETNS, key: sysctlKey("net", "ipv4", "conf", link, "route_localnet"), value: "1" }))
       : [])
   .optionalStep("rules", addFilterRules, (input) => {

@@ -7,7 +7,7 @@ import { collectStaleFilterRules, collectStaleIptablesRules, iptablesOwnerHandle
 import { invalidConfig, podIpConfigs, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { networkTag, ruleOwner } from "./names.ts"
-import { type PortmapInput, portmapPipeline } from "./pipeline.ts"
+import { type PortmapInput, portmapPipeline, routesLocalnet } from "./pipeline.ts"
 import { PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"
 
 /** The pod's addresses in CIDR form: prevResult IPs on interfaces inside the sandbox (or not tied to one). */
@@ -20,14 +20,14 @@ export const podIps = (result: Result | undefined): Array<string> => podAddresse
 /** Host interfaces that route to the pod's IPv4 addresses (where route_localnet must be on). */
 const routesToPod = (ips: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const routes = yield* (yield* Backend).listRoutes(HOST_NETNS)
+    const connected = (yield* (yield* Backend).listRoutes(HOST_NETNS))
+      .filter((route) => route.link !== undefined && route.gateway === undefined)
+      .map((route) => ({ route, cidr: parseCidr(route.dst) }))
     const links = new Set<string>()
     for (const ip of ips) {
       const address = parseIp(ip)
       if (address?.family !== 4) continue
-      const best = routes
-        .filter((route) => route.link !== undefined && route.gateway === undefined)
-        .map((route) => ({ route, cidr: parseCidr(route.dst) }))
+      const best = connected
         .filter((entry) => entry.cidr !== undefined && contains(entry.cidr, address))
         .sort((a, b) => (b.cidr?.prefix ?? 0) - (a.cidr?.prefix ?? 0))[0]
       if (best?.route.link !== undefined) links.add(best.route.link)
@@ -59,7 +59,8 @@ export const portmapPlugin: PluginDefinition<Backend> = {
         podIps: ips,
         podAddresses: podAddresses(request.prevResult),
         owner: ownerOf(request, settings),
-        localnetLinks: yield* routesToPod(ips)
+        // the host's routes are listed only when localhost access is wanted
+        localnetLinks: routesLocalnet(settings) ? yield* routesToPod(ips) : []
       }
       yield* Pipeline.apply(portmapPipeline, input)
       return prevResult

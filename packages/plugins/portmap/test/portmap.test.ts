@@ -93,6 +93,22 @@ describe("portmap on the mock kernel", () => {
       ])
     })))
 
+  test("without localhost access (snat false, or masqAll) ADD does not list the host's routes", () =>
+    onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      yield* hostWithBridge
+      const mappings = [{ hostPort: 8443, containerPort: 443, protocol: "tcp" }]
+      for (const [id, extra] of [["c1", { snat: false }], ["c2", { masqAll: true }]] as const) {
+        const before = mock.calls().length
+        expect((yield* invoke(env("ADD", id), conf({ runtimeConfig: { portMappings: mappings }, ...extra }))).exitCode).toBe(0)
+        expect(mock.calls().slice(before).map((call) => call.operation)).not.toContain("listRoutes")
+      }
+      // and with it, it does
+      const before = mock.calls().length
+      expect((yield* invoke(env("ADD", "c3"), conf({ runtimeConfig: { portMappings: mappings } }))).exitCode).toBe(0)
+      expect(mock.calls().slice(before).map((call) => call.operation)).toContain("listRoutes")
+    })))
+
   test("hostIP 0.0.0.0 or :: means every local address of that family", () =>
     onMock(Effect.gen(function*() {
       const backend = yield* Backend
