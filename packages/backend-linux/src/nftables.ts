@@ -1,5 +1,5 @@
 import { CString, dlopen, FFIType } from "bun:ffi"
-import { BackendError, FILTER_FAMILIES, type FilterRule, HOST_NETNS } from "@tscni/backend"
+import { BackendError, FILTER_FAMILIES, type FilterRule, filterRuleProblem, HOST_NETNS } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
 import { inNetns, namespaceIdentity } from "./netns.ts"
 
@@ -164,36 +164,6 @@ export const parseRuleset = (text: string): { rules: Array<ListedRule>; chains: 
   return { rules, chains }
 }
 
-const COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
-const NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/
-/** an interface name nft can take quoted: no quotes, slashes, whitespace or braces */
-const DEVICE = /^[^\s"/{};\\]{1,15}$/
-const IP_HOOKS: ReadonlySet<string> = new Set(["prerouting", "input", "forward", "output", "postrouting"])
-
-/**
- * Why nft would refuse the rule's base chain, or undefined — checked here so the answer
- * is Invalid with a reason rather than nft's "No such file or directory" (e.g. for a nat
- * chain in the bridge family). The mock applies the same table.
- */
-const baseChainProblem = (rule: FilterRule): string | undefined => {
-  const base = rule.baseChain
-  if (base === undefined) return undefined
-  if (!Number.isInteger(base.priority)) return `bad priority ${base.priority}`
-  if (base.device !== undefined && !DEVICE.test(base.device)) return `bad device name '${base.device}'`
-  if ((rule.family === "bridge" || rule.family === "netdev") && base.type !== "filter") {
-    return `a ${rule.family} chain can only be of type filter`
-  }
-  if (rule.family === "netdev") {
-    if (base.hook !== "ingress" && base.hook !== "egress") return `a netdev chain hooks ingress or egress, not ${base.hook}`
-    return base.device === undefined ? "a netdev base chain needs a device" : undefined
-  }
-  if (rule.family === "inet" && base.hook === "ingress") {
-    return base.device === undefined ? "an inet ingress chain needs a device" : undefined
-  }
-  if (!IP_HOOKS.has(base.hook)) return `a ${rule.family} chain cannot hook ${base.hook}`
-  return base.device !== undefined ? `a ${rule.family} ${base.hook} chain takes no device` : undefined
-}
-
 const invalid = (operation: string, message: string) =>
   new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
 
@@ -202,11 +172,7 @@ export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
   const lines: Array<string> = []
   const declared = new Set<string>()
   for (const rule of rules) {
-    if (!NAME.test(rule.table) || !NAME.test(rule.chain)) throw invalid("addFilterRules", `bad table or chain name '${rule.table}'/'${rule.chain}'`)
-    if (!COMMENT.test(rule.comment)) throw invalid("addFilterRules", `bad comment '${rule.comment}'`)
-    if (/[;\n]/.test(rule.rule)) throw invalid("addFilterRules", `a rule must be one statement: '${rule.rule}'`)
-    if (!FILTER_FAMILIES.has(rule.family)) throw invalid("addFilterRules", `unknown family '${rule.family}'`)
-    const problem = baseChainProblem(rule)
+    const problem = filterRuleProblem(rule)
     if (problem !== undefined) throw invalid("addFilterRules", problem)
     const tableKey = `${rule.family} ${rule.table}`
     if (!declared.has(tableKey)) {

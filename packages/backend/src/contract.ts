@@ -694,6 +694,11 @@ export const runBackendContract = (
           yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-1")
           yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-2")
           expect(yield* backend.listFilterRules(a, "tscni-ct")).toEqual([])
+          // what would break out of a script line, or is no rule at all, is refused on both backends alike
+          for (const bad of [rule("ct owner", "accept"), rule("ct-owner-3", "accept; drop"), rule("ct-owner-4", " "), { ...rule("ct-owner-5", "accept"), table: "1bad" }]) {
+            yield* expectReason(backend.addFilterRules(a, [bad]), "Invalid")
+          }
+          expect(yield* backend.listFilterRules(a, "tscni-ct")).toEqual([])
         }))
 
       it("bridge and netdev families: a MAC spoof check on a bridge port and a device ingress chain", (backend) =>

@@ -20,8 +20,8 @@ export const IPTABLES_BUILTIN_CHAINS: Readonly<Record<IptablesTable, ReadonlyArr
 
 /** `TSCNI-` and up to 22 more of `[A-Z0-9_-]`: iptables allows 28 characters in a chain name. */
 const CHAIN_NAME = /^TSCNI-[A-Z0-9_-]{1,22}$/
-/** as for nftables: no quotes, spaces or newlines, so a comment cannot break out of a script line */
-const COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
+/** A rule's owner comment, for nftables and iptables: no quotes, spaces or newlines, so it cannot break out of a script line. */
+export const RULE_COMMENT = /^[A-Za-z0-9_.:/=-]{1,120}$/
 /** one argument: printable, no quotes, backslashes or newlines (spaces are quoted when written) */
 const ARGUMENT = /^[^"'\\\n\r\0]{1,256}$/
 
@@ -33,7 +33,7 @@ const isIptablesChainName = (name: string): boolean => CHAIN_NAME.test(name)
 
 /** Why an owner comment cannot be used, or undefined. */
 export const iptablesCommentProblem = (comment: string): string | undefined =>
-  !COMMENT.test(comment)
+  !RULE_COMMENT.test(comment)
     ? `bad comment '${comment}' (1-120 of [A-Za-z0-9_.:/=-])`
     : comment === IPTABLES_JUMP_COMMENT
     ? `'${IPTABLES_JUMP_COMMENT}' is the comment of tscni's jumps, not an owner`
