@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
+import { invocationFaultSweep, invocationRunsNotFailedAtTheirFault } from "@tscni/steps/testing/invocationFaultSweep"
 import { attachmentEnv, invokePlugin } from "@tscni/skel/testing"
 import { FIREWALL_TABLE, firewallPlugin, networkTag, podAddresses, ruleOwner } from "../src/index.ts"
 
@@ -108,27 +109,20 @@ describe("firewall ADD and DEL on the mock kernel", () => {
     }))
   })
 
-  test("a fault at every backend call of ADD leaves the host unchanged", async () => {
+  test("a fault at every backend call of ADD fails it at that fault and leaves the host unchanged", async () => {
     for (const ingressPolicy of ["open", "same-bridge", "isolated"]) {
-      let failures = 0
-      for (let k = 1; ; k++) {
-        const outcome = await onMock(Effect.gen(function*() {
-          const mock = yield* MockBackend.MockControlService
-          const ns = yield* bridgeNetwork
-          const before = mock.snapshot()
-          const callsBefore = mock.calls().length
-          mock.failNth(k)
-          const add = yield* invoke(env("ADD"), { ...CONF, ingressPolicy, prevResult: prevResult(ns, ["10.88.0.2/24", "fd00::2/64"]) })
-          mock.clearFaults()
-          const fired = mock.calls().length - callsBefore >= k
-          if (add.exitCode !== 0) expect({ k, ingressPolicy, diff: mock.diff(before, mock.snapshot()) }).toEqual({ k, ingressPolicy, diff: [] })
-          return { failed: add.exitCode !== 0, fired }
-        }))
-        if (outcome.failed) failures++
-        if (!outcome.fired) break
-      }
+      const report = await Effect.runPromise(invocationFaultSweep({
+        world: () => ({ layer: MockBackend.layer }),
+        setup: bridgeNetwork,
+        invoke: (ns) => invoke(env("ADD"), { ...CONF, ingressPolicy, prevResult: prevResult(ns, ["10.88.0.2/24", "fd00::2/64"]) })
+      }))
+      expect({ ingressPolicy, wrong: invocationRunsNotFailedAtTheirFault(report) }).toEqual({ ingressPolicy, wrong: [] })
       // listing the table and the one rule transaction, plus the bridge lookup (getLink) for same-bridge
-      expect({ ingressPolicy, failures }).toEqual({ ingressPolicy, failures: ingressPolicy === "same-bridge" ? 3 : 2 })
+      expect({ ingressPolicy, runs: report.runs.map((run) => run.operation) }).toEqual({
+        ingressPolicy,
+        runs: [...(ingressPolicy === "same-bridge" ? ["getLink"] : []), "listFilterRules", "addFilterRules"]
+      })
+      expect(report.clean.output.exitCode).toBe(0)
     }
   })
 

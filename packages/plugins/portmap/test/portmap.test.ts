@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
+import { invocationFaultSweep, invocationRunsNotFailedAtTheirFault } from "@tscni/steps/testing/invocationFaultSweep"
 import { handleInvocation } from "@tscni/skel"
 import { faultSweep } from "@tscni/steps/testing/faultSweep"
 import { PORTMAP_TABLE, portmapPipeline, portmapPlugin } from "../src/index.ts"
@@ -311,30 +312,20 @@ describe("portmap with backend iptables on the mock kernel", () => {
     }
   })
 
-  test("a fault at every Backend call of the plugin's ADD leaves the kernel as it was", async () => {
-    let failures = 0
-    const tolerated = new Set<string>()
-    for (let k = 1; ; k++) {
-      const outcome = await onMock(Effect.gen(function*() {
-        const mock = yield* MockBackend.MockControlService
-        yield* hostWithBridge
-        const before = mock.snapshot()
-        const callsBefore = mock.calls().length
-        mock.failNth(k)
-        const add = yield* invoke(env("ADD"), iptables())
-        mock.clearFaults()
-        const fired = mock.calls().length - callsBefore >= k
-        if (add.exitCode !== 0) expect({ k, diff: mock.diff(before, mock.snapshot()) }).toEqual({ k, diff: [] })
-        else if (fired) tolerated.add(mock.calls()[callsBefore + k - 1]!.operation)
-        return { failed: add.exitCode !== 0, fired }
+  for (const [backend, config] of [["iptables", iptables()], ["nftables", conf({ runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp" }] } })]] as const) {
+    test(`a fault at every Backend call of the plugin's ADD fails it at that fault and leaves the kernel as it was: ${backend}`, async () => {
+      const report = await Effect.runPromise(invocationFaultSweep({
+        world: () => ({ layer: MockBackend.layer }),
+        setup: hostWithBridge,
+        invoke: () => invoke(env("ADD"), config)
       }))
-      if (outcome.failed) failures++
-      if (!outcome.fired) break
-    }
-    expect(failures).toBeGreaterThan(3)
-    // every call of ADD matters, the conntrack flush for UDP included: none may fail silently
-    expect([...tolerated]).toEqual([])
-  })
+      // every call of ADD matters, the conntrack flush for UDP included: none may fail silently
+      expect(invocationRunsNotFailedAtTheirFault(report)).toEqual([])
+      expect(report.runs.map((run) => run.operation)).toContain(backend === "iptables" ? "addIptablesRules" : "addFilterRules")
+      expect(report.runs.map((run) => run.operation)).toContain("deleteConntrack")
+      expect(report.clean.output.exitCode).toBe(0)
+    })
+  }
 
   test("DEL removes exactly the pod's rules, twice, without prevResult or mappings; the last DEL removes our chains", () =>
     onMock(Effect.gen(function*() {

@@ -6,6 +6,7 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
+import { invocationFaultSweep, invocationRunsNotFailedAtTheirFault } from "@tscni/steps/testing/invocationFaultSweep"
 import { handleInvocation } from "@tscni/skel"
 import { makeTuningPlugin, resolveSysctlKey, statePath, type TuningOptions } from "../src/index.ts"
 
@@ -175,29 +176,18 @@ describe("tuning ADD and DEL on the mock kernel", () => {
     }))
   })
 
-  test("a fault at every backend call of ADD leaves the kernel unchanged and no state file", async () => {
-    let failures = 0
-    for (let k = 1; ; k++) {
-      const options = fresh()
-      const outcome = await onMock(Effect.gen(function*() {
-        const mock = yield* MockBackend.MockControlService
-        const ns = yield* pod()
-        const before = mock.snapshot()
-        const callsBefore = mock.calls().length
-        mock.failNth(k)
-        const add = yield* invoke(options, env("ADD", ns), { ...CONF, prevResult: prevResult(ns) })
-        mock.clearFaults()
-        const fired = mock.calls().length - callsBefore >= k
-        if (add.exitCode !== 0) {
-          expect({ k, diff: mock.diff(before, mock.snapshot()), files: stateFiles(options) }).toEqual({ k, diff: [], files: [] })
-        }
-        return { failed: add.exitCode !== 0, fired }
-      }))
-      if (outcome.failed) failures++
-      if (!outcome.fired) break
-    }
+  test("a fault at every backend call of ADD fails it at that fault, leaving the kernel unchanged and no state file", async () => {
+    const options = fresh()
+    const report = await Effect.runPromise(invocationFaultSweep({
+      world: () => ({ layer: MockBackend.layer, observe: () => stateFiles(options) }),
+      setup: pod(),
+      invoke: (ns) => invoke(options, env("ADD", ns), { ...CONF, prevResult: prevResult(ns) })
+    }))
+    expect(invocationRunsNotFailedAtTheirFault(report)).toEqual([])
+    for (const run of report.runs) expect({ k: run.k, files: run.observedAfter }).toEqual({ k: run.k, files: [] })
     // 2 sysctl reads + getLink (plan), 2 sysctl writes, 5 × (getLink + setLink)
-    expect(failures).toBe(15)
+    expect(report.runs).toHaveLength(15)
+    expect(report.clean.output.exitCode).toBe(0)
   })
 
   test("a state file that cannot be written fails ADD (code 5) before any change", async () => {
