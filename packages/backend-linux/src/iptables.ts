@@ -7,17 +7,18 @@ import {
   type BackendErrorReason,
   HOST_NETNS,
   type IpFamily,
-  IPTABLES_BUILTIN_CHAINS,
-  IPTABLES_CHAIN_PREFIX,
   IPTABLES_JUMP_COMMENT,
   type IptablesBatch,
   iptablesBatchProblem,
   iptablesCommentProblem,
   type IptablesListedRule,
   type IptablesListing,
+  iptablesListing,
+  isJumpInto,
+  isTscniChain,
+  iptablesTableProblem,
   type IptablesSelector,
-  type IptablesTable,
-  iptablesTarget
+  type IptablesTable
 } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
 import { withNetnsFd } from "./netns.ts"
@@ -106,27 +107,9 @@ export const parseSave = (text: string): SavedTable => {
   return { chains, rules }
 }
 
-const isOurs = (chain: string): boolean => chain.startsWith(IPTABLES_CHAIN_PREFIX)
-
-const isJumpInto = (rule: IptablesListedRule, chain: string): boolean =>
-  rule.comment === IPTABLES_JUMP_COMMENT && iptablesTarget(rule.args) === chain
-
-/** tscni's view of a saved table: its chains and their rules, and the jumps into them, in save order. */
-export const listingOf = (table: IptablesTable, saved: SavedTable): IptablesListing => {
-  const builtins: ReadonlyArray<string> = IPTABLES_BUILTIN_CHAINS[table]
-  const ours = saved.chains.filter(isOurs).sort()
-  const order = [...builtins, ...saved.chains.filter((chain) => !builtins.includes(chain)).sort()]
-  const rules = order.flatMap((chain) =>
-    saved.rules
-      .filter((rule) => rule.chain === chain)
-      .filter((rule) => {
-        const target = iptablesTarget(rule.args)
-        return isOurs(chain) || (rule.comment === IPTABLES_JUMP_COMMENT && target !== undefined && isOurs(target))
-      })
-      .map(({ chain, args, comment }) => ({ chain, args, comment }))
-  )
-  return { chains: ours, rules }
-}
+/** tscni's view of a saved table (iptablesListing). */
+export const listingOf = (table: IptablesTable, saved: SavedTable): IptablesListing =>
+  iptablesListing(table, saved.chains, (chain) => saved.rules.filter((rule) => rule.chain === chain))
 
 /** One argument as restore reads it: quoted when it holds a space (validated arguments hold no quotes). */
 const word = (arg: string): string => (/[\s#]/.test(arg) ? `"${arg}"` : arg)
@@ -165,7 +148,7 @@ export const addScript = (batch: IptablesBatch, saved: SavedTable): string => {
  * `touched` collects the chains that held the owner's rules.
  */
 export const deleteScript = (selector: IptablesSelector, saved: SavedTable, touched?: Set<string>): string => {
-  const doomed = saved.rules.filter((rule) => isOurs(rule.chain) && rule.comment === selector.comment)
+  const doomed = saved.rules.filter((rule) => isTscniChain(rule.chain) && rule.comment === selector.comment)
   if (doomed.length === 0) return ""
   const chains = [...new Set(doomed.map((rule) => rule.chain))]
   for (const chain of chains) touched?.add(chain)
@@ -179,7 +162,7 @@ export const deleteScript = (selector: IptablesSelector, saved: SavedTable, touc
  * the other's rule still there; whichever finishes last removes the chain with this.
  */
 export const emptyChainsScript = (table: IptablesTable, chains: ReadonlySet<string>, saved: SavedTable): string => {
-  const empty = saved.chains.filter((chain) => chains.has(chain) && isOurs(chain) && !saved.rules.some((rule) => rule.chain === chain))
+  const empty = saved.chains.filter((chain) => chains.has(chain) && isTscniChain(chain) && !saved.rules.some((rule) => rule.chain === chain))
   return empty.length === 0 ? "" : script(table, jumpsInto(empty, saved), empty)
 }
 
@@ -364,7 +347,7 @@ export const deleteIptablesRules = (netns: string, selector: IptablesSelector): 
     const operation = "deleteIptablesRules"
     yield* requireNetns(operation, netns)
     yield* invalid(operation, iptablesCommentProblem(selector.comment))
-    yield* invalid(operation, IPTABLES_BUILTIN_CHAINS[selector.table] === undefined ? `unknown table '${String(selector.table)}'` : undefined)
+    yield* invalid(operation, iptablesTableProblem(selector.table))
     const touched = new Set<string>()
     yield* transact(operation, netns, selector.family, selector.table, (saved) => deleteScript(selector, saved, touched))
     if (touched.size > 0) {
@@ -383,6 +366,6 @@ export const listIptablesRules = (
   Effect.gen(function*() {
     const operation = "listIptablesRules"
     yield* requireNetns(operation, netns)
-    yield* invalid(operation, IPTABLES_BUILTIN_CHAINS[where.table] === undefined ? `unknown table '${String(where.table)}'` : undefined)
+    yield* invalid(operation, iptablesTableProblem(where.table))
     return listingOf(where.table, yield* save(operation, netns, where.family, where.table))
   })

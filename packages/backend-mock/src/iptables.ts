@@ -2,13 +2,15 @@ import {
   type BackendError,
   type IpFamily,
   IPTABLES_BUILTIN_CHAINS,
-  IPTABLES_CHAIN_PREFIX,
   IPTABLES_JUMP_COMMENT,
   type IptablesBatch,
   iptablesBatchProblem,
   iptablesCommentProblem,
-  type IptablesListedRule,
   type IptablesListing,
+  iptablesListing,
+  isJumpInto,
+  isTscniChain,
+  iptablesTableProblem,
   type IptablesSelector,
   type IptablesTable,
   iptablesTarget,
@@ -29,22 +31,12 @@ const TARGET_EXTENSIONS: ReadonlySet<string> = new Set([
 
 const tableKey = (family: IpFamily, table: IptablesTable): string => `${family} ${table}`
 
-const isOurs = (chain: string): boolean => chain.startsWith(IPTABLES_CHAIN_PREFIX)
 
 /** The table as it is, or as a first use creates it (built-in chains, empty). */
 const tableOf = (ns: NetnsState, family: IpFamily, table: IptablesTable): IptablesTableState =>
   ns.iptables.get(tableKey(family, table)) ??
     { family, table, chains: new Map(IPTABLES_BUILTIN_CHAINS[table].map((chain) => [chain, []])) }
 
-/** Built-in chains in hook order, then user chains by name: iptables-save's order. */
-const chainsInOrder = (table: IptablesTable, state: IptablesTableState): Array<string> => {
-  const builtins: ReadonlyArray<string> = IPTABLES_BUILTIN_CHAINS[table]
-  const users = [...state.chains.keys()].filter((name) => !builtins.includes(name)).sort()
-  return [...builtins, ...users]
-}
-
-const isJumpInto = (rule: IptablesRuleState, chain: string): boolean =>
-  rule.comment === IPTABLES_JUMP_COMMENT && iptablesTarget(rule.args) === chain
 
 const copyTable = (state: IptablesTableState): IptablesTableState => ({
   family: state.family,
@@ -52,19 +44,11 @@ const copyTable = (state: IptablesTableState): IptablesTableState => ({
   chains: new Map([...state.chains].map(([name, rules]) => [name, [...rules]]))
 })
 
-/** tscni's view of one table: its chains and their rules, and the jumps into them. */
+/** tscni's view of one table of the model (iptablesListing). */
 export const listingOf = (ns: NetnsState, family: IpFamily, table: IptablesTable): IptablesListing => {
   const state = ns.iptables.get(tableKey(family, table))
   if (state === undefined) return { chains: [], rules: [] }
-  const rules: Array<IptablesListedRule> = []
-  for (const chain of chainsInOrder(table, state)) {
-    for (const rule of state.chains.get(chain) ?? []) {
-      const target = iptablesTarget(rule.args)
-      const listed = isOurs(chain) || (rule.comment === IPTABLES_JUMP_COMMENT && target !== undefined && isOurs(target))
-      if (listed) rules.push({ chain, args: [...rule.args], comment: rule.comment })
-    }
-  }
-  return { chains: [...state.chains.keys()].filter(isOurs).sort(), rules }
+  return iptablesListing(table, [...state.chains.keys()], (chain) => state.chains.get(chain) ?? [])
 }
 
 /** Every table of a namespace, for snapshots: `[family, table, listing]` in a stable order. */
@@ -113,14 +97,14 @@ export const iptablesOperations = (state: KernelState) => ({
   deleteIptablesRules: (netns: NetnsPath, selector: IptablesSelector): Effect.Effect<void, BackendError> =>
     Effect.gen(function*() {
       const ns = yield* requireNetns(state, "deleteIptablesRules", netns)
-      const problem = iptablesCommentProblem(selector.comment)
+      const problem = iptablesCommentProblem(selector.comment) ?? iptablesTableProblem(selector.table)
       if (problem !== undefined) return yield* fail("deleteIptablesRules", "Invalid", `deleteIptablesRules: ${problem}`, "EINVAL")
       const current = ns.iptables.get(tableKey(selector.family, selector.table))
       if (current === undefined) return
       const next = copyTable(current)
       const emptied: Array<string> = []
       for (const [chain, rules] of next.chains) {
-        if (!isOurs(chain)) continue
+        if (!isTscniChain(chain)) continue
         const kept = rules.filter((rule) => rule.comment !== selector.comment)
         if (kept.length === rules.length) continue
         next.chains.set(chain, kept)
@@ -139,9 +123,8 @@ export const iptablesOperations = (state: KernelState) => ({
   ): Effect.Effect<IptablesListing, BackendError> =>
     Effect.gen(function*() {
       const ns = yield* requireNetns(state, "listIptablesRules", netns)
-      if (IPTABLES_BUILTIN_CHAINS[where.table] === undefined) {
-        return yield* fail("listIptablesRules", "Invalid", `listIptablesRules: unknown table '${String(where.table)}'`, "EINVAL")
-      }
+      const unknown = iptablesTableProblem(where.table)
+      if (unknown !== undefined) return yield* fail("listIptablesRules", "Invalid", `listIptablesRules: ${unknown}`, "EINVAL")
       return listingOf(ns, where.family, where.table)
     })
 })

@@ -3,7 +3,7 @@ import { Effect, type Layer, Schedule, type Scope } from "effect"
 import { Backend, type BackendShape } from "./Backend.ts"
 import type { BackendError, BackendErrorReason } from "./errors.ts"
 import { IPTABLES_JUMP_COMMENT } from "./iptables.ts"
-import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type LinkInfo, type NetnsPath, type Route, sysctlKey } from "./model.ts"
+import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type IptablesTable, type LinkInfo, type NetnsPath, type Route, sysctlKey } from "./model.ts"
 
 /**
  * How the contract gets namespaces to work in. Every test works only inside namespaces
@@ -784,6 +784,10 @@ export const runBackendContract = (
           yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-2" })
           expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
           yield* backend.deleteIptablesRules(a, { ...nat4, comment: "ct-owner-2" })
+          // a table iptables does not have is refused by listing and deleting alike
+          const nope = { ...nat4, table: "nope" as IptablesTable }
+          yield* expectReason(backend.listIptablesRules(a, nope), "Invalid")
+          yield* expectReason(backend.deleteIptablesRules(a, { ...nope, comment: "ct-owner-2" }), "Invalid")
           // the same owner again starts from scratch
           yield* backend.addIptablesRules(a, masquerade("ct-owner-2", "10.99.9.3"))
           expect((yield* backend.listIptablesRules(a, nat4)).rules).toHaveLength(2)

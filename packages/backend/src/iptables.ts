@@ -1,4 +1,4 @@
-import type { IptablesBatch, IptablesBuiltinChain, IptablesTable } from "./model.ts"
+import type { IptablesBatch, IptablesBuiltinChain, IptablesListing, IptablesTable } from "./model.ts"
 
 /**
  * Rules both iptables backends enforce the same way, so an invalid batch is refused as
@@ -83,4 +83,38 @@ export const iptablesTarget = (args: ReadonlyArray<string>): string | undefined 
     if (args[i] === "-j" || args[i] === "--jump" || args[i] === "-g" || args[i] === "--goto") return args[i + 1]
   }
   return undefined
+}
+
+/** Why a table cannot be used (one iptables does not have), or undefined. */
+export const iptablesTableProblem = (table: IptablesTable): string | undefined =>
+  IPTABLES_BUILTIN_CHAINS[table] === undefined ? `unknown table '${String(table)}'` : undefined
+
+/** A chain of tscni's (by prefix: what listings show and deletions may touch). */
+export const isTscniChain = (chain: string): boolean => chain.startsWith(IPTABLES_CHAIN_PREFIX)
+
+/** Whether a rule is tscni's jump into `chain`. */
+export const isJumpInto = (rule: { readonly args: ReadonlyArray<string>; readonly comment: string }, chain: string): boolean =>
+  rule.comment === IPTABLES_JUMP_COMMENT && iptablesTarget(rule.args) === chain
+
+/**
+ * tscni's view of one table, the same from the kernel's iptables-save and the mock's model:
+ * its chains (by name) and, in iptables-save's order (built-in chains in hook order, then
+ * the others by name), the rules of its chains and the jumps into them.
+ */
+export const iptablesListing = (
+  table: IptablesTable,
+  chains: ReadonlyArray<string>,
+  rulesOf: (chain: string) => ReadonlyArray<{ readonly args: ReadonlyArray<string>; readonly comment: string }>
+): IptablesListing => {
+  const builtins: ReadonlyArray<string> = IPTABLES_BUILTIN_CHAINS[table]
+  const order = [...builtins, ...chains.filter((chain) => !builtins.includes(chain)).sort()]
+  const rules = order.flatMap((chain) =>
+    rulesOf(chain)
+      .filter((rule) => {
+        const target = iptablesTarget(rule.args)
+        return isTscniChain(chain) || (rule.comment === IPTABLES_JUMP_COMMENT && target !== undefined && isTscniChain(target))
+      })
+      .map((rule) => ({ chain, args: [...rule.args], comment: rule.comment }))
+  )
+  return { chains: chains.filter(isTscniChain).sort(), rules }
 }
