@@ -1,7 +1,5 @@
-import { mkdirSync } from "node:fs"
-import { dirname } from "node:path"
 import { Duration, Effect } from "effect"
-import { withFileLock } from "@tscni/lock"
+import { LOCK_DIR, withFileLock } from "@tscni/lock"
 import {
   BackendError,
   type BackendErrorReason,
@@ -292,7 +290,7 @@ const FINAL: ReadonlySet<BackendErrorReason> = new Set(["Unsupported", "Permissi
 const ATTEMPTS = 10
 
 /** Where tscni's iptables writers take turns (tmpfs, like the lock itself). */
-const IPTABLES_LOCK = `${process.env.TSCNI_LOCK_DIR ?? "/run/tscni"}/iptables.lock`
+const IPTABLES_LOCK = `${LOCK_DIR}/iptables.lock`
 
 /**
  * One tscni iptables transaction at a time on this machine. iptables-nft takes no lock of
@@ -301,10 +299,7 @@ const IPTABLES_LOCK = `${process.env.TSCNI_LOCK_DIR ?? "/run/tscni"}/iptables.lo
  * retries below cover those.)
  */
 const serialized = <A>(operation: string, effect: Effect.Effect<A, BackendError>): Effect.Effect<A, BackendError> =>
-  Effect.suspend(() => {
-    mkdirSync(dirname(IPTABLES_LOCK), { recursive: true, mode: 0o700 })
-    return withFileLock(IPTABLES_LOCK, effect, (lock) => failure(operation, "Busy", lock.message), Duration.seconds(30))
-  })
+  withFileLock(IPTABLES_LOCK, effect, (lock) => failure(operation, "Busy", lock.message), Duration.seconds(30))
 
 /** Saves, builds the script from what is there, restores; again from a new save after a race. */
 const transact = (

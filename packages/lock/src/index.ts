@@ -9,7 +9,8 @@
  * run in-process by another plugin, or tests) would deadlock; polling also lets the wait be
  * interrupted and bounded.
  */
-import { closeSync, constants, openSync } from "node:fs"
+import { closeSync, constants, mkdirSync, openSync } from "node:fs"
+import { dirname } from "node:path"
 import { dlopen, FFIType, read } from "bun:ffi"
 import { Duration, Effect, Schema } from "effect"
 
@@ -53,9 +54,16 @@ export class LockFailure extends Schema.TaggedError<LockFailure>()("LockFailure"
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
+/** Where tscni keeps its lock files (tmpfs: gone after a reboot, like the locks themselves); TSCNI_LOCK_DIR moves it (tests). */
+export const LOCK_DIR = process.env.TSCNI_LOCK_DIR ?? "/run/tscni"
+
+/** Opens (creating it, and its directory when missing: root-only) the lock file. */
 const openLockFile = (path: string): Effect.Effect<number, LockFailure> =>
   Effect.try({
-    try: () => openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600),
+    try: () => {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+      return openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600)
+    },
     catch: (error) => new LockFailure({ path, busy: false, message: `opening ${path}: ${describe(error)}` })
   })
 

@@ -20,6 +20,7 @@ export { checkFailed, ignoreAbsent, ignoreNotFound } from "./internal.ts"
 export {
   errnoCode,
   listFiles,
+  LOCK_DIR,
   LockFailure,
   readFileIfExists,
   removeFileIfExists,

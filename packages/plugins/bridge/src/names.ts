@@ -2,7 +2,7 @@
  * The bridge plugin's names, derived from the attachment (see @tscni/steps attachment.ts)
  * so DEL and GC find what ADD made without the pod's namespace and without memory of ADD.
  */
-import { aliasPrefix, attachmentAlias, attachmentKey, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
+import { aliasPrefix, attachmentAlias, attachmentKey, LOCK_DIR, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, the kernel's limit). */
@@ -37,8 +37,8 @@ export const vethAlias = attachmentAlias
 /** What every host veth alias of this network starts with. */
 export const vethAliasPrefix = aliasPrefix
 
-/** Where tscni keeps lock files (tmpfs: gone after a reboot, like the locks themselves). */
-export const LOCK_DIR = process.env.TSCNI_LOCK_DIR ?? "/run/tscni"
+/** tscni's lock dir (@tscni/lock), where the bridge's lock and intent files go. */
+export { LOCK_DIR }
 
 /**
  * Lock file of one bridge: ADDs hold it shared while they plug pods in, the DEL or GC that

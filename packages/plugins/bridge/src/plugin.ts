@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, rmSync, writeFileSync } from "node:fs"
 import { Duration, Effect } from "effect"
 import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
@@ -17,7 +17,7 @@ import {
   withFileLock
 } from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
-import { BRIDGE_TABLE, bridgeAlias, bridgeIntentPath, bridgeLockPath, LOCK_DIR, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
+import { BRIDGE_TABLE, bridgeAlias, bridgeIntentPath, bridgeLockPath, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
 import { BRIDGE_NF, type BridgeInput, bridgePipeline, ipamRequest } from "./pipeline.ts"
 import { masqueradeIptablesBatches, planAddresses } from "./plan.ts"
 
@@ -126,15 +126,7 @@ const dropIntent = (intent: string) => Effect.ignore(lockDirIo(`removing ${inten
 
 /** Runs `effect` holding the bridge's lock; a lock that cannot be had is "try again later". */
 const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", effect: Effect.Effect<A, E, R>) =>
-  lockDirIo(`creating ${LOCK_DIR}`, () => mkdirSync(LOCK_DIR, { recursive: true, mode: 0o700 })).pipe(
-    Effect.andThen(withFileLock(
-      bridgeLockPath(bridge),
-      effect,
-      (failure) => tryAgainLater(`bridge ${bridge}: ${failure.message}`),
-      Duration.seconds(30),
-      mode
-    ))
-  )
+  withFileLock(bridgeLockPath(bridge), effect, (failure) => tryAgainLater(`bridge ${bridge}: ${failure.message}`), Duration.seconds(30), mode)
 
 /**
  * A bridge tscni created (it carries our alias) is removed once no port is left on it, so
