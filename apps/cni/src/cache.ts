@@ -5,10 +5,11 @@
  * []byte so), dir 0700, file 0600. A runtime using libcni and `cni` read each other's
  * entries.
  */
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { Effect, Schema } from "effect"
 import { type CniError, ioFailure } from "@tscni/spec"
+import { readFileIfExists, replaceFile } from "@tscni/steps"
 
 /** libcni's cache kind tag. */
 export const CACHE_KIND = "cniCacheV1"
@@ -78,10 +79,7 @@ export const writeCache = (dir: string, entry: CacheEntry): Effect.Effect<string
     try: () => {
       mkdirSync(dir, { recursive: true, mode: 0o700 })
       const path = cachePath(dir, { network: entry.networkName, containerId: entry.containerId, ifname: entry.ifName })
-      const temp = `${path}.tmp-${process.pid}`
-      writeFileSync(temp, serializeEntry(entry), { mode: 0o600 })
-      chmodSync(temp, 0o600)
-      renameSync(temp, path)
+      replaceFile(path, `${path}.tmp-${process.pid}`, serializeEntry(entry))
       return path
     },
     catch: (e) => ioFailure(`failed to write the cached result in ${dir}`, message(e))
@@ -91,14 +89,10 @@ export const writeCache = (dir: string, entry: CacheEntry): Effect.Effect<string
 export const readCache = (dir: string, key: CacheKey): Effect.Effect<CacheRead, CniError> =>
   Effect.gen(function*() {
     const path = cachePath(dir, key)
-    const text = yield* Effect.try({ try: () => readFileSync(path, "utf8"), catch: (e) => e }).pipe(
-      Effect.map((t): string | undefined => t),
-      Effect.catch((e) =>
-        typeof e === "object" && e !== null && "code" in e && e.code === "ENOENT"
-          ? Effect.succeed(undefined)
-          : Effect.fail(ioFailure(`failed to read the cached result ${path}`, message(e)))
-      )
-    )
+    const text = yield* Effect.try({
+      try: () => readFileIfExists(path),
+      catch: (e) => ioFailure(`failed to read the cached result ${path}`, message(e))
+    })
     if (text === undefined) return { _tag: "Missing" } as const
     return yield* parseEntry(text).pipe(
       Effect.map((entry): CacheRead => ({ _tag: "Found", entry })),

@@ -1,6 +1,6 @@
 import { Effect } from "effect"
 import { interfaceNameProblem } from "@tscni/backend"
-import { type CniError, invalidEnvironment, splitCniArgs, type Verb } from "@tscni/spec"
+import { type CniError, invalidEnvironment, isVerb, splitCniArgs, type Verb, VERBS } from "@tscni/spec"
 
 /** The request a runtime passes in CNI_* variables, validated for the verb at hand. */
 export interface CniEnv {
@@ -17,8 +17,6 @@ export interface CniEnv {
   readonly pathRaw: string
 }
 
-const VERBS: ReadonlyArray<Verb> = ["ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"]
-const isVerb = (value: string): value is Verb => (VERBS as ReadonlyArray<string>).includes(value)
 
 // Same rules as the reference plugins (libcni's ValidateContainerID / ValidateInterfaceName).
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/

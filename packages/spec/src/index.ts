@@ -5,6 +5,8 @@ export {
   SUPPORTED_VERSIONS,
   LATEST_VERSION,
   type Verb,
+  VERBS,
+  isVerb,
   compareVersions,
   isSupportedVersion,
   verbSupported,

@@ -38,12 +38,18 @@ export const isSupportedVersion = (v: string): boolean => SUPPORTED_VERSIONS.inc
 
 const verbSince: Record<Verb, string> = {
   ADD: "0.1.0",
-  DEL: "0.1.0",
-  VERSION: "0.1.0",
   CHECK: "0.4.0",
+  DEL: "0.1.0",
   GC: "1.1.0",
-  STATUS: "1.1.0"
+  STATUS: "1.1.0",
+  VERSION: "0.1.0"
 }
+
+/** Every CNI verb. */
+export const VERBS = Object.keys(verbSince) as ReadonlyArray<Verb>
+
+/** Whether a string is a CNI verb. */
+export const isVerb = (value: string): value is Verb => Object.hasOwn(verbSince, value)
 
 /** Whether a verb exists in the given spec version (CHECK since 0.4.0, GC/STATUS since 1.1.0). */
 export const verbSupported = (verb: Verb, version: string): boolean =>

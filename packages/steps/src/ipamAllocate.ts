@@ -1,6 +1,6 @@
 import { Effect, Option, Schema } from "effect"
 import { makeStep } from "@tscni/engine"
-import { CniError, decodeFailure, decodeResult, encodeResult, ioFailure, Result, verbSupported } from "@tscni/spec"
+import { CniError, decodeFailure, decodeResult, encodeResult, ioFailure, Result, type Verb as CniVerb, verbSupported } from "@tscni/spec"
 import { type ExecOutput, PluginExec } from "./PluginExec.ts"
 
 /**
@@ -38,7 +38,8 @@ export const IpamAllocateHandle = Schema.Struct({
 export type IpamAllocateHandle = typeof IpamAllocateHandle.Type
 
 type Request = Omit<IpamAllocateHandle, "result">
-type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS"
+/** What a delegated plugin is asked to do (VERSION is not delegated). */
+type Verb = Exclude<CniVerb, "VERSION">
 
 const environment = (verb: Verb, request: Request): Record<string, string> => ({
   CNI_COMMAND: verb,
