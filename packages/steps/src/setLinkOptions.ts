@@ -30,7 +30,7 @@ export const SetLinkOptionsHandle = Schema.Struct({
 export type SetLinkOptionsHandle = typeof SetLinkOptionsHandle.Type
 
 const STEP = "setLinkOptions"
-const KEYS = ["mtu", "mac", "txqlen", "promisc", "allmulti"] as const
+const KEYS = Object.keys(LinkOptions.fields) as ReadonlyArray<keyof LinkOptions>
 
 /** The link's current value of each property `options` sets: what undo puts back. */
 export const previousLinkOptions = (link: LinkInfo, options: LinkOptions): LinkOptions => {
