@@ -147,6 +147,27 @@ describe("host-local ADD", () => {
     expect(fake.state.dirs.size).toBe(0)
   })
 
+  test("a store fault at every file operation of a second pod's ADD fails it (code 5) and leaves the allocations as they were", async () => {
+    let faults = 0
+    for (let k = 1; k <= 200; k++) {
+      const { call, fake, allocations } = setup()
+      expect((await call("ADD", conf(dual), { CNI_CONTAINERID: "first" })).exitCode).toBe(0)
+      const before = allocations()
+      let operations = 0
+      fake.state.failWhen = () => ++operations === k
+      const out = await call("ADD", conf(dual), { CNI_CONTAINERID: "second" })
+      fake.state.failWhen = undefined
+      if (operations < k) {
+        // no fault left to fire: the clean run
+        expect(out.exitCode).toBe(0)
+        break
+      }
+      expect({ k, code: out.json?.code, allocations: allocations() }).toEqual({ k, code: 5, allocations: before })
+      faults++
+    }
+    expect(faults).toBeGreaterThan(5)
+  })
+
   test("a store failure while reserving leaves no allocation (code 5)", async () => {
     const { call, fake, allocations } = setup()
     let creates = 0
