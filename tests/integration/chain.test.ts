@@ -181,9 +181,14 @@ describe("a fault at every kernel call of each chained plugin's ADD", () => {
   const linkOptions = { mac: "0a:58:0a:7e:00:99", mtu: 1280, txQLen: 500, promisc: true, allmulti: true }
   const cases = [
     ["bandwidth", "bandwidth", {}],
+    // one direction each: ingress is a tbf on the host veth, egress an ifb with a redirect
+    ["bandwidth", "bandwidth: ingress only", { runtimeConfig: { portMappings: mappings, bandwidth: { ingressRate: bandwidth.ingressRate, ingressBurst: bandwidth.ingressBurst } } }],
+    ["bandwidth", "bandwidth: egress only", { runtimeConfig: { portMappings: mappings, bandwidth: { egressRate: bandwidth.egressRate, egressBurst: bandwidth.egressBurst } } }],
     ["tuning", "tuning", {}],
     ["tuning", "tuning: mac, mtu, txQLen, promisc, allmulti", linkOptions],
-    ["firewall", "firewall", {}]
+    ["firewall", "firewall", {}],
+    ["firewall", "firewall: same-bridge", { ingressPolicy: "same-bridge" }],
+    ["firewall", "firewall: isolated", { ingressPolicy: "isolated" }]
   ] as const
   for (const [plugin, label, extra] of cases) {
     test(label, async () => {
