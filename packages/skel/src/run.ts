@@ -104,7 +104,7 @@ const buildRequest = (env: CniEnv, stdin: string, onVersion: (version: string) =
 
 /**
  * One invocation from env + stdin to stdout + exit code. Pure of process globals, so tests
- * drive it directly; `runPlugin` wires it to the real process.
+ * drive it directly; `runBound` wires it to the real process.
  */
 export const handleInvocation = <R>(
   plugin: PluginDefinition<R>,
@@ -208,7 +208,3 @@ export const runBound = (bound: BoundPlugin, stdin?: string): Promise<void> => {
     process.exit(outcome.exitCode)
   })
 }
-
-/** runBound of a plugin and its layer. */
-export const runPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Layer<R, LE>, stdin?: string): Promise<void> =>
-  runBound(bindPlugin(plugin, layer), stdin)
