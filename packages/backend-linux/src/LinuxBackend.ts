@@ -11,6 +11,7 @@ import {
 import { kernelError, KernelCallFailed } from "./errors.ts"
 import * as netns from "./netns.ts"
 import * as nftables from "./nftables.ts"
+import * as nftSets from "./nftSets.ts"
 import * as iptables from "./iptables.ts"
 import * as conntrack from "./conntrack.ts"
 import { closeRouteSocket, namespacesWithSockets, netfilterSocket, routeSocket } from "./netlink/socket.ts"
@@ -283,15 +284,23 @@ export const makeLinuxBackend = (): BackendShape => ({
       nftables.deleteRules(ns, table, comment)
     }),
   listFilterRules: (ns, table) =>
-    kernelCall("listFilterRules", () =>
-      nftables.listRules(ns, "listFilterRules").rules
-        .filter((rule) => table === undefined || rule.table === table)
-        .map(({ handle: _handle, ...rule }) => rule)
-    ),
+    kernelCall("listFilterRules", () => nftables.listRules(ns, "listFilterRules", table).rules.map(({ handle: _handle, ...rule }) => rule)),
+
+  createNftTable: (ns, table, elements) => kernelCall("createNftTable", () => nftSets.createTable(ns, table, elements)),
+  addNftElements: (ns, table, elements) => kernelCall("addNftElements", () => nftSets.addElements(ns, table, elements)),
+  getNftElements: (ns, table, keys) => kernelCall("getNftElements", () => nftSets.getElements(ns, table, keys)),
+  deleteNftElements: (ns, table, keys) => kernelCall("deleteNftElements", () => nftSets.deleteElements(ns, table, keys)),
+  listNftElements: (ns, table) => kernelCall("listNftElements", () => nftSets.listElements(ns, table)),
+  listNftChainRules: (ns, table, chain) => kernelCall("listNftChainRules", () => nftSets.listChainRules(ns, table, chain)),
+  listNftTables: (ns, prefix) => kernelCall("listNftTables", () => nftSets.listTables(ns, prefix)),
+  deleteNftTable: (ns, table) => kernelCall("deleteNftTable", () => nftSets.deleteTable(ns, table)),
 
   addIptablesRules: iptables.addIptablesRules,
   deleteIptablesRules: iptables.deleteIptablesRules,
-  listIptablesRules: iptables.listIptablesRules
+  listIptablesRules: iptables.listIptablesRules,
+  addIptablesPodChains: iptables.addIptablesPodChains,
+  deleteIptablesPodChains: iptables.deleteIptablesPodChains,
+  listIptablesChains: iptables.listIptablesChains
 })
 
 /** The Backend service on the real kernel, what the plugins' `main` provides outside tests. */

@@ -8,6 +8,11 @@ import {
   IPTABLES_JUMP_COMMENT,
   type IptablesBatch,
   iptablesBatchProblem,
+  type IptablesChain,
+  type IptablesPodBatch,
+  iptablesPodBatchProblem,
+  type IptablesPodSelector,
+  iptablesPodSelectorProblem,
   iptablesCommentProblem,
   type IptablesListedRule,
   type IptablesListing,
@@ -363,4 +368,142 @@ export const listIptablesRules = (
     yield* requireNetns(operation, netns)
     yield* invalid(operation, iptablesTableProblem(where.table))
     return listingOf(where.table, yield* save(operation, netns, where.family, where.table))
+  })
+
+// ---- per-attachment chains: added and removed by name, the table never saved ----
+
+/** `-I CHAIN 1 …` or `-A CHAIN …` */
+const placed = (position: "append" | "insert" | undefined, text: string): string =>
+  position === "insert" ? `-I ${text.replace(" ", " 1 ")}` : `-A ${text}`
+
+/** The restore script that creates an owner's chains, their rules and the jumps into them. */
+export const podChainsScript = (batch: IptablesPodBatch): string => {
+  const lines = [`*${batch.table}`]
+  for (const chain of batch.chains) {
+    lines.push(`-N ${chain.name}`)
+    for (const args of chain.rules) lines.push(`-A ${[chain.name, ...args].map(word).join(" ")}`)
+  }
+  // jumps last: each chain is complete before traffic is sent into it (all at once anyway)
+  for (const chain of batch.chains) {
+    lines.push(placed(chain.position, [chain.entry.name, ...commentArgs(batch.comment), "-j", chain.name].map(word).join(" ")))
+  }
+  lines.push("COMMIT", "")
+  return lines.join("\n")
+}
+
+/** The restore script that creates shared chains and hooks them into their built-in chains. */
+export const entryChainsScript = (table: IptablesTable, entries: ReadonlyArray<IptablesChain>): string => {
+  const lines = [`*${table}`]
+  for (const entry of entries) lines.push(`-N ${entry.name}`)
+  for (const entry of entries) {
+    for (const jump of entry.jumpFrom ?? []) {
+      lines.push(placed(jump.position, [jump.chain, ...(jump.match ?? []), ...commentArgs(IPTABLES_JUMP_COMMENT), "-j", entry.name].map(word).join(" ")))
+    }
+  }
+  lines.push("COMMIT", "")
+  return lines.join("\n")
+}
+
+/** The restore script that removes an owner's chains: the jump into each, its rules, the chain. */
+export const removePodChainsScript = (selector: IptablesPodSelector, withJumps: boolean): string =>
+  [
+    `*${selector.table}`,
+    ...selector.chains.flatMap((chain) => [
+      ...(withJumps ? [`-D ${[chain.entry, ...commentArgs(selector.comment), "-j", chain.name].map(word).join(" ")}`] : []),
+      `-F ${chain.name}`,
+      `-X ${chain.name}`
+    ]),
+    "COMMIT",
+    ""
+  ].join("\n")
+
+/** One chain's rules as `iptables -S CHAIN` prints them; undefined when there is no such chain. */
+const listChain = (operation: string, netns: string, family: IpFamily, table: IptablesTable, chain: string): Effect.Effect<SavedTable | undefined, BackendError> =>
+  Effect.gen(function*() {
+    const argv = [family === 4 ? "iptables" : "ip6tables", "-w", "-t", table, "-S", chain]
+    const outcome = yield* run(operation, netns, argv)
+    // iptables-nft words a missing chain "incompatible, use 'nft' tool"; legacy "No chain…"
+    if (outcome.exitCode !== 0 && /incompatible|No chain\/target\/match by that name/.test(outcome.stderr)) return undefined
+    return parseSave((yield* checkOutcome(operation, argv.join(" "), outcome)).stdout)
+  })
+
+/** Whether a failed restore names `chain` as missing (not another line's problem). */
+const missingChain = (error: BackendError, chain: string): boolean =>
+  error.reason === "NotFound" && (error.message.includes(`'${chain}'`) || /No chain\/target\/match by that name/.test(error.message))
+
+/**
+ * Adds one owner's chains in one restore. When a shared chain is missing (the first pod),
+ * the shared chains are created and hooked in a transaction of their own (someone else may
+ * have just done it: "already exists" is fine), then the owner's restore runs again. One of
+ * the owner's chains existing already is AlreadyExists, with nothing changed.
+ */
+export const addIptablesPodChains = (netns: string, batch: IptablesPodBatch): Effect.Effect<void, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "addIptablesPodChains"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, iptablesPodBatchProblem(batch))
+    const script = podChainsScript(batch)
+    const first = yield* Effect.result(restore(operation, netns, batch.family, script))
+    if (first._tag === "Success") return
+    const entries = [...new Map(batch.chains.map((chain) => [chain.entry.name, chain.entry])).values()]
+    if (!(first.failure.reason === "NotFound" && entries.some((entry) => missingChain(first.failure, entry.name)))) {
+      return yield* Effect.fail(first.failure)
+    }
+    yield* serialized(operation, Effect.gen(function*() {
+      for (const entry of entries) {
+        const created = yield* Effect.result(restore(operation, netns, batch.family, entryChainsScript(batch.table, [entry])))
+        if (created._tag === "Failure" && created.failure.reason !== "AlreadyExists") return yield* Effect.fail(created.failure)
+      }
+    }))
+    yield* restore(operation, netns, batch.family, script)
+  })
+
+/**
+ * Removes one owner's chains by name: the jump into each (matched by owner comment and
+ * target), its rules, the chain; one restore when all are there. Chains already gone are
+ * skipped, one by one; nothing to remove is not an error.
+ */
+export const deleteIptablesPodChains = (netns: string, selector: IptablesPodSelector): Effect.Effect<void, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "deleteIptablesPodChains"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, iptablesPodSelectorProblem(selector))
+    if (selector.chains.length === 0) return
+    const whole = yield* Effect.result(restore(operation, netns, selector.family, removePodChainsScript(selector, true)))
+    if (whole._tag === "Success") return
+    if (whole.failure.reason !== "NotFound") return yield* Effect.fail(whole.failure)
+    // something is gone already: each chain on its own, with its jump, then without
+    for (const chain of selector.chains) {
+      const one = { ...selector, chains: [chain] }
+      const withJump = yield* Effect.result(restore(operation, netns, selector.family, removePodChainsScript(one, true)))
+      if (withJump._tag === "Success") continue
+      if (withJump.failure.reason !== "NotFound") return yield* Effect.fail(withJump.failure)
+      const alone = yield* Effect.result(restore(operation, netns, selector.family, removePodChainsScript(one, false)))
+      if (alone._tag === "Failure" && alone.failure.reason !== "NotFound") return yield* Effect.fail(alone.failure)
+    }
+  })
+
+/**
+ * The rules of the named chains of tscni's (missing ones are left out), each read with
+ * `iptables -S CHAIN`: what CHECK and GC read, never the whole table.
+ */
+export const listIptablesChains = (
+  netns: string,
+  where: { readonly family: IpFamily; readonly table: IptablesTable; readonly chains: ReadonlyArray<string> }
+): Effect.Effect<IptablesListing, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "listIptablesChains"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, iptablesTableProblem(where.table))
+    const bad = where.chains.find((chain) => !isTscniChain(chain) || !/^[A-Z0-9_-]{1,28}$/.test(chain))
+    yield* invalid(operation, bad === undefined ? undefined : `bad chain name '${bad}'`)
+    const chains: Array<string> = []
+    const rules: Array<SavedRule> = []
+    for (const chain of where.chains) {
+      const saved = yield* listChain(operation, netns, where.family, where.table, chain)
+      if (saved === undefined) continue
+      chains.push(chain)
+      rules.push(...saved.rules)
+    }
+    return { chains: chains.sort(), rules: rules.map(({ chain, args, comment }) => ({ chain, args, comment })) }
   })

@@ -1,5 +1,5 @@
 import { CString, dlopen, FFIType } from "bun:ffi"
-import { BackendError, FILTER_FAMILIES, type FilterRule, filterRuleProblem, HOST_NETNS } from "@tscni/backend"
+import { BackendError, FILTER_FAMILIES, type FilterRule, filterRuleProblem, HOST_NETNS, type NftTableRef } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
 import { inNetns, namespaceIdentity } from "./netns.ts"
 
@@ -167,6 +167,12 @@ export const parseRuleset = (text: string): { rules: Array<ListedRule>; chains: 
 const invalid = (operation: string, message: string) =>
   new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
 
+/** ` { type … hook … priority … ; }`: how `add chain` declares a base chain. */
+export const baseChainSpec = (base: NonNullable<FilterRule["baseChain"]>): string => {
+  const device = base.device === undefined ? "" : ` device "${base.device}"`
+  return ` { type ${base.type} hook ${base.hook}${device} priority ${base.priority} ; }`
+}
+
 /** The script that adds rules: tables and chains are declared with `add` (idempotent). */
 export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
   const lines: Array<string> = []
@@ -181,11 +187,7 @@ export const addRulesScript = (rules: ReadonlyArray<FilterRule>): string => {
     }
     const chainKey = `${tableKey} ${rule.chain}`
     if (!declared.has(chainKey)) {
-      const device = rule.baseChain?.device === undefined ? "" : ` device "${rule.baseChain.device}"`
-      const base = rule.baseChain
-        ? ` { type ${rule.baseChain.type} hook ${rule.baseChain.hook}${device} priority ${rule.baseChain.priority} ; }`
-        : ""
-      lines.push(`add chain ${chainKey}${base}`)
+      lines.push(`add chain ${chainKey}${rule.baseChain === undefined ? "" : baseChainSpec(rule.baseChain)}`)
       declared.add(chainKey)
     }
     lines.push(`add rule ${chainKey} ${rule.rule} comment "${rule.comment}"`)
@@ -223,10 +225,20 @@ export const deleteRulesScript = (
 }
 
 /**
- * The namespace's whole ruleset, parsed: listFilterRules and the delete/sweep scripts
- * all work from this one listing.
+ * One table, parsed (empty when it does not exist): listFilterRules and the delete/sweep
+ * scripts work from this listing, never from the whole ruleset.
  */
-export const listRules = (netns: string, operation: string) => parseRuleset(runNft(netns, operation, "list ruleset"))
+export const listRules = (netns: string, operation: string, table: NftTableRef): ReturnType<typeof parseRuleset> => {
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(table.name)) {
+    throw new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: bad table name '${table.name}'` }))
+  }
+  try {
+    return parseRuleset(runNft(netns, operation, `list table ${table.family} ${table.name}`))
+  } catch (error) {
+    if (error instanceof KernelCallFailed && error.error.reason === "NotFound" && error.error.netns !== true) return { rules: [], chains: [] }
+    throw error
+  }
+}
 
 /**
  * Chains of `table` that hold no rule, and the table itself when no chain is left: what two
@@ -248,14 +260,15 @@ export const sweepScript = (listing: ReturnType<typeof parseRuleset>, table: str
 const DELETE_ATTEMPTS = 4
 
 /**
- * Removes an owner's rules, and the chains and tables that leaves empty, tolerating other
- * plugins' ADDs and DELs on the same table at the same time: a transaction that lost a race
- * (a chain gained a rule after the listing) is rebuilt from a fresh listing; the last try
- * removes only the rules. Afterwards, chains and tables left empty are swept.
+ * Removes an owner's rules from one table, and the chains and table that leaves empty,
+ * tolerating other plugins' ADDs and DELs on the same table at the same time: a transaction
+ * that lost a race (a chain gained a rule after the listing) is rebuilt from a fresh
+ * listing; the last try removes only the rules. Afterwards, chains and tables left empty
+ * are swept. (Only the layout before keyed tables has such rules: see nftSets.ts.)
  */
-export const deleteRules = (netns: string, table: string, comment: string): void => {
+export const deleteRules = (netns: string, table: NftTableRef, comment: string): void => {
   for (let attempt = 1; ; attempt++) {
-    const script = deleteRulesScript(listRules(netns, "deleteFilterRules"), table, comment, { rulesOnly: attempt === DELETE_ATTEMPTS })
+    const script = deleteRulesScript(listRules(netns, "deleteFilterRules", table), table.name, comment, { rulesOnly: attempt === DELETE_ATTEMPTS })
     if (script === "") break
     try {
       runNft(netns, "deleteFilterRules", script)
@@ -264,11 +277,13 @@ export const deleteRules = (netns: string, table: string, comment: string): void
       if (attempt === DELETE_ATTEMPTS) throw error
     }
   }
-  const sweep = sweepScript(listRules(netns, "deleteFilterRules"), table)
+  const sweep = sweepScript(listRules(netns, "deleteFilterRules", table), table.name)
   if (sweep === "") return
   try {
     runNft(netns, "deleteFilterRules", sweep)
-  } catch {
-    // someone added a rule since: the chain is in use again
+  } catch (error) {
+    // someone added a rule since (the chain is in use again: EBUSY), or another DEL swept it
+    // first (ENOENT); anything else is a failure
+    if (!(error instanceof KernelCallFailed && (error.error.reason === "Busy" || error.error.reason === "NotFound"))) throw error
   }
 }

@@ -201,10 +201,10 @@ describe("LinuxBackend seen by iproute2 / tc / nft", () => {
     expect(rules.map((rule) => rule.comment)).toEqual(["owner-1", "owner-2"])
     const chain = (listed.nftables as Array<Json>).find((entry) => entry.chain)!.chain
     expect(chain).toMatchObject({ table: "tscni-ob", type: "nat", hook: "postrouting", prio: 100 })
-    await run(backend.deleteFilterRules(ns.path, "tscni-ob", "owner-1"))
+    await run(backend.deleteFilterRules(ns.path, { family: "ip", name: "tscni-ob" }, "owner-1"))
     const after = (tool(ns.name, ["nft", "-j", "list", "ruleset"]) as Json).nftables as Array<Json>
     expect(after.filter((entry) => entry.rule).map((entry) => entry.rule.comment)).toEqual(["owner-2"])
-    await run(backend.deleteFilterRules(ns.path, "tscni-ob", "owner-2"))
+    await run(backend.deleteFilterRules(ns.path, { family: "ip", name: "tscni-ob" }, "owner-2"))
     const empty = (tool(ns.name, ["nft", "-j", "list", "ruleset"]) as Json).nftables as Array<Json>
     expect(empty.filter((entry) => entry.table || entry.chain || entry.rule)).toEqual([])
   })
@@ -305,8 +305,8 @@ describe("LinuxBackend seen by iproute2 / tc / nft", () => {
     expect(text.stdout.toString()).toContain('hook ingress device "veth1234"')
     const rules = entries.filter((entry) => entry.rule).map((entry) => entry.rule)
     expect(rules.map((rule) => [rule.family, rule.comment])).toEqual([["bridge", "owner-1"], ["netdev", "owner-1"]])
-    await run(backend.deleteFilterRules(ns.path, "tscni-mac", "owner-1"))
-    await run(backend.deleteFilterRules(ns.path, "tscni-nd", "owner-1"))
+    await run(backend.deleteFilterRules(ns.path, { family: "bridge", name: "tscni-mac" }, "owner-1"))
+    await run(backend.deleteFilterRules(ns.path, { family: "netdev", name: "tscni-nd" }, "owner-1"))
     const empty = (tool(ns.name, ["nft", "-j", "list", "ruleset"]) as Json).nftables as Array<Json>
     expect(empty.filter((entry) => entry.table || entry.chain || entry.rule)).toEqual([])
   })

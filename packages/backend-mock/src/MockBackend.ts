@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { addressOperations } from "./addresses.ts"
 import { type MockCall, makeFaults } from "./faults.ts"
 import { filterOperations } from "./filters.ts"
+import { nftSetOperations } from "./nftSets.ts"
 import { iptablesOperations } from "./iptables.ts"
 import { bringUp } from "./lifecycle.ts"
 import { linkOperations } from "./links.ts"
@@ -33,6 +34,8 @@ import { conntrackOperations } from "./conntrack.ts"
  *   appear), DAD, carrier, default root qdiscs (noqueue/fq_codel have handle 0 and are
  *   never listed, on Linux too), secondary-address promotion, bridge MTU following its
  *   ports, nft rule parsing, netdev chains following their device.
+ * - Keyed nftables tables: the skeleton is kept as given (rules unparsed), elements by
+ *   their key as given (keys must be canonical, as nft prints them, so the two agree).
  * - iptables: tables per namespace and family, created with their built-in chains on first
  *   use and never removed (as with iptables); rule arguments are kept as given, not
  *   normalised as iptables-save prints them; a jump to a missing chain is NotFound.
@@ -104,6 +107,7 @@ export const makeMockBackend = (
   const sysctls = sysctlOperations(state)
   const tc = tcOperations(state)
   const filters = filterOperations(state)
+  const nftSets = nftSetOperations(state)
   const iptables = iptablesOperations(state)
   const vlans = vlanOperations(state)
   const conntrack = conntrackOperations(state)
@@ -142,7 +146,18 @@ export const makeMockBackend = (
     listFilterRules: instrument("listFilterRules", filters.listFilterRules),
     addIptablesRules: instrument("addIptablesRules", iptables.addIptablesRules),
     deleteIptablesRules: instrument("deleteIptablesRules", iptables.deleteIptablesRules),
-    listIptablesRules: instrument("listIptablesRules", iptables.listIptablesRules)
+    listIptablesRules: instrument("listIptablesRules", iptables.listIptablesRules),
+    addIptablesPodChains: instrument("addIptablesPodChains", iptables.addIptablesPodChains),
+    deleteIptablesPodChains: instrument("deleteIptablesPodChains", iptables.deleteIptablesPodChains),
+    listIptablesChains: instrument("listIptablesChains", iptables.listIptablesChains),
+    createNftTable: instrument("createNftTable", nftSets.createNftTable),
+    addNftElements: instrument("addNftElements", nftSets.addNftElements),
+    getNftElements: instrument("getNftElements", nftSets.getNftElements),
+    deleteNftElements: instrument("deleteNftElements", nftSets.deleteNftElements),
+    listNftElements: instrument("listNftElements", nftSets.listNftElements),
+    listNftChainRules: instrument("listNftChainRules", nftSets.listNftChainRules),
+    listNftTables: instrument("listNftTables", nftSets.listNftTables),
+    deleteNftTable: instrument("deleteNftTable", nftSets.deleteNftTable)
   }
 
   const control: MockControl = {

@@ -1,6 +1,8 @@
-import { type BackendError, type FilterRule, filterRuleProblem, type NetnsPath } from "@tscni/backend"
+import { type BackendError, type FilterRule, filterRuleProblem, type NetnsPath, type NftTableRef } from "@tscni/backend"
 import { Effect } from "effect"
 import { fail, type KernelState, requireNetns } from "./state.ts"
+
+const inTable = (rule: FilterRule, table: NftTableRef): boolean => rule.family === table.family && rule.table === table.name
 
 /**
  * Packet-filter operations of the mock. Rule bodies are opaque (the mock does not parse
@@ -18,13 +20,11 @@ export const filterOperations = (state: KernelState) => ({
       ns.filterRules = [...ns.filterRules, ...rules.map((r) => ({ ...r }))]
     }),
 
-  deleteFilterRules: (netns: NetnsPath, table: string, comment: string): Effect.Effect<void, BackendError> =>
+  deleteFilterRules: (netns: NetnsPath, table: NftTableRef, comment: string): Effect.Effect<void, BackendError> =>
     Effect.map(requireNetns(state, "deleteFilterRules", netns), (ns) => {
-      ns.filterRules = ns.filterRules.filter((r) => r.table !== table || r.comment !== comment)
+      ns.filterRules = ns.filterRules.filter((r) => !inTable(r, table) || r.comment !== comment)
     }),
 
-  listFilterRules: (netns: NetnsPath, table?: string): Effect.Effect<ReadonlyArray<FilterRule>, BackendError> =>
-    Effect.map(requireNetns(state, "listFilterRules", netns), (ns) =>
-      ns.filterRules.filter((r) => table === undefined || r.table === table).map((r) => ({ ...r }))
-    )
+  listFilterRules: (netns: NetnsPath, table: NftTableRef): Effect.Effect<ReadonlyArray<FilterRule>, BackendError> =>
+    Effect.map(requireNetns(state, "listFilterRules", netns), (ns) => ns.filterRules.filter((r) => inTable(r, table)).map((r) => ({ ...r })))
 })

@@ -5,6 +5,10 @@ import {
   IPTABLES_JUMP_COMMENT,
   type IptablesBatch,
   iptablesBatchProblem,
+  type IptablesPodBatch,
+  iptablesPodBatchProblem,
+  type IptablesPodSelector,
+  iptablesPodSelectorProblem,
   iptablesCommentProblem,
   type IptablesListing,
   iptablesListing,
@@ -115,6 +119,80 @@ export const iptablesOperations = (state: KernelState) => ({
         for (const [name, rules] of next.chains) next.chains.set(name, rules.filter((rule) => !isJumpInto(rule, chain)))
       }
       ns.iptables.set(tableKey(selector.family, selector.table), next)
+    }),
+
+  addIptablesPodChains: (netns: NetnsPath, batch: IptablesPodBatch): Effect.Effect<void, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "addIptablesPodChains", netns)
+      const problem = iptablesPodBatchProblem(batch)
+      if (problem !== undefined) return yield* fail("addIptablesPodChains", "Invalid", `addIptablesPodChains: ${problem}`, "EINVAL")
+      const next = copyTable(tableOf(ns, batch.family, batch.table))
+      const existing = batch.chains.find((chain) => next.chains.has(chain.name))
+      if (existing !== undefined) {
+        return yield* fail("addIptablesPodChains", "AlreadyExists", `addIptablesPodChains: Chain already exists (${existing.name})`, "EEXIST")
+      }
+      for (const chain of batch.chains) {
+        // the shared chain and its hooks, as the first pod's setup transaction makes them
+        if (!next.chains.has(chain.entry.name)) {
+          next.chains.set(chain.entry.name, [])
+          for (const jump of chain.entry.jumpFrom ?? []) {
+            const from = next.chains.get(jump.chain) ?? []
+            const entry = { args: [...(jump.match ?? []), "-j", chain.entry.name], comment: IPTABLES_JUMP_COMMENT }
+            next.chains.set(jump.chain, jump.position === "insert" ? [entry, ...from] : [...from, entry])
+          }
+        }
+        next.chains.set(chain.name, chain.rules.map((args) => ({ args: [...args], comment: "" })))
+      }
+      for (const chain of batch.chains) {
+        const target = chain.rules.map(iptablesTarget).find((t) => t !== undefined && !TARGET_EXTENSIONS.has(t) && !next.chains.has(t))
+        if (target !== undefined) return yield* fail("addIptablesPodChains", "NotFound", `addIptablesPodChains: Chain '${target}' does not exist`, "ENOENT")
+        const jump = { args: ["-j", chain.name], comment: batch.comment }
+        const from = next.chains.get(chain.entry.name) ?? []
+        next.chains.set(chain.entry.name, chain.position === "insert" ? [jump, ...from] : [...from, jump])
+      }
+      ns.iptables.set(tableKey(batch.family, batch.table), next)
+    }),
+
+  deleteIptablesPodChains: (netns: NetnsPath, selector: IptablesPodSelector): Effect.Effect<void, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "deleteIptablesPodChains", netns)
+      const problem = iptablesPodSelectorProblem(selector)
+      if (problem !== undefined) return yield* fail("deleteIptablesPodChains", "Invalid", `deleteIptablesPodChains: ${problem}`, "EINVAL")
+      const current = ns.iptables.get(tableKey(selector.family, selector.table))
+      if (current === undefined) return
+      const next = copyTable(current)
+      // chain by chain, as the Linux backend falls back to when one restore cannot do all
+      for (const chain of selector.chains) {
+        const entry = next.chains.get(chain.entry)
+        const jump = entry?.findIndex((rule) => rule.comment === selector.comment && iptablesTarget(rule.args) === chain.name && rule.args.length === 2) ?? -1
+        if (entry !== undefined && jump >= 0) next.chains.set(chain.entry, entry.filter((_, i) => i !== jump))
+        if (!next.chains.has(chain.name)) continue
+        const referenced = [...next.chains.values()].some((rules) => rules.some((rule) => iptablesTarget(rule.args) === chain.name))
+        if (referenced) {
+          ns.iptables.set(tableKey(selector.family, selector.table), next)
+          return yield* fail("deleteIptablesPodChains", "Busy", `deleteIptablesPodChains: ${chain.name}: Too many links`, "EMLINK")
+        }
+        next.chains.delete(chain.name)
+      }
+      ns.iptables.set(tableKey(selector.family, selector.table), next)
+    }),
+
+  listIptablesChains: (
+    netns: NetnsPath,
+    where: { readonly family: IpFamily; readonly table: IptablesTable; readonly chains: ReadonlyArray<string> }
+  ): Effect.Effect<IptablesListing, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "listIptablesChains", netns)
+      const problem = iptablesTableProblem(where.table) ?? where.chains.map((c) => (isTscniChain(c) ? undefined : `bad chain name '${c}'`)).find((p) => p !== undefined)
+      if (problem !== undefined) return yield* fail("listIptablesChains", "Invalid", `listIptablesChains: ${problem}`, "EINVAL")
+      const table = ns.iptables.get(tableKey(where.family, where.table))
+      const chains = where.chains.filter((chain) => table?.chains.has(chain) === true).sort()
+      return {
+        chains,
+        rules: where.chains.filter((chain) => chains.includes(chain)).flatMap((chain) =>
+          (table?.chains.get(chain) ?? []).map((rule) => ({ chain, args: [...rule.args], comment: rule.comment }))
+        )
+      }
     }),
 
   listIptablesRules: (

@@ -13,6 +13,7 @@ import type {
 } from "@tscni/backend"
 import { addressInfos } from "./addresses.ts"
 import { iptablesTables } from "./iptables.ts"
+import { nftTablesOf } from "./nftSets.ts"
 import { routesInOrder, toRoute } from "./routes.ts"
 import { DEFAULT_BRIDGE_VLAN, type KernelState, linksInOrder, type NetnsState, toLinkInfo } from "./state.ts"
 import { toQdiscInfo, toRedirectFilter } from "./tc.ts"
@@ -42,6 +43,8 @@ export interface NetnsSnapshot {
   readonly redirects: ReadonlyArray<RedirectFilter>
   readonly filterRules: ReadonlyArray<FilterRule>
   readonly iptables: ReadonlyArray<IptablesTableSnapshot>
+  /** keyed nftables tables: skeleton and elements */
+  readonly nftTables: ReadonlyArray<ReturnType<typeof nftTablesOf>[number]>
 }
 
 /**
@@ -69,7 +72,8 @@ const snapshotNetns = (ns: NetnsState): NetnsSnapshot => ({
   // a table holding only its empty built-in chains reads as no table: iptables cannot remove one
   iptables: iptablesTables(ns)
     .filter(([, , listing]) => listing.chains.length > 0 || listing.rules.length > 0)
-    .map(([family, table, listing]) => ({ family, table, chains: listing.chains, rules: listing.rules }))
+    .map(([family, table, listing]) => ({ family, table, chains: listing.chains, rules: listing.rules })),
+  nftTables: nftTablesOf(ns)
 })
 
 /** Takes a snapshot; later changes to the kernel never show through it. */
@@ -92,7 +96,8 @@ const EMPTY: NetnsSnapshot = {
   qdiscs: [],
   redirects: [],
   filterRules: [],
-  iptables: []
+  iptables: [],
+  nftTables: []
 }
 
 const formatRoute = (r: Route): string =>
@@ -223,6 +228,17 @@ const diffIptables = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string
   return [...lines, ...(reordered ? ["~ iptables rules: same rules, different order"] : [])]
 }
 
+/** Keyed tables added or removed (with their skeleton), and elements added, removed or changed. */
+const diffNftTables = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> => {
+  const skeletons = (s: NetnsSnapshot) =>
+    s.nftTables.map((t) => `${t.family} ${t.name} ${JSON.stringify({ sets: t.sets, chains: t.chains })}`)
+  const elements = (s: NetnsSnapshot) =>
+    s.nftTables.flatMap((t) =>
+      t.elements.map((e) => `${t.family} ${t.name} ${e.set} { ${e.key}${e.value === undefined ? "" : ` : ${e.value}`} } comment ${JSON.stringify(e.comment)}`)
+    )
+  return [...diffBags("nft table", skeletons(before), skeletons(after)), ...diffBags("nft element", elements(before), elements(after))]
+}
+
 const diffNetns = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> => {
   const rules = diffBags("filter rule", before.filterRules.map(formatRule), after.filterRules.map(formatRule))
   const sameRulesReordered =
@@ -240,7 +256,8 @@ const diffNetns = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> =
     ...bag("redirect", (s) => s.redirects, (r) => `${r.link} → ${r.toLink}`),
     ...rules,
     ...(sameRulesReordered ? ["~ filter rules: same rules, different order"] : []),
-    ...diffIptables(before, after)
+    ...diffIptables(before, after),
+    ...diffNftTables(before, after)
   ]
 }
 

@@ -17,6 +17,7 @@ import {
 } from "@tscni/backend"
 import { Effect } from "effect"
 import type { Cidr, Ip } from "@tscni/ip"
+import type { NftTableState } from "./nftSets.ts"
 
 /** A link inside the model; `index` is unique within its namespace only, as in the kernel. */
 export interface LinkState {
@@ -107,6 +108,8 @@ export interface NetnsState {
   filterRules: Array<FilterRule>
   /** iptables tables by `<family> <table>`, created on first use with their built-in chains */
   readonly iptables: Map<string, IptablesTableState>
+  /** keyed nftables tables by `<family> <name>` */
+  readonly nftTables: Map<string, NftTableState>
 }
 
 /** Whether the modelled kernel has bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING). */
@@ -193,7 +196,8 @@ export const newNetns = (path: NetnsPath): NetnsState => {
     qdiscs: [],
     redirects: [],
     filterRules: [],
-    iptables: new Map()
+    iptables: new Map(),
+    nftTables: new Map()
   }
   ns.links.set(1, {
     index: 1,

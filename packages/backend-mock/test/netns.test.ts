@@ -70,7 +70,7 @@ describe("namespaces", () => {
     expect(reason(backend.getLink(HOST_NETNS, "v0"))).toBe("NotFound")
     expect(reason(backend.addRoute(gone, { dst: "0.0.0.0/0", gateway: "10.0.0.1" }))).toBe("NotFound")
     expect(reason(backend.readSysctl(gone, "net.ipv4.ip_forward"))).toBe("NotFound")
-    expect(reason(backend.listFilterRules(gone))).toBe("NotFound")
+    expect(reason(backend.listFilterRules(gone, { family: "ip", name: "t" }))).toBe("NotFound")
     expect(reason(backend.moveLink(HOST_NETNS, "lo", gone))).toBe("NotFound")
   })
 

@@ -82,7 +82,7 @@ describe("snapshots and diffs", () => {
     const rule = (comment: string) => ({ family: "ip" as const, table: "t", chain: "c", rule: "accept", comment })
     ok(backend.addFilterRules(HOST_NETNS, [rule("a"), rule("b")]))
     const before = control.snapshot()
-    ok(backend.deleteFilterRules(HOST_NETNS, "t", "a"))
+    ok(backend.deleteFilterRules(HOST_NETNS, { family: "ip", name: "t" }, "a"))
     ok(backend.addFilterRules(HOST_NETNS, [rule("a")]))
     expect(control.diff(before, control.snapshot())).toEqual(["host: ~ filter rules: same rules, different order"])
   })

@@ -119,11 +119,15 @@ describe("filter rules", () => {
   test("duplicates are kept; delete removes every rule of table+comment, nothing to remove is fine", () => {
     const { backend } = fresh()
     ok(backend.addFilterRules(HOST_NETNS, [rule("a"), rule("a"), rule("b"), rule("a", "other")]))
-    expect(ok(backend.listFilterRules(HOST_NETNS))).toHaveLength(4)
-    expect(ok(backend.listFilterRules(HOST_NETNS, "other"))).toEqual([rule("a", "other")])
-    ok(backend.deleteFilterRules(HOST_NETNS, "tscni", "a"))
-    expect(ok(backend.listFilterRules(HOST_NETNS))).toEqual([rule("b"), rule("a", "other")])
-    ok(backend.deleteFilterRules(HOST_NETNS, "tscni", "a"))
-    ok(backend.deleteFilterRules(HOST_NETNS, "nope", "nope"))
+    const tscni = { family: "inet", name: "tscni" } as const
+    const other = { family: "inet", name: "other" } as const
+    expect(ok(backend.listFilterRules(HOST_NETNS, tscni))).toHaveLength(3)
+    expect(ok(backend.listFilterRules(HOST_NETNS, other))).toEqual([rule("a", "other")])
+    expect(ok(backend.listFilterRules(HOST_NETNS, { ...tscni, family: "ip" }))).toEqual([])
+    ok(backend.deleteFilterRules(HOST_NETNS, tscni, "a"))
+    expect(ok(backend.listFilterRules(HOST_NETNS, tscni))).toEqual([rule("b")])
+    expect(ok(backend.listFilterRules(HOST_NETNS, other))).toEqual([rule("a", "other")])
+    ok(backend.deleteFilterRules(HOST_NETNS, tscni, "a"))
+    ok(backend.deleteFilterRules(HOST_NETNS, { family: "inet", name: "nope" }, "nope"))
   })
 })

@@ -135,8 +135,8 @@ describe("packet filter families", () => {
     expect(
       reason(backend.addFilterRules(HOST_NETNS, [{ ...spoof, baseChain: { ...spoof.baseChain, device: "veth0" } }]))
     ).toBe("Invalid")
-    expect(ok(backend.listFilterRules(HOST_NETNS))).toEqual([])
+    expect(ok(backend.listFilterRules(HOST_NETNS, { family: "bridge", name: "tscni-mac" }))).toEqual([])
     ok(backend.addFilterRules(HOST_NETNS, [spoof]))
-    expect(ok(backend.listFilterRules(HOST_NETNS, "tscni-mac"))).toEqual([spoof])
+    expect(ok(backend.listFilterRules(HOST_NETNS, { family: "bridge", name: "tscni-mac" }))).toEqual([spoof])
   })
 })

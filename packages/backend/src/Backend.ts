@@ -11,6 +11,8 @@ import type {
   FilterRule,
   IptablesBatch,
   IptablesListing,
+  IptablesPodBatch,
+  IptablesPodSelector,
   IptablesSelector,
   IptablesTable,
   IpFamily,
@@ -21,6 +23,7 @@ import type {
   RedirectFilter,
   Route
 } from "./model.ts"
+import type { NftElement, NftElementKey, NftTable, NftTableRef } from "./nftSets.ts"
 
 type Op<A> = Effect.Effect<A, BackendError>
 
@@ -119,12 +122,41 @@ export interface BackendShape {
    */
   readonly deleteConntrack: (netns: NetnsPath, filter: ConntrackFilter) => Op<number>
 
-  // packet filtering, tscni's own tables only
+  // keyed nftables: tscni's own tables, per-pod state as set and map elements (nftSets.ts)
+  /**
+   * Creates a table with its sets, chains and rules, and the given elements, in one
+   * transaction. AlreadyExists (nothing changed) when the table exists; Invalid for a
+   * skeleton nftTableProblem refuses or an element nftElementProblem refuses.
+   */
+  readonly createNftTable: (netns: NetnsPath, table: NftTable, elements: ReadonlyArray<NftElement>) => Op<void>
+  /**
+   * Adds elements in one transaction, all or nothing: NotFound when the table or one of its
+   * sets is missing, AlreadyExists when a key is there already (whoever owns it).
+   */
+  readonly addNftElements: (netns: NetnsPath, table: NftTable, elements: ReadonlyArray<NftElement>) => Op<void>
+  /** The elements among `keys` that exist, with value and owner comment; NotFound when the table or a set is missing. */
+  readonly getNftElements: (netns: NetnsPath, table: NftTable, keys: ReadonlyArray<NftElementKey>) => Op<ReadonlyArray<NftElement>>
+  /** Deletes elements in one transaction; NotFound (nothing deleted) when one of them, a set or the table is missing. */
+  readonly deleteNftElements: (netns: NetnsPath, table: NftTable, keys: ReadonlyArray<NftElementKey>) => Op<void>
+  /** Every element of a table (GC, or a DEL that does not know its keys); NotFound when the table is missing. */
+  readonly listNftElements: (netns: NetnsPath, table: NftTableRef) => Op<ReadonlyArray<NftElement>>
+  /** One chain's rules, as nft prints them (compare counts, not text); NotFound when table or chain is missing. */
+  readonly listNftChainRules: (netns: NetnsPath, table: NftTableRef, chain: string) => Op<ReadonlyArray<string>>
+  /** The tables (of tscni's families) whose name starts with `prefix`: a listing of names only. */
+  readonly listNftTables: (netns: NetnsPath, prefix: string) => Op<ReadonlyArray<NftTableRef>>
+  /** Deletes a table and everything in it; NotFound when it does not exist. */
+  readonly deleteNftTable: (netns: NetnsPath, table: NftTableRef) => Op<void>
+
+  // nftables rules found by comment: the layout before keyed tables, kept to remove what it left
   /** Adds all rules in one atomic transaction (tables and chains are created as needed). */
   readonly addFilterRules: (netns: NetnsPath, rules: ReadonlyArray<FilterRule>) => Op<void>
-  /** Removes every rule in `table` whose comment is `comment`, atomically. Nothing to remove is not an error. */
-  readonly deleteFilterRules: (netns: NetnsPath, table: string, comment: string) => Op<void>
-  readonly listFilterRules: (netns: NetnsPath, table?: string) => Op<ReadonlyArray<FilterRule>>
+  /**
+   * Removes every rule of one table whose comment is `comment`, and the chains and table it
+   * leaves empty, atomically; only that table is read. Nothing to remove is not an error.
+   */
+  readonly deleteFilterRules: (netns: NetnsPath, table: NftTableRef, comment: string) => Op<void>
+  /** The rules of one table ([] when it does not exist). */
+  readonly listFilterRules: (netns: NetnsPath, table: NftTableRef) => Op<ReadonlyArray<FilterRule>>
 
   // iptables, for hosts that need it: tscni's own TSCNI- chains only
   /**
@@ -141,8 +173,24 @@ export interface BackendShape {
    * not an error.
    */
   readonly deleteIptablesRules: (netns: NetnsPath, selector: IptablesSelector) => Op<void>
-  /** tscni's chains in the table and their rules, with the jumps into them. */
+  /** tscni's chains in the table and their rules, with the jumps into them (reads the whole table: tests and the old layout only). */
   readonly listIptablesRules: (netns: NetnsPath, where: { readonly family: IpFamily; readonly table: IptablesTable }) => Op<IptablesListing>
+  /**
+   * Adds one owner's chains (IptablesPodChain) in one transaction, creating and hooking the
+   * shared chains they are entered from when missing. AlreadyExists (nothing changed) when
+   * one of the owner's chains exists; Invalid for a batch iptablesPodBatchProblem refuses.
+   */
+  readonly addIptablesPodChains: (netns: NetnsPath, batch: IptablesPodBatch) => Op<void>
+  /**
+   * Removes one owner's chains by name with the jumps into them, without reading the table;
+   * chains already gone are skipped (nothing to remove is not an error).
+   */
+  readonly deleteIptablesPodChains: (netns: NetnsPath, selector: IptablesPodSelector) => Op<void>
+  /** The named chains of tscni's and their rules (missing ones left out), each read on its own. */
+  readonly listIptablesChains: (
+    netns: NetnsPath,
+    where: { readonly family: IpFamily; readonly table: IptablesTable; readonly chains: ReadonlyArray<string> }
+  ) => Op<IptablesListing>
 }
 
 /** The kernel as steps see it. */

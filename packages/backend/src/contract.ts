@@ -3,7 +3,8 @@ import { Effect, type Layer, Schedule, type Scope } from "effect"
 import { Backend, type BackendShape } from "./Backend.ts"
 import type { BackendError, BackendErrorReason } from "./errors.ts"
 import { IPTABLES_JUMP_COMMENT } from "./iptables.ts"
-import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type IptablesTable, type LinkInfo, type NetnsPath, type Route, sysctlKey } from "./model.ts"
+import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type IptablesPodBatch, type IptablesTable, type LinkInfo, type NetnsPath, type Route, sysctlKey } from "./model.ts"
+import type { NftElement, NftTable } from "./nftSets.ts"
 
 /**
  * How the contract gets namespaces to work in. Every test works only inside namespaces
@@ -684,21 +685,25 @@ export const runBackendContract = (
             rule: body,
             comment
           })
+          const ct = { family: "inet", name: "tscni-ct" } as const
           yield* backend.addFilterRules(a, [rule("ct-owner-1", "ip saddr 10.99.9.2 accept"), rule("ct-owner-2", "ip saddr 10.99.9.3 accept")])
-          expect((yield* backend.listFilterRules(a, "tscni-ct")).map((r) => r.comment).sort()).toEqual([
+          expect((yield* backend.listFilterRules(a, ct)).map((r) => r.comment).sort()).toEqual([
             "ct-owner-1",
             "ct-owner-2"
           ])
-          yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-1")
-          expect((yield* backend.listFilterRules(a, "tscni-ct")).map((r) => r.comment)).toEqual(["ct-owner-2"])
-          yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-1")
-          yield* backend.deleteFilterRules(a, "tscni-ct", "ct-owner-2")
-          expect(yield* backend.listFilterRules(a, "tscni-ct")).toEqual([])
+          // another family's table of the same name is another table
+          expect(yield* backend.listFilterRules(a, { ...ct, family: "ip" })).toEqual([])
+          yield* backend.deleteFilterRules(a, { ...ct, family: "ip" }, "ct-owner-1")
+          yield* backend.deleteFilterRules(a, ct, "ct-owner-1")
+          expect((yield* backend.listFilterRules(a, ct)).map((r) => r.comment)).toEqual(["ct-owner-2"])
+          yield* backend.deleteFilterRules(a, ct, "ct-owner-1")
+          yield* backend.deleteFilterRules(a, ct, "ct-owner-2")
+          expect(yield* backend.listFilterRules(a, ct)).toEqual([])
           // what would break out of a script line, or is no rule at all, is refused on both backends alike
           for (const bad of [rule("ct owner", "accept"), rule("ct-owner-3", "accept; drop"), rule("ct-owner-4", " "), { ...rule("ct-owner-5", "accept"), table: "1bad" }]) {
             yield* expectReason(backend.addFilterRules(a, [bad]), "Invalid")
           }
-          expect(yield* backend.listFilterRules(a, "tscni-ct")).toEqual([])
+          expect(yield* backend.listFilterRules(a, ct)).toEqual([])
         }))
 
       it("bridge and netdev families: a MAC spoof check on a bridge port and a device ingress chain", (backend) =>
@@ -734,17 +739,163 @@ export const runBackendContract = (
           yield* expectReason(backend.addFilterRules(a, [{ ...ingress, baseChain: { ...filter, hook: "ingress" } }]), "Invalid")
           // a family outside FilterFamily (a config or a caller bypassing the schema)
           yield* expectReason(backend.addFilterRules(a, [spoof, { ...spoof, family: "arp" as FilterRule["family"] }]), "Invalid")
-          expect(yield* backend.listFilterRules(a)).toEqual([])
+          const br = { family: "bridge", name: "tscni-ct-br" } as const
+          const nd = { family: "netdev", name: "tscni-ct-nd" } as const
+          expect([...(yield* backend.listFilterRules(a, br)), ...(yield* backend.listFilterRules(a, nd))]).toEqual([])
           yield* backend.addFilterRules(a, [spoof, ingress])
-          const listed = yield* backend.listFilterRules(a)
+          const listed = [...(yield* backend.listFilterRules(a, br)), ...(yield* backend.listFilterRules(a, nd))]
           expect(listed.map((r) => [r.family, r.table, r.chain, r.comment])).toEqual([
             ["bridge", "tscni-ct-br", "prerouting", "ct-owner-3"],
             ["netdev", "tscni-ct-nd", "ingress", "ct-owner-4"]
           ])
-          expect((yield* backend.listFilterRules(a, "tscni-ct-br")).map((r) => r.comment)).toEqual(["ct-owner-3"])
-          yield* backend.deleteFilterRules(a, "tscni-ct-br", "ct-owner-3")
-          yield* backend.deleteFilterRules(a, "tscni-ct-nd", "ct-owner-4")
-          expect(yield* backend.listFilterRules(a)).toEqual([])
+          yield* backend.deleteFilterRules(a, br, "ct-owner-3")
+          yield* backend.deleteFilterRules(a, nd, "ct-owner-4")
+          expect([...(yield* backend.listFilterRules(a, br)), ...(yield* backend.listFilterRules(a, nd))]).toEqual([])
+        }))
+    })
+
+    describe("keyed nftables tables", () => {
+      const table: NftTable = {
+        family: "inet",
+        name: "tscni-ct-k",
+        sets: [
+          { name: "pods4", type: "ipv4_addr" },
+          { name: "own4", type: "ipv4_addr . ipv4_addr", interval: true },
+          { name: "pods6", type: "ipv6_addr" },
+          { name: "ports", type: "inet_proto . inet_service", map: "ipv4_addr . inet_service" },
+          { name: "macs", type: "ifname . ether_addr" }
+        ],
+        chains: [
+          {
+            name: "postrouting",
+            base: { type: "nat", hook: "postrouting", priority: 100 },
+            rules: ["ip daddr 224.0.0.0/4 return", "ip saddr . ip daddr @own4 return", "ip saddr @pods4 masquerade", "ip6 saddr @pods6 masquerade"]
+          },
+          {
+            name: "prerouting",
+            base: { type: "nat", hook: "prerouting", priority: -100 },
+            rules: ["fib daddr type local dnat ip to meta l4proto . th dport map @ports"]
+          },
+          { name: "forward", base: { type: "filter", hook: "forward", priority: 0 }, rules: ["iifname . ether saddr @macs accept"] }
+        ]
+      }
+      const first: ReadonlyArray<NftElement> = [
+        { set: "pods4", key: "10.99.9.2", comment: "ct-owner-1" },
+        { set: "own4", key: "10.99.9.2 . 10.99.9.0/24", comment: "ct-owner-1" },
+        { set: "pods6", key: "fd00:99::2", comment: "ct-owner-1" },
+        { set: "ports", key: "tcp . 8080", value: "10.99.9.2 . 80", comment: "ct-owner-1" },
+        { set: "macs", key: '"ct-veth1" . 0a:58:0a:63:09:02', comment: "ct-owner-1" }
+      ]
+      const second: ReadonlyArray<NftElement> = [
+        { set: "pods4", key: "10.99.9.3", comment: "ct-owner-2" },
+        { set: "ports", key: "udp . 53", value: "10.99.9.3 . 5353", comment: "ct-owner-2" }
+      ]
+      const keys = (elements: ReadonlyArray<NftElement>) => elements.map(({ set, key }) => ({ set, key }))
+      const sorted = (elements: ReadonlyArray<NftElement>) => [...elements].sort((x, y) => `${x.set} ${x.key}`.localeCompare(`${y.set} ${y.key}`))
+
+      it("a table is created whole with its first elements; elements are added, looked up and deleted by key", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* expectReason(backend.addNftElements(a, table, second), "NotFound")
+          yield* expectReason(backend.getNftElements(a, table, keys(first)), "NotFound")
+          expect(yield* backend.listNftTables(a, "tscni-ct-k")).toEqual([])
+          yield* backend.createNftTable(a, table, first)
+          yield* expectReason(backend.createNftTable(a, table, []), "AlreadyExists")
+          expect(yield* backend.listNftTables(a, "tscni-ct-k")).toEqual([{ family: "inet", name: "tscni-ct-k" }])
+          expect(yield* backend.listNftTables(a, "tscni-ct-nope")).toEqual([])
+          for (const chain of table.chains) expect(yield* backend.listNftChainRules(a, table, chain.name)).toHaveLength(chain.rules.length)
+          yield* expectReason(backend.listNftChainRules(a, table, "nope"), "NotFound")
+          yield* backend.addNftElements(a, table, second)
+          // keys come back exactly as given (canonical), with their values and owners
+          expect(sorted(yield* backend.listNftElements(a, table))).toEqual(sorted([...first, ...second]))
+          expect(sorted(yield* backend.getNftElements(a, table, [...keys(second), { set: "pods4", key: "10.99.9.200" }]))).toEqual(sorted(second))
+          // a key someone holds already: AlreadyExists, and the batch's other element is not added either
+          yield* expectReason(
+            backend.addNftElements(a, table, [{ set: "pods4", key: "10.99.9.4", comment: "ct-owner-3" }, { set: "ports", key: "tcp . 8080", value: "10.99.9.4 . 80", comment: "ct-owner-3" }]),
+            "AlreadyExists"
+          )
+          expect(yield* backend.getNftElements(a, table, [{ set: "pods4", key: "10.99.9.4" }])).toEqual([])
+          expect(yield* backend.getNftElements(a, table, [{ set: "ports", key: "tcp . 8080" }])).toEqual([first[3]!])
+          // a delete with one key missing deletes nothing
+          yield* expectReason(backend.deleteNftElements(a, table, [...keys(second), { set: "pods4", key: "10.99.9.200" }]), "NotFound")
+          expect(sorted(yield* backend.getNftElements(a, table, keys(second)))).toEqual(sorted(second))
+          yield* backend.deleteNftElements(a, table, keys(second))
+          expect(yield* backend.getNftElements(a, table, keys(second))).toEqual([])
+          expect(sorted(yield* backend.listNftElements(a, table))).toEqual(sorted(first))
+          yield* backend.deleteNftTable(a, table)
+          yield* expectReason(backend.deleteNftTable(a, table), "NotFound")
+          yield* expectReason(backend.listNftElements(a, table), "NotFound")
+          expect(yield* backend.listNftTables(a, "tscni-ct-k")).toEqual([])
+        }))
+
+      it("bridge family: a port and MAC set checked from a bridge's prerouting", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const spoof: NftTable = {
+            family: "bridge",
+            name: "tscni-ct-sp",
+            sets: [{ name: "ports", type: "ifname" }, { name: "allowed", type: "ifname . ether_addr" }],
+            chains: [{ name: "prerouting", base: { type: "filter", hook: "prerouting", priority: -300 }, rules: ["iifname @ports iifname . ether saddr != @allowed drop"] }]
+          }
+          const elements: ReadonlyArray<NftElement> = [
+            { set: "ports", key: '"ct-v20"', comment: "ct-owner-1" },
+            { set: "allowed", key: '"ct-v20" . 0a:58:0a:63:09:02', comment: "ct-owner-1" }
+          ]
+          yield* backend.createNftTable(a, spoof, elements)
+          expect(sorted(yield* backend.listNftElements(a, spoof))).toEqual(sorted(elements))
+          expect(yield* backend.listNftTables(a, "tscni-ct-sp")).toEqual([{ family: "bridge", name: "tscni-ct-sp" }])
+          yield* backend.deleteNftElements(a, spoof, keys(elements))
+          expect(yield* backend.listNftElements(a, spoof)).toEqual([])
+          yield* backend.deleteNftTable(a, spoof)
+        }))
+
+      it("what does not fit is refused before anything changes: skeletons, keys, values, comments", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const badTables: ReadonlyArray<NftTable> = [
+            { ...table, name: "1bad" },
+            { ...table, sets: [{ name: "s", type: "ipv4_address" }] },
+            { ...table, sets: [{ name: "s", type: "ipv4_addr", map: "nope" }] },
+            { ...table, chains: [{ name: "c", rules: ["accept; flush ruleset"] }] },
+            { ...table, sets: [...table.sets, table.sets[0]!] }
+          ]
+          for (const bad of badTables) yield* expectReason(backend.createNftTable(a, bad, []), "Invalid")
+          expect(yield* backend.listNftTables(a, "tscni-ct-k")).toEqual([])
+          const badElements: ReadonlyArray<NftElement> = [
+            { set: "pods4", key: "10.99.9.02", comment: "ct-owner-1" },
+            { set: "pods4", key: "10.99.9.2 } ; flush ruleset ; {", comment: "ct-owner-1" },
+            { set: "pods6", key: "fd00:99:0:0::2", comment: "ct-owner-1" },
+            { set: "pods4", key: "10.99.9.0/24", comment: "ct-owner-1" },
+            { set: "own4", key: "10.99.9.2 . 10.99.9.1/24", comment: "ct-owner-1" },
+            { set: "own4", key: "10.99.9.2 . 10.99.9.2/32", comment: "ct-owner-1" },
+            { set: "pods4", key: "10.99.9.2", value: "10.99.9.2 . 80", comment: "ct-owner-1" },
+            { set: "ports", key: "tcp . 8080", comment: "ct-owner-1" },
+            { set: "ports", key: "tcp . 65536", value: "10.99.9.2 . 80", comment: "ct-owner-1" },
+            { set: "ports", key: "TCP . 8080", value: "10.99.9.2 . 80", comment: "ct-owner-1" },
+            { set: "macs", key: '"ct-veth1" . 0A:58:0A:63:09:02', comment: "ct-owner-1" },
+            { set: "macs", key: "ct-veth1 . 0a:58:0a:63:09:02", comment: "ct-owner-1" },
+            { set: "pods4", key: "10.99.9.2", comment: "has space" }
+          ]
+          yield* backend.createNftTable(a, table, [])
+          for (const bad of badElements) {
+            yield* expectReason(backend.addNftElements(a, table, [bad]), "Invalid")
+            yield* expectReason(backend.createNftTable(a, { ...table, name: "tscni-ct-k2" }, [bad]), "Invalid")
+          }
+          // a set the skeleton does not have
+          yield* expectReason(backend.addNftElements(a, table, [{ set: "nope", key: "10.99.9.2", comment: "ct-owner-1" }]), "NotFound")
+          expect(yield* backend.listNftElements(a, table)).toEqual([])
+          expect(yield* backend.listNftTables(a, "tscni-ct-k")).toEqual([{ family: "inet", name: "tscni-ct-k" }])
+          yield* backend.deleteNftTable(a, table)
+        }))
+
+      it("a missing namespace is NotFound", (backend) =>
+        Effect.gen(function* () {
+          const gone = yield* backend.createNetns(uniqueNetnsName())
+          yield* backend.deleteNetns(gone)
+          yield* expectReason(backend.createNftTable(gone, table, []), "NotFound")
+          yield* expectReason(backend.addNftElements(gone, table, first), "NotFound")
+          yield* expectReason(backend.listNftTables(gone, "tscni-"), "NotFound")
+          yield* expectReason(backend.deleteNftTable(gone, table), "NotFound")
         }))
     })
 
@@ -908,6 +1059,88 @@ export const runBackendContract = (
           expect(yield* backend.listIptablesRules(a, { family: 4, table: "filter" })).toEqual(empty)
         }))
 
+      const podBatch = (comment: string, key: string, address: string): IptablesPodBatch => ({
+        ...nat4,
+        comment,
+        chains: [
+          { name: `TSCNI-CT-M-${key}`, entry: { name: "TSCNI-CT-MASQ", jumpFrom: [{ chain: "POSTROUTING", position: "append" }] }, rules: [["-s", `${address}/32`, "-j", "MASQUERADE"]] },
+          {
+            name: `TSCNI-CT-D-${key}`,
+            entry: { name: "TSCNI-CT-HP", jumpFrom: [{ chain: "PREROUTING", position: "append", match: ["-m", "addrtype", "--dst-type", "LOCAL"] }] },
+            position: "insert",
+            rules: [["-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DNAT", "--to-destination", `${address}:80`]]
+          }
+        ]
+      })
+      const podChains = (comment: string, key: string) => ({
+        ...nat4,
+        comment,
+        chains: [{ name: `TSCNI-CT-M-${key}`, entry: "TSCNI-CT-MASQ" }, { name: `TSCNI-CT-D-${key}`, entry: "TSCNI-CT-HP" }]
+      })
+
+      it("an owner's chains: shared chains made and hooked once, jumps by owner, removed by name", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.addIptablesPodChains(a, podBatch("ct-owner-1", "A1", "10.99.9.2"))
+          yield* backend.addIptablesPodChains(a, podBatch("ct-owner-2", "B2", "10.99.9.3"))
+          yield* expectReason(backend.addIptablesPodChains(a, podBatch("ct-owner-2", "B2", "10.99.9.3")), "AlreadyExists")
+          const listed = yield* backend.listIptablesRules(a, nat4)
+          expect(listed.chains).toEqual(["TSCNI-CT-D-A1", "TSCNI-CT-D-B2", "TSCNI-CT-HP", "TSCNI-CT-M-A1", "TSCNI-CT-M-B2", "TSCNI-CT-MASQ"])
+          expect(listed.rules.map((r) => [r.chain, r.args.join(" "), r.comment])).toEqual([
+            ["PREROUTING", "-m addrtype --dst-type LOCAL -j TSCNI-CT-HP", IPTABLES_JUMP_COMMENT],
+            ["POSTROUTING", "-j TSCNI-CT-MASQ", IPTABLES_JUMP_COMMENT],
+            ["TSCNI-CT-D-A1", "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.9.2:80", ""],
+            ["TSCNI-CT-D-B2", "-p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.99.9.3:80", ""],
+            // inserted: the newest owner's first
+            ["TSCNI-CT-HP", "-j TSCNI-CT-D-B2", "ct-owner-2"],
+            ["TSCNI-CT-HP", "-j TSCNI-CT-D-A1", "ct-owner-1"],
+            ["TSCNI-CT-M-A1", "-s 10.99.9.2/32 -j MASQUERADE", ""],
+            ["TSCNI-CT-M-B2", "-s 10.99.9.3/32 -j MASQUERADE", ""],
+            ["TSCNI-CT-MASQ", "-j TSCNI-CT-M-A1", "ct-owner-1"],
+            ["TSCNI-CT-MASQ", "-j TSCNI-CT-M-B2", "ct-owner-2"]
+          ])
+          // the named chains alone, as CHECK and GC read them
+          const some = yield* backend.listIptablesChains(a, { ...nat4, chains: ["TSCNI-CT-MASQ", "TSCNI-CT-M-A1", "TSCNI-CT-NOPE"] })
+          expect(some.chains).toEqual(["TSCNI-CT-M-A1", "TSCNI-CT-MASQ"])
+          expect(some.rules.map((r) => [r.chain, r.args.join(" "), r.comment])).toEqual([
+            ["TSCNI-CT-MASQ", "-j TSCNI-CT-M-A1", "ct-owner-1"],
+            ["TSCNI-CT-MASQ", "-j TSCNI-CT-M-B2", "ct-owner-2"],
+            ["TSCNI-CT-M-A1", "-s 10.99.9.2/32 -j MASQUERADE", ""]
+          ])
+          yield* backend.deleteIptablesPodChains(a, podChains("ct-owner-1", "A1"))
+          yield* backend.deleteIptablesPodChains(a, podChains("ct-owner-1", "A1"))
+          const after = yield* backend.listIptablesRules(a, nat4)
+          expect(after.chains).toEqual(["TSCNI-CT-D-B2", "TSCNI-CT-HP", "TSCNI-CT-M-B2", "TSCNI-CT-MASQ"])
+          expect(after.rules.filter((r) => r.comment === "ct-owner-1")).toEqual([])
+          // an owner without chains: nothing to do
+          yield* backend.deleteIptablesPodChains(a, podChains("ct-owner-3", "C3"))
+          // a chain another owner's jump still enters is not removed under it
+          yield* expectReason(backend.deleteIptablesPodChains(a, { ...podChains("ct-owner-9", "B2"), chains: [{ name: "TSCNI-CT-M-B2", entry: "TSCNI-CT-MASQ" }] }), "Busy")
+          expect((yield* backend.listIptablesRules(a, nat4)).chains).toEqual(["TSCNI-CT-D-B2", "TSCNI-CT-HP", "TSCNI-CT-M-B2", "TSCNI-CT-MASQ"])
+          yield* backend.deleteIptablesPodChains(a, podChains("ct-owner-2", "B2"))
+          expect((yield* backend.listIptablesRules(a, nat4)).chains).toEqual(["TSCNI-CT-HP", "TSCNI-CT-MASQ"])
+        }))
+
+      it("per-owner chains refuse what does not fit, before anything is added", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const good = podBatch("ct-owner-1", "A1", "10.99.9.2")
+          const chain = good.chains[0]!
+          const bad: ReadonlyArray<IptablesPodBatch> = [
+            { ...good, comment: "has space" },
+            { ...good, comment: IPTABLES_JUMP_COMMENT },
+            { ...good, chains: [{ ...chain, name: "POSTROUTING" }] },
+            { ...good, chains: [{ ...chain, name: "TSCNI-CT-MASQ" }] },
+            { ...good, chains: [chain, chain] },
+            { ...good, chains: [{ ...chain, rules: [] }] },
+            { ...good, chains: [{ ...chain, rules: [["-j", "ACCEPT\n-F POSTROUTING"]] }] },
+            { ...good, chains: [{ ...chain, entry: { name: "TSCNI-CT-MASQ", jumpFrom: [{ chain: "FORWARD", position: "append" }] } }] }
+          ]
+          for (const batch of bad) yield* expectReason(backend.addIptablesPodChains(a, batch), "Invalid")
+          yield* expectReason(backend.deleteIptablesPodChains(a, { ...podChains("ct-owner-1", "A1"), comment: "no spaces" }), "Invalid")
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+        }))
+
       it("a missing namespace is NotFound", (backend) =>
         Effect.gen(function* () {
           const gone = yield* backend.createNetns(uniqueNetnsName())
@@ -915,6 +1148,9 @@ export const runBackendContract = (
           yield* expectReason(backend.addIptablesRules(gone, masquerade("ct-owner-1", "10.99.9.2")), "NotFound")
           yield* expectReason(backend.deleteIptablesRules(gone, { ...nat4, comment: "ct-owner-1" }), "NotFound")
           yield* expectReason(backend.listIptablesRules(gone, nat4), "NotFound")
+          yield* expectReason(backend.addIptablesPodChains(gone, podBatch("ct-owner-1", "A1", "10.99.9.2")), "NotFound")
+          yield* expectReason(backend.deleteIptablesPodChains(gone, podChains("ct-owner-1", "A1")), "NotFound")
+          yield* expectReason(backend.listIptablesChains(gone, { ...nat4, chains: ["TSCNI-CT-MASQ"] }), "NotFound")
         }))
     })
   })

@@ -1,4 +1,4 @@
-import type { IptablesBatch, IptablesBuiltinChain, IptablesListing, IptablesTable } from "./model.ts"
+import type { IptablesBatch, IptablesBuiltinChain, IptablesListing, IptablesPodBatch, IptablesPodSelector, IptablesTable } from "./model.ts"
 
 /**
  * Rules both iptables backends enforce the same way, so an invalid batch is refused as
@@ -76,6 +76,39 @@ export const iptablesBatchProblem = (batch: IptablesBatch): string | undefined =
   }
   return undefined
 }
+
+/** Why a batch of per-attachment chains would be refused as a whole, or undefined. */
+export const iptablesPodBatchProblem = (batch: IptablesPodBatch): string | undefined => {
+  const shared = iptablesBatchProblem({
+    family: batch.family,
+    table: batch.table,
+    comment: batch.comment,
+    chains: [...new Map(batch.chains.map((chain) => [chain.entry.name, chain.entry])).values()],
+    rules: batch.chains.map((chain) => ({ chain: chain.entry.name, args: ["-j", chain.name] }))
+  })
+  if (shared !== undefined) return shared
+  const names = new Set<string>()
+  for (const chain of batch.chains) {
+    if (!isIptablesChainName(chain.name)) return `bad chain name '${chain.name}' (TSCNI- and up to 22 of [A-Z0-9_-])`
+    if (names.has(chain.name) || chain.name === chain.entry.name) return `chain ${chain.name} declared twice`
+    names.add(chain.name)
+    if (chain.rules.length === 0) return `chain ${chain.name} needs at least one rule`
+    for (const args of chain.rules) {
+      if (args.length === 0) return `an empty rule in ${chain.name}`
+      const problem = argumentsProblem(args, `rule in ${chain.name}`)
+      if (problem !== undefined) return problem
+    }
+  }
+  return undefined
+}
+
+/** Why a selector of per-attachment chains cannot be used, or undefined. */
+export const iptablesPodSelectorProblem = (selector: IptablesPodSelector): string | undefined =>
+  iptablesTableProblem(selector.table) ??
+    iptablesCommentProblem(selector.comment) ??
+    selector.chains.map((chain) =>
+      !isIptablesChainName(chain.name) || !isIptablesChainName(chain.entry) ? `bad chain name '${chain.name}' or '${chain.entry}'` : undefined
+    ).find((problem) => problem !== undefined)
 
 /** The chain a rule jumps (`-j`) or goes (`-g`) to, or its target extension (`MASQUERADE`). */
 export const iptablesTarget = (args: ReadonlyArray<string>): string | undefined => {

@@ -408,3 +408,39 @@ export const IptablesListing = Schema.Struct({
   rules: Schema.Array(IptablesListedRule)
 })
 export type IptablesListing = typeof IptablesListing.Type
+
+/**
+ * One attachment's iptables rules in a chain of its own (`TSCNI-…`, named from the
+ * attachment), entered by one jump from `entry`, a shared chain of tscni's that is created
+ * and hooked into its built-in chains when missing. The jump carries the owner comment:
+ * it is how DEL and GC find the chain, and DEL removes jump and chain by name, without
+ * reading the table. `position`: where the jump goes in `entry` (insert: newest first).
+ */
+export const IptablesPodChain = Schema.Struct({
+  name: Schema.String,
+  entry: IptablesChain,
+  position: Schema.optionalKey(Schema.Literals(["append", "insert"])),
+  /** each rule's arguments after `-A <name>` */
+  rules: Schema.Array(Schema.Array(Schema.String))
+})
+export type IptablesPodChain = typeof IptablesPodChain.Type
+
+/** One owner's chains in one table of one family, added in one transaction. */
+export interface IptablesPodBatch {
+  readonly family: IpFamily
+  readonly table: IptablesTable
+  readonly comment: string
+  readonly chains: ReadonlyArray<IptablesPodChain>
+}
+
+/** Where one owner's chains are: each by name, with the shared chain that jumps into it. */
+export const IptablesPodChainRef = Schema.Struct({ name: Schema.String, entry: Schema.String })
+export type IptablesPodChainRef = typeof IptablesPodChainRef.Type
+
+/** Which chains to remove: one owner's, in one table of one family. */
+export interface IptablesPodSelector {
+  readonly family: IpFamily
+  readonly table: IptablesTable
+  readonly comment: string
+  readonly chains: ReadonlyArray<IptablesPodChainRef>
+}

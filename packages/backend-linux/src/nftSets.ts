@@ -1,0 +1,212 @@
+/**
+ * Keyed nftables tables (see @tscni/backend nftSets.ts) through libnftables: a skeleton is
+ * created once, per-pod state is added, looked up and deleted as elements by key. None of
+ * these lists a ruleset or another table: libnftables fetches only table and set
+ * definitions for element commands, and the table-name listing is a netlink dump of names.
+ */
+import {
+  BackendError,
+  type NftElement,
+  type NftElementKey,
+  nftElementProblem,
+  type NftTable,
+  type NftTableRef,
+  nftTableProblem,
+  nftTableRefProblem
+} from "@tscni/backend"
+import { KernelCallFailed } from "./errors.ts"
+import { attrString, decodeAttributes } from "./netlink/message.ts"
+import { netfilterSocket } from "./netlink/socket.ts"
+import { baseChainSpec, runNft } from "./nftables.ts"
+
+const invalid = (operation: string, message: string) =>
+  new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
+
+const notFound = (operation: string, message: string) =>
+  new KernelCallFailed(new BackendError({ operation, reason: "NotFound", message: `${operation}: ${message}` }))
+
+const where = (table: NftTableRef): string => `${table.family} ${table.name}`
+
+/** Refuses, before anything is sent, elements that do not fit the skeleton's sets. */
+const checkElements = (operation: string, table: NftTable, elements: ReadonlyArray<NftElementKey & { readonly value?: string; readonly comment?: string }>): void => {
+  const problem = nftTableProblem(table)
+  if (problem !== undefined) throw invalid(operation, problem)
+  for (const element of elements) {
+    const set = table.sets.find((s) => s.name === element.set)
+    if (set === undefined) throw notFound(operation, `table ${where(table)} has no set ${element.set}`)
+    const bad = nftElementProblem(set, element)
+    if (bad !== undefined) throw invalid(operation, bad)
+  }
+}
+
+/** One element in nft's element syntax: key, comment, then `: value` for a map. */
+const elementText = (element: NftElementKey & { readonly value?: string; readonly comment?: string }): string =>
+  `${element.key}${element.comment !== undefined ? ` comment "${element.comment}"` : ""}${element.value !== undefined ? ` : ${element.value}` : ""}`
+
+/** `<verb> element …` lines, one per set, in the order the sets first appear. */
+const elementLines = (verb: "add" | "create" | "delete", table: NftTableRef, elements: ReadonlyArray<NftElementKey & { readonly value?: string; readonly comment?: string }>): Array<string> => {
+  const bySet = new Map<string, Array<string>>()
+  for (const element of elements) bySet.set(element.set, [...(bySet.get(element.set) ?? []), elementText(element)])
+  return [...bySet].map(([set, texts]) => `${verb} element ${where(table)} ${set} { ${texts.join(", ")} }`)
+}
+
+/** The script that creates a table's skeleton (failing if the table exists) and its first elements. */
+export const createTableScript = (table: NftTable, elements: ReadonlyArray<NftElement>): string => {
+  const lines = [`create table ${where(table)}`]
+  for (const set of table.sets) {
+    const kind = set.map === undefined ? "set" : "map"
+    const type = set.map === undefined ? set.type : `${set.type} : ${set.map}`
+    lines.push(`add ${kind} ${where(table)} ${set.name} { type ${type} ;${set.interval === true ? " flags interval ;" : ""} }`)
+  }
+  for (const chain of table.chains) {
+    lines.push(`add chain ${where(table)} ${chain.name}${chain.base === undefined ? "" : baseChainSpec(chain.base)}`)
+    for (const rule of chain.rules) lines.push(`add rule ${where(table)} ${chain.name} ${rule}`)
+  }
+  // `add`, not `create`: the elements are new in a table made in this same transaction
+  lines.push(...elementLines("add", table, elements))
+  return lines.join("\n")
+}
+
+export const createTable = (netns: string, table: NftTable, elements: ReadonlyArray<NftElement>): void => {
+  checkElements("createNftTable", table, elements)
+  runNft(netns, "createNftTable", createTableScript(table, elements))
+}
+
+/**
+ * `create element`: all or nothing. nft answers a missing table or set from its cache
+ * ("No such file or directory", NotFound) and a key that is there from the kernel ("File
+ * exists", AlreadyExists).
+ */
+export const addElements = (netns: string, table: NftTable, elements: ReadonlyArray<NftElement>): void => {
+  checkElements("addNftElements", table, elements)
+  if (elements.length === 0) return
+  runNft(netns, "addNftElements", elementLines("create", table, elements).join("\n"))
+}
+
+/** The kernel's answer for an element that is not there, as opposed to nft's for a missing table or set. */
+const isMissingElement = (error: unknown): boolean =>
+  error instanceof KernelCallFailed && error.error.reason === "NotFound" && /Could not process rule/.test(error.error.message)
+
+/**
+ * The elements among `keys` that exist, one `get element` each (a get of several fails
+ * whole when one is missing). A missing table or set is NotFound.
+ */
+export const getElements = (netns: string, table: NftTable, keys: ReadonlyArray<NftElementKey>): Array<NftElement> => {
+  checkElements("getNftElements", table, keys)
+  const found: Array<NftElement> = []
+  for (const key of keys) {
+    let output: string
+    try {
+      output = runNft(netns, "getNftElements", `get element ${where(table)} ${key.set} { ${key.key} }`)
+    } catch (error) {
+      if (isMissingElement(error)) continue
+      throw error
+    }
+    // the one element listed is the one asked for: keep the caller's spelling of its key
+    const listed = parseElements(output).find((element) => element.set === key.set)
+    if (listed !== undefined) found.push({ ...listed, key: key.key })
+  }
+  return found
+}
+
+/** `delete element`: all or nothing; NotFound when one of them (or the table) is missing. */
+export const deleteElements = (netns: string, table: NftTable, keys: ReadonlyArray<NftElementKey>): void => {
+  checkElements("deleteNftElements", table, keys)
+  if (keys.length === 0) return
+  runNft(netns, "deleteNftElements", elementLines("delete", table, keys).join("\n"))
+}
+
+/** Every element of the table, read from `list table` (the table's own listing only). */
+export const listElements = (netns: string, table: NftTableRef): Array<NftElement> => {
+  const problem = nftTableRefProblem(table)
+  if (problem !== undefined) throw invalid("listNftElements", problem)
+  return parseElements(runNft(netns, "listNftElements", `list table ${where(table)}`))
+}
+
+/** The rules of one chain, as nft prints them (without handles). */
+export const listChainRules = (netns: string, table: NftTableRef, chain: string): Array<string> => {
+  const problem = nftTableRefProblem(table) ?? (/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(chain) ? undefined : `bad chain name '${chain}'`)
+  if (problem !== undefined) throw invalid("listNftChainRules", problem)
+  const rules: Array<string> = []
+  let depth = 0
+  for (const raw of runNft(netns, "listNftChainRules", `list chain ${where(table)} ${chain}`).split("\n")) {
+    const line = withoutHandle(raw)
+    if (line.endsWith("{")) depth++
+    else if (line === "}") depth--
+    else if (depth === 2 && line !== "" && !/^(type|policy) /.test(line)) rules.push(line)
+  }
+  return rules
+}
+
+export const deleteTable = (netns: string, table: NftTableRef): void => {
+  const problem = nftTableRefProblem(table)
+  if (problem !== undefined) throw invalid("deleteNftTable", problem)
+  runNft(netns, "deleteNftTable", `delete table ${where(table)}`)
+}
+
+/** A listing line without its indentation and the ` # handle N` our nft context prints. */
+const withoutHandle = (raw: string): string => raw.trim().replace(/ # handle \d+$/, "")
+
+/**
+ * Splits the `elements = { … }` lists of a listing into elements. Keys and values never
+ * hold a comma, a brace or ` : ` (IPv6 addresses and MACs hold colons without spaces), and
+ * comments are restricted to characters without quotes or commas.
+ */
+export const parseElements = (listing: string): Array<NftElement> => {
+  const elements: Array<NftElement> = []
+  let set: string | undefined
+  let collecting: string | undefined
+  for (const raw of listing.split("\n")) {
+    const line = withoutHandle(raw)
+    const header = /^(?:set|map) (\S+) \{$/.exec(line)
+    if (header) {
+      set = header[1]
+      continue
+    }
+    if (set === undefined) continue
+    if (collecting === undefined && line.startsWith("elements = {")) collecting = ""
+    if (collecting === undefined) {
+      if (line === "}") set = undefined
+      continue
+    }
+    collecting += ` ${line.startsWith("elements = {") ? line.slice("elements = {".length) : line}`
+    if (!collecting.trimEnd().endsWith("}")) continue
+    const body = collecting.trimEnd().slice(0, -1)
+    collecting = undefined
+    for (const text of body.split(",").map((part) => part.trim()).filter((part) => part !== "")) {
+      const separator = text.indexOf(" : ")
+      const left = separator < 0 ? text : text.slice(0, separator)
+      const comment = / comment "([^"]*)"$/.exec(left)
+      elements.push({
+        set,
+        key: comment ? left.slice(0, comment.index) : left,
+        ...(separator < 0 ? {} : { value: text.slice(separator + 3) }),
+        comment: comment?.[1] ?? ""
+      })
+    }
+  }
+  return elements
+}
+
+// ---- table names: a netlink dump of NFT_MSG_GETTABLE (names only, never rules) ----
+
+const NFNL_SUBSYS_NFTABLES = 10
+const NFT_MSG_NEWTABLE = 0
+const NFT_MSG_GETTABLE = 1
+const NFTA_TABLE_NAME = 1
+const NFGENMSG_LENGTH = 4
+/** nfgen_family values (NFPROTO_*) of the families tscni uses */
+const FAMILIES: Readonly<Record<number, NftTableRef["family"]>> = { 1: "inet", 2: "ip", 5: "netdev", 7: "bridge", 10: "ip6" }
+
+/** Every table (of the families tscni uses) whose name starts with `prefix`. */
+export const listTables = (netns: string, prefix: string): Array<NftTableRef> => {
+  const type = (message: number) => (NFNL_SUBSYS_NFTABLES << 8) | message
+  const tables: Array<NftTableRef> = []
+  for (const message of netfilterSocket(netns).dump("listNftTables", type(NFT_MSG_GETTABLE), Uint8Array.of(0, 0, 0, 0))) {
+    if (message.type !== type(NFT_MSG_NEWTABLE)) continue
+    const family = FAMILIES[message.payload[0]!]
+    const name = attrString(decodeAttributes(message.payload.subarray(NFGENMSG_LENGTH)), NFTA_TABLE_NAME)
+    if (family !== undefined && name !== undefined && name.startsWith(prefix)) tables.push({ family, name })
+  }
+  return tables
+}
