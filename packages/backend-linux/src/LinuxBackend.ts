@@ -299,6 +299,7 @@ export const makeLinuxBackend = (): BackendShape => ({
   deleteIptablesRules: iptables.deleteIptablesRules,
   listIptablesRules: iptables.listIptablesRules,
   addIptablesPodChains: iptables.addIptablesPodChains,
+  deleteIptablesChainIfEmpty: iptables.deleteIptablesChainIfEmpty,
   deleteIptablesPodChains: iptables.deleteIptablesPodChains,
   listIptablesChains: iptables.listIptablesChains
 })

@@ -437,25 +437,50 @@ const missingChain = (error: BackendError, chain: string): boolean =>
  * have just done it: "already exists" is fine), then the owner's restore runs again. One of
  * the owner's chains existing already is AlreadyExists, with nothing changed.
  */
-export const addIptablesPodChains = (netns: string, batch: IptablesPodBatch): Effect.Effect<void, BackendError> =>
+export const addIptablesPodChains = (netns: string, batch: IptablesPodBatch): Effect.Effect<ReadonlyArray<string>, BackendError> =>
   Effect.gen(function*() {
     const operation = "addIptablesPodChains"
     yield* requireNetns(operation, netns)
     yield* invalid(operation, iptablesPodBatchProblem(batch))
     const script = podChainsScript(batch)
     const first = yield* Effect.result(restore(operation, netns, batch.family, script))
-    if (first._tag === "Success") return
+    if (first._tag === "Success") return []
     const entries = [...new Map(batch.chains.map((chain) => [chain.entry.name, chain.entry])).values()]
     if (!(first.failure.reason === "NotFound" && entries.some((entry) => missingChain(first.failure, entry.name)))) {
       return yield* Effect.fail(first.failure)
     }
+    const created: Array<string> = []
     yield* serialized(operation, Effect.gen(function*() {
       for (const entry of entries) {
-        const created = yield* Effect.result(restore(operation, netns, batch.family, entryChainsScript(batch.table, [entry])))
-        if (created._tag === "Failure" && created.failure.reason !== "AlreadyExists") return yield* Effect.fail(created.failure)
+        const made = yield* Effect.result(restore(operation, netns, batch.family, entryChainsScript(batch.table, [entry])))
+        if (made._tag === "Success") created.push(entry.name)
+        else if (made.failure.reason !== "AlreadyExists") return yield* Effect.fail(made.failure)
       }
     }))
     yield* restore(operation, netns, batch.family, script)
+    return created
+  })
+
+/**
+ * Removes a shared chain with its hooks when it holds no rule: `-D` of each hook and `-X`
+ * in one restore, which iptables refuses as a whole while the chain holds a rule or is
+ * jumped to from elsewhere (so no lock is needed against an ADD adding to it).
+ */
+export const deleteIptablesChainIfEmpty = (
+  netns: string,
+  where: { readonly family: IpFamily; readonly table: IptablesTable; readonly chain: IptablesChain }
+): Effect.Effect<boolean, BackendError> =>
+  Effect.gen(function*() {
+    const operation = "deleteIptablesChainIfEmpty"
+    yield* requireNetns(operation, netns)
+    yield* invalid(operation, iptablesTableProblem(where.table) ?? (isTscniChain(where.chain.name) ? undefined : `bad chain name '${where.chain.name}'`))
+    const hooks = (where.chain.jumpFrom ?? []).map((jump) =>
+      `-D ${[jump.chain, ...(jump.match ?? []), ...commentArgs(IPTABLES_JUMP_COMMENT), "-j", where.chain.name].map(word).join(" ")}`
+    )
+    const removed = yield* Effect.result(restore(operation, netns, where.family, [`*${where.table}`, ...hooks, `-X ${where.chain.name}`, "COMMIT", ""].join("\n")))
+    if (removed._tag === "Success") return true
+    if (removed.failure.reason === "Busy" || removed.failure.reason === "NotFound") return false
+    return yield* Effect.fail(removed.failure)
   })
 
 /**

@@ -9,6 +9,7 @@ import {
   type NftElement,
   type NftElementKey,
   nftElementProblem,
+  nftKeyTextProblem,
   type NftTable,
   type NftTableRef,
   nftTableProblem,
@@ -37,6 +38,12 @@ const checkElements = (operation: string, table: NftTable, elements: ReadonlyArr
     const bad = nftElementProblem(set, element)
     if (bad !== undefined) throw invalid(operation, bad)
   }
+}
+
+/** Refuses keys that could break out of an element list (gets and deletes take any skeleton's keys). */
+const checkKeys = (operation: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): void => {
+  const problem = nftTableRefProblem(table) ?? keys.map(nftKeyTextProblem).find((p) => p !== undefined)
+  if (problem !== undefined) throw invalid(operation, problem)
 }
 
 /** One element in nft's element syntax: key, comment, then `: value` for a map. */
@@ -91,8 +98,8 @@ const isMissingElement = (error: unknown): boolean =>
  * The elements among `keys` that exist, one `get element` each (a get of several fails
  * whole when one is missing). A missing table or set is NotFound.
  */
-export const getElements = (netns: string, table: NftTable, keys: ReadonlyArray<NftElementKey>): Array<NftElement> => {
-  checkElements("getNftElements", table, keys)
+export const getElements = (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): Array<NftElement> => {
+  checkKeys("getNftElements", table, keys)
   const found: Array<NftElement> = []
   for (const key of keys) {
     let output: string
@@ -110,8 +117,8 @@ export const getElements = (netns: string, table: NftTable, keys: ReadonlyArray<
 }
 
 /** `delete element`: all or nothing; NotFound when one of them (or the table) is missing. */
-export const deleteElements = (netns: string, table: NftTable, keys: ReadonlyArray<NftElementKey>): void => {
-  checkElements("deleteNftElements", table, keys)
+export const deleteElements = (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): void => {
+  checkKeys("deleteNftElements", table, keys)
   if (keys.length === 0) return
   runNft(netns, "deleteNftElements", elementLines("delete", table, keys).join("\n"))
 }

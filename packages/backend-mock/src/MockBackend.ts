@@ -148,6 +148,7 @@ export const makeMockBackend = (
     deleteIptablesRules: instrument("deleteIptablesRules", iptables.deleteIptablesRules),
     listIptablesRules: instrument("listIptablesRules", iptables.listIptablesRules),
     addIptablesPodChains: instrument("addIptablesPodChains", iptables.addIptablesPodChains),
+    deleteIptablesChainIfEmpty: instrument("deleteIptablesChainIfEmpty", iptables.deleteIptablesChainIfEmpty),
     deleteIptablesPodChains: instrument("deleteIptablesPodChains", iptables.deleteIptablesPodChains),
     listIptablesChains: instrument("listIptablesChains", iptables.listIptablesChains),
     createNftTable: instrument("createNftTable", nftSets.createNftTable),

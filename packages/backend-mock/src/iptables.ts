@@ -5,6 +5,7 @@ import {
   IPTABLES_JUMP_COMMENT,
   type IptablesBatch,
   iptablesBatchProblem,
+  type IptablesChain,
   type IptablesPodBatch,
   iptablesPodBatchProblem,
   type IptablesPodSelector,
@@ -121,7 +122,7 @@ export const iptablesOperations = (state: KernelState) => ({
       ns.iptables.set(tableKey(selector.family, selector.table), next)
     }),
 
-  addIptablesPodChains: (netns: NetnsPath, batch: IptablesPodBatch): Effect.Effect<void, BackendError> =>
+  addIptablesPodChains: (netns: NetnsPath, batch: IptablesPodBatch): Effect.Effect<ReadonlyArray<string>, BackendError> =>
     Effect.gen(function*() {
       const ns = yield* requireNetns(state, "addIptablesPodChains", netns)
       const problem = iptablesPodBatchProblem(batch)
@@ -131,9 +132,11 @@ export const iptablesOperations = (state: KernelState) => ({
       if (existing !== undefined) {
         return yield* fail("addIptablesPodChains", "AlreadyExists", `addIptablesPodChains: Chain already exists (${existing.name})`, "EEXIST")
       }
+      const created: Array<string> = []
       for (const chain of batch.chains) {
         // the shared chain and its hooks, as the first pod's setup transaction makes them
         if (!next.chains.has(chain.entry.name)) {
+          created.push(chain.entry.name)
           next.chains.set(chain.entry.name, [])
           for (const jump of chain.entry.jumpFrom ?? []) {
             const from = next.chains.get(jump.chain) ?? []
@@ -151,6 +154,33 @@ export const iptablesOperations = (state: KernelState) => ({
         next.chains.set(chain.entry.name, chain.position === "insert" ? [jump, ...from] : [...from, jump])
       }
       ns.iptables.set(tableKey(batch.family, batch.table), next)
+      return created
+    }),
+
+  deleteIptablesChainIfEmpty: (
+    netns: NetnsPath,
+    where: { readonly family: IpFamily; readonly table: IptablesTable; readonly chain: IptablesChain }
+  ): Effect.Effect<boolean, BackendError> =>
+    Effect.gen(function*() {
+      const ns = yield* requireNetns(state, "deleteIptablesChainIfEmpty", netns)
+      const problem = iptablesTableProblem(where.table) ?? (isTscniChain(where.chain.name) ? undefined : `bad chain name '${where.chain.name}'`)
+      if (problem !== undefined) return yield* fail("deleteIptablesChainIfEmpty", "Invalid", `deleteIptablesChainIfEmpty: ${problem}`, "EINVAL")
+      const current = ns.iptables.get(tableKey(where.family, where.table))
+      const rules = current?.chains.get(where.chain.name)
+      if (current === undefined || rules === undefined || rules.length > 0) return false
+      const next = copyTable(current)
+      const hooks = (where.chain.jumpFrom ?? []).map((jump) => ({ from: jump.chain, args: [...(jump.match ?? []), "-j", where.chain.name].join(" ") }))
+      // every hook must be there to be deleted (one restore: all or nothing), and no other jump may remain
+      for (const hook of hooks) {
+        const from = next.chains.get(hook.from) ?? []
+        const at = from.findIndex((rule) => rule.comment === IPTABLES_JUMP_COMMENT && rule.args.join(" ") === hook.args)
+        if (at < 0) return false
+        next.chains.set(hook.from, from.filter((_, i) => i !== at))
+      }
+      if ([...next.chains.values()].some((chainRules) => chainRules.some((rule) => iptablesTarget(rule.args) === where.chain.name))) return false
+      next.chains.delete(where.chain.name)
+      ns.iptables.set(tableKey(where.family, where.table), next)
+      return true
     }),
 
   deleteIptablesPodChains: (netns: NetnsPath, selector: IptablesPodSelector): Effect.Effect<void, BackendError> =>

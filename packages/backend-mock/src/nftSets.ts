@@ -5,6 +5,7 @@ import {
   type NftElement,
   type NftElementKey,
   nftElementProblem,
+  nftKeyTextProblem,
   type NftSet,
   type NftTable,
   type NftTableRef,
@@ -64,6 +65,13 @@ export const nftSetOperations = (state: KernelState) => {
       }
     })
 
+  /** Refuses keys that could break out of an element list, as the Linux backend does. */
+  const checkKeys = (operation: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>) =>
+    Effect.gen(function*() {
+      const problem = nftTableRefProblem(table) ?? keys.map(nftKeyTextProblem).find((p) => p !== undefined)
+      if (problem !== undefined) return yield* invalid(operation, problem)
+    })
+
   /** The table in the kernel and the sets the elements name; NotFound when one is missing. */
   const existing = (operation: string, ns: NetnsState, table: NftTableRef, sets: ReadonlyArray<string>) =>
     Effect.gen(function*() {
@@ -116,10 +124,10 @@ export const nftSetOperations = (state: KernelState) => {
         yield* insert("addNftElements", yield* existing("addNftElements", ns, table, elements.map((e) => e.set)), elements)
       }),
 
-    getNftElements: (netns: NetnsPath, table: NftTable, keys: ReadonlyArray<NftElementKey>): Effect.Effect<ReadonlyArray<NftElement>, BackendError> =>
+    getNftElements: (netns: NetnsPath, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): Effect.Effect<ReadonlyArray<NftElement>, BackendError> =>
       Effect.gen(function*() {
         const ns = yield* requireNetns(state, "getNftElements", netns)
-        yield* checkAgainst("getNftElements", table, keys)
+        yield* checkKeys("getNftElements", table, keys)
         const found = yield* existing("getNftElements", ns, table, keys.map((k) => k.set))
         return keys.flatMap((key) => {
           const element = found.sets.get(key.set)?.elements.get(key.key)
@@ -127,10 +135,10 @@ export const nftSetOperations = (state: KernelState) => {
         })
       }),
 
-    deleteNftElements: (netns: NetnsPath, table: NftTable, keys: ReadonlyArray<NftElementKey>): Effect.Effect<void, BackendError> =>
+    deleteNftElements: (netns: NetnsPath, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): Effect.Effect<void, BackendError> =>
       Effect.gen(function*() {
         const ns = yield* requireNetns(state, "deleteNftElements", netns)
-        yield* checkAgainst("deleteNftElements", table, keys)
+        yield* checkKeys("deleteNftElements", table, keys)
         if (keys.length === 0) return
         const found = yield* existing("deleteNftElements", ns, table, keys.map((k) => k.set))
         const absent = keys.find((key) => found.sets.get(key.set)?.elements.has(key.key) !== true)

@@ -10,6 +10,7 @@ import type {
   CreateVethRequest,
   FilterRule,
   IptablesBatch,
+  IptablesChain,
   IptablesListing,
   IptablesPodBatch,
   IptablesPodSelector,
@@ -135,9 +136,12 @@ export interface BackendShape {
    */
   readonly addNftElements: (netns: NetnsPath, table: NftTable, elements: ReadonlyArray<NftElement>) => Op<void>
   /** The elements among `keys` that exist, with value and owner comment; NotFound when the table or a set is missing. */
-  readonly getNftElements: (netns: NetnsPath, table: NftTable, keys: ReadonlyArray<NftElementKey>) => Op<ReadonlyArray<NftElement>>
-  /** Deletes elements in one transaction; NotFound (nothing deleted) when one of them, a set or the table is missing. */
-  readonly deleteNftElements: (netns: NetnsPath, table: NftTable, keys: ReadonlyArray<NftElementKey>) => Op<void>
+  readonly getNftElements: (netns: NetnsPath, table: NftTableRef, keys: ReadonlyArray<NftElementKey>) => Op<ReadonlyArray<NftElement>>
+  /**
+   * Deletes elements in one transaction; NotFound (nothing deleted) when one of them, a set
+   * or the table is missing. Keys as listings print them (nftKeyTextProblem: any skeleton).
+   */
+  readonly deleteNftElements: (netns: NetnsPath, table: NftTableRef, keys: ReadonlyArray<NftElementKey>) => Op<void>
   /** Every element of a table (GC, or a DEL that does not know its keys); NotFound when the table is missing. */
   readonly listNftElements: (netns: NetnsPath, table: NftTableRef) => Op<ReadonlyArray<NftElement>>
   /** One chain's rules, as nft prints them (compare counts, not text); NotFound when table or chain is missing. */
@@ -177,10 +181,21 @@ export interface BackendShape {
   readonly listIptablesRules: (netns: NetnsPath, where: { readonly family: IpFamily; readonly table: IptablesTable }) => Op<IptablesListing>
   /**
    * Adds one owner's chains (IptablesPodChain) in one transaction, creating and hooking the
-   * shared chains they are entered from when missing. AlreadyExists (nothing changed) when
-   * one of the owner's chains exists; Invalid for a batch iptablesPodBatchProblem refuses.
+   * shared chains they are entered from when missing; returns the shared chains it created.
+   * AlreadyExists (nothing changed) when one of the owner's chains exists; Invalid for a
+   * batch iptablesPodBatchProblem refuses.
    */
-  readonly addIptablesPodChains: (netns: NetnsPath, batch: IptablesPodBatch) => Op<void>
+  readonly addIptablesPodChains: (netns: NetnsPath, batch: IptablesPodBatch) => Op<ReadonlyArray<string>>
+  /**
+   * Removes a shared chain of tscni's and its jumps from built-in chains, in one transaction,
+   * only when it holds no rule (iptables itself refuses to remove a chain that does, so a
+   * rule added meanwhile keeps it). True when it was removed; false when it holds rules or
+   * is not there.
+   */
+  readonly deleteIptablesChainIfEmpty: (
+    netns: NetnsPath,
+    where: { readonly family: IpFamily; readonly table: IptablesTable; readonly chain: IptablesChain }
+  ) => Op<boolean>
   /**
    * Removes one owner's chains by name with the jumps into them, without reading the table;
    * chains already gone are skipped (nothing to remove is not an error).

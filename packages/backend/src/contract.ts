@@ -881,6 +881,11 @@ export const runBackendContract = (
             yield* expectReason(backend.addNftElements(a, table, [bad]), "Invalid")
             yield* expectReason(backend.createNftTable(a, { ...table, name: "tscni-ct-k2" }, [bad]), "Invalid")
           }
+          // gets and deletes take keys as printed, for any skeleton: only what breaks out of a list is refused
+          for (const key of ["10.99.9.2 } ; flush ruleset ; {", "10.99.9.2, 10.99.9.3", "10.99.9.2\nflush ruleset", ""]) {
+            yield* expectReason(backend.getNftElements(a, table, [{ set: "pods4", key }]), "Invalid")
+            yield* expectReason(backend.deleteNftElements(a, table, [{ set: "pods4", key }]), "Invalid")
+          }
           // a set the skeleton does not have
           yield* expectReason(backend.addNftElements(a, table, [{ set: "nope", key: "10.99.9.2", comment: "ct-owner-1" }]), "NotFound")
           expect(yield* backend.listNftElements(a, table)).toEqual([])
@@ -1117,8 +1122,19 @@ export const runBackendContract = (
           // a chain another owner's jump still enters is not removed under it
           yield* expectReason(backend.deleteIptablesPodChains(a, { ...podChains("ct-owner-9", "B2"), chains: [{ name: "TSCNI-CT-M-B2", entry: "TSCNI-CT-MASQ" }] }), "Busy")
           expect((yield* backend.listIptablesRules(a, nat4)).chains).toEqual(["TSCNI-CT-D-B2", "TSCNI-CT-HP", "TSCNI-CT-M-B2", "TSCNI-CT-MASQ"])
+          // a shared chain goes with its hooks only when nothing is in it
+          const hp = podBatch("ct-owner-2", "B2", "10.99.9.3").chains[1]!.entry
+          const masq = podBatch("ct-owner-2", "B2", "10.99.9.3").chains[0]!.entry
+          expect(yield* backend.deleteIptablesChainIfEmpty(a, { ...nat4, chain: hp })).toBe(false)
           yield* backend.deleteIptablesPodChains(a, podChains("ct-owner-2", "B2"))
           expect((yield* backend.listIptablesRules(a, nat4)).chains).toEqual(["TSCNI-CT-HP", "TSCNI-CT-MASQ"])
+          expect(yield* backend.deleteIptablesChainIfEmpty(a, { ...nat4, chain: hp })).toBe(true)
+          expect(yield* backend.deleteIptablesChainIfEmpty(a, { ...nat4, chain: hp })).toBe(false)
+          expect(yield* backend.deleteIptablesChainIfEmpty(a, { ...nat4, chain: masq })).toBe(true)
+          expect(yield* backend.listIptablesRules(a, nat4)).toEqual(empty)
+          // the first pod of an empty table says which shared chains it made
+          expect(yield* backend.addIptablesPodChains(a, podBatch("ct-owner-1", "A1", "10.99.9.2"))).toEqual(["TSCNI-CT-MASQ", "TSCNI-CT-HP"])
+          expect(yield* backend.addIptablesPodChains(a, podBatch("ct-owner-2", "B2", "10.99.9.3"))).toEqual([])
         }))
 
       it("per-owner chains refuse what does not fit, before anything is added", (backend) =>

@@ -164,6 +164,18 @@ export const nftElementProblem = (set: NftSet | undefined, element: NftElementKe
   return dataProblem(set.map, element.value, false, what)
 }
 
+/**
+ * Why a key (or set name) cannot be written into a get or delete script, or undefined:
+ * those take keys as a listing printed them, for sets whose types the caller may not know
+ * (another skeleton's), so only what could break out of the element list is refused.
+ */
+export const nftKeyTextProblem = (element: NftElementKey): string | undefined =>
+  !NAME.test(element.set)
+    ? `bad set name '${element.set}'`
+    : /^[A-Za-z0-9_.:/" -]{1,256}$/.test(element.key) && element.key.trim() !== ""
+    ? undefined
+    : `bad key '${element.key}'`
+
 /** Why a key alone is not canonical for `set`, or undefined. */
 export const nftKeyProblem = (set: NftSet, key: string): string | undefined =>
   dataProblem(set.type, key, set.interval === true, `key of ${set.name}`)

@@ -1,8 +1,9 @@
 import { Effect } from "effect"
-import { Backend, type BackendError, type IptablesTable, type LinkInfo } from "@tscni/backend"
+import { Backend, type BackendError, type IptablesTable, iptablesTarget, type LinkInfo, type NftTableRef } from "@tscni/backend"
 import { attachmentKey } from "./attachment.ts"
-import { IP_FAMILIES } from "./addIptablesRules.ts"
+import { IP_FAMILIES } from "./iptablesPodChains.ts"
 import { ignoreAbsent, ignoreNotFound } from "./internal.ts"
+import { removeTableIfUnused } from "./nftElements.ts"
 
 /** An attachment the runtime still considers valid (GC's `cni.dev/valid-attachments`). */
 export interface Attachment {
@@ -28,10 +29,56 @@ const staleOwners = (
   return stale
 }
 
-/** GC of one of tscni's nftables tables (a kernel without nftables holds nothing of ours). */
+/**
+ * GC of a network's keyed tables (those whose name starts with `prefix`): the elements of
+ * attachments no longer valid go, and a table left with none goes too.
+ */
+export const collectStaleNftElements = (
+  netns: string,
+  prefix: string,
+  networkTag: string,
+  valid: ReadonlyArray<Attachment>
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    for (const table of (yield* ignoreAbsent(backend.listNftTables(netns, prefix))) ?? []) {
+      const elements = (yield* ignoreAbsent(backend.listNftElements(netns, table))) ?? []
+      const stale = staleOwners(elements.map((element) => element.comment), networkTag, valid)
+      const doomed = elements.filter((element) => stale.has(element.comment)).map(({ set, key }) => ({ set, key }))
+      if (doomed.length > 0) yield* ignoreAbsent(backend.deleteNftElements(netns, table, doomed))
+      yield* removeTableIfUnused(netns, table)
+    }
+  })
+
+/**
+ * GC of a network's per-attachment iptables chains: those entered from one of `entries`
+ * by a jump whose owner is no longer valid, in both families.
+ */
+export const collectStaleIptablesPodChains = (
+  netns: string,
+  table: IptablesTable,
+  entries: ReadonlyArray<string>,
+  networkTag: string,
+  valid: ReadonlyArray<Attachment>
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    for (const family of IP_FAMILIES) {
+      const listing = yield* ignoreAbsent(backend.listIptablesChains(netns, { family, table, chains: entries }))
+      const jumps = (listing?.rules ?? []).filter((rule) => entries.includes(rule.chain))
+      const stale = staleOwners(jumps.map((rule) => rule.comment), networkTag, valid)
+      for (const jump of jumps) {
+        const target = iptablesTarget(jump.args)
+        if (!stale.has(jump.comment) || target === undefined) continue
+        yield* ignoreAbsent(backend.deleteIptablesPodChains(netns, { family, table, comment: jump.comment, chains: [{ name: target, entry: jump.chain }] }))
+      }
+    }
+  })
+
+/** GC of a table of the layout before keyed tables (rules found by owner comment). */
 export const collectStaleFilterRules = (
   netns: string,
-  table: string,
+  table: NftTableRef,
   networkTag: string,
   valid: ReadonlyArray<Attachment>
 ): Effect.Effect<void, BackendError, Backend> =>
@@ -43,20 +90,56 @@ export const collectStaleFilterRules = (
     }
   })
 
-/** The same for one of iptables' tables, in both families. */
+/**
+ * The same for iptables rules of the layout before per-attachment chains, in both
+ * families: the table is read whole only where one of `chains` (that layout's shared
+ * chains) still exists.
+ */
 export const collectStaleIptablesRules = (
   netns: string,
   table: IptablesTable,
+  chains: ReadonlyArray<string>,
   networkTag: string,
   valid: ReadonlyArray<Attachment>
 ): Effect.Effect<void, BackendError, Backend> =>
   Effect.gen(function*() {
     const backend = yield* Backend
     for (const family of IP_FAMILIES) {
-      const listing = yield* ignoreAbsent(backend.listIptablesRules(netns, { family, table }))
-      for (const owner of staleOwners((listing?.rules ?? []).map((rule) => rule.comment), networkTag, valid)) {
+      const old = yield* ignoreAbsent(backend.listIptablesChains(netns, { family, table, chains }))
+      if (old === undefined || old.chains.length === 0) continue
+      for (const owner of staleOwners(old.rules.map((rule) => rule.comment), networkTag, valid)) {
         yield* ignoreAbsent(backend.deleteIptablesRules(netns, { family, table, comment: owner }))
       }
+    }
+  })
+
+/**
+ * What DEL removes of the layout before keyed tables: the owner's rules in those of
+ * `tables` that still exist (one listing of table names says which; usually none).
+ */
+export const removeLegacyFilterRules = (netns: string, tables: ReadonlyArray<NftTableRef>, owner: string): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const present = (yield* ignoreAbsent(backend.listNftTables(netns, "tscni-"))) ?? []
+    for (const table of tables) {
+      if (!present.some((p) => p.family === table.family && p.name === table.name)) continue
+      yield* ignoreAbsent(backend.deleteFilterRules(netns, table, owner))
+    }
+  })
+
+/** The same for iptables: the owner's rules in the old shared `chains`, where they still exist. */
+export const removeLegacyIptablesRules = (
+  netns: string,
+  table: IptablesTable,
+  chains: ReadonlyArray<string>,
+  owner: string
+): Effect.Effect<void, BackendError, Backend> =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    for (const family of IP_FAMILIES) {
+      const old = yield* ignoreAbsent(backend.listIptablesChains(netns, { family, table, chains }))
+      if (old === undefined || !old.rules.some((rule) => rule.comment === owner)) continue
+      yield* ignoreAbsent(backend.deleteIptablesRules(netns, { family, table, comment: owner }))
     }
   })
 

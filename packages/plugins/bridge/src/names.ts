@@ -2,21 +2,62 @@
  * The bridge plugin's names, derived from the attachment (see @tscni/steps attachment.ts)
  * so DEL and GC find what ADD made without the pod's namespace and without memory of ADD.
  */
-import { aliasPrefix, attachmentAlias, attachmentKey, LOCK_DIR, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
+import type { NftTable, NftTableRef } from "@tscni/backend"
+import {
+  aliasPrefix,
+  attachmentAlias,
+  attachmentKey,
+  keyedTable,
+  keyedTablePrefix,
+  LOCK_DIR,
+  masqueradeChain,
+  networkTag as tagOf,
+  type OwnedElement,
+  ruleOwner as ownerOf
+} from "@tscni/steps"
 
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, the kernel's limit). */
 export const hostVethName = (containerId: string, ifname: string): string =>
   `veth${attachmentKey(containerId, ifname).slice(0, 11)}`
 
-/** tscni's nftables table for bridge networks' masquerade (families ip and ip6). */
-export const BRIDGE_TABLE = "tscni-bridge"
+/**
+ * The tables and chain of the layout before keyed tables: rules found by owner comment.
+ * DEL and GC still remove a pod's rules from them (pods added before an upgrade).
+ */
+export const LEGACY_TABLES: ReadonlyArray<NftTableRef> = [
+  { family: "ip", name: "tscni-bridge" },
+  { family: "ip6", name: "tscni-bridge" },
+  { family: "bridge", name: "tscni-macspoof" }
+]
+export const LEGACY_MASQ_CHAIN = "TSCNI-BR-MASQ"
 
-/** tscni's iptables chain (nat table, both families) for bridge networks' masquerade, with `ipMasqBackend: "iptables"`. */
-export const BRIDGE_MASQ_CHAIN = "TSCNI-BR-MASQ"
+/** The network's MAC spoof check (family bridge): the checked ports, and each one's MAC. */
+export const macSpoofTable = (network: string): NftTable =>
+  keyedTable("spoof", network, {
+    family: "bridge",
+    sets: [{ name: "ports", type: "ifname" }, { name: "allowed", type: "ifname . ether_addr" }],
+    chains: [{
+      name: "prerouting",
+      base: { type: "filter", hook: "prerouting", priority: -300 },
+      rules: ["iifname @ports iifname . ether saddr != @allowed drop"]
+    }]
+  })
 
-/** tscni's nftables table (family bridge) for the MAC spoof check. */
-export const MACSPOOF_TABLE = "tscni-macspoof"
+/** What every MAC spoof table of the network is named with (GC). */
+export const macSpoofTablePrefix = (network: string): string => keyedTablePrefix("spoof", network)
+
+/**
+ * A pod's MAC spoof elements: its host veth is checked, and may send from the pod's MAC
+ * only (without a MAC, the port's element alone, which is all CHECK can know then).
+ */
+export const macSpoofElements = (hostVeth: string, mac: string | undefined): Array<OwnedElement> => [
+  { set: "ports", key: `"${hostVeth}"` },
+  ...(mac === undefined ? [] : [{ set: "allowed", key: `"${hostVeth}" . ${mac.toLowerCase()}` }])
+]
+
+/** The attachment's iptables masquerade chain (`ipMasqBackend: "iptables"`). */
+export const masqueradeChainOf = (containerId: string, ifname: string): string => masqueradeChain(attachmentKey(containerId, ifname))
 
 /** The owner comment on a pod's rules: `br:<network hash>:<attachment key>`. */
 export const networkTag = (network: string): string => tagOf("br", network)

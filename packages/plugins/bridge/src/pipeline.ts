@@ -3,21 +3,24 @@ import { derive, eachOf, Pipeline } from "@tscni/engine"
 import type { Result } from "@tscni/spec"
 import {
   addAddress,
-  addFilterRules,
-  addIptablesRules,
   addRoute,
   attachToBridge,
   ensureBridge,
   ipamAllocate,
   type IpamAllocateInput,
+  iptablesPodChains,
   linkUp,
+  masqueradeElements,
+  masqueradePodBatches,
+  masqueradeTable,
+  nftElements,
   setLinkOptions,
   setSysctl,
   vethPair
 } from "@tscni/steps"
 import type { BridgeSettings } from "./config.ts"
-import { bridgeAlias, hostVethName, MACSPOOF_TABLE, ruleOwner, vethAlias } from "./names.ts"
-import { AddressPlan, masqueradeIptablesBatches, masqueradeRules, planAddresses } from "./plan.ts"
+import { bridgeAlias, hostVethName, macSpoofElements, macSpoofTable, masqueradeChainOf, ruleOwner, vethAlias } from "./names.ts"
+import { AddressPlan, planAddresses } from "./plan.ts"
 import { gatewayAddress } from "./steps/gatewayAddress.ts"
 import { portVlan } from "./steps/portVlan.ts"
 
@@ -145,29 +148,29 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
   .step("bridgeNf", eachOf(setSysctl), (input) =>
     BRIDGE_NF.filter((key) => input.hostSysctls.has(key)).map((key) => ({ netns: HOST_NETNS, key, value: "1" })))
   // The pod may only send frames from its own MAC (bridge family, before forwarding).
-  .optionalStep("macSpoofCheck", addFilterRules, (input, handles) =>
+  .optionalStep("macSpoofCheck", nftElements, (input, handles) =>
     skipUnless(input.settings.macspoofchk, () => ({
       netns: HOST_NETNS,
-      rules: [{
-        family: "bridge" as const,
-        table: MACSPOOF_TABLE,
-        chain: "prerouting",
-        rule: `iifname "${handles.veth.name}" ether saddr != ${handles.veth.peer.mac} drop`,
-        comment: ruleOwner(input.settings.network, input.containerId, input.ifname),
-        baseChain: { type: "filter" as const, hook: "prerouting" as const, priority: -300 }
-      }]
+      table: macSpoofTable(input.settings.network),
+      owner: ruleOwner(input.settings.network, input.containerId, input.ifname),
+      elements: macSpoofElements(handles.veth.name, handles.veth.peer.mac)
     })))
-  .optionalStep("masquerade", addFilterRules, (input, handles) => {
-    const rules = masqueradeRules(
-      handles.plan.addresses,
-      ruleOwner(input.settings.network, input.containerId, input.ifname)
-    )
-    return input.settings.ipMasq && input.settings.ipMasqBackend === "nftables" && rules.length > 0
-      ? { netns: HOST_NETNS, rules }
+  .optionalStep("masquerade", nftElements, (input, handles) => {
+    const elements = masqueradeElements(handles.plan.addresses)
+    return input.settings.ipMasq && input.settings.ipMasqBackend === "nftables" && elements.length > 0
+      ? {
+        netns: HOST_NETNS,
+        table: masqueradeTable(input.settings.network),
+        owner: ruleOwner(input.settings.network, input.containerId, input.ifname),
+        elements
+      }
       : Pipeline.skip
   })
-  // ipMasqBackend: "iptables": the same masquerade, one iptables-restore per family
-  .optionalStep("iptablesMasquerade", eachOf(addIptablesRules), (input, handles) =>
+  // ipMasqBackend: "iptables": the same masquerade, a chain of the pod's per family
+  .optionalStep("iptablesMasquerade", eachOf(iptablesPodChains), (input, handles) =>
     skipUnless(input.settings.ipMasq && input.settings.ipMasqBackend === "iptables", () =>
-      masqueradeIptablesBatches(handles.plan.addresses, ruleOwner(input.settings.network, input.containerId, input.ifname))
-        .map((batch) => ({ netns: HOST_NETNS, batch }))))
+      masqueradePodBatches(
+        handles.plan.addresses,
+        ruleOwner(input.settings.network, input.containerId, input.ifname),
+        masqueradeChainOf(input.containerId, input.ifname)
+      ).map((batch) => ({ netns: HOST_NETNS, batch }))))

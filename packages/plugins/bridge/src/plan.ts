@@ -1,8 +1,7 @@
 import { Effect, Schema } from "effect"
-import { type FilterRule, type IptablesBatch, type IptablesRuleSpec, Route } from "@tscni/backend"
-import { formatCidr, networkOf, parseCidr } from "@tscni/ip"
+import { Route } from "@tscni/backend"
+import { parseCidr } from "@tscni/ip"
 import { type CniError, invalidConfig, type Result, RouteEntry } from "@tscni/spec"
-import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE } from "./names.ts"
 
 /** What the IPAM result means for this pod, worked out before it is applied. */
 export const AddressPlan = Schema.Struct({
@@ -74,54 +73,3 @@ export const planAddresses = (
   }
   return Effect.succeed({ addresses, routes, gateways: [...new Set(gateways)], resultRoutes })
 }
-
-/**
- * Masquerade for traffic leaving the pod network, per pod address, as the reference's
- * ipMasq does: traffic to the pod's own network and to multicast is left alone.
- */
-export const masqueradeRules = (addresses: ReadonlyArray<string>, owner: string): Array<FilterRule> =>
-  addresses.flatMap((address) => {
-    const cidr = parseCidr(address)
-    if (!cidr) return []
-    const ip = address.slice(0, address.indexOf("/"))
-    const network = formatCidr(networkOf(cidr))
-    const v4 = cidr.ip.family === 4
-    const family = v4 ? "ip" : "ip6"
-    const rule = v4
-      ? `ip saddr ${ip} ip daddr != ${network} ip daddr != 224.0.0.0/4 masquerade`
-      : `ip6 saddr ${ip} ip6 daddr != ${network} ip6 daddr != ff00::/8 masquerade`
-    return [{
-      family,
-      table: BRIDGE_TABLE,
-      chain: "postrouting",
-      rule,
-      comment: owner,
-      baseChain: { type: "nat", hook: "postrouting", priority: 100 }
-    } satisfies FilterRule]
-  })
-
-/**
- * The same masquerade with iptables (`ipMasqBackend: "iptables"`), one batch per family, in
- * tscni's chain TSCNI-BR-MASQ (entered from POSTROUTING): per pod address, traffic to the
- * pod's own network returns untouched, traffic to anything but multicast is masqueraded.
- * The reference's per-container chain is not needed: the owner comment identifies the rules.
- */
-export const masqueradeIptablesBatches = (addresses: ReadonlyArray<string>, owner: string): Array<IptablesBatch> =>
-  ([4, 6] as const).flatMap((family) => {
-    const rules = addresses.flatMap((address): Array<IptablesRuleSpec> => {
-      const cidr = parseCidr(address)
-      if (cidr?.ip.family !== family) return []
-      const source = `${address.slice(0, address.indexOf("/"))}/${family === 4 ? 32 : 128}`
-      return [
-        { chain: BRIDGE_MASQ_CHAIN, args: ["-s", source, "-d", formatCidr(networkOf(cidr)), "-j", "RETURN"] },
-        { chain: BRIDGE_MASQ_CHAIN, args: ["-s", source, "!", "-d", family === 4 ? "224.0.0.0/4" : "ff00::/8", "-j", "MASQUERADE"] }
-      ]
-    })
-    return rules.length === 0 ? [] : [{
-      family,
-      table: "nat" as const,
-      chains: [{ name: BRIDGE_MASQ_CHAIN, jumpFrom: [{ chain: "POSTROUTING" as const, position: "append" as const }] }],
-      rules,
-      comment: owner
-    }]
-  })

@@ -6,20 +6,44 @@ import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
 import {
   collectStaleFilterRules,
-  collectStaleLinks,
+  collectStaleIptablesPodChains,
   collectStaleIptablesRules,
+  collectStaleLinks,
+  collectStaleNftElements,
   delegateIpam,
   deleteBridgeIfPortless,
   ignoreNotFound,
-  iptablesOwnerHandles,
-  iptablesRulesHandle,
+  iptablesPodChainsHandle,
+  iptablesPodChainsHandles,
+  MASQUERADE_ENTRY,
+  masqueradeElements,
+  masqueradePodBatches,
+  masqueradeTable,
+  masqueradeTablePrefix,
+  nftElementsHandle,
   type PluginExec,
+  removeLegacyFilterRules,
+  removeLegacyIptablesRules,
   withFileLock
 } from "@tscni/steps"
 import { type BridgeSettings, bridgeSettings } from "./config.ts"
-import { BRIDGE_TABLE, bridgeAlias, bridgeIntentPath, bridgeLockPath, hostVethName, MACSPOOF_TABLE, networkTag, ruleOwner, vethAliasPrefix } from "./names.ts"
+import {
+  bridgeAlias,
+  bridgeIntentPath,
+  bridgeLockPath,
+  hostVethName,
+  LEGACY_MASQ_CHAIN,
+  LEGACY_TABLES,
+  macSpoofElements,
+  macSpoofTable,
+  macSpoofTablePrefix,
+  masqueradeChainOf,
+  networkTag,
+  ruleOwner,
+  vethAliasPrefix
+} from "./names.ts"
 import { BRIDGE_NF, type BridgeInput, bridgePipeline, ipamRequest } from "./pipeline.ts"
-import { masqueradeIptablesBatches, planAddresses } from "./plan.ts"
+import { planAddresses } from "./plan.ts"
 
 type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
 
@@ -82,24 +106,44 @@ const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Re
   return ipam === undefined ? {} : { ipam: { ...ipam, result } }
 }
 
+/** The pod interface as prevResult reports it (its MAC is what the spoof check allows). */
+const reportedInterface = (request: PluginRequest) =>
+  request.prevResult?.interfaces?.find((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
+
 /**
- * The handles DEL undoes, rebuilt from names derived from the attachment and the config:
- * the host veth (its peer goes with it), the IP (IPAM DEL), the masquerade rules (by owner).
- * Shared things (bridge, gateway address, host sysctls) are not the pod's to undo.
+ * The pod's packet-filter handles: its masquerade and MAC spoof elements by key (from
+ * prevResult; found by owner when there is none), or its iptables masquerade chains.
+ */
+const filterHandles = (request: PluginRequest, settings: BridgeSettings, addresses: ReadonlyArray<string> | undefined): Partial<BridgeHandles> => {
+  const { containerId, ifname } = request.env
+  const owner = ruleOwner(settings.network, containerId, ifname)
+  const mac = reportedInterface(request)?.mac
+  const macSpoofCheck = nftElementsHandle(
+    HOST_NETNS,
+    macSpoofTable(settings.network),
+    owner,
+    mac === undefined ? undefined : macSpoofElements(hostVethName(containerId, ifname), mac)
+  )
+  if (settings.ipMasqBackend === "iptables") {
+    // chains of both families by name: a family ADD had no address of holds none (and a
+    // host without ip6tables none either); nftables only for the MAC spoof check it uses
+    const chains = [{ name: masqueradeChainOf(containerId, ifname), entry: MASQUERADE_ENTRY.name }]
+    return { iptablesMasquerade: iptablesPodChainsHandles(HOST_NETNS, "nat", owner, chains), ...(settings.macspoofchk ? { macSpoofCheck } : {}) }
+  }
+  const masquerade = nftElementsHandle(HOST_NETNS, masqueradeTable(settings.network), owner, addresses === undefined ? undefined : masqueradeElements(addresses))
+  return { masquerade, macSpoofCheck }
+}
+
+/**
+ * The handles DEL undoes, rebuilt from names derived from the attachment, the config and
+ * prevResult: the host veth (its peer goes with it), the IP (IPAM DEL), the masquerade and
+ * MAC spoof elements. Shared things (bridge, gateway address, host sysctls) are not the
+ * pod's to undo.
  */
 const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partial<BridgeHandles> => {
   const { containerId, netns, ifname } = request.env
-  const owner = ruleOwner(settings.network, containerId, ifname)
-  const macSpoofCheck = { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 0 }
-  const rules: Partial<BridgeHandles> =
-    settings.ipMasqBackend === "iptables"
-      ? // rules of both families by owner: a family ADD had no address of holds none (and a
-        // host without ip6tables none either); nftables only for the MAC spoof check it uses
-        {
-          iptablesMasquerade: iptablesOwnerHandles(HOST_NETNS, "nat", owner),
-          ...(settings.macspoofchk ? { macSpoofCheck } : {})
-        }
-      : { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: 0 }, macSpoofCheck }
+  const pod = podResult(request)
+  const rules = filterHandles(request, settings, pod === undefined ? undefined : (pod.ips ?? []).map((ip) => ip.address))
   return {
     veth: {
       netns: HOST_NETNS,
@@ -112,6 +156,14 @@ const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partia
     ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
   }
 }
+
+/** A pod added before the keyed layout: its rules are found by owner comment in the old tables and chain. */
+const removeLegacyRules = (request: PluginRequest, settings: BridgeSettings) =>
+  Effect.gen(function*() {
+    const owner = ruleOwner(settings.network, request.env.containerId, request.env.ifname)
+    yield* removeLegacyFilterRules(HOST_NETNS, LEGACY_TABLES, owner)
+    if (settings.ipMasqBackend === "iptables") yield* removeLegacyIptablesRules(HOST_NETNS, "nat", [LEGACY_MASQ_CHAIN], owner)
+  })
 
 /** A file operation on the lock dir as an Effect: its failure is the call's I/O error, never a defect. */
 const lockDirIo = (what: string, run: () => void) =>
@@ -190,14 +242,20 @@ const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
       gateways: plan.gateways.map((cidr) => ({ netns: HOST_NETNS, bridge: settings.bridge, cidr, created: false, replaced: [] })),
       ...(settings.disableContainerInterface ? {} : { podUp: { netns, link: ifname, wasUp: false } }),
       ...(masquerade && settings.ipMasqBackend === "nftables"
-        ? { masquerade: { netns: HOST_NETNS, table: BRIDGE_TABLE, comment: owner, count: plan.addresses.length } }
+        ? { masquerade: nftElementsHandle(HOST_NETNS, masqueradeTable(settings.network), owner, masqueradeElements(plan.addresses)) }
         : {}),
       ...(masquerade && settings.ipMasqBackend === "iptables"
         ? {
-          iptablesMasquerade: masqueradeIptablesBatches(plan.addresses, owner).map((batch) => iptablesRulesHandle(HOST_NETNS, batch))
+          iptablesMasquerade: masqueradePodBatches(plan.addresses, owner, masqueradeChainOf(containerId, ifname)).map((batch) =>
+            iptablesPodChainsHandle(HOST_NETNS, batch)
+          )
         }
         : {}),
-      ...(settings.macspoofchk ? { macSpoofCheck: { netns: HOST_NETNS, table: MACSPOOF_TABLE, comment: owner, count: 1 } } : {}),
+      ...(settings.macspoofchk
+        ? {
+          macSpoofCheck: nftElementsHandle(HOST_NETNS, macSpoofTable(settings.network), owner, macSpoofElements(hostVeth, reportedInterface(request)?.mac))
+        }
+        : {}),
       ...(settings.vlan !== undefined
         ? { vlan: { netns: HOST_NETNS, link: hostVeth, vid: settings.vlan, removedDefault: false } }
         : {}),
@@ -234,10 +292,13 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
       new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
     )
     const tag = networkTag(settings.network)
-    for (const table of [BRIDGE_TABLE, MACSPOOF_TABLE]) yield* collectStaleFilterRules(HOST_NETNS, table, tag, valid)
-    if (settings.ipMasqBackend === "iptables") {
-      yield* collectStaleIptablesRules(HOST_NETNS, "nat", tag, valid)
+    for (const prefix of [masqueradeTablePrefix(settings.network), macSpoofTablePrefix(settings.network)]) {
+      yield* collectStaleNftElements(HOST_NETNS, prefix, tag, valid)
     }
+    if (settings.ipMasqBackend === "iptables") yield* collectStaleIptablesPodChains(HOST_NETNS, "nat", [MASQUERADE_ENTRY.name], tag, valid)
+    // what pods added before the keyed layout left
+    for (const table of LEGACY_TABLES) yield* collectStaleFilterRules(HOST_NETNS, table, tag, valid)
+    if (settings.ipMasqBackend === "iptables") yield* collectStaleIptablesRules(HOST_NETNS, "nat", [LEGACY_MASQ_CHAIN], tag, valid)
     if (settings.ipamType !== undefined) {
       yield* delegateIpam("GC", { pluginType: settings.ipamType, config: request.raw, cniPath: request.env.pathRaw, args: request.env.argsRaw })
     }
@@ -269,6 +330,7 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)
       yield* Pipeline.undo(bridgePipeline, handlesForDel(request, settings))
+      yield* removeLegacyRules(request, settings)
       yield* removeBridgeIfUnused(settings)
     }),
   gc: (request) => Effect.gen(function*() {

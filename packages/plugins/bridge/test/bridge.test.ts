@@ -8,7 +8,8 @@ import { type PluginExec, withFileLock } from "@tscni/steps"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
 import { CONF } from "./fixtures.ts"
-import { BRIDGE_MASQ_CHAIN, BRIDGE_TABLE, bridgeIntentPath, bridgeLockPath, bridgePlugin, hostVethName, LOCK_DIR } from "../src/index.ts"
+import { attachmentKey, masqueradeChain, masqueradeTable } from "@tscni/steps"
+import { bridgeIntentPath, bridgeLockPath, bridgePlugin, hostVethName, LOCK_DIR, ruleOwner } from "../src/index.ts"
 
 type Json = Record<string, any>
 
@@ -30,6 +31,19 @@ const run = <A, E>(
   Effect.runPromise(body.pipe(Effect.provide(w.layer)))
 
 const pod = (name: string) => Backend.use((backend) => backend.createNetns(name))
+
+/** The network's masquerade elements, as `set { key } owner` lines. */
+const MASQ = masqueradeTable("podnet")
+const masqElements = Effect.map(
+  Backend.use((backend) => backend.listNftElements(HOST_NETNS, MASQ)),
+  (elements) => elements.map((e) => `${e.set} { ${e.key} } ${e.comment}`)
+)
+const masqOf = (container: string, ip: string) => [
+  `pods4 { ${ip} } ${ruleOwner("podnet", container, "eth0")}`,
+  `own4 { ${ip} . 10.88.0.0/24 } ${ruleOwner("podnet", container, "eth0")}`
+]
+/** Diff lines of what stays on the host after its last pod: host-wide sysctls, the network's (empty) tables. */
+const isShared = (line: string) => line.includes("sysctl net.") || line.includes("+ nft table")
 
 describe("bridge ADD on the mock kernel", () => {
   test("an intent file that cannot be written is an I/O error (code 5), not an internal one, and nothing is made", async () => {
@@ -80,8 +94,7 @@ describe("bridge ADD on the mock kernel", () => {
       expect(yield* backend.listRoutes(ns)).toContainEqual(expect.objectContaining({ dst: "0.0.0.0/0", gateway: "10.88.0.1", link: "eth0" }))
       expect(yield* backend.readSysctl(HOST_NETNS, "net.ipv4.ip_forward")).toBe("1")
       expect(yield* backend.readSysctl(HOST_NETNS, "net.bridge.bridge-nf-call-iptables")).toBe("1")
-      const rules = yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)
-      expect(rules.map((r) => r.rule)).toEqual(["ip saddr 10.88.0.2 ip daddr != 10.88.0.0/24 ip daddr != 224.0.0.0/4 masquerade"])
+      expect((yield* masqElements).sort()).toEqual(masqOf("c1", "10.88.0.2").sort())
       expect(w.ipam.allocations().get("c1/eth0")).toBe("10.88.0.2/24")
     }))
   })
@@ -161,13 +174,13 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
       expect((yield* invoke(env("DEL", "c1", ns1), { ...CONF, prevResult: add1.json })).exitCode).toBe(0)
       expect((yield* backend.getLink(HOST_NETNS, "br-test")).up).toBe(true)
       expect((yield* backend.listAddresses(HOST_NETNS, "br-test")).map((a) => a.cidr)).toEqual(["10.88.0.1/24"])
-      expect((yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)).map((r) => r.rule)).toEqual([
-        expect.stringContaining("10.88.0.3")
-      ])
+      expect((yield* masqElements).sort()).toEqual(masqOf("c2", "10.88.0.3").sort())
 
       expect((yield* invoke(env("DEL", "c2", ns2), { ...CONF, prevResult: add2.json })).exitCode).toBe(0)
-      // host-wide switches stay (as with the reference plugin); nothing else is left
-      expect(mock.diff(before, mock.snapshot()).filter((line) => !line.includes("sysctl net."))).toEqual([])
+      // host-wide switches stay (as with the reference plugin), and the network's masquerade
+      // table, empty (GC removes it); nothing of the pods is left
+      expect(mock.diff(before, mock.snapshot()).filter((line) => !isShared(line))).toEqual([])
+      expect(yield* masqElements).toEqual([])
       expect(w.ipam.allocations().size).toBe(0)
     }))
   })
@@ -185,7 +198,7 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
         expect([del.exitCode, del.stdout]).toEqual([0, ""])
       }
       expect(yield* backend.listLinks(HOST_NETNS)).not.toContainEqual(expect.objectContaining({ name: hostVethName("c1", "eth0") }))
-      expect(yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)).toEqual([])
+      expect(yield* masqElements).toEqual([])
       expect(w.ipam.allocations().size).toBe(0)
       const never = yield* invoke(env("DEL", "never-added", ""), CONF)
       expect(never.exitCode).toBe(0)
@@ -202,7 +215,7 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
       const conf = { ...CONF, ipMasq: false }
       const add = yield* invoke(env("ADD", "c1", ns), conf)
       expect(add.exitCode).toBe(0)
-      mock.failWhen((call) => call.operation.endsWith("FilterRules"), "Unsupported")
+      mock.failWhen((call) => call.operation.endsWith("FilterRules") || call.operation.includes("Nft"), "Unsupported")
       const del = yield* invoke(env("DEL", "c1", ns), { ...conf, prevResult: add.json })
       mock.clearFaults()
       expect([del.exitCode, del.stdout]).toEqual([0, ""])
@@ -312,9 +325,7 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
       const names = (yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)
       expect(names).not.toContain(hostVethName("c1", "eth0"))
       expect(names).toContain(hostVethName("c2", "eth0"))
-      expect((yield* backend.listFilterRules(HOST_NETNS, BRIDGE_TABLE)).map((r) => r.rule)).toEqual([
-        expect.stringContaining("10.88.0.3")
-      ])
+      expect((yield* masqElements).sort()).toEqual(masqOf("c2", "10.88.0.3").sort())
       expect([...w.ipam.allocations().keys()]).toEqual(["c2/eth0"])
     }))
   })
@@ -334,7 +345,7 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
       expect(mock.diff(before, mock.snapshot())).toEqual([])
 
       const forced = { ...CONF, forceAddress: true }
-      mock.failWhen((call) => call.operation === "addFilterRules") // fail at the very end
+      mock.failWhen((call) => call.operation === "addNftElements") // fail at the very end: the masquerade
       const failed = yield* invoke(env("ADD", "c1", ns), forced)
       mock.clearFaults()
       expect(failed.exitCode).toBe(1)
@@ -367,7 +378,9 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
   const masqRules = Effect.map(Backend.use((backend) => backend.listIptablesRules(HOST_NETNS, nat)), (listing) =>
     listing.rules.map((r) => `${r.chain}: ${r.args.join(" ")}`))
 
-  test("ADD masquerades the pod's traffic leaving its network in TSCNI-BR-MASQ, nothing in nftables", async () => {
+  const chain = (container: string) => masqueradeChain(attachmentKey(container, "eth0"))
+
+  test("ADD masquerades the pod's traffic leaving its network in a chain of its own entered from TSCNI-MASQ, nothing in nftables", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
       const backend = yield* Backend
@@ -375,17 +388,18 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
       const add = yield* invoke(env("ADD", "c1", ns), IPT)
       expect(add.exitCode).toBe(0)
       expect(yield* masqRules).toEqual([
-        `POSTROUTING: -j ${BRIDGE_MASQ_CHAIN}`,
-        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.2/32 -d 10.88.0.0/24 -j RETURN`,
-        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.2/32 ! -d 224.0.0.0/4 -j MASQUERADE`
+        "POSTROUTING: -j TSCNI-MASQ",
+        `${chain("c1")}: -s 10.88.0.2/32 -d 10.88.0.0/24 -j RETURN`,
+        `${chain("c1")}: -s 10.88.0.2/32 ! -d 224.0.0.0/4 -j MASQUERADE`,
+        `TSCNI-MASQ: -j ${chain("c1")}`
       ])
-      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      expect(yield* backend.listNftTables(HOST_NETNS, "tscni-")).toEqual([])
       expect(yield* backend.listIptablesRules(HOST_NETNS, { family: 6, table: "nat" })).toEqual({ chains: [], rules: [] })
       expect((yield* invoke(env("CHECK", "c1", ns), { ...IPT, prevResult: add.json })).exitCode).toBe(0)
     }))
   })
 
-  test("DEL removes the pod's rules (twice, without the namespace); the last DEL removes the chain and its jump", async () => {
+  test("DEL removes the pod's chain and its jump (twice, without the namespace); the shared chain stays", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
@@ -402,18 +416,22 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
         expect([del.exitCode, del.stdout]).toEqual([0, ""])
       }
       expect(yield* masqRules).toEqual([
-        `POSTROUTING: -j ${BRIDGE_MASQ_CHAIN}`,
-        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.3/32 -d 10.88.0.0/24 -j RETURN`,
-        `${BRIDGE_MASQ_CHAIN}: -s 10.88.0.3/32 ! -d 224.0.0.0/4 -j MASQUERADE`
+        "POSTROUTING: -j TSCNI-MASQ",
+        `${chain("c2")}: -s 10.88.0.3/32 -d 10.88.0.0/24 -j RETURN`,
+        `${chain("c2")}: -s 10.88.0.3/32 ! -d 224.0.0.0/4 -j MASQUERADE`,
+        `TSCNI-MASQ: -j ${chain("c2")}`
       ])
       expect((yield* invoke(env("DEL", "c2", ns2), { ...IPT, prevResult: add2.json })).exitCode).toBe(0)
       const left = mock.diff(before, mock.snapshot()).filter((line) => !line.includes("sysctl net.") && !line.includes(ns1))
-      expect(left).toEqual([])
+      expect(left).toEqual([
+        "host: + iptables chain 4 nat TSCNI-MASQ",
+        'host: + iptables rule 4 nat POSTROUTING "-j TSCNI-MASQ" comment "tscni"'
+      ])
       expect(w.ipam.allocations().size).toBe(0)
     }))
   })
 
-  test("CHECK fails when the pod's masquerade rules or the jump into the chain were removed by hand", async () => {
+  test("CHECK fails when the pod's masquerade chain was removed by hand", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
       const backend = yield* Backend
@@ -421,10 +439,9 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
       const add = yield* invoke(env("ADD", "c1", ns), IPT)
       const check = () => invoke(env("CHECK", "c1", ns), { ...IPT, prevResult: add.json })
       expect((yield* check()).exitCode).toBe(0)
-      const owner = (yield* backend.listIptablesRules(HOST_NETNS, nat)).rules.at(-1)!.comment
-      yield* backend.deleteIptablesRules(HOST_NETNS, { ...nat, comment: owner })
+      yield* backend.deleteIptablesPodChains(HOST_NETNS, { ...nat, comment: ruleOwner("podnet", "c1", "eth0"), chains: [{ name: chain("c1"), entry: "TSCNI-MASQ" }] })
       const broken = yield* check()
-      expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining("expected 2")])
+      expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining(`has no chain ${chain("c1")}`)])
     }))
   })
 

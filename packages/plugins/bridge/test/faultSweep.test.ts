@@ -15,7 +15,8 @@ import { CONF } from "./fixtures.ts"
 import { type FakeIpamRanges, makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
 import { type InvocationSweepReport, invocationFaultSweep } from "@tscni/steps/testing/invocationFaultSweep"
-import { BRIDGE_TABLE, bridgeIntentPath, bridgePlugin, hostVethName, ruleOwner } from "../src/index.ts"
+import { masqueradeTable } from "@tscni/steps"
+import { bridgeIntentPath, bridgePlugin, hostVethName, ruleOwner } from "../src/index.ts"
 
 type Json = Record<string, any>
 
@@ -102,10 +103,9 @@ const IPV4_MADE = [
   "/var/run/netns/p1: + address eth0 10.88.0.2/24",
   "/var/run/netns/p1: + route 0.0.0.0/0 via 10.88.0.1 dev eth0 scope universe"
 ]
-const NFT_MASQ_V4 =
-  `host: + filter rule ip ${BRIDGE_TABLE} postrouting "ip saddr 10.88.0.2 ip daddr != 10.88.0.0/24 ip daddr != 224.0.0.0/4 masquerade" comment "${OWNER}"`
-const NFT_MASQ_V6 =
-  `host: + filter rule ip6 ${BRIDGE_TABLE} postrouting "ip6 saddr fd00:88::2 ip6 daddr != fd00:88::/64 ip6 daddr != ff00::/8 masquerade" comment "${OWNER}"`
+const MASQ = masqueradeTable("podnet").name
+const NFT_MASQ_V4 = `host: + nft element inet ${MASQ} own4 { 10.88.0.2 . 10.88.0.0/24 } comment "${OWNER}"`
+const NFT_MASQ_V6 = `host: + nft element inet ${MASQ} own6 { fd00:88::2 . fd00:88::/64 } comment "${OWNER}"`
 
 describe("bridge ADD fault sweeps on the mock", () => {
   const cases: ReadonlyArray<SweepCase> = [
@@ -131,7 +131,7 @@ describe("bridge ADD fault sweeps on the mock", () => {
       expectCleanSweep(report)
       for (const line of made) expect(report.clean.applied).toContain(line)
       // each family's iptables-restore was faulted once, and that failed the ADD
-      expect(report.runs.filter((run) => run.operation === "addIptablesRules").map((run) => run.outcome))
+      expect(report.runs.filter((run) => run.operation === "addIptablesPodChains").map((run) => run.outcome))
         .toEqual(Array.from({ length: iptablesBatches }, () => "failed"))
       const addresses = [...(ranges.v4 !== undefined ? ["10.88.0.2/24"] : []), ...(ranges.v6 !== undefined ? ["fd00:88::2/64"] : [])]
       const result = JSON.parse(report.clean.output.stdout) as Json

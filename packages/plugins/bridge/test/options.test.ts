@@ -5,7 +5,7 @@ import * as MockBackend from "@tscni/backend-mock"
 import { handleInvocation } from "@tscni/skel"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
-import { hostVethName } from "../src/index.ts"
+import { hostVethName, macSpoofTable } from "../src/index.ts"
 import { bridgePlugin } from "../src/plugin.ts"
 
 type Json = Record<string, any>
@@ -34,7 +34,7 @@ describe("bridge options", () => {
       const backend = yield* Backend
       expect(yield* backend.listAddresses(HOST_NETNS, "br-opts")).toEqual([])
       expect(yield* backend.readSysctl(HOST_NETNS, "net.ipv4.ip_forward")).toBe("0")
-      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      expect(yield* backend.listNftTables(HOST_NETNS, "tscni-")).toEqual([])
       expect((yield* backend.getLink(HOST_NETNS, VETH)).bridgePort).toEqual({ hairpin: false, isolated: false })
       // routes from IPAM still go via the IPAM gateway
       expect(yield* backend.listRoutes(ns)).toContainEqual(expect.objectContaining({ dst: "0.0.0.0/0", gateway: "10.77.0.1" }))
@@ -80,11 +80,11 @@ describe("bridge options: vlan and macspoofchk", () => {
   test("macspoofchk drops frames from the pod's port with another source MAC (bridge family)", () =>
     addWith({ macspoofchk: true }, (ns, result) => Effect.gen(function*() {
       const backend = yield* Backend
-      const rules = yield* backend.listFilterRules(HOST_NETNS, "tscni-macspoof")
-      expect(rules).toEqual([expect.objectContaining({
-        family: "bridge",
-        rule: `iifname "${VETH}" ether saddr != ${result.interfaces[2].mac} drop`
-      })])
+      const table = macSpoofTable(BASE.name)
+      expect(table.family).toBe("bridge")
+      expect(table.chains.map((chain) => chain.rules)).toEqual([["iifname @ports iifname . ether saddr != @allowed drop"]])
+      const elements = yield* backend.listNftElements(HOST_NETNS, table)
+      expect(elements.map((e) => `${e.set} { ${e.key} }`)).toEqual([`ports { "${VETH}" }`, `allowed { "${VETH}" . ${result.interfaces[2].mac} }`])
       expect((yield* backend.getLink(ns, "eth0")).mac).toBe(result.interfaces[2].mac)
     })))
 

@@ -2,5 +2,4 @@ export { type FirewallSettings, firewallSettings, type IngressPolicy } from "./c
 export * from "./names.ts"
 export { type FirewallInput, firewallPipeline } from "./pipeline.ts"
 export { firewallPlugin } from "./plugin.ts"
-export { podAddresses, ruleSet } from "./rules.ts"
-export { podRules, PodRulesHandle } from "./steps/podRules.ts"
+export { firewallElements, firewallTable, podAddresses } from "./rules.ts"

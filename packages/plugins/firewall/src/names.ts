@@ -1,13 +1,18 @@
 /**
- * tscni's firewall table and the owner comments on its rules: derived from the network and
- * the attachment, so DEL and GC find a pod's rules without prevResult and without ADD's memory.
+ * The firewall's tables and the owner comments on its elements: derived from the network
+ * and the attachment, so DEL and GC find a pod's elements without ADD's memory.
  */
+import type { NftTableRef } from "@tscni/backend"
+import { keyedTablePrefix, networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
 
-import { networkTag as tagOf, ruleOwner as ownerOf } from "@tscni/steps"
+/** The kind in a firewall table's name: `tscni-fw-<network hash>-<settings hash>` (family inet). */
+export const TABLE_KIND = "fw"
 
+/** What every firewall table of the network is named with (GC). */
+export const firewallTablePrefix = (network: string): string => keyedTablePrefix(TABLE_KIND, network)
 
-/** tscni's own nftables table (family inet: one rule set for IPv4 and IPv6). */
-export const FIREWALL_TABLE = "tscni-firewall"
+/** The table of the layout before keyed tables (rules found by owner comment). */
+export const LEGACY_TABLE: NftTableRef = { family: "inet", name: "tscni-firewall" }
 
 /** The base chain holding what is allowed (hook forward, priority 0, policy accept). */
 export const FORWARD_CHAIN = "forward"

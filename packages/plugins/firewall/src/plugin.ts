@@ -2,12 +2,12 @@ import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { collectStaleFilterRules, ignoreNotFound } from "@tscni/steps"
+import { collectStaleFilterRules, collectStaleNftElements, ignoreNotFound, nftElementsHandle, removeLegacyFilterRules } from "@tscni/steps"
 import { hostInterfaceNames, invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
 import { type FirewallSettings, firewallSettings } from "./config.ts"
-import { FIREWALL_TABLE, networkTag, ruleOwner } from "./names.ts"
+import { firewallTablePrefix, LEGACY_TABLE, networkTag, ruleOwner } from "./names.ts"
 import { firewallPipeline } from "./pipeline.ts"
-import { podAddresses, ruleSet } from "./rules.ts"
+import { firewallElements, firewallTable, podAddresses } from "./rules.ts"
 
 const ownerOf = (request: PluginRequest, settings: FirewallSettings): string =>
   ruleOwner(settings.network, request.env.containerId, request.env.ifname)
@@ -16,32 +16,48 @@ const ownerOf = (request: PluginRequest, settings: FirewallSettings): string =>
  * The pod's bridge for `same-bridge`: of prevResult's host-side interfaces (the bridge and
  * the host veth, for the bridge plugin), the one the kernel says is a bridge.
  */
-const findBridge = (prev: Result) =>
+const bridgeOf = (prev: Result) =>
   Effect.gen(function*() {
     const backend = yield* Backend
-    const candidates = hostInterfaceNames(prev)
-    for (const name of candidates) {
+    for (const name of hostInterfaceNames(prev)) {
       const link = yield* ignoreNotFound(backend.getLink(HOST_NETNS, name))
       if (link?.kind === "bridge") return name
     }
+    return undefined
+  })
+
+const findBridge = (prev: Result) =>
+  Effect.gen(function*() {
+    const bridge = yield* bridgeOf(prev)
+    if (bridge !== undefined) return bridge
+    const candidates = hostInterfaceNames(prev)
     return yield* invalidConfig(
       "ingressPolicy",
       `same-bridge needs the pod's bridge among prevResult's host interfaces (${candidates.join(", ") || "none"}): chain firewall after bridge`
     )
   })
 
-/** GC: rules of this network whose attachment the runtime no longer knows. */
+/**
+ * The table the pod's elements are in, as its config and prevResult name it; for
+ * `same-bridge` the bridge is part of it (a bridge gone already leaves the table unknown:
+ * DEL then finds the pod's elements in any table of the network).
+ */
+const tableOf = (settings: FirewallSettings, bridge: string | undefined) =>
+  firewallTable(settings.network, settings.ingressPolicy, settings.ingressPolicy === "same-bridge" ? bridge ?? "" : undefined)
+
+/** GC: elements of this network whose attachment the runtime no longer knows. */
 const collectGarbage = (request: PluginRequest, settings: FirewallSettings) =>
   Effect.gen(function*() {
     const valid = validAttachments(request.conf)
     // Without the runtime's list nothing can be judged stale: remove nothing.
     if (valid === undefined) return
-    yield* collectStaleFilterRules(HOST_NETNS, FIREWALL_TABLE, networkTag(settings.network), valid)
+    yield* collectStaleNftElements(HOST_NETNS, firewallTablePrefix(settings.network), networkTag(settings.network), valid)
+    yield* collectStaleFilterRules(HOST_NETNS, LEGACY_TABLE, networkTag(settings.network), valid)
   })
 
 /** STATUS: ready when nftables answers (libnftables present, netfilter usable). */
 const nftablesReady = Effect.gen(function*() {
-  yield* (yield* Backend).listFilterRules(HOST_NETNS, FIREWALL_TABLE).pipe(
+  yield* (yield* Backend).listFilterRules(HOST_NETNS, LEGACY_TABLE).pipe(
     Effect.catchIf((error) => error.reason === "Unsupported" || error.reason === "PermissionDenied", (error) =>
       Effect.fail(notAvailable(`firewall: nftables is not usable: ${error.message}`)))
   )
@@ -49,8 +65,8 @@ const nftablesReady = Effect.gen(function*() {
 
 /**
  * firewall: lets the pod's traffic through the host's forward hook and applies its ingress
- * policy, in tscni's own nftables table; DEL and GC remove a pod's rules by their owner
- * comment (prevResult not needed), CHECK finds them again.
+ * policy: the pod's addresses in the network's table of tscni's (its rules are the policy);
+ * DEL and GC remove the pod's elements by key or by owner comment, CHECK looks them up.
  */
 export const firewallPlugin: PluginDefinition<Backend> = {
   name: "firewall",
@@ -62,30 +78,29 @@ export const firewallPlugin: PluginDefinition<Backend> = {
         return yield* invalidConfig("prevResult", "firewall is a chained plugin and needs the pod's IPs from the previous plugin's result")
       }
       const bridge = settings.ingressPolicy === "same-bridge" ? yield* findBridge(prev) : undefined
-      const owner = ownerOf(request, settings)
-      const addresses = podAddresses(prev)
-      yield* Pipeline.apply(firewallPipeline, { owner, addresses, rules: ruleSet(addresses, settings.ingressPolicy, bridge, owner) })
+      yield* Pipeline.apply(firewallPipeline, { owner: ownerOf(request, settings), addresses: podAddresses(prev), table: tableOf(settings, bridge) })
       return { ...prev, cniVersion: request.conf.cniVersion }
     }),
   check: (request) =>
     Effect.gen(function*() {
       const settings = yield* firewallSettings(request)
-      const addresses = request.prevResult === undefined ? [] : podAddresses(request.prevResult)
-      if (addresses.length === 0) return
-      const owner = ownerOf(request, settings)
-      // the bridge's name does not change how many rules each chain holds
-      const chains: Record<string, number> = {}
-      for (const rule of ruleSet(addresses, settings.ingressPolicy, "", owner)) chains[rule.chain] = (chains[rule.chain] ?? 0) + 1
+      const prev = request.prevResult
+      const addresses = prev === undefined ? [] : podAddresses(prev)
+      if (prev === undefined || addresses.length === 0) return
+      const bridge = settings.ingressPolicy === "same-bridge" ? yield* findBridge(prev) : undefined
       yield* Pipeline.check(firewallPipeline, {
-        rules: { netns: HOST_NETNS, table: FIREWALL_TABLE, comment: owner, chains, addresses: [...addresses], adopted: false }
+        pod: nftElementsHandle(HOST_NETNS, tableOf(settings, bridge), ownerOf(request, settings), firewallElements(addresses))
       })
     }),
   del: (request) =>
     Effect.gen(function*() {
       const settings = yield* firewallSettings(request)
-      yield* Pipeline.undo(firewallPipeline, {
-        rules: { netns: HOST_NETNS, table: FIREWALL_TABLE, comment: ownerOf(request, settings), chains: {}, addresses: [], adopted: false }
-      })
+      const prev = request.prevResult
+      const owner = ownerOf(request, settings)
+      const bridge = prev !== undefined && settings.ingressPolicy === "same-bridge" ? yield* bridgeOf(prev) : undefined
+      const elements = prev === undefined ? undefined : firewallElements(podAddresses(prev))
+      yield* Pipeline.undo(firewallPipeline, { pod: nftElementsHandle(HOST_NETNS, tableOf(settings, bridge), owner, elements) })
+      yield* removeLegacyFilterRules(HOST_NETNS, [LEGACY_TABLE], owner)
     }),
   gc: (request) => Effect.flatMap(firewallSettings(request), (settings) => collectGarbage(request, settings)),
   status: (request) => Effect.andThen(firewallSettings(request), nftablesReady)

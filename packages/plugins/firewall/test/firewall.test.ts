@@ -4,7 +4,7 @@ import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
 import { invocationFaultSweep, invocationRunsNotFailedAtTheirFault } from "@tscni/steps/testing/invocationFaultSweep"
 import { attachmentEnv, invokePlugin } from "@tscni/skel/testing"
-import { FIREWALL_TABLE, firewallPlugin, networkTag, podAddresses, ruleOwner } from "../src/index.ts"
+import { firewallPlugin, firewallTable, networkTag, podAddresses, ruleOwner } from "../src/index.ts"
 
 type Json = Record<string, any>
 
@@ -41,10 +41,26 @@ const bridgeNetwork = Effect.gen(function*() {
   return ns
 })
 
-const rulesOf = (owner?: string) =>
-  Backend.use((backend) => backend.listFilterRules(HOST_NETNS, FIREWALL_TABLE)).pipe(
-    Effect.map((rules) => rules.filter((rule) => owner === undefined || rule.comment === owner))
-  )
+/** Every element of the firewall tables on the host (of every network), with its owner. */
+const elementsOf = (owner?: string) =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const elements = []
+    for (const table of yield* backend.listNftTables(HOST_NETNS, "tscni-fw-")) elements.push(...(yield* backend.listNftElements(HOST_NETNS, table)))
+    return elements.filter((element) => owner === undefined || element.comment === owner)
+  })
+const keysOf = (owner?: string) => Effect.map(elementsOf(owner), (elements) => elements.map((e) => `${e.set} { ${e.key} }`).sort())
+/** The rules of the network's table under the given settings. */
+const rulesOf = (policy: "open" | "same-bridge" | "isolated", bridge?: string) =>
+  Effect.gen(function*() {
+    const table = firewallTable("fwnet", policy, bridge)
+    const backend = yield* Backend
+    const rules: Array<string> = []
+    for (const chain of table.chains) rules.push(...(yield* backend.listNftChainRules(HOST_NETNS, table, chain.name)).map((rule) => `${chain.name}: ${rule}`))
+    return rules
+  })
+/** Diff lines of what stays on the host after its last pod: the network's (empty) tables. */
+const isShared = (line: string) => line.includes("+ nft table")
 
 describe("firewall ADD and DEL on the mock kernel", () => {
   test("open (default): the pod's traffic and all ingress to it are accepted in tscni's forward chain; DEL restores", async () => {
@@ -58,20 +74,22 @@ describe("firewall ADD and DEL on the mock kernel", () => {
       expect(add.json).toEqual(prev)
       const owner = ruleOwner("fwnet", "c1", "eth0")
       expect(owner).toMatch(/^fw:[0-9a-f]{8}:[0-9a-f]{12}$/)
-      const rules = yield* rulesOf()
-      expect(rules.map((r) => [r.family, r.table, r.chain, r.rule, r.comment])).toEqual([
-        ["inet", FIREWALL_TABLE, "forward", "ip daddr 10.88.0.2 ct state established,related accept", owner],
-        ["inet", FIREWALL_TABLE, "forward", "ip saddr 10.88.0.2 accept", owner],
-        ["inet", FIREWALL_TABLE, "forward", "ip daddr 10.88.0.2 accept", owner],
-        ["inet", FIREWALL_TABLE, "forward", "ip6 daddr fd00::2 ct state established,related accept", owner],
-        ["inet", FIREWALL_TABLE, "forward", "ip6 saddr fd00::2 accept", owner],
-        ["inet", FIREWALL_TABLE, "forward", "ip6 daddr fd00::2 accept", owner]
+      expect(yield* keysOf(owner)).toEqual(["pods4 { 10.88.0.2 }", "pods6 { fd00::2 }"])
+      expect(yield* rulesOf("open")).toEqual([
+        "forward: ip daddr @pods4 ct state established,related accept",
+        "forward: ip saddr @pods4 accept",
+        "forward: ip daddr @pods4 accept",
+        "forward: ip6 daddr @pods6 ct state established,related accept",
+        "forward: ip6 saddr @pods6 accept",
+        "forward: ip6 daddr @pods6 accept"
       ])
-      expect(rules[0]!.baseChain).toEqual({ type: "filter", hook: "forward", priority: 0 })
+      expect(firewallTable("fwnet", "open", undefined).chains[0]!.base).toEqual({ type: "filter", hook: "forward", priority: 0 })
 
       const del = yield* invoke(env("DEL"), { ...CONF, prevResult: add.json })
       expect([del.exitCode, del.stdout]).toEqual([0, ""])
-      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      // the network's table stays, empty, until GC
+      expect(mock.diff(before, mock.snapshot()).filter((line) => !isShared(line))).toEqual([])
+      expect(yield* elementsOf()).toEqual([])
     }))
   })
 
@@ -84,14 +102,14 @@ describe("firewall ADD and DEL on the mock kernel", () => {
       prev.ips[0].interface = 2
       const add = yield* invoke(env("ADD"), { ...CONF, ingressPolicy: "same-bridge", prevResult: prev })
       expect(add.exitCode).toBe(0)
-      const rules = yield* rulesOf()
-      expect(rules.map((r) => [r.chain, r.rule])).toEqual([
-        ["forward", "ip daddr 10.88.0.2 ct state established,related accept"],
-        ["forward", "ip saddr 10.88.0.2 accept"],
-        ["forward", "iifname \"cni-br0\" ip daddr 10.88.0.2 accept"],
-        ["isolation", "iifname != \"cni-br0\" ip daddr 10.88.0.2 ct state != { established, related } ct status & dnat == 0 drop"]
+      expect(yield* keysOf()).toEqual(["pods4 { 10.88.0.2 }"])
+      expect((yield* rulesOf("same-bridge", "cni-br0")).filter((rule) => rule.includes(" ip "))).toEqual([
+        "forward: ip daddr @pods4 ct state established,related accept",
+        "forward: ip saddr @pods4 accept",
+        "forward: iifname \"cni-br0\" ip daddr @pods4 accept",
+        "isolation: iifname != \"cni-br0\" ip daddr @pods4 ct state != { established, related } ct status & dnat == 0 drop"
       ])
-      expect(rules[3]!.baseChain).toEqual({ type: "filter", hook: "forward", priority: -1 })
+      expect(firewallTable("fwnet", "same-bridge", "cni-br0").chains[1]!.base).toEqual({ type: "filter", hook: "forward", priority: -1 })
       expect((yield* invoke(env("CHECK"), { ...CONF, ingressPolicy: "same-bridge", prevResult: add.json })).exitCode).toBe(0)
     }))
   })
@@ -101,10 +119,11 @@ describe("firewall ADD and DEL on the mock kernel", () => {
       const ns = yield* bridgeNetwork
       const add = yield* invoke(env("ADD"), { ...CONF, ingressPolicy: "isolated", prevResult: prevResult(ns) })
       expect(add.exitCode).toBe(0)
-      expect((yield* rulesOf()).map((r) => [r.chain, r.rule])).toEqual([
-        ["forward", "ip daddr 10.88.0.2 ct state established,related accept"],
-        ["forward", "ip saddr 10.88.0.2 accept"],
-        ["isolation", "ip daddr 10.88.0.2 ct state != { established, related } ct status & dnat == 0 drop"]
+      expect(yield* keysOf()).toEqual(["pods4 { 10.88.0.2 }"])
+      expect((yield* rulesOf("isolated")).filter((rule) => rule.includes(" ip "))).toEqual([
+        "forward: ip daddr @pods4 ct state established,related accept",
+        "forward: ip saddr @pods4 accept",
+        "isolation: ip daddr @pods4 ct state != { established, related } ct status & dnat == 0 drop"
       ])
     }))
   })
@@ -117,10 +136,10 @@ describe("firewall ADD and DEL on the mock kernel", () => {
         invoke: (ns) => invoke(env("ADD"), { ...CONF, ingressPolicy, prevResult: prevResult(ns, ["10.88.0.2/24", "fd00::2/64"]) })
       }))
       expect({ ingressPolicy, wrong: invocationRunsNotFailedAtTheirFault(report) }).toEqual({ ingressPolicy, wrong: [] })
-      // listing the table and the one rule transaction, plus the bridge lookup (getLink) for same-bridge
+      // the element transaction, the table with them (the network's first pod), plus the bridge lookup (getLink) for same-bridge
       expect({ ingressPolicy, runs: report.runs.map((run) => run.operation) }).toEqual({
         ingressPolicy,
-        runs: [...(ingressPolicy === "same-bridge" ? ["getLink"] : []), "listFilterRules", "addFilterRules"]
+        runs: [...(ingressPolicy === "same-bridge" ? ["getLink"] : []), "addNftElements", "createNftTable"]
       })
       expect(report.clean.output.exitCode).toBe(0)
     }
@@ -149,7 +168,7 @@ describe("firewall ADD and DEL on the mock kernel", () => {
     }))
   })
 
-  test("DEL removes exactly the pod's rules: without prevResult, twice, and without ADD", async () => {
+  test("DEL removes exactly the pod's elements: without prevResult, twice, and without ADD", async () => {
     await onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       const ns = yield* bridgeNetwork
@@ -162,62 +181,45 @@ describe("firewall ADD and DEL on the mock kernel", () => {
         const del = yield* invoke(env("DEL", "c1", ""), CONF)
         expect([del.exitCode, del.stdout]).toEqual([0, ""])
       }
-      expect((yield* rulesOf()).map((r) => r.rule)).toEqual([
-        "ip daddr 10.88.0.3 ct state established,related accept",
-        "ip saddr 10.88.0.3 accept",
-        "ip daddr 10.88.0.3 accept",
-        "ip daddr 10.99.0.2 ct state established,related accept",
-        "ip saddr 10.99.0.2 accept",
-        "ip daddr 10.99.0.2 accept"
-      ])
+      expect(yield* keysOf()).toEqual(["pods4 { 10.88.0.3 }", "pods4 { 10.99.0.2 }"])
       expect((yield* invoke(env("DEL", "never"), CONF)).exitCode).toBe(0)
       expect((yield* invoke(env("DEL", "c2"), { ...CONF, prevResult: a2.json })).exitCode).toBe(0)
       expect((yield* invoke(env("DEL", "c1"), { ...CONF, name: "othernet" })).exitCode).toBe(0)
-      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      expect(mock.diff(before, mock.snapshot()).filter((line) => !isShared(line))).toEqual([])
+      expect(yield* elementsOf()).toEqual([])
     }))
   })
 
-  test("a repeated ADD adopts the rules already there; stale rules of the same attachment are replaced", async () => {
+  test("a repeated ADD adopts the elements already there; with another address it adds it, and DEL removes both", async () => {
     await onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       const ns = yield* bridgeNetwork
       const before = mock.snapshot()
       const conf = { ...CONF, prevResult: prevResult(ns) }
       expect((yield* invoke(env("ADD"), conf)).exitCode).toBe(0)
-      const first = yield* rulesOf()
+      const first = yield* elementsOf()
       const again = yield* invoke(env("ADD"), conf)
       expect(again.exitCode).toBe(0)
-      expect(yield* rulesOf()).toEqual(first)
+      expect(yield* elementsOf()).toEqual(first)
       // the pod got another address since (an ADD that was never deleted)
       const moved = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns, ["10.88.0.7/24"]) })
       expect(moved.exitCode).toBe(0)
-      expect((yield* rulesOf()).map((r) => r.rule)).toEqual([
-        "ip daddr 10.88.0.7 ct state established,related accept",
-        "ip saddr 10.88.0.7 accept",
-        "ip daddr 10.88.0.7 accept"
-      ])
+      expect(yield* keysOf()).toEqual(["pods4 { 10.88.0.2 }", "pods4 { 10.88.0.7 }"])
       expect((yield* invoke(env("CHECK"), { ...CONF, prevResult: moved.json })).exitCode).toBe(0)
       expect((yield* invoke(env("DEL"), CONF)).exitCode).toBe(0)
-      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      expect(mock.diff(before, mock.snapshot()).filter((line) => !isShared(line))).toEqual([])
     }))
   })
 
-  test("a repeated ADD whose new rules cannot go in leaves the previous rules in place", async () => {
+  test("an address another pod of the network holds is refused, naming it, and nothing changes", async () => {
     await onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       const ns = yield* bridgeNetwork
-      expect((yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns) })).exitCode).toBe(0)
-      const first = yield* rulesOf()
-      let failed = false
-      mock.failWhen((call) => {
-        if (call.operation !== "addFilterRules" || failed) return false
-        failed = true
-        return true
-      })
-      const moved = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns, ["10.88.0.7/24"]) })
-      mock.clearFaults()
-      expect(moved.exitCode).toBe(1)
-      expect(yield* rulesOf()).toEqual(first)
+      expect((yield* invoke(env("ADD", "c1"), { ...CONF, prevResult: prevResult(ns) })).exitCode).toBe(0)
+      const before = mock.snapshot()
+      const taken = yield* invoke(env("ADD", "c2"), { ...CONF, prevResult: prevResult(ns) })
+      expect([taken.exitCode, taken.json!.msg]).toEqual([1, expect.stringContaining(ruleOwner("fwnet", "c1", "eth0"))])
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
     }))
   })
 
@@ -234,27 +236,32 @@ describe("firewall ADD and DEL on the mock kernel", () => {
 })
 
 describe("firewall CHECK, GC, STATUS and versions on the mock kernel", () => {
-  test("CHECK passes after ADD and fails when a rule was removed or changed by hand", async () => {
+  test("CHECK passes after ADD and fails when the pod's element or a rule of the table was removed by hand", async () => {
     await onMock(Effect.gen(function*() {
       const backend = yield* Backend
       const ns = yield* bridgeNetwork
       const add = yield* invoke(env("ADD"), { ...CONF, prevResult: prevResult(ns) })
       const check = () => invoke(env("CHECK"), { ...CONF, prevResult: add.json })
       expect((yield* check()).exitCode).toBe(0)
-
       const owner = ruleOwner("fwnet", "c1", "eth0")
-      const rules = yield* rulesOf(owner)
-      yield* backend.deleteFilterRules(HOST_NETNS, FIREWALL_TABLE, owner)
+      const table = firewallTable("fwnet", "open", undefined)
+      yield* backend.deleteNftElements(HOST_NETNS, table, [{ set: "pods4", key: "10.88.0.2" }])
       const gone = yield* check()
-      expect([gone.exitCode, gone.json!.msg]).toEqual([1, expect.stringContaining(owner)])
-
-      // as many rules as before, but for another address
-      yield* backend.addFilterRules(HOST_NETNS, rules.map((rule) => ({ ...rule, rule: rule.rule.replace("10.88.0.2", "10.88.0.9") })))
-      const changed = yield* check()
-      expect([changed.exitCode, changed.json!.msg]).toEqual([1, expect.stringContaining("10.88.0.2")])
-      yield* backend.deleteFilterRules(HOST_NETNS, FIREWALL_TABLE, owner)
-      yield* backend.addFilterRules(HOST_NETNS, rules)
+      expect([gone.exitCode, gone.json!.msg]).toEqual([1, expect.stringContaining("pods4 { 10.88.0.2 }")])
+      // back, but someone else's
+      yield* backend.addNftElements(HOST_NETNS, table, [{ set: "pods4", key: "10.88.0.2", comment: "fw:other:000000000000" }])
+      const foreign = yield* check()
+      expect([foreign.exitCode, foreign.json!.msg]).toEqual([1, expect.stringContaining(`not ${owner}`)])
+      yield* backend.deleteNftElements(HOST_NETNS, table, [{ set: "pods4", key: "10.88.0.2" }])
+      yield* backend.addNftElements(HOST_NETNS, table, [{ set: "pods4", key: "10.88.0.2", comment: owner }])
       expect((yield* check()).exitCode).toBe(0)
+      // the table lost a rule (someone deleted and re-created it by hand)
+      yield* backend.deleteNftTable(HOST_NETNS, table)
+      yield* backend.createNftTable(HOST_NETNS, { ...table, chains: table.chains.map((chain) => ({ ...chain, rules: chain.rules.slice(1) })) }, [
+        { set: "pods4", key: "10.88.0.2", comment: owner }
+      ])
+      const rules = yield* check()
+      expect([rules.exitCode, rules.json!.msg]).toEqual([1, expect.stringContaining("expected 6")])
     }))
   })
 
@@ -271,7 +278,7 @@ describe("firewall CHECK, GC, STATUS and versions on the mock kernel", () => {
         "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }]
       })
       expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
-      const owners = new Set((yield* rulesOf()).map((rule) => rule.comment))
+      const owners = new Set((yield* elementsOf()).map((element) => element.comment))
       expect(owners).toEqual(new Set([ruleOwner("fwnet", "c2", "eth0"), ruleOwner("othernet", "c1", "eth0")]))
       expect(networkTag("fwnet")).not.toBe(networkTag("othernet"))
     }))
@@ -299,10 +306,10 @@ describe("firewall CHECK, GC, STATUS and versions on the mock kernel", () => {
         const add = yield* invoke(env("ADD"), { ...conf, prevResult: prev })
         expect(add.exitCode).toBe(0)
         expect(add.json).toEqual(prev)
-        expect(yield* rulesOf()).toHaveLength(6)
+        expect(yield* elementsOf()).toHaveLength(2)
         if (version >= "0.4.0") expect((yield* invoke(env("CHECK"), { ...conf, prevResult: add.json })).exitCode).toBe(0)
         expect((yield* invoke(env("DEL"), { ...conf, prevResult: add.json })).exitCode).toBe(0)
-        expect(yield* rulesOf()).toEqual([])
+        expect(yield* elementsOf()).toEqual([])
       }))
     })
   }

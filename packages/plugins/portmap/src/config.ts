@@ -45,7 +45,8 @@ const PortmapKeys = Schema.Struct({
   conditionsV4: Schema.optionalKey(Schema.Array(Condition)),
   conditionsV6: Schema.optionalKey(Schema.Array(Condition)),
   backend: Schema.optionalKey(Schema.Literals(["nftables", "iptables", ""])),
-  runtimeConfig: Schema.optionalKey(Schema.Struct({ portMappings: Schema.optionalKey(Schema.Array(PortMapping)) }))
+  // containerd sends `null` for a pod without ports (a nil Go slice)
+  runtimeConfig: Schema.optionalKey(Schema.Struct({ portMappings: Schema.optionalKey(Schema.NullOr(Schema.Array(PortMapping))) }))
 })
 
 /**
@@ -70,6 +71,8 @@ const DEFAULT_MARK_BIT = 13
 export interface PortmapSettings {
   readonly network: string
   readonly mappings: ReadonlyArray<Mapping>
+  /** whether the runtime said which mappings the pod has (a DEL without them must look them up) */
+  readonly mappingsKnown: boolean
   readonly snat: boolean
   readonly masqAll: boolean
   readonly conditionsV4: ReadonlyArray<string>
@@ -103,6 +106,7 @@ export const portmapSettings = (request: PluginRequest): Effect.Effect<PortmapSe
     }
     return {
       network: request.conf.name,
+      mappingsKnown: keys.runtimeConfig?.portMappings !== undefined,
       mappings: (keys.runtimeConfig?.portMappings ?? []).map((mapping) => ({
         hostPort: mapping.hostPort,
         containerPort: mapping.containerPort,

@@ -1,4 +1,15 @@
 export { type PortmapSettings, portmapSettings } from "./config.ts"
 export { type PortmapInput, portmapPipeline } from "./pipeline.ts"
 export { podAddresses, podIps, portmapPlugin } from "./plugin.ts"
-export { markOf, PORTMAP_DNAT_CHAIN, PORTMAP_MASQ_CHAIN, PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"
+export {
+  HOSTPORT_ENTRY,
+  HOSTPORT_MASQ_ENTRY,
+  hostportChains,
+  LEGACY_CHAINS,
+  LEGACY_TABLES,
+  markOf,
+  portmapElements,
+  portmapPodBatches,
+  portmapTable,
+  portmapTablePrefix
+} from "./rules.ts"

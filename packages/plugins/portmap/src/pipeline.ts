@@ -1,8 +1,8 @@
 import { HOST_NETNS, sysctlKey } from "@tscni/backend"
 import { eachOf, Pipeline } from "@tscni/engine"
-import { addFilterRules, addIptablesRules, setSysctl } from "@tscni/steps"
+import { iptablesPodChains, nftElements, setSysctl } from "@tscni/steps"
 import type { PortmapSettings } from "./config.ts"
-import { portmapIptablesBatches, portmapRules, udpFlushes } from "./rules.ts"
+import { type hostportChains, portmapElements, portmapPodBatches, portmapTable, udpFlushes } from "./rules.ts"
 import { flushConntrack } from "./steps/flushConntrack.ts"
 
 /** One portmap ADD: the mappings, the pod's addresses and what the host looks like. */
@@ -12,6 +12,8 @@ export interface PortmapInput {
   /** the same addresses in CIDR form, as prevResult has them (the iptables hairpin rule needs the prefix) */
   readonly podAddresses: ReadonlyArray<string>
   readonly owner: string
+  /** the attachment's iptables chains (backend iptables) */
+  readonly chains: ReturnType<typeof hostportChains>
   /** host interfaces through which the pod's IPv4 addresses are reached (the bridge) */
   readonly localnetLinks: ReadonlyArray<string>
 }
@@ -30,14 +32,14 @@ export const portmapPipeline = Pipeline.make<PortmapInput>("portmap")
     routesLocalnet(input.settings)
       ? input.localnetLinks.map((link) => ({ netns: HOST_NETNS, key: sysctlKey("net", "ipv4", "conf", link, "route_localnet"), value: "1" }))
       : [])
-  .optionalStep("rules", addFilterRules, (input) => {
+  .optionalStep("mappings", nftElements, (input) => {
     if (input.settings.backend !== "nftables") return Pipeline.skip
-    const rules = portmapRules(input.settings, input.podIps, input.owner)
-    return rules.length > 0 ? { netns: HOST_NETNS, rules } : Pipeline.skip
+    const elements = portmapElements(input.settings, input.podIps)
+    return elements.length > 0 ? { netns: HOST_NETNS, table: portmapTable(input.settings), owner: input.owner, elements } : Pipeline.skip
   })
-  .optionalStep("iptablesRules", eachOf(addIptablesRules), (input) =>
+  .optionalStep("iptablesChains", eachOf(iptablesPodChains), (input) =>
     input.settings.backend === "iptables"
-      ? portmapIptablesBatches(input.settings, input.podAddresses, input.owner).map((batch) => ({ netns: HOST_NETNS, batch }))
+      ? portmapPodBatches(input.settings, input.podAddresses, input.owner, input.chains).map((batch) => ({ netns: HOST_NETNS, batch }))
       : Pipeline.skip)
   .step("flushUdp", flushConntrack, (input) => ({
     netns: HOST_NETNS,

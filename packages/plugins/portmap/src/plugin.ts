@@ -3,12 +3,33 @@ import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { collectStaleFilterRules, collectStaleIptablesRules, iptablesOwnerHandles, iptablesRulesHandle } from "@tscni/steps"
+import {
+  attachmentKey,
+  collectStaleFilterRules,
+  collectStaleIptablesPodChains,
+  collectStaleIptablesRules,
+  collectStaleNftElements,
+  iptablesPodChainsHandle,
+  iptablesPodChainsHandles,
+  nftElementsHandle,
+  removeLegacyFilterRules,
+  removeLegacyIptablesRules
+} from "@tscni/steps"
 import { invalidConfig, podIpConfigs, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { networkTag, ruleOwner } from "./names.ts"
 import { type PortmapInput, portmapPipeline, routesLocalnet } from "./pipeline.ts"
-import { PORTMAP_TABLE, portmapIptablesBatches, portmapRules } from "./rules.ts"
+import {
+  HOSTPORT_ENTRY,
+  HOSTPORT_MASQ_ENTRY,
+  hostportChains,
+  LEGACY_CHAINS,
+  LEGACY_TABLES,
+  portmapElements,
+  portmapPodBatches,
+  portmapTable,
+  portmapTablePrefix
+} from "./rules.ts"
 
 /** The pod's addresses in CIDR form: prevResult IPs on interfaces inside the sandbox (or not tied to one). */
 export const podAddresses = (result: Result | undefined): Array<string> => podIpConfigs(result).map((ip) => ip.address)
@@ -38,10 +59,18 @@ const routesToPod = (ips: ReadonlyArray<string>) =>
 const ownerOf = (request: PluginRequest, settings: PortmapSettings) =>
   ruleOwner(settings.network, request.env.containerId, request.env.ifname)
 
+const chainsOf = (request: PluginRequest) => hostportChains(attachmentKey(request.env.containerId, request.env.ifname))
+
+/** The attachment's iptables chains by name, for DEL (both families). */
+const chainRefs = (request: PluginRequest) => {
+  const chains = chainsOf(request)
+  return [{ name: chains.dnat, entry: HOSTPORT_ENTRY.name }, { name: chains.masq, entry: HOSTPORT_MASQ_ENTRY.name }]
+}
+
 /**
- * portmap: hostPort mappings from the `portMappings` capability as nftables DNAT in
- * tscni's own table (or, with `backend: "iptables"`, in tscni's iptables chains), per pod
- * (owner comment), removed exactly by DEL and GC. Without mappings it returns prevResult
+ * portmap: hostPort mappings from the `portMappings` capability as elements of the
+ * network's nftables hostPort table (or, with `backend: "iptables"`, in chains of the
+ * attachment's own), removed exactly by DEL and GC. Without mappings it returns prevResult
  * at once and touches nothing.
  */
 export const portmapPlugin: PluginDefinition<Backend> = {
@@ -59,6 +88,7 @@ export const portmapPlugin: PluginDefinition<Backend> = {
         podIps: ips,
         podAddresses: podAddresses(request.prevResult),
         owner: ownerOf(request, settings),
+        chains: chainsOf(request),
         // the host's routes are listed only when localhost access is wanted
         localnetLinks: routesLocalnet(settings) ? yield* routesToPod(ips) : []
       }
@@ -69,28 +99,30 @@ export const portmapPlugin: PluginDefinition<Backend> = {
     Effect.gen(function*() {
       const settings = yield* portmapSettings(request)
       if (settings.mappings.length === 0) return
+      const owner = ownerOf(request, settings)
       if (settings.backend === "iptables") {
-        const batches = portmapIptablesBatches(settings, podAddresses(request.prevResult), ownerOf(request, settings))
-        return yield* Pipeline.check(portmapPipeline, {
-          iptablesRules: batches.map((batch) => iptablesRulesHandle(HOST_NETNS, batch))
-        })
+        const batches = portmapPodBatches(settings, podAddresses(request.prevResult), owner, chainsOf(request))
+        return yield* Pipeline.check(portmapPipeline, { iptablesChains: batches.map((batch) => iptablesPodChainsHandle(HOST_NETNS, batch)) })
       }
-      const expected = portmapRules(settings, podIps(request.prevResult), ownerOf(request, settings)).length
-      yield* Pipeline.check(portmapPipeline, {
-        rules: { netns: HOST_NETNS, table: PORTMAP_TABLE, comment: ownerOf(request, settings), count: expected }
-      })
+      const elements = portmapElements(settings, podIps(request.prevResult))
+      yield* Pipeline.check(portmapPipeline, { mappings: nftElementsHandle(HOST_NETNS, portmapTable(settings), owner, elements) })
     }),
-  // By owner comment: needs neither prevResult nor the mappings (a runtime may omit them on DEL).
+  // By key when the runtime says which mappings the pod has (and prevResult its addresses);
+  // found by owner comment otherwise (a runtime may omit them on DEL).
   del: (request) =>
     Effect.gen(function*() {
       const settings = yield* portmapSettings(request)
       const owner = ownerOf(request, settings)
-      yield* Pipeline.undo(
-        portmapPipeline,
-        settings.backend === "iptables"
-          ? { iptablesRules: iptablesOwnerHandles(HOST_NETNS, "nat", owner) }
-          : { rules: { netns: HOST_NETNS, table: PORTMAP_TABLE, comment: owner, count: 0 } }
-      )
+      if (settings.backend === "iptables") {
+        yield* Pipeline.undo(portmapPipeline, { iptablesChains: iptablesPodChainsHandles(HOST_NETNS, "nat", owner, chainRefs(request)) })
+        yield* removeLegacyIptablesRules(HOST_NETNS, "nat", LEGACY_CHAINS, owner)
+        return
+      }
+      const known = settings.mappingsKnown && request.prevResult !== undefined
+      if (known && settings.mappings.length === 0) return // a pod without hostPorts has nothing here
+      const elements = known ? portmapElements(settings, podIps(request.prevResult)) : undefined
+      yield* Pipeline.undo(portmapPipeline, { mappings: nftElementsHandle(HOST_NETNS, portmapTable(settings), owner, elements) })
+      yield* removeLegacyFilterRules(HOST_NETNS, LEGACY_TABLES, owner)
     }),
   gc: (request) =>
     Effect.gen(function*() {
@@ -99,9 +131,11 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       if (valid === undefined) return // no list: nothing can be judged stale
       const tag = networkTag(settings.network)
       if (settings.backend === "iptables") {
-        yield* collectStaleIptablesRules(HOST_NETNS, "nat", tag, valid)
+        yield* collectStaleIptablesPodChains(HOST_NETNS, "nat", [HOSTPORT_ENTRY.name, HOSTPORT_MASQ_ENTRY.name], tag, valid)
+        yield* collectStaleIptablesRules(HOST_NETNS, "nat", LEGACY_CHAINS, tag, valid)
         return
       }
-      yield* collectStaleFilterRules(HOST_NETNS, PORTMAP_TABLE, tag, valid)
+      yield* collectStaleNftElements(HOST_NETNS, portmapTablePrefix(settings.network), tag, valid)
+      for (const table of LEGACY_TABLES) yield* collectStaleFilterRules(HOST_NETNS, table, tag, valid)
     })
 }

@@ -1,9 +1,14 @@
-import type { FilterRule, IptablesBatch, IptablesRuleSpec } from "@tscni/backend"
-import { bits, type Cidr, formatCidr, networkOf, parseCidr, parseIp } from "@tscni/ip"
+import type { IptablesChain, IptablesPodBatch, NftChain, NftSet, NftTable, NftTableRef } from "@tscni/backend"
+import { bits, type Cidr, formatCidr, formatIp, networkOf, parseCidr, parseIp } from "@tscni/ip"
+import { keyedTable, keyedTablePrefix, type OwnedElement } from "@tscni/steps"
 import type { Mapping, PortmapSettings } from "./config.ts"
 
-/** tscni's nftables table for hostPort mappings (one per family: ip and ip6). */
-export const PORTMAP_TABLE = "tscni-portmap"
+/**
+ * The hostPort tables: one per network and settings (snat, masqAll, conditions), holding
+ * the DNAT maps and the masquerade sets; a pod's mappings are elements (see
+ * portmapElements). The layout before keyed tables kept rules in `ip`/`ip6 tscni-portmap`.
+ */
+export const LEGACY_TABLES: ReadonlyArray<NftTableRef> = [{ family: "ip", name: "tscni-portmap" }, { family: "ip6", name: "tscni-portmap" }]
 
 /**
  * `0.0.0.0` / `::` as hostIP mean every local address of that family (as the reference
@@ -13,55 +18,84 @@ const isUnspecified = (hostIP: string): boolean => parseIp(hostIP)?.value === 0n
 
 const DNAT_PRIORITY = -100
 const SNAT_PRIORITY = 100
-
-const chain = (family: "ip" | "ip6", name: "prerouting" | "output" | "postrouting", owner: string, rule: string): FilterRule => ({
-  family,
-  table: PORTMAP_TABLE,
-  chain: name,
-  rule,
-  comment: owner,
-  baseChain: { type: "nat", hook: name, priority: name === "postrouting" ? SNAT_PRIORITY : DNAT_PRIORITY }
-})
-
-const target = (family: 4 | 6, podIp: string, port: number): string => (family === 4 ? `${podIp}:${port}` : `[${podIp}]:${port}`)
+const FAMILIES = [{ v: "4", nft: "ip", addr: "ipv4_addr" }, { v: "6", nft: "ip6", addr: "ipv6_addr" }] as const
+const PORT = "inet_proto . inet_service"
 
 /**
- * The rules of one pod's mappings:
- * - DNAT in prerouting (traffic from elsewhere) and output (from the host itself) for
- *   every local address, or only `hostIP` when the mapping names one;
- * - with `snat` (default): masquerade a pod reaching its own hostPort (hairpin) and, for
- *   IPv4, the host reaching it from 127.0.0.0/8 (which needs route_localnet);
- * - with `masqAll`: masquerade everything that was DNATed to the pod instead.
+ * The skeleton of a network's hostPort table, per family:
+ * - prerouting (traffic from elsewhere) and output (from the host itself): DNAT through
+ *   `hostdnat` (mappings with a hostIP: address . protocol . port) and `dnat` (every local
+ *   address: protocol . port), behind the network's conditions;
+ * - with `snat` (default): masquerade a pod reaching its own hostPort (`hairpin`: pod .
+ *   pod . protocol . port) and, for IPv4, the host reaching it from 127.0.0.0/8 (`local`,
+ *   which needs route_localnet);
+ * - with `masqAll`: masquerade everything DNATed to a pod (`masq`) instead.
  */
-export const portmapRules = (
-  settings: PortmapSettings,
-  podIps: ReadonlyArray<string>,
-  owner: string
-): Array<FilterRule> => {
-  const rules: Array<FilterRule> = []
-  for (const podIp of podIps) {
-    const family = parseIp(podIp)?.family
-    if (family === undefined) continue
-    const nft = family === 4 ? "ip" : "ip6"
-    const conditions = (family === 4 ? settings.conditionsV4 : settings.conditionsV6).join(" ")
-    for (const mapping of settings.mappings) {
-      if (mapping.hostIP !== undefined && parseIp(mapping.hostIP)?.family !== family) continue
-      const destination = mapping.hostIP !== undefined && !isUnspecified(mapping.hostIP)
-        ? `${nft} daddr ${mapping.hostIP}`
-        : "fib daddr type local"
-      const match = [conditions, destination, `${mapping.protocol} dport ${mapping.hostPort}`].filter((part) => part !== "").join(" ")
-      const dnat = `${match} dnat to ${target(family, podIp, mapping.containerPort)}`
-      rules.push(chain(nft, "prerouting", owner, dnat), chain(nft, "output", owner, dnat))
-      const toPod = `${nft} daddr ${podIp} ${mapping.protocol} dport ${mapping.containerPort}`
-      if (settings.masqAll) {
-        rules.push(chain(nft, "postrouting", owner, `ct status dnat ${toPod} masquerade`))
-      } else if (settings.snat) {
-        rules.push(chain(nft, "postrouting", owner, `${nft} saddr ${podIp} ${toPod} masquerade`))
-        if (family === 4) rules.push(chain(nft, "postrouting", owner, `ip saddr 127.0.0.0/8 ${toPod} masquerade`))
+export const portmapTable = (settings: PortmapSettings): NftTable => {
+  const sets: Array<NftSet> = []
+  const dnat: Array<string> = []
+  const snat: Array<string> = []
+  for (const { v, nft, addr } of FAMILIES) {
+    const conditions = (v === "4" ? settings.conditionsV4 : settings.conditionsV6).join(" ")
+    const when = conditions === "" ? "" : `${conditions} `
+    sets.push({ name: `hostdnat${v}`, type: `${addr} . ${PORT}`, map: `${addr} . inet_service` }, { name: `dnat${v}`, type: PORT, map: `${addr} . inet_service` })
+    dnat.push(
+      `${when}dnat ${nft} to ${nft} daddr . meta l4proto . th dport map @hostdnat${v}`,
+      `${when}fib daddr type local dnat ${nft} to meta l4proto . th dport map @dnat${v}`
+    )
+    if (settings.masqAll) {
+      sets.push({ name: `masq${v}`, type: `${addr} . ${PORT}` })
+      snat.push(`ct status dnat ${nft} daddr . meta l4proto . th dport @masq${v} masquerade`)
+    } else if (settings.snat) {
+      sets.push({ name: `hairpin${v}`, type: `${addr} . ${addr} . ${PORT}` })
+      snat.push(`${nft} saddr . ${nft} daddr . meta l4proto . th dport @hairpin${v} masquerade`)
+      if (v === "4") {
+        sets.push({ name: "local4", type: `${addr} . ${PORT}` })
+        snat.push(`ip saddr 127.0.0.0/8 ip daddr . meta l4proto . th dport @local4 masquerade`)
       }
     }
   }
-  return rules
+  const chain = (name: "prerouting" | "output" | "postrouting", rules: Array<string>): NftChain => ({
+    name,
+    base: { type: "nat", hook: name, priority: name === "postrouting" ? SNAT_PRIORITY : DNAT_PRIORITY },
+    rules
+  })
+  return keyedTable("pm", settings.network, {
+    family: "inet",
+    sets,
+    chains: [chain("prerouting", dnat), chain("output", dnat), ...(snat.length > 0 ? [chain("postrouting", snat)] : [])]
+  })
+}
+
+/** What every hostPort table of the network is named with (GC). */
+export const portmapTablePrefix = (network: string): string => keyedTablePrefix("pm", network)
+
+/** A pod's elements in its network's hostPort table: its DNAT entries and masquerade keys (no duplicates). */
+export const portmapElements = (settings: PortmapSettings, podIps: ReadonlyArray<string>): Array<OwnedElement> => {
+  const elements = new Map<string, OwnedElement>()
+  const put = (element: OwnedElement) => elements.set(`${element.set} ${element.key}`, element)
+  for (const text of podIps) {
+    const ip = parseIp(text)
+    if (ip === undefined) continue
+    const pod = formatIp(ip)
+    const v = ip.family === 4 ? "4" : "6"
+    for (const mapping of settings.mappings) {
+      const host = mapping.hostIP === undefined ? undefined : parseIp(mapping.hostIP)
+      if (host !== undefined && host.family !== ip.family) continue
+      const port = `${mapping.protocol} . ${mapping.hostPort}`
+      const value = `${pod} . ${mapping.containerPort}`
+      put(host !== undefined && !isUnspecified(mapping.hostIP!)
+        ? { set: `hostdnat${v}`, key: `${formatIp(host)} . ${port}`, value }
+        : { set: `dnat${v}`, key: port, value })
+      const toPod = `${pod} . ${mapping.protocol} . ${mapping.containerPort}`
+      if (settings.masqAll) put({ set: `masq${v}`, key: toPod })
+      else if (settings.snat) {
+        put({ set: `hairpin${v}`, key: `${pod} . ${toPod}` })
+        if (v === "4") put({ set: "local4", key: toPod })
+      }
+    }
+  }
+  return [...elements.values()]
 }
 
 /** UDP mappings whose stale conntrack entries must go (they would bypass the new DNAT). */
@@ -70,25 +104,30 @@ export const udpFlushes = (mappings: ReadonlyArray<Mapping>, families: ReadonlyS
     .filter((mapping) => mapping.protocol === "udp")
     .flatMap((mapping) => [...families].map((family) => ({ family, protocol: "udp" as const, dstPort: mapping.hostPort })))
 
-/** tscni's iptables chains for hostPort mappings (nat table, both families). */
-export const PORTMAP_DNAT_CHAIN = "TSCNI-PM-DNAT"
-/**
- * Masquerades marked (hairpin/localhost) connections to a pod; only used with tscni's own
- * mark bit, not with externalSetMarkChain.
- */
-export const PORTMAP_MASQ_CHAIN = "TSCNI-PM-MASQ"
+/** The shared chains of the layout before per-attachment chains (rules found by owner comment). */
+export const LEGACY_CHAINS: ReadonlyArray<string> = ["TSCNI-PM-DNAT", "TSCNI-PM-MASQ"]
 
 const LOCAL = ["-m", "addrtype", "--dst-type", "LOCAL"]
 
-/** The chains a family's batch declares: DNAT hooked like the reference's CNI-HOSTPORT-DNAT, MASQ first in POSTROUTING. */
-const iptablesChains = (ownMark: boolean): IptablesBatch["chains"] => [
-  {
-    name: PORTMAP_DNAT_CHAIN,
-    jumpFrom: [{ chain: "PREROUTING", position: "append", match: LOCAL }, { chain: "OUTPUT", position: "append", match: LOCAL }]
-  },
-  // inserted, so the bridge's masquerade rules (and others') cannot come first
-  ...(ownMark ? [{ name: PORTMAP_MASQ_CHAIN, jumpFrom: [{ chain: "POSTROUTING" as const, position: "insert" as const }] }] : [])
-]
+/** tscni's shared chain (nat, both families) the attachments' DNAT chains are entered from, hooked like the reference's CNI-HOSTPORT-DNAT. */
+export const HOSTPORT_ENTRY: IptablesChain = {
+  name: "TSCNI-HOSTPORTS",
+  jumpFrom: [{ chain: "PREROUTING", position: "append", match: LOCAL }, { chain: "OUTPUT", position: "append", match: LOCAL }]
+}
+/**
+ * The shared chain the attachments' masquerade chains (marked hairpin/localhost connections
+ * to the pod) are entered from: first in POSTROUTING, so no other masquerade comes first.
+ * Only with tscni's own mark bit, not with externalSetMarkChain.
+ */
+export const HOSTPORT_MASQ_ENTRY: IptablesChain = { name: "TSCNI-HP-MASQ", jumpFrom: [{ chain: "POSTROUTING", position: "insert" }] }
+
+/** An attachment's chains: its DNATs (`TSCNI-HP-<key>`) and its masquerade (`TSCNI-HPM-<key>`). */
+export const hostportChains = (attachmentKey: string) => ({
+  dnat: `TSCNI-HP-${attachmentKey.toUpperCase()}`,
+  masq: `TSCNI-HPM-${attachmentKey.toUpperCase()}`
+})
+
+const target = (family: 4 | 6, podIp: string, port: number): string => (family === 4 ? `${podIp}:${port}` : `[${podIp}]:${port}`)
 
 /** `0x2000/0x2000` for bit 13. */
 export const markOf = (bit: number): string => {
@@ -107,28 +146,30 @@ const conditionArgs = (conditions: ReadonlyArray<string>): Array<string> => cond
 
 /**
  * The iptables rules of one pod's mappings, one batch per family with the same meaning as
- * the reference's iptables portmap (its CNI-HOSTPORT-* layout is not reproduced):
- * - in TSCNI-PM-DNAT (entered from PREROUTING and OUTPUT for local destinations), per
- *   mapping: with `snat`, mark connections for masquerade — from the pod's network
- *   (hairpin; from anywhere with `masqAll`) and, for IPv4, from 127.0.0.0/8 — then DNAT.
- *   Newer pods' rules go first, so the most recent pod using a host port wins;
+ * the reference's iptables portmap, in chains of the attachment's own:
+ * - its DNAT chain (entered from TSCNI-HOSTPORTS, newest pod first, so the most recent pod
+ *   using a host port wins), per mapping: with `snat`, mark connections for masquerade —
+ *   from the pod's network (hairpin; from anywhere with `masqAll`) and, for IPv4, from
+ *   127.0.0.0/8 — then DNAT;
  * - the mark is bit `markMasqBit` (MARK --set-xmark), or a jump to `externalSetMarkChain`
  *   whose owner masquerades (e.g. Kubernetes' KUBE-MARK-MASQ);
- * - with our own mark, TSCNI-PM-MASQ (first in POSTROUTING) masquerades marked
- *   connections to the pod.
+ * - with our own mark, its masquerade chain (entered from TSCNI-HP-MASQ) masquerades
+ *   marked connections to the pod.
  * `podAddresses` are the pod's addresses in CIDR form (the prefix gives the hairpin source).
  */
-export const portmapIptablesBatches = (
+export const portmapPodBatches = (
   settings: PortmapSettings,
   podAddresses: ReadonlyArray<string>,
-  owner: string
-): Array<IptablesBatch> => {
+  owner: string,
+  chains: ReturnType<typeof hostportChains>
+): Array<IptablesPodBatch> => {
   const external = settings.externalSetMarkChain
   const mark = markOf(settings.markMasqBit)
   const markTarget = external !== undefined ? ["-j", external] : ["-j", "MARK", "--set-xmark", mark]
-  const batches: Array<IptablesBatch> = []
+  const batches: Array<IptablesPodBatch> = []
   for (const family of [4, 6] as const) {
-    const rules: Array<IptablesRuleSpec> = []
+    const dnat: Array<Array<string>> = []
+    const masq: Array<Array<string>> = []
     for (const address of podAddresses) {
       const cidr = asCidr(address)
       if (cidr?.ip.family !== family) continue
@@ -140,24 +181,25 @@ export const portmapIptablesBatches = (
         if (mapping.hostIP !== undefined && parseIp(mapping.hostIP)?.family !== family) continue
         const destination = mapping.hostIP !== undefined && !isUnspecified(mapping.hostIP) ? ["-d", mapping.hostIP] : []
         const base = [...destination, "-p", mapping.protocol, "--dport", String(mapping.hostPort), ...conditions]
-        const dnat = (args: Array<string>): IptablesRuleSpec => ({ chain: PORTMAP_DNAT_CHAIN, args, position: "insert" })
         if (settings.snat) {
-          rules.push(dnat([...base, "-s", settings.masqAll ? (family === 4 ? "0.0.0.0/0" : "::/0") : network, ...markTarget]))
-          if (family === 4 && !settings.masqAll) rules.push(dnat([...base, "-s", "127.0.0.0/8", ...markTarget]))
+          dnat.push([...base, "-s", settings.masqAll ? (family === 4 ? "0.0.0.0/0" : "::/0") : network, ...markTarget])
+          if (family === 4 && !settings.masqAll) dnat.push([...base, "-s", "127.0.0.0/8", ...markTarget])
           marked = true
         }
-        rules.push(dnat([...base, "-j", "DNAT", "--to-destination", target(family, podIp, mapping.containerPort)]))
+        dnat.push([...base, "-j", "DNAT", "--to-destination", target(family, podIp, mapping.containerPort)])
       }
-      if (marked && external === undefined) {
-        rules.push({
-          chain: PORTMAP_MASQ_CHAIN,
-          args: ["-d", `${podIp}/${family === 4 ? 32 : 128}`, "-m", "mark", "--mark", mark, "-j", "MASQUERADE"]
-        })
-      }
+      if (marked && external === undefined) masq.push(["-d", `${podIp}/${family === 4 ? 32 : 128}`, "-m", "mark", "--mark", mark, "-j", "MASQUERADE"])
     }
-    if (rules.length > 0) {
-      batches.push({ family, table: "nat", chains: iptablesChains(settings.snat && external === undefined), rules, comment: owner })
-    }
+    if (dnat.length === 0) continue
+    batches.push({
+      family,
+      table: "nat",
+      comment: owner,
+      chains: [
+        { name: chains.dnat, entry: HOSTPORT_ENTRY, position: "insert", rules: dnat },
+        ...(masq.length > 0 ? [{ name: chains.masq, entry: HOSTPORT_MASQ_ENTRY, rules: masq }] : [])
+      ]
+    })
   }
   return batches
 }

@@ -5,7 +5,8 @@ import * as MockBackend from "@tscni/backend-mock"
 import { invocationFaultSweep, invocationRunsNotFailedAtTheirFault } from "@tscni/steps/testing/invocationFaultSweep"
 import { handleInvocation } from "@tscni/skel"
 import { faultSweep } from "@tscni/steps/testing/faultSweep"
-import { PORTMAP_TABLE, portmapPipeline, portmapPlugin } from "../src/index.ts"
+import { attachmentKey } from "@tscni/steps"
+import { hostportChains, portmapPipeline, portmapPlugin, portmapTablePrefix } from "../src/index.ts"
 
 type Json = Record<string, any>
 
@@ -28,6 +29,12 @@ const conf = (extra: Json = {}) => ({
   prevResult: PREV,
   ...extra
 })
+/** Another pod of the network: its own address and host ports (a host port is one pod's). */
+const otherPod = (n: number, extra: Json = {}) => conf({
+  prevResult: { ...PREV, ips: [{ address: `10.88.0.${2 + n}/24`, gateway: "10.88.0.1", interface: 2 }, { address: `fd88::${2 + n}/64`, gateway: "fd88::1", interface: 2 }] },
+  runtimeConfig: { portMappings: MAPPINGS.map((m) => ({ ...m, hostPort: m.hostPort + n })) },
+  ...extra
+})
 const env = (command: string, id = "c1") => ({ CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: POD, CNI_IFNAME: "eth0" })
 
 const invoke = (environment: Record<string, string>, c: Json) =>
@@ -42,6 +49,27 @@ const hostWithBridge = Effect.gen(function*() {
   yield* backend.createLink({ netns: HOST_NETNS, name: "cni0", kind: "bridge" })
   yield* backend.setLink(HOST_NETNS, "cni0", { up: true })
   yield* backend.addAddress(HOST_NETNS, "cni0", "10.88.0.1/24")
+})
+
+/** Every element of the network's hostPort tables, as `set { key : value }` lines (and owners). */
+const pmElements = Effect.gen(function*() {
+  const backend = yield* Backend
+  const tables = yield* backend.listNftTables(HOST_NETNS, portmapTablePrefix("pmnet"))
+  const elements = []
+  for (const table of tables) elements.push(...(yield* backend.listNftElements(HOST_NETNS, table)))
+  return elements
+})
+const pmLines = Effect.map(pmElements, (elements) => elements.map((e) => `${e.set} { ${e.key}${e.value === undefined ? "" : ` : ${e.value}`} }`).sort())
+const pmOwners = Effect.map(pmElements, (elements) => new Set(elements.map((e) => e.comment)).size)
+const pmRules = Effect.gen(function*() {
+  const backend = yield* Backend
+  const [table] = yield* backend.listNftTables(HOST_NETNS, portmapTablePrefix("pmnet"))
+  const rules: Array<string> = []
+  for (const chain of ["prerouting", "output", "postrouting"]) {
+    const listed = yield* Effect.orElseSucceed(backend.listNftChainRules(HOST_NETNS, table!, chain), () => [])
+    rules.push(...listed.map((rule) => `${chain}: ${rule}`))
+  }
+  return rules
 })
 
 const onMock = <A, E>(body: Effect.Effect<A, E, Backend | MockBackend.MockControlService>) =>
@@ -64,33 +92,45 @@ describe("portmap on the mock kernel", () => {
       const out = yield* invoke(env("ADD"), conf())
       expect(out.exitCode).toBe(0)
       expect(out.json).toEqual(PREV)
-      const rules = yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE)
-      const text = rules.map((r) => `${r.family} ${r.chain}: ${r.rule}`)
-      expect(text).toEqual(expect.arrayContaining([
-        "ip prerouting: fib daddr type local tcp dport 8080 dnat to 10.88.0.2:80",
-        "ip output: fib daddr type local tcp dport 8080 dnat to 10.88.0.2:80",
-        "ip postrouting: ip saddr 10.88.0.2 ip daddr 10.88.0.2 tcp dport 80 masquerade",
-        "ip postrouting: ip saddr 127.0.0.0/8 ip daddr 10.88.0.2 tcp dport 80 masquerade",
-        "ip prerouting: fib daddr type local udp dport 5353 dnat to 10.88.0.2:53",
-        "ip6 prerouting: fib daddr type local tcp dport 8080 dnat to [fd88::2]:80",
-        "ip6 postrouting: ip6 saddr fd88::2 ip6 daddr fd88::2 tcp dport 80 masquerade"
-      ]))
-      expect(text.filter((t) => t.startsWith("ip6") && t.includes("127.0.0.0"))).toEqual([])
+      expect(yield* pmLines).toEqual([
+        "dnat4 { tcp . 8080 : 10.88.0.2 . 80 }",
+        "dnat4 { udp . 5353 : 10.88.0.2 . 53 }",
+        "dnat6 { tcp . 8080 : fd88::2 . 80 }",
+        "dnat6 { udp . 5353 : fd88::2 . 53 }",
+        "hairpin4 { 10.88.0.2 . 10.88.0.2 . tcp . 80 }",
+        "hairpin4 { 10.88.0.2 . 10.88.0.2 . udp . 53 }",
+        "hairpin6 { fd88::2 . fd88::2 . tcp . 80 }",
+        "hairpin6 { fd88::2 . fd88::2 . udp . 53 }",
+        "local4 { 10.88.0.2 . tcp . 80 }",
+        "local4 { 10.88.0.2 . udp . 53 }"
+      ])
+      // the network's rules: DNAT through the maps from elsewhere and from the host, hairpin and localhost masquerade
+      expect(yield* pmRules).toEqual([
+        "prerouting: dnat ip to ip daddr . meta l4proto . th dport map @hostdnat4",
+        "prerouting: fib daddr type local dnat ip to meta l4proto . th dport map @dnat4",
+        "prerouting: dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostdnat6",
+        "prerouting: fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6",
+        "output: dnat ip to ip daddr . meta l4proto . th dport map @hostdnat4",
+        "output: fib daddr type local dnat ip to meta l4proto . th dport map @dnat4",
+        "output: dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostdnat6",
+        "output: fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6",
+        "postrouting: ip saddr . ip daddr . meta l4proto . th dport @hairpin4 masquerade",
+        "postrouting: ip saddr 127.0.0.0/8 ip daddr . meta l4proto . th dport @local4 masquerade",
+        "postrouting: ip6 saddr . ip6 daddr . meta l4proto . th dport @hairpin6 masquerade"
+      ])
       expect(yield* backend.readSysctl(HOST_NETNS, "net.ipv4.conf.cni0.route_localnet")).toBe("1")
     })))
 
   test("hostIP limits a mapping to that address and family; masqAll masquerades all DNATed traffic", () =>
     onMock(Effect.gen(function*() {
-      const backend = yield* Backend
       yield* hostWithBridge
       const mappings = [{ hostPort: 8443, containerPort: 443, protocol: "tcp", hostIP: "192.0.2.10" }]
       const out = yield* invoke(env("ADD"), conf({ runtimeConfig: { portMappings: mappings }, masqAll: true }))
       expect(out.exitCode).toBe(0)
-      const text = (yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE)).map((r) => `${r.family} ${r.chain}: ${r.rule}`)
-      expect(text.sort()).toEqual([
-        "ip output: ip daddr 192.0.2.10 tcp dport 8443 dnat to 10.88.0.2:443",
-        "ip postrouting: ct status dnat ip daddr 10.88.0.2 tcp dport 443 masquerade",
-        "ip prerouting: ip daddr 192.0.2.10 tcp dport 8443 dnat to 10.88.0.2:443"
+      expect(yield* pmLines).toEqual(["hostdnat4 { 192.0.2.10 . tcp . 8443 : 10.88.0.2 . 443 }", "masq4 { 10.88.0.2 . tcp . 443 }"])
+      expect((yield* pmRules).filter((rule) => rule.startsWith("postrouting"))).toEqual([
+        "postrouting: ct status dnat ip daddr . meta l4proto . th dport @masq4 masquerade",
+        "postrouting: ct status dnat ip6 daddr . meta l4proto . th dport @masq6 masquerade"
       ])
     })))
 
@@ -112,28 +152,25 @@ describe("portmap on the mock kernel", () => {
 
   test("hostIP 0.0.0.0 or :: means every local address of that family", () =>
     onMock(Effect.gen(function*() {
-      const backend = yield* Backend
       yield* hostWithBridge
       const mappings = [
         { hostPort: 8090, containerPort: 80, protocol: "tcp", hostIP: "0.0.0.0" },
         { hostPort: 8091, containerPort: 80, protocol: "tcp", hostIP: "::" }
       ]
       expect((yield* invoke(env("ADD"), conf({ runtimeConfig: { portMappings: mappings } }))).exitCode).toBe(0)
-      const dnat = (yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE))
-        .filter((r) => r.chain === "prerouting")
-        .map((r) => `${r.family} ${r.rule}`)
-      expect(dnat.sort()).toEqual([
-        "ip fib daddr type local tcp dport 8090 dnat to 10.88.0.2:80",
-        "ip6 fib daddr type local tcp dport 8091 dnat to [fd88::2]:80"
+      expect((yield* pmLines).filter((line) => line.includes("dnat"))).toEqual([
+        "dnat4 { tcp . 8090 : 10.88.0.2 . 80 }",
+        "dnat6 { tcp . 8091 : fd88::2 . 80 }"
       ])
     })))
 
   test("every fault during ADD leaves the kernel as it was", async () => {
     const report = await Effect.runPromise(faultSweep(portmapPipeline, {
-      settings: { network: "pmnet", mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }], snat: true, masqAll: false, conditionsV4: [], conditionsV6: [], backend: "nftables", markMasqBit: 13, externalSetMarkChain: undefined },
+      settings: { network: "pmnet", mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }], mappingsKnown: true, snat: true, masqAll: false, conditionsV4: [], conditionsV6: [], backend: "nftables", markMasqBit: 13, externalSetMarkChain: undefined },
       podIps: ["10.88.0.2"],
       podAddresses: ["10.88.0.2/24"],
       owner: "pm:test:1",
+      chains: hostportChains("00000000000a"),
       localnetLinks: ["cni0"]
     }, { setup: hostWithBridge }))
     expect(report.runs.length).toBeGreaterThan(2)
@@ -144,9 +181,8 @@ describe("portmap on the mock kernel", () => {
   test("DEL removes exactly the pod's rules, twice, without prevResult or mappings", () =>
     onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
-      const backend = yield* Backend
       yield* hostWithBridge
-      expect((yield* invoke(env("ADD", "c2"), conf())).exitCode).toBe(0)
+      expect((yield* invoke(env("ADD", "c2"), otherPod(1))).exitCode).toBe(0)
       const before = mock.snapshot()
       expect((yield* invoke(env("ADD", "c1"), conf())).exitCode).toBe(0)
       for (let i = 0; i < 2; i++) {
@@ -154,7 +190,24 @@ describe("portmap on the mock kernel", () => {
         expect([del.exitCode, del.stdout]).toEqual([0, ""])
       }
       expect(mock.diff(before, mock.snapshot())).toEqual([])
-      expect((yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE)).length).toBeGreaterThan(0)
+      expect(yield* pmOwners).toBe(1)
+      // and by key, with prevResult and mappings
+      expect((yield* invoke(env("DEL", "c2"), otherPod(1))).exitCode).toBe(0)
+      expect(yield* pmElements).toEqual([])
+    })))
+
+  test("a hostPort another pod of the network holds is refused, naming it; that pod's DEL leaves the other's mapping", () =>
+    onMock(Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      yield* hostWithBridge
+      expect((yield* invoke(env("ADD", "c1"), conf())).exitCode).toBe(0)
+      const before = mock.snapshot()
+      const second = yield* invoke(env("ADD", "c2"), conf({ prevResult: { ...PREV, ips: [{ address: "10.88.0.3/24", interface: 2 }] } }))
+      expect([second.exitCode, second.json?.msg]).toEqual([1, expect.stringContaining("dnat4 { tcp . 8080 }")])
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      const del = yield* invoke(env("DEL", "c2"), conf({ prevResult: { ...PREV, ips: [{ address: "10.88.0.3/24", interface: 2 }] } }))
+      expect(del.exitCode).toBe(0)
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
     })))
 
   test("CHECK passes after ADD and fails when the rules were removed by hand", () =>
@@ -163,19 +216,18 @@ describe("portmap on the mock kernel", () => {
       yield* hostWithBridge
       yield* invoke(env("ADD"), conf())
       expect((yield* invoke(env("CHECK"), conf())).exitCode).toBe(0)
-      const owner = (yield* backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE))[0]!.comment
-      yield* backend.deleteFilterRules(HOST_NETNS, PORTMAP_TABLE, owner)
+      const [table] = yield* backend.listNftTables(HOST_NETNS, portmapTablePrefix("pmnet"))
+      yield* backend.deleteNftElements(HOST_NETNS, table!, [{ set: "dnat6", key: "udp . 5353" }])
       const broken = yield* invoke(env("CHECK"), conf())
-      expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining("expected")])
+      expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining("has no dnat6 { udp . 5353 }")])
     })))
 
   test("GC removes the rules of attachments that are no longer valid", () =>
     onMock(Effect.gen(function*() {
-      const backend = yield* Backend
       yield* hostWithBridge
       yield* invoke(env("ADD", "keep"), conf())
-      yield* invoke(env("ADD", "gone"), conf())
-      const countOf = Effect.map(backend.listFilterRules(HOST_NETNS, PORTMAP_TABLE), (rules) => new Set(rules.map((r) => r.comment)).size)
+      yield* invoke(env("ADD", "gone"), otherPod(1))
+      const countOf = pmOwners
       expect(yield* countOf).toBe(2)
       const gc = yield* invoke({ CNI_COMMAND: "GC" }, {
         ...conf({ cniVersion: "1.1.0", prevResult: undefined }),
@@ -210,6 +262,9 @@ describe("portmap on the mock kernel", () => {
 
 describe("portmap with backend iptables on the mock kernel", () => {
   const iptables = (extra: Json = {}) => conf({ backend: "iptables", ...extra })
+  const chains = (id: string) => hostportChains(attachmentKey(id, "eth0"))
+  const HP = chains("c1").dnat
+  const HPM = chains("c1").masq
   const rulesOf = (family: 4 | 6) =>
     Effect.map(Backend.use((backend) => backend.listIptablesRules(HOST_NETNS, { family, table: "nat" })), (listing) =>
       listing.rules.map((r) => `${r.chain}: ${r.args.join(" ")}`))
@@ -222,20 +277,22 @@ describe("portmap with backend iptables on the mock kernel", () => {
       expect(out.exitCode).toBe(0)
       expect(out.json).toEqual(PREV)
       expect(yield* rulesOf(4)).toEqual([
-        "PREROUTING: -m addrtype --dst-type LOCAL -j TSCNI-PM-DNAT",
-        "OUTPUT: -m addrtype --dst-type LOCAL -j TSCNI-PM-DNAT",
-        "POSTROUTING: -j TSCNI-PM-MASQ",
-        "TSCNI-PM-DNAT: -p tcp --dport 8080 -s 10.88.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
-        "TSCNI-PM-DNAT: -p tcp --dport 8080 -s 127.0.0.0/8 -j MARK --set-xmark 0x2000/0x2000",
-        "TSCNI-PM-DNAT: -p tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80",
-        "TSCNI-PM-DNAT: -p udp --dport 5353 -s 10.88.0.0/24 -j MARK --set-xmark 0x2000/0x2000",
-        "TSCNI-PM-DNAT: -p udp --dport 5353 -s 127.0.0.0/8 -j MARK --set-xmark 0x2000/0x2000",
-        "TSCNI-PM-DNAT: -p udp --dport 5353 -j DNAT --to-destination 10.88.0.2:53",
-        "TSCNI-PM-MASQ: -d 10.88.0.2/32 -m mark --mark 0x2000/0x2000 -j MASQUERADE"
+        "PREROUTING: -m addrtype --dst-type LOCAL -j TSCNI-HOSTPORTS",
+        "OUTPUT: -m addrtype --dst-type LOCAL -j TSCNI-HOSTPORTS",
+        "POSTROUTING: -j TSCNI-HP-MASQ",
+        `TSCNI-HOSTPORTS: -j ${HP}`,
+        `${HP}: -p tcp --dport 8080 -s 10.88.0.0/24 -j MARK --set-xmark 0x2000/0x2000`,
+        `${HP}: -p tcp --dport 8080 -s 127.0.0.0/8 -j MARK --set-xmark 0x2000/0x2000`,
+        `${HP}: -p tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80`,
+        `${HP}: -p udp --dport 5353 -s 10.88.0.0/24 -j MARK --set-xmark 0x2000/0x2000`,
+        `${HP}: -p udp --dport 5353 -s 127.0.0.0/8 -j MARK --set-xmark 0x2000/0x2000`,
+        `${HP}: -p udp --dport 5353 -j DNAT --to-destination 10.88.0.2:53`,
+        `TSCNI-HP-MASQ: -j ${HPM}`,
+        `${HPM}: -d 10.88.0.2/32 -m mark --mark 0x2000/0x2000 -j MASQUERADE`
       ])
-      expect(yield* rulesOf(6)).toContain("TSCNI-PM-DNAT: -p tcp --dport 8080 -j DNAT --to-destination [fd88::2]:80")
+      expect(yield* rulesOf(6)).toContain(`${HP}: -p tcp --dport 8080 -j DNAT --to-destination [fd88::2]:80`)
       expect((yield* rulesOf(6)).filter((rule) => rule.includes("127.0.0.0"))).toEqual([])
-      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      expect(yield* backend.listNftTables(HOST_NETNS, "tscni-")).toEqual([])
       expect(yield* backend.readSysctl(HOST_NETNS, "net.ipv4.conf.cni0.route_localnet")).toBe("1")
     })))
 
@@ -245,15 +302,19 @@ describe("portmap with backend iptables on the mock kernel", () => {
       const mappings = [{ hostPort: 8443, containerPort: 443, protocol: "tcp", hostIP: "192.0.2.10" }]
       const first = yield* invoke(env("ADD", "c1"), iptables({ runtimeConfig: { portMappings: mappings }, markMasqBit: 20, conditionsV4: ["!", "-s 198.51.100.0/24"], masqAll: true }))
       expect(first.exitCode).toBe(0)
-      expect((yield* rulesOf(4)).filter((rule) => rule.startsWith("TSCNI-PM-"))).toEqual([
-        "TSCNI-PM-DNAT: -d 192.0.2.10 -p tcp --dport 8443 ! -s 198.51.100.0/24 -s 0.0.0.0/0 -j MARK --set-xmark 0x100000/0x100000",
-        "TSCNI-PM-DNAT: -d 192.0.2.10 -p tcp --dport 8443 ! -s 198.51.100.0/24 -j DNAT --to-destination 10.88.0.2:443",
-        "TSCNI-PM-MASQ: -d 10.88.0.2/32 -m mark --mark 0x100000/0x100000 -j MASQUERADE"
+      expect((yield* rulesOf(4)).filter((rule) => rule.startsWith(`${HP}:`) || rule.startsWith(`${HPM}:`))).toEqual([
+        `${HP}: -d 192.0.2.10 -p tcp --dport 8443 ! -s 198.51.100.0/24 -s 0.0.0.0/0 -j MARK --set-xmark 0x100000/0x100000`,
+        `${HP}: -d 192.0.2.10 -p tcp --dport 8443 ! -s 198.51.100.0/24 -j DNAT --to-destination 10.88.0.2:443`,
+        `${HPM}: -d 10.88.0.2/32 -m mark --mark 0x100000/0x100000 -j MASQUERADE`
       ])
       expect(yield* rulesOf(6)).toEqual([])
       const second = yield* invoke(env("ADD", "c2"), iptables({ runtimeConfig: { portMappings: [{ hostPort: 8443, containerPort: 443 }] }, snat: false }))
       expect(second.exitCode).toBe(0)
-      expect((yield* rulesOf(4)).filter((rule) => rule.startsWith("TSCNI-PM-DNAT"))[0]).toBe("TSCNI-PM-DNAT: -p tcp --dport 8443 -j DNAT --to-destination 10.88.0.2:443")
+      // the newer pod's chain is entered first
+      expect((yield* rulesOf(4)).filter((rule) => rule.startsWith("TSCNI-HOSTPORTS:"))).toEqual([
+        `TSCNI-HOSTPORTS: -j ${chains("c2").dnat}`,
+        `TSCNI-HOSTPORTS: -j ${HP}`
+      ])
     })))
 
   test("externalSetMarkChain: marking jumps there and there is no masquerade chain of ours", () =>
@@ -274,8 +335,8 @@ describe("portmap with backend iptables on the mock kernel", () => {
       const out = yield* invoke(env("ADD"), conf({ runtimeConfig: { portMappings: mappings }, externalSetMarkChain: "TSCNI-TEST-MARK" }))
       expect([out.exitCode, out.stdout]).toEqual([0, expect.any(String)])
       const rules = yield* rulesOf(4)
-      expect(rules).toContain("TSCNI-PM-DNAT: -p tcp --dport 8080 -s 10.88.0.0/24 -j TSCNI-TEST-MARK")
-      expect(rules.filter((rule) => rule.includes("TSCNI-PM-MASQ"))).toEqual([])
+      expect(rules).toContain(`${HP}: -p tcp --dport 8080 -s 10.88.0.0/24 -j TSCNI-TEST-MARK`)
+      expect(rules.filter((rule) => rule.includes("TSCNI-HP-MASQ") || rule.includes(HPM))).toEqual([])
       // a missing external chain: NotFound at ADD, nothing left
       const mock = yield* MockBackend.MockControlService
       const before = mock.snapshot()
@@ -291,6 +352,7 @@ describe("portmap with backend iptables on the mock kernel", () => {
         settings: {
           network: "pmnet",
           mappings: [{ hostPort: 8080, containerPort: 80, protocol: "udp", hostIP: undefined }, { hostPort: 8443, containerPort: 443, protocol: "tcp", hostIP: undefined }],
+          mappingsKnown: true,
           snat,
           masqAll: false,
           conditionsV4: [],
@@ -302,10 +364,11 @@ describe("portmap with backend iptables on the mock kernel", () => {
         podIps: ["10.88.0.2", "fd88::2"],
         podAddresses: ["10.88.0.2/24", "fd88::2/64"],
         owner: "pm:test:1",
+        chains: hostportChains("00000000000a"),
         localnetLinks: ["cni0"]
       }, { setup: hostWithBridge }))
       expect(report.runs.length).toBeGreaterThan(2)
-      expect(report.runs.map((run) => run.faultedOperation)).toContain("addIptablesRules")
+      expect(report.runs.map((run) => run.faultedOperation)).toContain("addIptablesPodChains")
       for (const run of report.runs) expect({ k: run.k, diff: run.diff }).toEqual({ k: run.k, diff: [] })
       expect(report.clean.applied.some((line) => line.includes("iptables rule 6 nat"))).toBe(true)
       expect(report.clean.undoDiff.filter((line) => !line.includes("route_localnet"))).toEqual([])
@@ -321,13 +384,13 @@ describe("portmap with backend iptables on the mock kernel", () => {
       }))
       // every call of ADD matters, the conntrack flush for UDP included: none may fail silently
       expect(invocationRunsNotFailedAtTheirFault(report)).toEqual([])
-      expect(report.runs.map((run) => run.operation)).toContain(backend === "iptables" ? "addIptablesRules" : "addFilterRules")
+      expect(report.runs.map((run) => run.operation)).toContain(backend === "iptables" ? "addIptablesPodChains" : "createNftTable")
       expect(report.runs.map((run) => run.operation)).toContain("deleteConntrack")
       expect(report.clean.output.exitCode).toBe(0)
     })
   }
 
-  test("DEL removes exactly the pod's rules, twice, without prevResult or mappings; the last DEL removes our chains", () =>
+  test("DEL removes exactly the pod's chains, twice, without prevResult or mappings; the shared chains stay after the last", () =>
     onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       yield* hostWithBridge
@@ -341,7 +404,14 @@ describe("portmap with backend iptables on the mock kernel", () => {
       }
       expect(mock.diff(before, mock.snapshot())).toEqual([])
       expect((yield* invoke(env("DEL", "c2"), iptables())).exitCode).toBe(0)
-      expect(mock.diff(empty, mock.snapshot()).filter((line) => !line.includes("route_localnet"))).toEqual([])
+      const shared = [4, 6].flatMap((family) => [
+        `host: + iptables chain ${family} nat TSCNI-HOSTPORTS`,
+        `host: + iptables chain ${family} nat TSCNI-HP-MASQ`,
+        `host: + iptables rule ${family} nat OUTPUT "-m addrtype --dst-type LOCAL -j TSCNI-HOSTPORTS" comment "tscni"`,
+        `host: + iptables rule ${family} nat POSTROUTING "-j TSCNI-HP-MASQ" comment "tscni"`,
+        `host: + iptables rule ${family} nat PREROUTING "-m addrtype --dst-type LOCAL -j TSCNI-HOSTPORTS" comment "tscni"`
+      ])
+      expect(mock.diff(empty, mock.snapshot()).filter((line) => !line.includes("route_localnet")).sort()).toEqual(shared.sort())
     })))
 
   test("CHECK passes after ADD and fails when a rule or a jump was removed by hand", () =>
@@ -350,8 +420,8 @@ describe("portmap with backend iptables on the mock kernel", () => {
       yield* hostWithBridge
       yield* invoke(env("ADD"), iptables())
       expect((yield* invoke(env("CHECK"), iptables())).exitCode).toBe(0)
-      const owner = (yield* backend.listIptablesRules(HOST_NETNS, { family: 6, table: "nat" })).rules.at(-1)!.comment
-      yield* backend.deleteIptablesRules(HOST_NETNS, { family: 6, table: "nat", comment: owner })
+      const owner = (yield* backend.listIptablesChains(HOST_NETNS, { family: 6, table: "nat", chains: ["TSCNI-HOSTPORTS"] })).rules[0]!.comment
+      yield* backend.deleteIptablesPodChains(HOST_NETNS, { family: 6, table: "nat", comment: owner, chains: [{ name: HP, entry: "TSCNI-HOSTPORTS" }] })
       const broken = yield* invoke(env("CHECK"), iptables())
       expect([broken.exitCode, broken.json!.msg]).toEqual([1, expect.stringContaining("IPv6")])
     })))
@@ -360,10 +430,10 @@ describe("portmap with backend iptables on the mock kernel", () => {
     onMock(Effect.gen(function*() {
       yield* hostWithBridge
       yield* invoke(env("ADD", "keep"), iptables())
-      yield* invoke(env("ADD", "gone"), iptables())
+      yield* invoke(env("ADD", "gone"), otherPod(1, { backend: "iptables" }))
       const owners = (family: 4 | 6) =>
         Effect.map(Backend.use((backend) => backend.listIptablesRules(HOST_NETNS, { family, table: "nat" })), (listing) =>
-          new Set(listing.rules.map((r) => r.comment).filter((c) => c !== "tscni")).size)
+          new Set(listing.rules.map((r) => r.comment).filter((c) => c !== "tscni" && c !== "")).size)
       expect([yield* owners(4), yield* owners(6)]).toEqual([2, 2])
       const gc = yield* invoke({ CNI_COMMAND: "GC" }, {
         ...iptables({ cniVersion: "1.1.0", prevResult: undefined }),
@@ -380,7 +450,7 @@ describe("portmap with backend iptables on the mock kernel", () => {
       const chosen = yield* invoke(env("ADD"), conf({ conditionsV4: ["-s", "198.51.100.0/24"] }))
       expect(chosen.exitCode).toBe(0)
       expect((yield* rulesOf(4)).length).toBeGreaterThan(0)
-      expect(yield* backend.listFilterRules(HOST_NETNS)).toEqual([])
+      expect(yield* backend.listNftTables(HOST_NETNS, "tscni-")).toEqual([])
       const cases: Array<[Json, string]> = [
         [{ backend: "iptables", conditionsV4: ["ip saddr 198.51.100.0/24"] }, "conditionsV4"],
         [{ backend: "nftables", conditionsV6: ["-s", "2001:db8::/32"] }, "conditionsV6"],
