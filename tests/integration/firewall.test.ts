@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { BIN_DIR, binary, freshNetns, podEnv } from "./harness.ts"
-import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
+import { execIn, freshHost, observe, observeAfterDel, type TestHost, withoutEmptyTables } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
 const FIREWALL = binary("firewall")
@@ -35,20 +35,33 @@ const nftIn = (netns: string, script: string): void => {
   if (out.exitCode !== 0) throw new Error(`nft: ${out.stderr.toString()}`)
 }
 
-/** The firewall's rules as `nft -j` shows them in the test host: chain, comment, and the addresses they name. */
-const firewallRules = (h: TestHost): Array<{ chain: string; comment: string; handle: number; text: string }> => {
+/** What `nft -j list ruleset` shows of the firewall's tables (tscni-fw-*) in the test host. */
+const firewallTables = (h: TestHost): Array<Json> => {
   const out = Bun.spawnSync(["ip", "netns", "exec", h.name, "nft", "-j", "list", "ruleset"]).stdout.toString()
-  const items = (JSON.parse(out) as Json).nftables as Array<Json>
-  return items
-    .filter((item) => item.rule !== undefined && item.rule.table === "tscni-firewall")
-    .map((item) => ({ chain: item.rule.chain, comment: item.rule.comment, handle: item.rule.handle, text: JSON.stringify(item.rule.expr) }))
+  return ((JSON.parse(out) as Json).nftables as Array<Json>).filter((item) => {
+    const body = item.set ?? item.chain ?? item.rule
+    return body !== undefined && String(body.table).startsWith("tscni-fw-")
+  })
 }
 
-const chainsOf = (h: TestHost): Array<Json> => {
-  const out = Bun.spawnSync(["ip", "netns", "exec", h.name, "nft", "-j", "list", "table", "inet", "tscni-firewall"], { stderr: "pipe" })
-  if (out.exitCode !== 0) return []
-  return ((JSON.parse(out.stdout.toString()) as Json).nftables as Array<Json>).filter((item) => item.chain !== undefined).map((item) => item.chain)
-}
+/** The pods' addresses in the firewall's sets, with their owners, as nft shows them. */
+const firewallElements = (h: TestHost): Array<{ set: string; address: string; comment: string; table: string }> =>
+  firewallTables(h).filter((item) => item.set !== undefined).flatMap((item) =>
+    ((item.set.elem ?? []) as Array<Json | string>).map((elem) => {
+      const value = typeof elem === "string" ? { val: elem } : (elem as Json).elem as Json
+      return { set: item.set.name, address: String(value.val), comment: String(value.comment ?? ""), table: item.set.table }
+    })
+  )
+
+/** The firewall tables' chains (name, type, hook, priority, policy), and their rules with handles. */
+const chainsOf = (h: TestHost): Array<Json> => firewallTables(h).filter((item) => item.chain !== undefined).map((item) => item.chain)
+const rulesOf = (h: TestHost): Array<{ table: string; chain: string; handle: number; text: string }> =>
+  firewallTables(h).filter((item) => item.rule !== undefined).map((item) => ({
+    table: item.rule.table,
+    chain: item.rule.chain,
+    handle: item.rule.handle,
+    text: JSON.stringify(item.rule.expr)
+  }))
 
 interface Net {
   readonly name: string
@@ -108,26 +121,34 @@ describe("firewall on the real kernel", () => {
     expect([add.exitCode, add.stderr]).toEqual([0, ""])
     expect(add.json).toEqual(pod.result)
 
-    const rules = firewallRules(h)
-    expect(rules.map((r) => r.chain)).toEqual(["forward", "forward", "forward"])
-    expect(new Set(rules.map((r) => r.comment)).size).toBe(1)
-    expect(rules[0]!.comment).toMatch(/^fw:[0-9a-f]{8}:[0-9a-f]{12}$/)
-    expect(rules.every((r) => r.text.includes(pod.address))).toBe(true)
+    // the pod's address is an element of the network's set, owned by the pod; the rules look it up
+    const elements = firewallElements(h)
+    expect(elements.map((e) => [e.set, e.address])).toEqual([["pods4", pod.address]])
+    expect(elements[0]!.comment).toMatch(/^fw:[0-9a-f]{8}:[0-9a-f]{12}$/)
     expect(chainsOf(h)).toEqual([expect.objectContaining({ name: "forward", type: "filter", hook: "forward", prio: 0, policy: "accept" })])
+    expect(rulesOf(h).map((r) => r.chain)).toEqual(Array.from({ length: 6 }, () => "forward"))
+    expect(rulesOf(h).every((r) => r.text.includes("@pods"))).toBe(true)
 
     // a repeated ADD (podman network reload) adopts what is there, as the reference's AppendUnique does
     expect(firewall(h, "ADD", NET_A, pod).exitCode).toBe(0)
-    expect(firewallRules(h)).toEqual(rules)
+    expect(firewallElements(h)).toEqual(elements)
 
     const check = () => firewall(h, "CHECK", NET_A, pod)
     expect([check().exitCode, check().stdout]).toEqual([0, ""])
-    nftIn(h.name, `delete rule inet tscni-firewall forward handle ${rules[1]!.handle}`)
+    const table = elements[0]!.table
+    nftIn(h.name, `delete element inet ${table} pods4 { ${pod.address} }`)
+    const gone = check()
+    expect([gone.exitCode, String(gone.json?.msg)]).toEqual([1, expect.stringContaining(`pods4 { ${pod.address} }`)])
+    nftIn(h.name, `add element inet ${table} pods4 { ${pod.address} comment "${elements[0]!.comment}" }`)
+    expect(check().exitCode).toBe(0)
+    nftIn(h.name, `delete rule inet ${table} forward handle ${rulesOf(h)[1]!.handle}`)
     const broken = check()
-    expect([broken.exitCode, String(broken.json?.msg)]).toEqual([1, expect.stringContaining(rules[0]!.comment)])
+    expect([broken.exitCode, String(broken.json?.msg)]).toEqual([1, expect.stringContaining("holds 5 rule(s), expected 6")])
 
     const del = firewall(h, "DEL", NET_A, pod)
     expect([del.exitCode, del.stdout]).toEqual([0, ""])
-    expect(ruleset(h)).toBe(before)
+    expect(firewallElements(h)).toEqual([])
+    expect(withoutEmptyTables(ruleset(h))).toBe(before)
     expect(ruleset(h)).toContain("table inet admin")
     removePod(h, NET_A, pod)
   })
@@ -142,9 +163,10 @@ describe("firewall on the real kernel", () => {
 
     const add = firewall(h, "ADD", NET_A, a1, { ingressPolicy: "same-bridge" })
     expect([add.exitCode, add.stderr]).toEqual([0, ""])
-    const rules = firewallRules(h)
-    expect(rules.map((r) => r.chain)).toEqual(["forward", "forward", "forward", "isolation"])
-    expect(rules[3]!.text).toContain("cni-fwa")
+    expect(firewallElements(h).map((e) => e.address)).toEqual([a1.address])
+    const rules = rulesOf(h)
+    expect(rules.map((r) => r.chain)).toEqual(["forward", "forward", "forward", "forward", "forward", "forward", "isolation", "isolation"])
+    expect(rules[6]!.text).toContain("cni-fwa")
     expect(chainsOf(h).map((c) => [c.name, c.prio])).toEqual([["forward", 0], ["isolation", -1]])
 
     expect(ping(b1, a1)).toBe(false) // another bridge: dropped
@@ -153,7 +175,7 @@ describe("firewall on the real kernel", () => {
     expect(firewall(h, "CHECK", NET_A, a1, { ingressPolicy: "same-bridge" }).exitCode).toBe(0)
 
     expect(firewall(h, "DEL", NET_A, a1, { ingressPolicy: "same-bridge" }).exitCode).toBe(0)
-    expect(ruleset(h)).toBe(before)
+    expect(withoutEmptyTables(ruleset(h))).toBe(before)
     expect(ping(b1, a1)).toBe(true)
     for (const [net, pod] of [[NET_A, a1], [NET_A, a2], [NET_B, b1]] as const) removePod(h, net, pod)
   })
@@ -165,14 +187,14 @@ describe("firewall on the real kernel", () => {
     const b1 = bridgePod(h, NET_B, "it-is-b1")
     const before = ruleset(h)
     expect(firewall(h, "ADD", NET_A, a1, { ingressPolicy: "isolated" }).exitCode).toBe(0)
-    expect(firewallRules(h).map((r) => r.chain)).toEqual(["forward", "forward", "isolation"])
+    expect(rulesOf(h).map((r) => r.chain)).toEqual(["forward", "forward", "forward", "forward", "isolation", "isolation"])
     expect(ping(b1, a1)).toBe(false)
     const bridgedToForward = Bun.spawnSync(["ip", "netns", "exec", h.name, "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables"])
       .stdout.toString().trim() === "1"
     expect(ping(a2, a1)).toBe(!bridgedToForward)
     expect(ping(a1, b1)).toBe(true)
     expect(firewall(h, "DEL", NET_A, a1, { ingressPolicy: "isolated" }).exitCode).toBe(0)
-    expect(ruleset(h)).toBe(before)
+    expect(withoutEmptyTables(ruleset(h))).toBe(before)
     for (const [net, pod] of [[NET_A, a1], [NET_A, a2], [NET_B, b1]] as const) removePod(h, net, pod)
   })
 
@@ -187,12 +209,10 @@ describe("firewall on the real kernel", () => {
       const del = execIn(h, FIREWALL, podEnv("DEL", p1.id, ""), JSON.stringify(firewallConf(NET_A)))
       expect([del.exitCode, del.stdout]).toEqual([0, ""])
     }
-    const left = firewallRules(h)
-    expect(left.length).toBe(3)
-    expect(left.every((r) => r.text.includes(p2.address))).toBe(true)
+    expect(firewallElements(h).map((e) => e.address)).toEqual([p2.address])
     expect(execIn(h, FIREWALL, podEnv("DEL", "it-never", ""), JSON.stringify(firewallConf(NET_A))).exitCode).toBe(0)
     expect(firewall(h, "DEL", NET_A, p2).exitCode).toBe(0)
-    expect(ruleset(h)).toBe(before)
+    expect(withoutEmptyTables(ruleset(h))).toBe(before)
     execIn(h, BRIDGE, podEnv("DEL", p1.id, ""), JSON.stringify({ ...bridgeConf(h, NET_A), prevResult: p1.result }))
     removePod(h, NET_A, p2)
   })
@@ -208,10 +228,11 @@ describe("firewall on the real kernel", () => {
       "cni.dev/valid-attachments": [{ containerID: "it-gc2", ifname: "eth0" }]
     }))
     expect([gc.exitCode, gc.stdout]).toEqual([0, ""])
-    const addresses = [pods[1]!.address, other.address]
-    const left = firewallRules(h)
-    expect(left.length).toBe(6)
-    expect(left.every((r) => addresses.some((a) => r.text.includes(`"${a}"`)))).toBe(true)
+    expect(firewallElements(h).map((e) => e.address).sort()).toEqual([pods[1]!.address, other.address].sort())
+    // a network whose pods are all gone: its GC removes its table too
+    const all = execIn(h, FIREWALL, { CNI_COMMAND: "GC", CNI_PATH: BIN_DIR }, JSON.stringify({ ...firewallConf(NET_B, {}, "1.1.0"), "cni.dev/valid-attachments": [] }))
+    expect(all.exitCode).toBe(0)
+    expect(new Set(firewallTables(h).map((item) => (item.set ?? item.chain ?? item.rule).table)).size).toBe(1)
     const status = execIn(h, FIREWALL, { CNI_COMMAND: "STATUS" }, JSON.stringify(firewallConf(NET_A, {}, "1.1.0")))
     expect([status.exitCode, status.stdout]).toEqual([0, ""])
   })
@@ -224,9 +245,9 @@ describe("firewall on the real kernel", () => {
       const add = firewall(h, "ADD", NET_A, pod, {}, version)
       expect(add.exitCode).toBe(0)
       expect(add.json).toEqual(pod.result)
-      expect(firewallRules(h).length).toBe(3)
+      expect(firewallElements(h).map((e) => e.address)).toEqual([pod.address])
       expect(firewall(h, "DEL", NET_A, pod, {}, version).exitCode).toBe(0)
-      expect(ruleset(h)).toBe(before)
+      expect(withoutEmptyTables(ruleset(h))).toBe(before)
       removePod(h, NET_A, pod, version)
     })
   }
@@ -261,7 +282,7 @@ describe("a podman-style chain: bridge → firewall → tuning (cniVersion 0.4.0
       prev = add.json
     }
     expect(prev!.cniVersion).toBe(version)
-    expect(firewallRules(h).length).toBe(3)
+    expect(firewallElements(h)).toHaveLength(1)
     for (const [plugin, conf] of confs) {
       const check = execIn(h, plugin, podEnv("CHECK", "it-chain", ns.path), JSON.stringify({ ...conf, prevResult: prev }))
       expect([plugin, check.exitCode, check.stdout]).toEqual([plugin, 0, ""])
@@ -270,7 +291,7 @@ describe("a podman-style chain: bridge → firewall → tuning (cniVersion 0.4.0
       const del = execIn(h, plugin, podEnv("DEL", "it-chain", ns.path), JSON.stringify({ ...conf, prevResult: prev }))
       expect([plugin, del.exitCode, del.stdout]).toEqual([plugin, 0, ""])
     }
-    expect(observe(h.name)).toBe(hostBefore)
+    expect(observeAfterDel(h.name)).toBe(hostBefore)
     expect(observe(ns.name)).toBe(podBefore)
     ns.remove()
   })

@@ -160,6 +160,53 @@ export const observe = (netns: string): string => {
 }
 
 /**
+ * `nft list ruleset` text without tscni's keyed tables that hold no element: a network's
+ * tables are created by its first pod and left, empty, by its last (GC removes them), as
+ * the shared chains of the reference plugins stay. What "DEL left nothing of the pods"
+ * compares; a failed ADD is still compared with observe() itself, and must remove a table
+ * it created.
+ */
+export const withoutEmptyTables = (ruleset: string): string => {
+  const kept: Array<string> = []
+  let block: Array<string> | undefined
+  for (const line of ruleset.split("\n")) {
+    if (block === undefined && /^table \S+ tscni-[a-z]+-[0-9a-f]{8}-[0-9a-f]{8} \{/.test(line)) block = []
+    if (block === undefined) {
+      kept.push(line)
+      continue
+    }
+    block.push(line)
+    if (line !== "}") continue
+    if (block.some((l) => l.includes("elements = {"))) kept.push(...block)
+    block = undefined
+  }
+  return kept.join("\n")
+}
+
+/**
+ * iptables-save text without tscni's shared chains that hold no rule, and the jumps into
+ * them: like its keyed nftables tables, they are made by a network's first pod and stay.
+ */
+export const withoutEmptyChains = (save: string): string => {
+  const lines = save.split("\n")
+  const empty = new Set(
+    lines.filter((line) => /^:TSCNI-\S+ /.test(line)).map((line) => line.slice(1).split(" ")[0]!)
+      .filter((chain) => !lines.some((line) => line.startsWith(`-A ${chain} `)))
+  )
+  return lines.filter((line) => {
+    const declared = /^:(TSCNI-\S+) /.exec(line)?.[1]
+    const target = / -j (TSCNI-\S+)$/.exec(line)?.[1]
+    return !(declared !== undefined && empty.has(declared)) && !(target !== undefined && empty.has(target))
+  }).join("\n")
+}
+
+/** observe() of a node after its pods' DEL: the same, but for tscni's tables left empty (see withoutEmptyTables). */
+export const observeAfterDel = (netns: string): string => {
+  const observed = JSON.parse(observe(netns)) as { nft: string }
+  return JSON.stringify({ ...observed, nft: withoutEmptyTables(observed.nft) }, null, 1)
+}
+
+/**
  * The host sysctls ADD may turn on: forwarding and bridge-nf (when br_netfilter is
  * loaded) for bridge, route_localnet of each interface for portmap. Not part of observe():
  * DEL leaves them on on purpose, as the reference plugins do (other pods may need them),

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { binary, kernelFaultSweep, freshNetns, podEnv } from "./harness.ts"
 import { resolve } from "node:path"
-import { execIn, freshHost, hostSysctls, observe, restoreHostSysctls, settle, type TestHost } from "./hostns.ts"
+import { execIn, freshHost, hostSysctls, observe, observeAfterDel, restoreHostSysctls, settle, type TestHost, withoutEmptyChains } from "./hostns.ts"
 
 const DRIVER = resolve(import.meta.dir, "fault-driver.ts")
 
@@ -153,13 +153,17 @@ describe("portmap on the real kernel", () => {
 
     const check = execIn(h, PORTMAP, podEnv("CHECK", "pm-c1", p1.path), JSON.stringify(portmapConf(mappings, r1)))
     expect([check.exitCode, check.stdout]).toEqual([0, ""])
+    // the mapping is an element of the network's hostPort map, owned by the pod (nft's view)
+    const mapped = /tcp \. 8080 comment "pm:[0-9a-f]{8}:[0-9a-f]{12}" : 10\.125\.0\.2 \. 80/
+    expect(inNetns(h.name, "nft", "list", "ruleset")).toMatch(mapped)
 
     delPod(h, "pm-c1", p1.path, r1, mappings)
     expect(fetchIn(h.name, "http://10.125.0.1:8080/")).toStartWith("failed")
+    expect(inNetns(h.name, "nft", "list", "ruleset")).not.toMatch(mapped)
     delPod(h, "pm-c2", p2.path, r2, [])
-    const after = observe(h.name)
-    // route_localnet on the (now deleted) bridge went with it: the host is as it was
-    expect(after).toBe(before)
+    // route_localnet on the (now deleted) bridge went with it: the host is as it was, but for
+    // the network's tables, left empty
+    expect(observeAfterDel(h.name)).toBe(before)
     p1.remove()
     p2.remove()
   }, 60_000)
@@ -261,12 +265,14 @@ describe("portmap on the real kernel", () => {
 
     // observed with iptables-save, not with tscni
     const nat = inNetns(h.name, "iptables-save", "-t", "nat")
-    expect(nat).toContain("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-PM-DNAT")
-    expect(nat).toContain("-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-PM-DNAT")
-    expect(nat).toMatch(/-A TSCNI-PM-DNAT -p tcp -m comment --comment "?pm:[0-9a-f]{8}:[0-9a-f]{12}"? -m tcp --dport 8090 -j DNAT --to-destination 10\.125\.0\.2:80/)
+    expect(nat).toContain("-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-HOSTPORTS")
+    expect(nat).toContain("-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment tscni -j TSCNI-HOSTPORTS")
+    // the pod's own chains, entered by a jump carrying its owner
+    expect(nat).toMatch(/-A TSCNI-HOSTPORTS -m comment --comment "?pm:[0-9a-f]{8}:[0-9a-f]{12}"? -j TSCNI-HP-[0-9A-F]{12}\n/)
+    expect(nat).toMatch(/-A TSCNI-HP-[0-9A-F]{12} -p tcp -m tcp --dport 8090 -j DNAT --to-destination 10\.125\.0\.2:80/)
     expect(nat).toContain("-j MARK --set-xmark 0x2000/0x2000")
-    expect(nat).toMatch(/-A TSCNI-PM-MASQ -d 10\.125\.0\.2\/32 .*-m mark --mark 0x2000\/0x2000 -j MASQUERADE/)
-    expect(nat).toMatch(/-A TSCNI-BR-MASQ -s 10\.125\.0\.2\/32 ! -d 224\.0\.0\.0\/4 .*-j MASQUERADE/)
+    expect(nat).toMatch(/-A TSCNI-HPM-[0-9A-F]{12} -d 10\.125\.0\.2\/32 -m mark --mark 0x2000\/0x2000 -j MASQUERADE/)
+    expect(nat).toMatch(/-A TSCNI-M-[0-9A-F]{12} -s 10\.125\.0\.2\/32 ! -d 224\.0\.0\.0\/4 -j MASQUERADE/)
     // nothing of tscni's in nftables' own tables
     expect(inNetns(h.name, "nft", "list", "tables")).not.toContain("tscni")
 
@@ -280,9 +286,10 @@ describe("portmap on the real kernel", () => {
 
     delPod(h, "pmi-c1", p1.path, r1, mappings, PORTMAP, BRIDGE, IPTABLES)
     expect(fetchIn(h.name, "http://10.125.0.1:8090/")).toStartWith("failed")
-    expect(inNetns(h.name, "iptables-save", "-t", "nat")).not.toContain("TSCNI-PM-")
+    expect(inNetns(h.name, "iptables-save", "-t", "nat")).not.toMatch(/TSCNI-HPM?-[0-9A-F]{12}/)
     delPod(h, "pmi-c2", p2.path, r2, [], PORTMAP, BRIDGE, IPTABLES)
-    expect({ host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual(before)
+    // as before, but for the shared chains (empty) the first pod made
+    expect({ host: observeHost(h.name), iptables: withoutEmptyChains(iptablesState(h.name)) }).toEqual(before)
     expect(iptablesState(h.name)).toContain("-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE")
     p1.remove()
     p2.remove()
@@ -304,12 +311,13 @@ describe("portmap on the real kernel", () => {
     const r1 = addPod(h, "pmk-c1", p1.path, mappings, PORTMAP, BRIDGE, mode)
     await serveIn(p1.name, 80, "hello via kube's mark")
     const nat = inNetns(h.name, "iptables-save", "-t", "nat")
-    expect(nat).toMatch(/-A TSCNI-PM-DNAT -s 127\.0\.0\.0\/8 -p tcp .*--dport 8091 -j KUBE-MARK-MASQ/)
-    expect(nat).not.toContain("TSCNI-PM-MASQ")
+    expect(nat).toMatch(/-A TSCNI-HP-[0-9A-F]{12} -s 127\.0\.0\.0\/8 -p tcp .*--dport 8091 -j KUBE-MARK-MASQ/)
+    expect(nat).not.toContain("TSCNI-HP-MASQ")
+    expect(nat).not.toContain("TSCNI-HPM-")
     expect(fetchIn(h.name, "http://127.0.0.1:8091/")).toBe("hello via kube's mark")
     expect(fetchIn(p1.name, "http://10.125.0.1:8091/")).toBe("hello via kube's mark")
     delPod(h, "pmk-c1", p1.path, r1, mappings, PORTMAP, BRIDGE, mode)
-    expect(iptablesState(h.name)).toBe(before)
+    expect(withoutEmptyChains(iptablesState(h.name))).toBe(before)
     p1.remove()
   }, 60_000)
 
