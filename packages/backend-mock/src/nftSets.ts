@@ -164,9 +164,14 @@ export const nftSetOperations = (state: KernelState) => {
         return [...found.rules]
       }),
 
+    // every table, the keyed ones and those rules of the older layout live in
     listNftTables: (netns: NetnsPath, prefix: string): Effect.Effect<ReadonlyArray<NftTableRef>, BackendError> =>
-      Effect.map(requireNetns(state, "listNftTables", netns), (ns) =>
-        [...ns.nftTables.values()].filter((table) => table.name.startsWith(prefix)).map((table) => ({ family: table.family, name: table.name }))),
+      Effect.map(requireNetns(state, "listNftTables", netns), (ns) => {
+        const tables = new Map<string, NftTableRef>()
+        for (const table of ns.nftTables.values()) tables.set(tableKey(table), { family: table.family, name: table.name })
+        for (const rule of ns.filterRules) tables.set(`${rule.family} ${rule.table}`, { family: rule.family, name: rule.table })
+        return [...tables.values()].filter((table) => table.name.startsWith(prefix))
+      }),
 
     deleteNftTable: (netns: NetnsPath, table: NftTableRef): Effect.Effect<void, BackendError> =>
       Effect.gen(function*() {

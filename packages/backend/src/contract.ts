@@ -693,6 +693,8 @@ export const runBackendContract = (
           ])
           // another family's table of the same name is another table
           expect(yield* backend.listFilterRules(a, { ...ct, family: "ip" })).toEqual([])
+          // the table's name is listed like any other
+          expect(yield* backend.listNftTables(a, "tscni-ct")).toEqual([ct])
           yield* backend.deleteFilterRules(a, { ...ct, family: "ip" }, "ct-owner-1")
           yield* backend.deleteFilterRules(a, ct, "ct-owner-1")
           expect((yield* backend.listFilterRules(a, ct)).map((r) => r.comment)).toEqual(["ct-owner-2"])

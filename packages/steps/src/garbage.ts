@@ -1,4 +1,5 @@
 import { Effect } from "effect"
+import { CheckFailed } from "@tscni/engine"
 import { Backend, type BackendError, type IptablesTable, iptablesTarget, type LinkInfo, type NftTableRef } from "@tscni/backend"
 import { attachmentKey } from "./attachment.ts"
 import { IP_FAMILIES } from "./iptablesPodChains.ts"
@@ -159,3 +160,27 @@ export const collectStaleLinks = (
       if (isOurs(link) && !validNames.has(link.name)) yield* ignoreNotFound(backend.deleteLink(netns, link.name))
     }
   })
+
+/**
+ * CHECK of a pod added before the keyed layout: its rules are in the old tables (or, with
+ * iptables, the old shared chains), not its elements. `check` failing is fine then, when
+ * the old layout still holds rules of the pod's owner.
+ */
+export const checkOrLegacy = <E, R>(
+  check: Effect.Effect<void, E | CheckFailed, R>,
+  legacy: { readonly netns: string; readonly owner: string; readonly tables?: ReadonlyArray<NftTableRef>; readonly iptables?: { readonly table: IptablesTable; readonly chains: ReadonlyArray<string> } }
+): Effect.Effect<void, E | CheckFailed | BackendError, R | Backend> =>
+  check.pipe(Effect.catchIf((error): error is CheckFailed => error instanceof CheckFailed, (failure) =>
+    Effect.gen(function*() {
+      const backend = yield* Backend
+      const present = legacy.tables === undefined ? [] : (yield* ignoreAbsent(backend.listNftTables(legacy.netns, "tscni-"))) ?? []
+      for (const table of legacy.tables ?? []) {
+        if (!present.some((p) => p.family === table.family && p.name === table.name)) continue
+        if ((yield* backend.listFilterRules(legacy.netns, table)).some((rule) => rule.comment === legacy.owner)) return
+      }
+      for (const family of legacy.iptables === undefined ? [] : IP_FAMILIES) {
+        const old = yield* ignoreAbsent(backend.listIptablesChains(legacy.netns, { family, table: legacy.iptables!.table, chains: legacy.iptables!.chains }))
+        if (old?.rules.some((rule) => rule.comment === legacy.owner) === true) return
+      }
+      return yield* Effect.fail(failure)
+    })))

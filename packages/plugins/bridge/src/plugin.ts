@@ -5,6 +5,7 @@ import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
 import {
+  checkOrLegacy,
   collectStaleFilterRules,
   collectStaleIptablesPodChains,
   collectStaleIptablesRules,
@@ -323,7 +324,12 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
   check: (request) =>
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)
-      yield* Pipeline.check(bridgePipeline, yield* handlesForCheck(request, settings))
+      yield* checkOrLegacy(Pipeline.check(bridgePipeline, yield* handlesForCheck(request, settings)), {
+        netns: HOST_NETNS,
+        owner: ruleOwner(settings.network, request.env.containerId, request.env.ifname),
+        tables: LEGACY_TABLES,
+        iptables: { table: "nat", chains: [LEGACY_MASQ_CHAIN] }
+      })
       yield* checkMac(request)
     }),
   del: (request) =>

@@ -372,6 +372,57 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
   })
 })
 
+describe("bridge: pods of the layout before keyed tables (an upgraded node)", () => {
+  /** The masquerade rule the old layout gave a pod, found by its owner comment. */
+  const legacyRule = (container: string, ip: string) => ({
+    family: "ip" as const,
+    table: "tscni-bridge",
+    chain: "postrouting",
+    rule: `ip saddr ${ip} ip daddr != 10.88.0.0/24 ip daddr != 224.0.0.0/4 masquerade`,
+    comment: ruleOwner("podnet", container, "eth0"),
+    baseChain: { type: "nat" as const, hook: "postrouting" as const, priority: 100 }
+  })
+  const legacyTable = { family: "ip", name: "tscni-bridge" } as const
+
+  test("CHECK passes on the old rules; DEL removes them (the old table with the last); GC removes stale ones", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const pods = []
+      for (const [container, ip] of [["c1", "10.88.0.2"], ["c2", "10.88.0.3"], ["c3", "10.88.0.4"]] as const) {
+        const ns = yield* pod(`p-${container}`)
+        const add = yield* invoke(env("ADD", container, ns), CONF)
+        expect(add.exitCode).toBe(0)
+        // as the old layout had it: no elements, a rule in the old table
+        yield* backend.deleteNftElements(HOST_NETNS, MASQ, masqOf(container, ip).map((line) => ({ set: line.split(" ")[0]!, key: line.slice(line.indexOf("{ ") + 2, line.indexOf(" }")) })))
+        yield* backend.addFilterRules(HOST_NETNS, [legacyRule(container, ip)])
+        pods.push({ container, ns, result: add.json })
+      }
+      expect(yield* masqElements).toEqual([])
+      const [p1, p2] = pods
+      expect((yield* invoke(env("CHECK", "c1", p1!.ns), { ...CONF, prevResult: p1!.result })).exitCode).toBe(0)
+      // without its rule, an old pod fails CHECK like a new one without its elements
+      yield* backend.deleteFilterRules(HOST_NETNS, legacyTable, ruleOwner("podnet", "c1", "eth0"))
+      expect((yield* invoke(env("CHECK", "c1", p1!.ns), { ...CONF, prevResult: p1!.result })).exitCode).toBe(1)
+      yield* backend.addFilterRules(HOST_NETNS, [legacyRule("c1", "10.88.0.2")])
+      expect((yield* invoke(env("DEL", "c1", p1!.ns), { ...CONF, prevResult: p1!.result })).exitCode).toBe(0)
+      expect((yield* backend.listFilterRules(HOST_NETNS, legacyTable)).map((r) => r.comment)).toEqual([
+        ruleOwner("podnet", "c2", "eth0"),
+        ruleOwner("podnet", "c3", "eth0")
+      ])
+      const gc = yield* invoke({ CNI_COMMAND: "GC", CNI_PATH: "/opt/cni/bin" }, {
+        ...CONF,
+        cniVersion: "1.1.0",
+        "cni.dev/valid-attachments": [{ containerID: "c2", ifname: "eth0" }]
+      })
+      expect(gc.exitCode).toBe(0)
+      expect((yield* backend.listFilterRules(HOST_NETNS, legacyTable)).map((r) => r.comment)).toEqual([ruleOwner("podnet", "c2", "eth0")])
+      expect((yield* invoke(env("DEL", "c2", p2!.ns), { ...CONF, prevResult: p2!.result })).exitCode).toBe(0)
+      expect(yield* backend.listFilterRules(HOST_NETNS, legacyTable)).toEqual([])
+    }))
+  })
+})
+
 describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
   const IPT = { ...CONF, ipMasqBackend: "iptables" }
   const nat = { family: 4, table: "nat" } as const

@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { collectStaleFilterRules, collectStaleNftElements, ignoreNotFound, nftElementsHandle, removeLegacyFilterRules } from "@tscni/steps"
+import { checkOrLegacy, collectStaleFilterRules, collectStaleNftElements, ignoreNotFound, nftElementsHandle, removeLegacyFilterRules } from "@tscni/steps"
 import { hostInterfaceNames, invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
 import { type FirewallSettings, firewallSettings } from "./config.ts"
 import { firewallTablePrefix, LEGACY_TABLE, networkTag, ruleOwner } from "./names.ts"
@@ -88,9 +88,12 @@ export const firewallPlugin: PluginDefinition<Backend> = {
       const addresses = prev === undefined ? [] : podAddresses(prev)
       if (prev === undefined || addresses.length === 0) return
       const bridge = settings.ingressPolicy === "same-bridge" ? yield* findBridge(prev) : undefined
-      yield* Pipeline.check(firewallPipeline, {
-        pod: nftElementsHandle(HOST_NETNS, tableOf(settings, bridge), ownerOf(request, settings), firewallElements(addresses))
-      })
+      const owner = ownerOf(request, settings)
+      // a pod added before the keyed layout passes with its rules in the old table
+      yield* checkOrLegacy(
+        Pipeline.check(firewallPipeline, { pod: nftElementsHandle(HOST_NETNS, tableOf(settings, bridge), owner, firewallElements(addresses)) }),
+        { netns: HOST_NETNS, owner, tables: [LEGACY_TABLE] }
+      )
     }),
   del: (request) =>
     Effect.gen(function*() {

@@ -5,6 +5,7 @@ import { contains, parseCidr, parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import {
   attachmentKey,
+  checkOrLegacy,
   collectStaleFilterRules,
   collectStaleIptablesPodChains,
   collectStaleIptablesRules,
@@ -100,12 +101,14 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       const settings = yield* portmapSettings(request)
       if (settings.mappings.length === 0) return
       const owner = ownerOf(request, settings)
+      // a pod added before the keyed layout passes with its rules in the old tables or chains
+      const legacy = { netns: HOST_NETNS, owner, tables: LEGACY_TABLES, iptables: { table: "nat" as const, chains: LEGACY_CHAINS } }
       if (settings.backend === "iptables") {
         const batches = portmapPodBatches(settings, podAddresses(request.prevResult), owner, chainsOf(request))
-        return yield* Pipeline.check(portmapPipeline, { iptablesChains: batches.map((batch) => iptablesPodChainsHandle(HOST_NETNS, batch)) })
+        return yield* checkOrLegacy(Pipeline.check(portmapPipeline, { iptablesChains: batches.map((batch) => iptablesPodChainsHandle(HOST_NETNS, batch)) }), legacy)
       }
       const elements = portmapElements(settings, podIps(request.prevResult))
-      yield* Pipeline.check(portmapPipeline, { mappings: nftElementsHandle(HOST_NETNS, portmapTable(settings), owner, elements) })
+      yield* checkOrLegacy(Pipeline.check(portmapPipeline, { mappings: nftElementsHandle(HOST_NETNS, portmapTable(settings), owner, elements) }), legacy)
     }),
   // By key when the runtime says which mappings the pod has (and prevResult its addresses);
   // found by owner comment otherwise (a runtime may omit them on DEL).
