@@ -9,6 +9,7 @@ import { afterAll, describe, expect, test } from "bun:test"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { BIN_DIR, binary, kernelFaultSweep, freshNetns, type PluginRun } from "./harness.ts"
+import { fetchIn, serveIn } from "./traffic.ts"
 import { execIn, freshHost, observe, observeAfterDel, type TestHost } from "./hostns.ts"
 
 type Json = Record<string, any>
@@ -62,21 +63,6 @@ const writeConf = (h: TestHost, conf: Json) => {
   writeFileSync(`${h.dir}/net.d/10-chain.conflist`, JSON.stringify(conf))
 }
 
-const serveIn = async (netns: string, port: number, body: string) => {
-  const proc = Bun.spawn(["ip", "netns", "exec", netns, "bun", "-e",
-    `Bun.serve({ port: ${port}, hostname: "0.0.0.0", fetch: () => new Response(${JSON.stringify(body)}) }); console.log("ready")`
-  ], { stdout: "pipe", stderr: "pipe" })
-  cleanups.push(() => proc.kill())
-  await proc.stdout.getReader().read()
-  return proc
-}
-
-const fetchIn = (netns: string, url: string): string => {
-  const out = Bun.spawnSync(["ip", "netns", "exec", netns, "bun", "-e",
-    `const r = await fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }); console.log(await r.text())`
-  ], { stdout: "pipe", stderr: "pipe" })
-  return out.exitCode === 0 ? out.stdout.toString().trim() : "failed"
-}
 
 const read = (netns: string, argv: Array<string>): string => Bun.spawnSync(["ip", "netns", "exec", netns, ...argv]).stdout.toString()
 
@@ -116,7 +102,7 @@ describe("the full chain through the cni CLI", () => {
     expect(names.some((n) => n.startsWith("bwp"))).toBe(true)
     expect((result.ips as Array<Json>)[0]!.address).toBe("10.126.0.2/24")
 
-    await serveIn(p1.name, 80, "hello through the chain")
+    await serveIn(cleanups, p1.name, 80, "hello through the chain")
     expect(fetchIn(h.name, "http://127.0.0.1:8085/")).toBe("hello through the chain")
     expect(fetchIn(h.name, "http://10.126.0.1:8085/")).toBe("hello through the chain")
     expect(fetchIn(p2.name, "http://10.126.0.1:8085/")).toBe("hello through the chain")
@@ -160,7 +146,7 @@ describe("chained after the reference bridge", () => {
       "chainnet", p.path
     ])
     expect({ code: add.exitCode, failed: add.stderr.includes("failed") }).toEqual({ code: 0, failed: false })
-    await serveIn(p.name, 80, "reference bridge, our chain")
+    await serveIn(cleanups, p.name, 80, "reference bridge, our chain")
     expect(fetchIn(h.name, "http://10.126.0.1:8086/")).toBe("reference bridge, our chain")
     expect(JSON.parse(read(h.name, ["tc", "-j", "qdisc", "show"])).filter((q: Json) => q.kind === "tbf")).toHaveLength(2)
     expect(run("check", ["chainnet", p.path]).exitCode).toBe(0)

@@ -200,6 +200,23 @@ export const withoutEmptyChains = (save: string): string => {
   }).join("\n")
 }
 
+/**
+ * iptables-save and ip6tables-save of a namespace, as they compare: without the timestamp
+ * comments and the counters, and without tables that hold nothing but their empty
+ * built-in chains (iptables cannot remove a table once something created it);
+ * `withoutEmptyChains`: after the last pod's DEL (see withoutEmptyChains).
+ */
+export const iptablesState = (netns: string, options: { readonly withoutEmptyChains?: boolean } = {}): string =>
+  ["iptables-save", "ip6tables-save"].map((tool) => {
+    const blocks = Bun.spawnSync(["ip", "netns", "exec", netns, tool]).stdout.toString().split(/^COMMIT$/m)
+    return blocks
+      .map((block) => options.withoutEmptyChains === true ? withoutEmptyChains(block) : block)
+      .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => line.replace(/ \[\d+:\d+\]$/, "")))
+      .filter((lines) => lines.some((line) => !line.startsWith("*") && !/^:[A-Z]+ ACCEPT$/.test(line)))
+      .map((lines) => lines.join("\n"))
+      .join("\nCOMMIT\n")
+  }).join("\n---\n")
+
 /** observe() of a node after its pods' DEL: the same, but for tscni's tables left empty (see withoutEmptyTables). */
 export const observeAfterDel = (netns: string): string => {
   const observed = JSON.parse(observe(netns)) as { nft: string }

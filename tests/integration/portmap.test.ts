@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { binary, kernelFaultSweep, freshNetns, podEnv } from "./harness.ts"
 import { resolve } from "node:path"
-import { execIn, freshHost, hostSysctls, observe, observeAfterDel, restoreHostSysctls, settle, type TestHost, withoutEmptyChains } from "./hostns.ts"
+import { fetchIn, serveIn } from "./traffic.ts"
+import { execIn, freshHost, hostSysctls, iptablesState, observe, observeAfterDel, restoreHostSysctls, settle, type TestHost } from "./hostns.ts"
 
 const DRIVER = resolve(import.meta.dir, "fault-driver.ts")
 
@@ -37,24 +38,6 @@ const portmapConf = (mappings: Array<Json>, prevResult: Json | undefined, extra:
   ...extra
 })
 
-/** A small HTTP server inside a namespace, ended by PID when the file's tests end. */
-const serveIn = async (netns: string, port: number, body: string, hostname = "0.0.0.0") => {
-  const proc = Bun.spawn(["ip", "netns", "exec", netns, "bun", "-e",
-    `Bun.serve({ port: ${port}, hostname: ${JSON.stringify(hostname)}, fetch: () => new Response(${JSON.stringify(body)}) }); console.log("ready")`
-  ], { stdout: "pipe", stderr: "pipe" })
-  cleanups.push(() => proc.kill())
-  const reader = proc.stdout.getReader()
-  await reader.read() // "ready"
-  return proc
-}
-
-/** GET from inside a namespace (bounded: one request, 3 s). */
-const fetchIn = (netns: string, url: string): string => {
-  const out = Bun.spawnSync(["ip", "netns", "exec", netns, "bun", "-e",
-    `const r = await fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }); console.log(await r.text())`
-  ], { stdout: "pipe", stderr: "pipe" })
-  return out.exitCode === 0 ? out.stdout.toString().trim() : `failed: ${out.stderr.toString().split("\n")[0]}`
-}
 
 /** Extra keys for a host that needs iptables: the bridge's masquerade and portmap's rules both there. */
 interface Mode {
@@ -82,21 +65,6 @@ const inNetns = (netns: string, ...argv: Array<string>): string => {
   if (out.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${out.stderr.toString()}`)
   return out.stdout.toString()
 }
-
-/**
- * iptables-save and ip6tables-save of a namespace, as they compare: without the timestamp
- * comments and the counters, and without tables that hold nothing but their empty
- * built-in chains (iptables cannot remove a table once something created it).
- */
-const iptablesState = (netns: string): string =>
-  ["iptables-save", "ip6tables-save"].map((tool) => {
-    const blocks = inNetns(netns, tool).split(/^COMMIT$/m)
-    return blocks
-      .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith("#")).map((line) => line.replace(/ \[\d+:\d+\]$/, "")))
-      .filter((lines) => lines.some((line) => !line.startsWith("*") && !/^:[A-Z]+ ACCEPT$/.test(line)))
-      .map((lines) => lines.join("\n"))
-      .join("\nCOMMIT\n")
-  }).join("\n---\n")
 
 /** observe() without nft's listing: with iptables-nft, iptables tables show up there too (see iptablesState). */
 const observeHost = (netns: string): string => {
@@ -144,7 +112,7 @@ describe("portmap on the real kernel", () => {
     const mappings = [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }]
     const r1 = addPod(h, "pm-c1", p1.path, mappings)
     const r2 = addPod(h, "pm-c2", p2.path, [])
-    await serveIn(p1.name, 80, "hello from pod 1")
+    await serveIn(cleanups, p1.name, 80, "hello from pod 1")
 
     expect(fetchIn(h.name, "http://127.0.0.1:8080/")).toBe("hello from pod 1")
     expect(fetchIn(h.name, "http://10.125.0.1:8080/")).toBe("hello from pod 1")
@@ -222,8 +190,8 @@ describe("portmap on the real kernel", () => {
     const conf = JSON.stringify(portmapConf(mappings, bridged.json, nftables))
     expect(portmapFaultSweep(h, p, "pmn-c2", conf)).toBeGreaterThan(2)
     // the first pod's mapping still answers; the second pod's, added for real, on both families
-    await serveIn(first.name, 80, "first")
-    await serveIn(p.name, 80, "second", "::")
+    await serveIn(cleanups, first.name, 80, "first")
+    await serveIn(cleanups, p.name, 80, "second", "::")
     expect(fetchIn(h.name, "http://10.125.1.1:8096/")).toBe("first")
     expect(execIn(h, PORTMAP, podEnv("ADD", "pmn-c2", p.path), conf).exitCode).toBe(0)
     expect([fetchIn(h.name, "http://10.125.1.1:8094/"), fetchIn(h.name, "http://[fd12:3460::1]:8095/")]).toEqual(["second", "second"])
@@ -241,7 +209,7 @@ describe("portmap on the real kernel", () => {
     for (const [portmap, bridge, label] of [[REFERENCE_PORTMAP, BRIDGE, "ref portmap"], [PORTMAP, REFERENCE_BRIDGE, "ref bridge"]] as const) {
       const p = freshNetns()
       const result = addPod(h, `pm-mix-${label.replace(" ", "-")}`, p.path, mappings, portmap, bridge)
-      const server = await serveIn(p.name, 80, `hello ${label}`)
+      const server = await serveIn(cleanups, p.name, 80, `hello ${label}`)
       expect(fetchIn(h.name, "http://10.125.0.1:8081/")).toBe(`hello ${label}`)
       server.kill()
       delPod(h, `pm-mix-${label.replace(" ", "-")}`, p.path, result, mappings, portmap, bridge)
@@ -261,7 +229,7 @@ describe("portmap on the real kernel", () => {
     const mappings = [{ hostPort: 8090, containerPort: 80, protocol: "tcp" }]
     const r1 = addPod(h, "pmi-c1", p1.path, mappings, PORTMAP, BRIDGE, IPTABLES)
     const r2 = addPod(h, "pmi-c2", p2.path, [], PORTMAP, BRIDGE, IPTABLES)
-    await serveIn(p1.name, 80, "hello over iptables")
+    await serveIn(cleanups, p1.name, 80, "hello over iptables")
 
     // observed with iptables-save, not with tscni
     const nat = inNetns(h.name, "iptables-save", "-t", "nat")
@@ -289,7 +257,7 @@ describe("portmap on the real kernel", () => {
     expect(inNetns(h.name, "iptables-save", "-t", "nat")).not.toMatch(/TSCNI-HPM?-[0-9A-F]{12}/)
     delPod(h, "pmi-c2", p2.path, r2, [], PORTMAP, BRIDGE, IPTABLES)
     // as before, but for the shared chains (empty) the first pod made
-    expect({ host: observeHost(h.name), iptables: withoutEmptyChains(iptablesState(h.name)) }).toEqual(before)
+    expect({ host: observeHost(h.name), iptables: iptablesState(h.name, { withoutEmptyChains: true }) }).toEqual(before)
     expect(iptablesState(h.name)).toContain("-A POSTROUTING -s 192.0.2.0/24 -j MASQUERADE")
     p1.remove()
     p2.remove()
@@ -309,7 +277,7 @@ describe("portmap on the real kernel", () => {
     const mappings = [{ hostPort: 8091, containerPort: 80, protocol: "tcp" }]
     const mode: Mode = { bridge: { ipMasqBackend: "iptables" }, portmap: { externalSetMarkChain: "KUBE-MARK-MASQ" } }
     const r1 = addPod(h, "pmk-c1", p1.path, mappings, PORTMAP, BRIDGE, mode)
-    await serveIn(p1.name, 80, "hello via kube's mark")
+    await serveIn(cleanups, p1.name, 80, "hello via kube's mark")
     const nat = inNetns(h.name, "iptables-save", "-t", "nat")
     expect(nat).toMatch(/-A TSCNI-HP-[0-9A-F]{12} -s 127\.0\.0\.0\/8 -p tcp .*--dport 8091 -j KUBE-MARK-MASQ/)
     expect(nat).not.toContain("TSCNI-HP-MASQ")
@@ -317,7 +285,7 @@ describe("portmap on the real kernel", () => {
     expect(fetchIn(h.name, "http://127.0.0.1:8091/")).toBe("hello via kube's mark")
     expect(fetchIn(p1.name, "http://10.125.0.1:8091/")).toBe("hello via kube's mark")
     delPod(h, "pmk-c1", p1.path, r1, mappings, PORTMAP, BRIDGE, mode)
-    expect(withoutEmptyChains(iptablesState(h.name))).toBe(before)
+    expect(iptablesState(h.name, { withoutEmptyChains: true })).toBe(before)
     p1.remove()
   }, 60_000)
 

@@ -206,6 +206,9 @@ export const nftElements = makeStep<NftElementsInput, NftElementsHandle, Backend
   check: (handle) =>
     Effect.gen(function*() {
       const backend = yield* Backend
+      const tables = yield* backend.listNftTables(handle.netns, handle.table.name)
+      yield* ensure(STEP, tables.some((t) => t.family === handle.table.family && t.name === handle.table.name), () =>
+        `table ${handle.table.family} ${handle.table.name} is missing`)
       for (const chain of handle.table.chains) {
         const rules = yield* backend.listNftChainRules(handle.netns, handle.table, chain.name)
         yield* ensure(STEP, rules.length === chain.rules.length, () =>
