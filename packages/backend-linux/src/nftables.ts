@@ -59,6 +59,9 @@ export const namespacesWithContexts = (): ReadonlyArray<string> => [...contexts.
 const readBuffer = (pointer: ReturnType<Library["symbols"]["nft_ctx_get_output_buffer"]>): string =>
   pointer === null ? "" : new CString(pointer).toString()
 
+/** How often a script whose listing another writer interrupted is run again (each try is sub-millisecond). */
+const INTERRUPTED_RETRIES = 20
+
 /**
  * Runs an nft script inside the namespace (synchronously: the library's netlink socket is
  * opened and used there). Returns stdout; throws KernelCallFailed with nft's error text.
@@ -78,9 +81,17 @@ export const runNft = (netns: string, operation: string, script: string): string
       contexts.set(netns, { context: created, identity })
       context = created
     }
-    const status = symbols.nft_run_cmd_from_buffer(context, Buffer.from(script + "\0"))
-    const output = readBuffer(symbols.nft_ctx_get_output_buffer(context))
-    const errors = readBuffer(symbols.nft_ctx_get_error_buffer(context))
+    const input = Buffer.from(script + "\0")
+    let status = symbols.nft_run_cmd_from_buffer(context, input)
+    let output = readBuffer(symbols.nft_ctx_get_output_buffer(context))
+    let errors = readBuffer(symbols.nft_ctx_get_error_buffer(context))
+    // A netlink dump another writer interrupted (NLM_F_DUMP_INTR) fails with EINTR before
+    // anything is sent: run the script again, a few times.
+    for (let retry = 0; status !== 0 && retry < INTERRUPTED_RETRIES && /Interrupted system call/.test(errors); retry++) {
+      status = symbols.nft_run_cmd_from_buffer(context, input)
+      output = readBuffer(symbols.nft_ctx_get_output_buffer(context))
+      errors = readBuffer(symbols.nft_ctx_get_error_buffer(context))
+    }
     if (status !== 0) {
       const text = errors.trim()
       const reason = /No such file or directory/.test(text) ? "NotFound" : /File exists/.test(text) ? "AlreadyExists" : /busy/i.test(text) ? "Busy" : "Invalid"
