@@ -49,10 +49,17 @@ describe("deploy/daemonset.yaml", () => {
     expect(at(binding, "subjects", 0)).toEqual({ kind: "ServiceAccount", name: "tscni", namespace: "kube-system" })
   })
 
-  test("then a pause container", () => {
+  test("then the agent, chrooted into the host's root (propagated mounts), on the host's PIDs, probed on /healthz and /readyz", () => {
     const containers = pod.containers as ReadonlyArray<Json>
     expect(containers).toHaveLength(1)
-    expect(String(containers[0]?.image)).toMatch(/pause/)
+    const agent = containers[0] as Json
+    expect(agent.command).toEqual(["chroot", "/host", "/opt/cni/bin/tscni", "agent", "--socket", "/run/tscni/daemon.sock", "--health-listen", "127.0.0.1:9402"])
+    expect(pod.hostPID).toBe(true)
+    const mount = (agent.volumeMounts as ReadonlyArray<Json>).find((m) => m.mountPath === "/host") as Json
+    expect(mount.mountPropagation).toBe("HostToContainer")
+    expect(at((pod.volumes as ReadonlyArray<Json>).find((v) => v.name === mount.name), "hostPath", "path")).toBe("/")
+    expect(at(agent, "livenessProbe", "httpGet")).toEqual({ host: "127.0.0.1", path: "/healthz", port: 9402 })
+    expect(at(agent, "readinessProbe", "httpGet")).toEqual({ host: "127.0.0.1", path: "/readyz", port: 9402 })
   })
 })
 

@@ -1,5 +1,5 @@
 /**
- * `tscni daemon [--socket PATH]`: the resident tscni. Serves the calls the multicall binary
+ * The resident tscni's call server (run by `tscni agent`, ./agent.ts). Serves the calls the multicall binary
  * forwards (./forward.ts) with the same plugins, bound to the same layers, as a plugin
  * process would run them — only warm: no process start, no module loading, no cold code
  * per call (docs/bench/resident.md). Each call is an Effect fiber with its caller's
@@ -68,13 +68,22 @@ const fallback = (socket: Socket<Connection>, why: string): void => {
   sendLine(socket, { fallback: why }, true)
 }
 
-const log = (line: string) => process.stderr.write(`tscni daemon: ${line}\n`)
+const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
 
-/** Parses `--socket PATH` (the only option). */
-const socketPathOf = (args: ReadonlyArray<string>): string => {
-  const at = args.indexOf("--socket")
-  return at >= 0 && args[at + 1] !== undefined ? args[at + 1]! : process.env.TSCNI_DAEMON_SOCKET ?? DEFAULT_SOCKET
+/** What the server tells its owner (the agent's metrics): each call served, each refused. */
+export interface DaemonHooks {
+  readonly served?: (call: { readonly plugin: string; readonly command: string; readonly exitCode: number; readonly seconds: number }) => void
+  readonly fellBack?: (why: string) => void
 }
+
+/** A call server that is listening; `stop` lets the calls it holds finish, then removes its socket. */
+export interface RunningDaemon {
+  readonly path: string
+  readonly stop: () => Promise<void>
+}
+
+/** Where the calls are served: `TSCNI_DAEMON_SOCKET`, else DEFAULT_SOCKET. */
+export const defaultSocketPath = (): string => process.env.TSCNI_DAEMON_SOCKET ?? DEFAULT_SOCKET
 
 /** Refuses to start over a live daemon; removes the socket file a dead one left. */
 const claimSocketPath = async (path: string): Promise<void> => {
@@ -91,9 +100,8 @@ const claimSocketPath = async (path: string): Promise<void> => {
   }
 }
 
-/** Runs the daemon until SIGTERM/SIGINT; then finishes the calls it holds and removes its socket. */
-export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader): Promise<void> => {
-  const path = socketPathOf(args)
+/** Starts serving calls on `path` (refusing to take over a live server's socket). */
+export const startDaemon = async (path: string, load: PluginLoader, hooks: DaemonHooks = {}): Promise<RunningDaemon> => {
   await claimSocketPath(path)
   /** calls read and not yet finished (loading, waiting for `go`, or running) */
   let held = 0
@@ -103,9 +111,18 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
 
   const accept = async (socket: Socket<Connection>, call: ForwardedCall): Promise<void> => {
     const refused = stopping ? "the daemon is stopping" : refusal(call, await viewOf(call.env.CNI_NETNS ?? ""))
-    if (refused !== undefined) return fallback(socket, refused)
-    const bound = await load(call.plugin).catch(() => undefined)
-    if (bound === undefined) return fallback(socket, `no plugin ${call.plugin}`)
+    if (refused !== undefined) {
+      hooks.fellBack?.(refused)
+      return fallback(socket, refused)
+    }
+    const bound = await load(call.plugin).catch((error: unknown) => {
+      log(`loading plugin ${call.plugin}: ${error instanceof Error ? error.message : String(error)}`)
+      return undefined
+    })
+    if (bound === undefined) {
+      hooks.fellBack?.(`no plugin ${call.plugin}`)
+      return fallback(socket, `no plugin ${call.plugin}`)
+    }
     if (socket.data.closed) return
     socket.data.call = { call, bound }
     sendLine(socket, { ready: true }, false)
@@ -118,6 +135,7 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
     const podNetns = call.env.CNI_NETNS ?? ""
     podCalls.set(podNetns, (podCalls.get(podNetns) ?? 0) + 1)
     const lines: Array<string> = []
+    const started = performance.now()
     const fiber = Effect.runFork(
       bound.invoke(
         { env: call.env, stdin: Effect.succeed(call.stdin) },
@@ -126,6 +144,9 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
     )
     socket.data.fiber = fiber
     const exit = await Effect.runPromise(Fiber.await(fiber))
+    if (Exit.isSuccess(exit)) {
+      hooks.served?.({ plugin: bound.name, command: call.env.CNI_COMMAND ?? "", exitCode: exit.value.exitCode, seconds: (performance.now() - started) / 1000 })
+    }
     if (Exit.isSuccess(exit) && !socket.data.closed) {
       socket.data.answered = true
       sendLine(socket, { ...exit.value, stderr: lines.join("") }, true)
@@ -151,14 +172,6 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
     held--
     if (held === 0) releaseNamespaceResources()
   }
-
-  // stopping is armed before the socket exists: whoever sees the socket may already signal
-  let stopRequested: () => void = () => {}
-  const stopped = new Promise<void>((resolve) => {
-    stopRequested = resolve
-  })
-  process.once("SIGTERM", () => stopRequested())
-  process.once("SIGINT", () => stopRequested())
 
   // only root may hand the daemon calls that act as root; the mask is the socket's alone
   const umask = process.umask(0o077)
@@ -223,19 +236,20 @@ export const runDaemon = async (args: ReadonlyArray<string>, load: PluginLoader)
     }
   })
   process.umask(umask)
-  log(`listening on ${path} (build ${BUILD_ID}, pid ${process.pid})`)
+  log(`serving calls on ${path} (build ${BUILD_ID}, pid ${process.pid})`)
 
-  await stopped
-  // calls read from now on are sent back to run in their callers; those held finish
-  stopping = true
-  while (held > 0) await Bun.sleep(20)
-  server.stop(false)
-  // connections that never sent a call would keep the process alive; answers still being sent finish
-  for (const socket of connections) if (!socket.data.started && !socket.data.closeWhenSent) socket.end()
-  try {
-    unlinkSync(path)
-  } catch {
-    // already gone
+  const stop = async (): Promise<void> => {
+    // calls read from now on are sent back to run in their callers; those held finish
+    stopping = true
+    while (held > 0) await Bun.sleep(20)
+    server.stop(false)
+    // connections that never sent a call would keep the process alive; answers still being sent finish
+    for (const socket of connections) if (!socket.data.started && !socket.data.closeWhenSent) socket.end()
+    try {
+      unlinkSync(path)
+    } catch {
+      // already gone
+    }
   }
-  log("stopped")
+  return { path, stop }
 }
