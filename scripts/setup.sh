@@ -3,6 +3,8 @@
 # Bun from the npm registry, iproute2 from Debian, dependencies from bun.lock, then the
 # compiled plugins in dist/bin. Safe to run again: it skips what is already there.
 set -euo pipefail
+# turbo prints a telemetry notice otherwise, in the middle of the demo's output
+export TURBO_TELEMETRY_DISABLED=1
 cd "$(dirname "$0")/.."
 
 BUN_VERSION=1.4.5
