@@ -23,7 +23,8 @@ export const NetworkName = Schema.String.pipe(
 )
 
 /** The `ipam` section: a delegate `type` plus whatever that IPAM plugin understands. */
-const IpamConf = Schema.StructWithRest(Schema.Struct({ type: Schema.String }), Rest)
+/** `type` may be absent: `"ipam": {}` is how the reference plugins spell "no IPAM" (an L2-only bridge). */
+const IpamConf = Schema.StructWithRest(Schema.Struct({ type: Schema.optionalKey(Schema.String) }), Rest)
 
 /** The `dns` section of a config (same keys as a result's dns; extras kept). */
 const DnsConf = Schema.StructWithRest(

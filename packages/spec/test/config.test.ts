@@ -88,7 +88,9 @@ describe("NetConf", () => {
     expect(fail(decodeNetConf({ ...bridgeConf, name: "-bad" }))).toMatchObject({ code: 7 })
     expect(fail(decodeNetConf({ ...bridgeConf, name: "-bad" })).msg).toStartWith("name: ")
     expect(fail(decodeNetConf({ ...bridgeConf, type: 3 })).msg).toStartWith("type: ")
-    expect(fail(decodeNetConf({ ...bridgeConf, ipam: { subnet: "x" } })).msg).toBe("ipam.type: missing")
+    // an ipam section without a type is the reference's way to say "no IPAM" (an L2-only bridge)
+    expect(ok(decodeNetConf({ ...bridgeConf, ipam: {} })).ipam).toEqual({})
+    expect(fail(decodeNetConf({ ...bridgeConf, ipam: { type: 7 } })).msg).toStartWith("ipam.type: ")
     expect(fail(decodeNetConf({ ...bridgeConf, capabilities: { ips: "yes" } })).msg).toStartWith("capabilities.ips: ")
     expect(fail(decodeNetConf({ ...bridgeConf, dns: { nameservers: ["a", 1] } })).msg).toStartWith(
       "dns.nameservers[1]: "

@@ -67,6 +67,9 @@ const planStep = derive("planAddresses", AddressPlan, (input: { readonly bridge:
 
 const hasIpv6 = (result: Result | undefined): boolean => (result?.ips ?? []).some((ip) => ip.address.includes(":"))
 
+/** The pod interface's arp_notify switch. */
+export const arpNotifyKey = (ifname: string): string => sysctlKey("net", "ipv4", "conf", ifname, "arp_notify")
+
 /** Host sysctls a gateway needs; set only when present here (bridge-nf needs br_netfilter). */
 export const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
 
@@ -120,6 +123,11 @@ export const bridgePipeline = Pipeline.make<BridgeInput>("bridge")
       key: sysctlKey("net", "ipv6", "conf", input.ifname, "accept_dad"),
       value: "0"
     })))
+  // a pod given an address another pod had announces its MAC (gratuitous ARP on up and on
+  // address changes), so neighbours stop sending to the old one; as the reference does
+  // whenever IPAM configured the interface
+  .optionalStep("arpNotify", setSysctl, (input, handles) =>
+    skipUnless(handles.plan.addresses.length > 0, () => ({ netns: input.netns, key: arpNotifyKey(input.ifname), value: "1" })))
   .step("addresses", eachOf(addAddress), (input, handles) =>
     handles.plan.addresses.map((cidr) => ({ netns: input.netns, link: input.ifname, cidr })))
   .optionalStep("podUp", linkUp, (input) =>

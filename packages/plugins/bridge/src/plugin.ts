@@ -43,7 +43,7 @@ import {
   ruleOwner,
   vethAliasPrefix
 } from "./names.ts"
-import { BRIDGE_NF, type BridgeInput, bridgePipeline, ipamRequest } from "./pipeline.ts"
+import { arpNotifyKey, BRIDGE_NF, type BridgeInput, bridgePipeline, ipamRequest } from "./pipeline.ts"
 import { planAddresses } from "./plan.ts"
 
 type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
@@ -239,6 +239,7 @@ const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
       port: { netns: HOST_NETNS, link: hostVeth, bridge: settings.bridge, hairpin: settings.hairpinMode, isolated: settings.portIsolation },
       hostUp: { netns: HOST_NETNS, link: hostVeth, wasUp: false },
       addresses: plan.addresses.map((cidr) => ({ netns, link: ifname, cidr, created: true })),
+      ...(plan.addresses.length > 0 ? { arpNotify: { netns, key: arpNotifyKey(ifname), value: "1", previous: "0", restoreOnUndo: true } } : {}),
       routes: plan.routes.map((route) => ({ netns, route })),
       gateways: plan.gateways.map((cidr) => ({ netns: HOST_NETNS, bridge: settings.bridge, cidr, created: false, replaced: [] })),
       ...(settings.disableContainerInterface ? {} : { podUp: { netns, link: ifname, wasUp: false } }),

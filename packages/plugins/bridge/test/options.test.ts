@@ -4,6 +4,7 @@ import { Backend, HOST_NETNS } from "@tscni/backend"
 import * as MockBackend from "@tscni/backend-mock"
 import { handleInvocation } from "@tscni/skel"
 import { makeFakeIpam } from "@tscni/steps/testing/fakeIpam"
+import type { PluginExec } from "@tscni/steps"
 import { makeFakePluginExec } from "@tscni/steps/testing/fakePluginExec"
 import { hostVethName, macSpoofTable } from "../src/index.ts"
 import { bridgePlugin } from "../src/plugin.ts"
@@ -13,7 +14,7 @@ type Json = Record<string, any>
 const BASE = { cniVersion: "1.0.0", name: "opts", type: "bridge", bridge: "br-opts", ipam: { type: "fake-ipam" } }
 
 /** ADD one pod with `extra` keys on a fresh mock kernel and hand the kernel to `inspect`. */
-const addWith = (extra: Json, inspect: (ns: string, result: Json) => Effect.Effect<void, unknown, Backend>) => {
+const addWith = (extra: Json, inspect: (ns: string, result: Json) => Effect.Effect<void, unknown, Backend | PluginExec>) => {
   const ipam = makeFakeIpam("10.77.0")
   const layer = Layer.mergeAll(MockBackend.layer, makeFakePluginExec({ "fake-ipam": ipam.plugin }).layer)
   return Effect.runPromise(Effect.gen(function*() {
@@ -61,7 +62,25 @@ describe("bridge options", () => {
       expect(result.ips).toEqual([])
       expect(yield* backend.listAddresses(ns, "eth0")).toEqual([])
       expect((yield* backend.getLink(ns, "eth0")).up).toBe(true)
+      // nothing to announce: arp_notify stays as the kernel made it (as with the reference)
+      expect(yield* backend.readSysctl(ns, "net.ipv4.conf.eth0.arp_notify")).toBe("0")
     })))
+
+  for (const [label, extra] of [["with a gateway", { isGateway: true }], ["without one", {}]] as const) {
+    test(`arp_notify is on for the pod interface ${label}, and CHECK finds it turned off`, () =>
+      addWith(extra, (ns, result) => Effect.gen(function*() {
+        const backend = yield* Backend
+        expect(yield* backend.readSysctl(ns, "net.ipv4.conf.eth0.arp_notify")).toBe("1")
+        const check = () => handleInvocation(bridgePlugin, {
+          env: { CNI_COMMAND: "CHECK", CNI_CONTAINERID: "c1", CNI_NETNS: ns, CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" },
+          stdin: Effect.succeed(JSON.stringify({ ...BASE, ...extra, prevResult: result }))
+        })
+        expect((yield* check()).exitCode).toBe(0)
+        yield* backend.writeSysctl(ns, "net.ipv4.conf.eth0.arp_notify", "0")
+        const broken = yield* check()
+        expect([broken.exitCode, broken.stdout]).toEqual([1, expect.stringContaining("arp_notify")])
+      })))
+  }
 
   test("disableContainerInterface leaves the pod interface down", () =>
     addWith({ ipam: undefined, disableContainerInterface: true }, (ns) => Effect.gen(function*() {
