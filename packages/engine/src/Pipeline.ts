@@ -171,16 +171,22 @@ export const encodeHandles = <In, H extends Record<string, unknown>, E, R>(
   return encoded
 }
 
-/** Decodes what encodeHandles produced; entries that do not decode are dropped (DEL stays tolerant). */
+/**
+ * Decodes what encodeHandles produced. Entries that do not decode are not dropped in
+ * silence: they are returned in `undecodable` (step key and why), for the caller to decide
+ * what a DEL without them may do (an undo it cannot run is restore data lost).
+ */
 export const decodeHandles = <In, H extends Record<string, unknown>, E, R>(
   pipeline: Pipeline<In, H, E, R>,
   encoded: Record<string, unknown>
-): Partial<H> => {
+): { readonly handles: Partial<H>; readonly undecodable: ReadonlyArray<UndoFailure> } => {
   const handles: Record<string, unknown> = {}
+  const undecodable: Array<UndoFailure> = []
   for (const entry of pipeline.entries) {
     if (!(entry.key in encoded)) continue
     const decoded = Schema.decodeUnknownExit(entry.step.handle)(encoded[entry.key])
     if (Exit.isSuccess(decoded)) handles[entry.key] = decoded.value
+    else undecodable.push({ step: entry.key, message: describe(decoded.cause) })
   }
-  return handles as Partial<H>
+  return { handles: handles as Partial<H>, undecodable }
 }

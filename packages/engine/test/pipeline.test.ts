@@ -140,11 +140,14 @@ describe("Pipeline.check (CHECK)", () => {
 })
 
 describe("handles round trip", () => {
-  test("encodeHandles / decodeHandles; undecodable entries are dropped", () => {
+  test("encodeHandles / decodeHandles; undecodable entries are named, not dropped in silence", () => {
     const pipeline = threeSteps(addItem(new World()))
     const encoded = Pipeline.encodeHandles(pipeline, { a: { name: "a" }, c: { name: "c" } })
     expect(JSON.parse(JSON.stringify(encoded))).toEqual({ a: { name: "a" }, c: { name: "c" } })
-    expect(Pipeline.decodeHandles(pipeline, { ...encoded, b: { nope: 1 } })).toEqual({ a: { name: "a" }, c: { name: "c" } })
+    expect(Pipeline.decodeHandles(pipeline, encoded)).toEqual({ handles: { a: { name: "a" }, c: { name: "c" } }, undecodable: [] })
+    const broken = Pipeline.decodeHandles(pipeline, { ...encoded, b: { nope: 1 } })
+    expect(broken.handles).toEqual({ a: { name: "a" }, c: { name: "c" } })
+    expect(broken.undecodable).toEqual([{ step: "b", message: expect.stringContaining("name") }])
   })
 })
 

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { Backend } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { inSandbox, invalidConfig, type Result, validAttachments } from "@tscni/spec"
+import { inSandbox, invalidConfig, ioFailure, type Result, validAttachments } from "@tscni/spec"
 import { ignoreNotFound } from "@tscni/steps"
 import { resolveSysctls, type TuningOptions, type TuningSettings, tuningSettings } from "./config.ts"
 import { type TuningInput, tuningPipeline } from "./pipeline.ts"
@@ -52,6 +52,13 @@ const checkInterface = (request: PluginRequest) =>
  * DEL: restore what the state file says ADD replaced, in reverse order, in the namespace
  * the runtime names now. No file (no ADD, or DEL ran already): nothing to do. No
  * namespace, or a namespace already gone: nothing left to restore, the file goes.
+ *
+ * A file that cannot be read whole (not JSON, not a state record, or an entry that does
+ * not decode) holds restore data DEL cannot use. While the pod's namespace exists, DEL
+ * fails (code 5, naming the file and why) and keeps the file, rather than delete the pod's
+ * original settings in silence: the operator restores them, removes the file, and the next
+ * DEL succeeds (GC removes such files too). Once the namespace is gone there is nothing to
+ * restore: the file goes, with a warning in the log.
  */
 const restore = (request: PluginRequest, settings: TuningSettings) =>
   Effect.gen(function*() {
@@ -60,11 +67,25 @@ const restore = (request: PluginRequest, settings: TuningSettings) =>
     const state = yield* readState(path)
     if (state._tag === "absent") return
     const netns = request.env.netns
-    if (state._tag === "found" && netns !== "") {
-      const decoded = Pipeline.decodeHandles(tuningPipeline, state.record.handles)
+    const podGone = netns === "" || !(yield* (yield* Backend).netnsExists(netns))
+    const decoded = state._tag === "found" ? Pipeline.decodeHandles(tuningPipeline, state.record.handles) : undefined
+    const unusable = state._tag === "corrupt"
+      ? state.why
+      : decoded !== undefined && decoded.undecodable.length > 0
+      ? decoded.undecodable.map((entry) => `entry ${entry.step}: ${entry.message}`).join("; ")
+      : undefined
+    if (unusable !== undefined) {
+      if (!podGone) {
+        return yield* ioFailure(
+          `tuning: the state file ${path} cannot be used (${unusable}): the pod's original settings are unknown, so it is kept`,
+          "restore the pod's sysctls and link settings by hand, then remove the file; GC removes it too"
+        )
+      }
+      yield* Effect.logWarning(`tuning: the state file ${path} cannot be used (${unusable}); the pod's namespace is gone, so there is nothing to restore: removing it`)
+    } else if (!podGone && decoded !== undefined) {
       yield* Pipeline.undo(tuningPipeline, {
-        sysctls: (decoded.sysctls ?? []).map((handle) => ({ ...handle, netns })),
-        link: (decoded.link ?? []).map((handle) => ({ ...handle, netns }))
+        sysctls: (decoded.handles.sysctls ?? []).map((handle) => ({ ...handle, netns })),
+        link: (decoded.handles.link ?? []).map((handle) => ({ ...handle, netns }))
       })
     }
     yield* removeState(path)

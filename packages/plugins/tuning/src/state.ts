@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from "node:fs"
 import { join } from "node:path"
-import { Effect, Exit, Schema } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
 import { type CniError, ioFailure } from "@tscni/spec"
 import { attachmentKey, listFiles, readFileIfExists, removeFileIfExists, replaceFile, SetLinkOptionsHandle, SetSysctlHandle } from "@tscni/steps"
 
@@ -56,10 +56,10 @@ export const writeState = (path: string, record: StateRecord): Effect.Effect<voi
 export const removeState = (path: string): Effect.Effect<void, CniError> =>
   fsCall("remove", path, () => removeFileIfExists(path))
 
-/** What a state file holds: absent, unreadable as a record (`corrupt`), or the record. */
+/** What a state file holds: absent, unreadable as a record (`corrupt`, and why), or the record. */
 export type StateRead =
   | { readonly _tag: "absent" }
-  | { readonly _tag: "corrupt" }
+  | { readonly _tag: "corrupt"; readonly why: string }
   | { readonly _tag: "found"; readonly record: StateRecord }
 
 /** Reads a state file; a file that does not parse or decode is `corrupt`, never an error. */
@@ -70,11 +70,11 @@ export const readState = (path: string): Effect.Effect<StateRead, CniError> =>
       let json: unknown
       try {
         json = JSON.parse(text)
-      } catch {
-        return { _tag: "corrupt" }
+      } catch (error) {
+        return { _tag: "corrupt", why: `not JSON: ${describe(error)}` }
       }
       const decoded = Schema.decodeUnknownExit(StateRecord)(json)
-      return Exit.isSuccess(decoded) ? { _tag: "found", record: decoded.value } : { _tag: "corrupt" }
+      return Exit.isSuccess(decoded) ? { _tag: "found", record: decoded.value } : { _tag: "corrupt", why: `not a state record: ${Cause.pretty(decoded.cause).split("\n")[0]}` }
     })
   )
 

@@ -306,16 +306,52 @@ describe("tuning ADD and DEL on the mock kernel", () => {
     }))
   })
 
-  test("a corrupt state file is dropped by DEL without touching the kernel", async () => {
+  test("a state file DEL cannot use fails it (code 5, naming the file and why) while the pod exists, and is kept; the kernel is untouched", async () => {
     const options = fresh()
     await onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       const ns = yield* pod()
       expect((yield* invoke(options, env("ADD", ns), { ...CONF, prevResult: prevResult(ns) })).exitCode).toBe(0)
-      writeFileSync(statePath(options.dataDir, NETWORK, "c1", "eth0"), "{ not json")
-      const calls = mock.calls().length
+      const path = statePath(options.dataDir, NETWORK, "c1", "eth0")
+      const good = readFileSync(path, "utf8")
+      const record = JSON.parse(good) as Json
+      // not JSON; not a state record; a record with one entry that does not decode
+      for (const [what, text] of [
+        ["not JSON", "{ not json"],
+        ["not a state record", JSON.stringify({ containerId: "c1" })],
+        ["entry sysctls", JSON.stringify({ ...record, handles: { ...record.handles, sysctls: [{ key: 7 }] } })]
+      ] as const) {
+        writeFileSync(path, text)
+        const before = mock.snapshot()
+        const del = yield* invoke(options, env("DEL", ns), CONF)
+        expect({ what, code: del.exitCode, json: del.json }).toEqual({
+          what,
+          code: 1,
+          json: expect.objectContaining({ code: 5, msg: expect.stringContaining(`${path} cannot be used (`) })
+        })
+        expect(String(del.json?.msg)).toContain(what)
+        expect(mock.diff(before, mock.snapshot())).toEqual([])
+        expect(readFileSync(path, "utf8")).toBe(text)
+      }
+      // put right by the operator: DEL restores and removes it
+      writeFileSync(path, good)
       expect((yield* invoke(options, env("DEL", ns), CONF)).exitCode).toBe(0)
-      expect(mock.calls().length).toBe(calls)
+      expect(stateFiles(options)).toEqual([])
+    }))
+  })
+
+  test("a state file DEL cannot use, the pod's namespace gone: nothing to restore, it is removed with a warning", async () => {
+    const options = fresh()
+    await onMock(Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod()
+      expect((yield* invoke(options, env("ADD", ns), { ...CONF, prevResult: prevResult(ns) })).exitCode).toBe(0)
+      writeFileSync(statePath(options.dataDir, NETWORK, "c1", "eth0"), "{ not json")
+      yield* backend.deleteNetns(ns)
+      for (const netns of [ns, ""]) {
+        const del = yield* invoke(options, env("DEL", netns), CONF)
+        expect(del.exitCode).toBe(0)
+      }
       expect(stateFiles(options)).toEqual([])
     }))
   })
