@@ -170,7 +170,15 @@ export const makeLinuxBackend = (): BackendShape => ({
         const { netns: ns, name } = request
         const undo = kernelCall(op, () => link.deleteLink(socketOf(ns), findLink(ns, name).index, name))
         yield* kernelCall(op, () => link.setLink(socketOf(ns), findLink(ns, name), { alias }, undefined)).pipe(
-          Effect.onError(() => Effect.ignore(undo))
+          // the link goes again; if that fails too, the error says so (the link is left)
+          Effect.catchTag("BackendError", (error) =>
+            undo.pipe(
+              Effect.matchEffect({
+                onSuccess: () => Effect.fail(error),
+                onFailure: (left) =>
+                  Effect.fail(new BackendError({ ...error, message: `${error.message}; removing ${name} again failed too (it is left): ${left.message}` }))
+              })
+            ))
         )
       }
       return yield* kernelCall(op, () => findLink(request.netns, request.name))

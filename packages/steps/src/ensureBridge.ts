@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, BackendError, type LinkInfo } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { compensated, ensure, makeStep } from "@tscni/engine"
 import { checkFailed, ignoreNotFound } from "./internal.ts"
 
 /** The bridge every pod of a network is plugged into, and how to create it if absent. */
@@ -90,7 +90,7 @@ export const ensureBridge = makeStep<EnsureBridgeInput, EnsureBridgeHandle, Back
       // Setting its own MAC pins it: else a bridge takes the lowest MAC of its ports, which
       // changes as pods come and go (the reference plugin does the same).
       yield* backend.setLink(input.netns, input.name, { up: true, mac: created.link.mac }).pipe(
-        Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
+        (effect) => compensated(STEP, effect, backend.deleteLink(input.netns, input.name))
       )
       return { netns: input.netns, name: input.name, index: created.link.index, mac: created.link.mac, created: true }
     }),

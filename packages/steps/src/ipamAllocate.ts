@@ -1,5 +1,5 @@
 import { Effect, Option, Schema } from "effect"
-import { makeStep } from "@tscni/engine"
+import { compensated, makeStep } from "@tscni/engine"
 import { CniError, decodeFailure, decodeResult, encodeResult, ioFailure, Result, type Verb as CniVerb, verbSupported } from "@tscni/spec"
 import { type ExecOutput, PluginExec } from "./PluginExec.ts"
 
@@ -115,9 +115,7 @@ export const ipamAllocate = makeStep<IpamAllocateInput, IpamAllocateHandle, CniE
       const exec = yield* PluginExec
       const request: Request = input
       const path = yield* exec.find(request.pluginType, request.cniPath)
-      const result = yield* add(path, request).pipe(
-        Effect.onError(() => Effect.ignore(invoke("DEL", path, request, request.config)))
-      )
+      const result = yield* compensated("ipamAllocate", add(path, request), invoke("DEL", path, request, request.config))
       return { ...request, result }
     }),
   undo: (handle) =>

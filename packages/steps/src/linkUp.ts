@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError, type BackendShape } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { compensated, ensure, makeStep } from "@tscni/engine"
 import { checkFailed, ignoreNotFound } from "./internal.ts"
 
 /** The link to bring up. */
@@ -28,14 +28,14 @@ const STEP = "linkUp"
 const cidrsOf = (backend: BackendShape, netns: string, link: string) =>
   backend.listAddresses(netns, link).pipe(Effect.map((addresses) => addresses.map((address) => address.cidr)))
 
-/** Takes the link down again and removes addresses that were not there before (best effort). */
+/** Takes the link down again and removes addresses that were not there before. */
 const revert = (backend: BackendShape, input: LinkUpInput, before: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     yield* backend.setLink(input.netns, input.link, { up: false })
     for (const cidr of yield* cidrsOf(backend, input.netns, input.link)) {
       if (!before.includes(cidr)) yield* ignoreNotFound(backend.deleteAddress(input.netns, input.link, cidr))
     }
-  }).pipe(Effect.ignore)
+  })
 
 /** Sets a link administratively up (a veth end, a pod's loopback). */
 export const linkUp = makeStep<LinkUpInput, LinkUpHandle, BackendError, Backend>({
@@ -48,9 +48,7 @@ export const linkUp = makeStep<LinkUpInput, LinkUpHandle, BackendError, Backend>
       if (link.up) return { netns: input.netns, link: input.link, wasUp: true }
       const before = yield* cidrsOf(backend, input.netns, input.link)
       yield* backend.setLink(input.netns, input.link, { up: true })
-      const after = yield* cidrsOf(backend, input.netns, input.link).pipe(
-        Effect.onError(() => revert(backend, input, before))
-      )
+      const after = yield* compensated(STEP, cidrsOf(backend, input.netns, input.link), revert(backend, input, before))
       const addedAddresses = after.filter((cidr) => !before.includes(cidr))
       return { netns: input.netns, link: input.link, wasUp: false, addedAddresses }
     }),

@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { compensated, ensure, makeStep } from "@tscni/engine"
 import { checkFailed, ignoreNotFound } from "./internal.ts"
 
 /** Both ends of the pair; the peer is born directly in `peerNetns` (no move afterwards). */
@@ -46,9 +46,7 @@ export const vethPair = makeStep<VethPairInput, VethPairHandle, BackendError, Ba
       const { link, peer } = yield* backend.createVeth(request)
       if (alias !== undefined) {
         // part of this step: if the alias cannot be set, the pair goes again
-        yield* backend.setLink(input.netns, input.name, { alias }).pipe(
-          Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
-        )
+        yield* compensated(STEP, backend.setLink(input.netns, input.name, { alias }), backend.deleteLink(input.netns, input.name))
       }
       return {
         netns: link.netns,

@@ -175,7 +175,10 @@ const lockDirIo = (what: string, run: () => void) =>
  * it must not fail the call (a leftover file only makes a later last-pod DEL also accept an
  * unmarked bridge of that name as ours, which the intent file said it was).
  */
-const dropIntent = (intent: string) => Effect.ignore(lockDirIo(`removing ${intent}`, () => rmSync(intent, { force: true })))
+const dropIntent = (intent: string) =>
+  lockDirIo(`removing ${intent}`, () => rmSync(intent, { force: true })).pipe(
+    Effect.catchTag("CniError", (error) => Effect.logWarning(`${error.msg}: ${error.details ?? ""} (left; harmless)`))
+  )
 
 /** Runs `effect` holding the bridge's lock; a lock that cannot be had is "try again later". */
 const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", effect: Effect.Effect<A, E, R>) =>

@@ -101,6 +101,20 @@ describe("bridge ADD on the mock kernel", () => {
 
   // the fault sweeps of ADD (every option, IPv6, dual stack, a second pod) are in faultSweep.test.ts
 
+  test("a cleanup inside a step that fails is not swallowed: the error's details say what was left", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const ns = yield* pod("p1")
+      // naming the new veth fails, and so does removing it again
+      mock.failWhen((call) => (call.operation === "setLink" && JSON.stringify(call.args).includes('"alias"') && JSON.stringify(call.args).includes("veth")) || call.operation === "deleteLink")
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      mock.clearFaults()
+      expect([add.exitCode, add.json?.code]).toEqual([1, 5])
+      expect(String(add.json?.details)).toContain("rollback incomplete: vethPair: ")
+    }))
+  })
+
   test("an IPAM failure (range exhausted) leaves no veth behind", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {

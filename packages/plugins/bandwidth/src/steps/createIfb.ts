@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { compensated, ensure, makeStep } from "@tscni/engine"
 import { ignoreNotFound } from "@tscni/steps"
 
 /** The ifb that carries the pod's egress, sized like the host veth it takes traffic from. */
@@ -41,10 +41,8 @@ export const createIfb = makeStep<CreateIfbInput, CreateIfbHandle, BackendError,
     Effect.gen(function*() {
       const backend = yield* Backend
       yield* backend.createLink({ netns: input.netns, name: input.name, kind: "ifb", mtu: input.mtu, alias: input.alias })
-      const link = yield* backend.setLink(input.netns, input.name, { up: true, txqlen: input.txqlen }).pipe(
-        // a half-made ifb is not left behind
-        Effect.onError(() => Effect.ignore(backend.deleteLink(input.netns, input.name)))
-      )
+      // a half-made ifb is not left behind
+      const link = yield* compensated(STEP, backend.setLink(input.netns, input.name, { up: true, txqlen: input.txqlen }), backend.deleteLink(input.netns, input.name))
       return { netns: input.netns, name: input.name, index: link.index, mac: link.mac }
     }),
   undo: (handle) =>

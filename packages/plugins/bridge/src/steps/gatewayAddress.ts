@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { compensated, ensure, makeStep } from "@tscni/engine"
 import { type CniError, invalidConfig } from "@tscni/spec"
 import { contains, parseCidr, sameCidrText } from "@tscni/ip"
 
@@ -76,7 +76,7 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
           // another pod's ADD, running at the same time, added it first: adopt it
           Effect.catchIf((error) => error.reason === "AlreadyExists" && conflicting.length === 0, () => Effect.succeed(false))
         )
-      }).pipe(Effect.onError(() => Effect.ignore(putBack)))
+      }).pipe((effect) => compensated(STEP, effect, putBack))
       return { ...base, created, replaced: conflicting }
     }),
   undo: (handle) =>

@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { compensated, ensure, makeStep } from "@tscni/engine"
 
 /** The pod's bridge port and the VLAN it joins (`vlan` in the config). */
 export interface PortVlanInput {
@@ -37,14 +37,13 @@ export const portVlan = makeStep<PortVlanInput, PortVlanHandle, BackendError, Ba
     Effect.gen(function*() {
       const backend = yield* Backend
       yield* backend.addBridgeVlan(input.netns, input.link, { vid: input.vid, pvid: true, untagged: true })
-      const hadDefault = (yield* backend.listBridgeVlans(input.netns, input.link)).some((v) => v.vid === DEFAULT_VLAN)
-      const removedDefault = !input.preserveDefaultVlan && input.vid !== DEFAULT_VLAN && hadDefault
-      if (removedDefault) {
-        yield* backend.deleteBridgeVlan(input.netns, input.link, DEFAULT_VLAN).pipe(
-          Effect.onError(() => Effect.ignore(backend.deleteBridgeVlan(input.netns, input.link, input.vid)))
-        )
-      }
-      return { netns: input.netns, link: input.link, vid: input.vid, removedDefault }
+      // whatever fails from here, the VLAN just added goes again
+      return yield* compensated(STEP, Effect.gen(function*() {
+        const hadDefault = (yield* backend.listBridgeVlans(input.netns, input.link)).some((v) => v.vid === DEFAULT_VLAN)
+        const removedDefault = !input.preserveDefaultVlan && input.vid !== DEFAULT_VLAN && hadDefault
+        if (removedDefault) yield* backend.deleteBridgeVlan(input.netns, input.link, DEFAULT_VLAN)
+        return { netns: input.netns, link: input.link, vid: input.vid, removedDefault }
+      }), backend.deleteBridgeVlan(input.netns, input.link, input.vid))
     }),
   undo: (handle) =>
     Effect.gen(function*() {
