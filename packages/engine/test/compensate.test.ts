@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import { compensated, Pipeline } from "../src/index.ts"
 
 const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runSyncExit(effect)
@@ -21,7 +21,7 @@ describe("compensated", () => {
   test("a cleanup that fails too is not swallowed: it is attached as RollbackIncomplete, the typed failure stays", () => {
     const exit = run(compensated("vethPair", Effect.fail("alias refused"), Effect.fail(new Error("cannot delete veth0"))))
     if (!Exit.isFailure(exit)) throw new Error("expected a failure")
-    expect(Cause.findErrorOption(exit.cause)._tag === "Some" && Cause.findErrorOption(exit.cause).value).toBe("alias refused")
+    expect(Option.getOrUndefined(Cause.findErrorOption(exit.cause))).toBe("alias refused")
     const attached = exit.cause.reasons.flatMap((reason) => (Cause.isDieReason(reason) ? [reason.defect] : []))
     expect(attached).toEqual([new Pipeline.RollbackIncomplete({ failures: [{ step: "vethPair", message: "cannot delete veth0" }] })])
   })
