@@ -12,12 +12,14 @@ describe("interfaceNameProblem (the kernel's dev_valid_name)", () => {
     ["éééééééé", "is longer than 15 bytes"],
     [".", "is not a valid interface name"],
     ["..", "is not a valid interface name"],
-    ["eth/0", "contains '/', ':' or whitespace"],
-    ["eth:0", "contains '/', ':' or whitespace"],
-    ["eth 0", "contains '/', ':' or whitespace"],
-    ["eth\t0", "contains '/', ':' or whitespace"],
+    ["eth/0", "contains '/', ':', NUL or whitespace"],
+    ["eth:0", "contains '/', ':', NUL or whitespace"],
+    ["eth 0", "contains '/', ':', NUL or whitespace"],
+    ["eth\t0", "contains '/', ':', NUL or whitespace"],
     // the kernel's isspace() is Latin-1's: 0xA0, the second byte of "à" in UTF-8, is a space
-    ["à", "contains '/', ':' or whitespace"]
+    ["à", "contains '/', ':', NUL or whitespace"],
+    // a NUL would cut the name short in a path or a netlink attribute
+    ["br\u0000x", "contains '/', ':', NUL or whitespace"]
   ])("refuses %p: %s", (name, problem) => {
     expect(interfaceNameProblem(name)).toBe(problem)
   })

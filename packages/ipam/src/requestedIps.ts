@@ -51,48 +51,6 @@ export const cniArgsList = (value: string | undefined, key: string): ReadonlyArr
     fail: (problem: string) => invalidEnvironment("CNI_ARGS", `${key}: ${problem}`)
   }))
 
-const parseBool = (value: string): boolean | undefined => {
-  switch (value.toLowerCase()) {
-    case "1":
-    case "true":
-      return true
-    case "0":
-    case "false":
-      return false
-    default:
-      return undefined
-  }
-}
-
-/**
- * CNI_ARGS as libcni's `types.LoadArgs` reads it into a plugin's args struct: keys are
- * case-sensitive; `IgnoreUnknown` takes 1/true/0/false; a key the plugin does not know is
- * an error unless `IgnoreUnknown` is true (Kubernetes runtimes always set it). Code 4.
- */
-export const readCniArgs = (
-  pairs: ReadonlyArray<readonly [string, string]>,
-  known: ReadonlyArray<string>
-): Effect.Effect<ReadonlyMap<string, string>, CniError> => {
-  const values = new Map<string, string>()
-  const unknown: Array<string> = []
-  let ignoreUnknown = false
-  for (const [key, value] of pairs) {
-    if (key === "IgnoreUnknown") {
-      const parsed = parseBool(value)
-      if (parsed === undefined) {
-        return Effect.fail(invalidEnvironment("CNI_ARGS", `IgnoreUnknown: invalid boolean ${JSON.stringify(value)}`))
-      }
-      ignoreUnknown = parsed
-    } else if (known.includes(key)) {
-      values.set(key, value)
-    } else {
-      unknown.push(`${key}=${value}`)
-    }
-  }
-  if (unknown.length > 0 && !ignoreUnknown) {
-    return Effect.fail(
-      invalidEnvironment("CNI_ARGS", `unknown args ${unknown.join(";")} (set IgnoreUnknown=1 to ignore them)`)
-    )
-  }
-  return Effect.succeed(values)
-}
+/** The value of a CNI_ARGS key (the last one, as libcni's LoadArgs keeps); the skel checked the rest. */
+export const cniArgValue = (args: ReadonlyArray<readonly [string, string]>, key: string): string | undefined =>
+  args.findLast(([name]) => name === key)?.[1]

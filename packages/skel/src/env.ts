@@ -1,6 +1,21 @@
 import { Effect } from "effect"
 import { interfaceNameProblem } from "@tscni/backend"
-import { type CniError, invalidEnvironment, isVerb, splitCniArgs, type Verb, VERBS } from "@tscni/spec"
+import { statSync } from "node:fs"
+import { type CniError, invalidEnvironment, isVerb, parseCniBool, splitCniArgs, type Verb, VERBS } from "@tscni/spec"
+
+/**
+ * Whether a namespace path names the process's own network namespace: a plugin told to
+ * configure "the container" there would configure the host (its lo, its eth0).
+ */
+const isOwnNamespace = (path: string): boolean => {
+  try {
+    const pod = statSync(path)
+    const own = statSync("/proc/self/ns/net")
+    return pod.dev === own.dev && pod.ino === own.ino
+  } catch {
+    return false // not there (DEL of a gone pod) or not ours to read: other checks decide
+  }
+}
 
 /** The request a runtime passes in CNI_* variables, validated for the verb at hand. */
 export interface CniEnv {
@@ -13,6 +28,8 @@ export interface CniEnv {
   readonly argsRaw: string
   /** CNI_ARGS split into pairs, in order */
   readonly args: ReadonlyArray<readonly [string, string]>
+  /** CNI_ARGS `IgnoreUnknown` (a valid boolean, or absent: false) */
+  readonly ignoreUnknown: boolean
   /** CNI_PATH as given (PluginExec splits it when a delegated plugin is looked up) */
   readonly pathRaw: string
 }
@@ -34,12 +51,36 @@ const required: Record<Verb, ReadonlyArray<"CNI_CONTAINERID" | "CNI_NETNS" | "CN
   VERSION: []
 }
 
-/** Parses `K=V;K2=V2`; an element without '=' or with an empty key is an error naming CNI_ARGS. */
+/** Parses `K=V;K2=V2`; an element that is not exactly KEY=VALUE is an error naming CNI_ARGS. */
 export const parseCniArgs = (raw: string): Effect.Effect<ReadonlyArray<readonly [string, string]>, CniError> => {
   const split = splitCniArgs(raw)
   return "invalid" in split
     ? Effect.fail(invalidEnvironment("CNI_ARGS", `invalid element '${split.invalid}' (expected KEY=VALUE)`))
     : Effect.succeed(split.pairs)
+}
+
+/** `IgnoreUnknown`, which every plugin reads the same way: a boolean, or code 4 naming CNI_ARGS. */
+const ignoreUnknownOf = (args: ReadonlyArray<readonly [string, string]>): Effect.Effect<boolean, CniError> => {
+  let ignore = false
+  for (const [key, value] of args) {
+    if (key !== "IgnoreUnknown") continue
+    const parsed = parseCniBool(value)
+    if (parsed === undefined) return Effect.fail(invalidEnvironment("CNI_ARGS", `IgnoreUnknown: invalid boolean ${JSON.stringify(value)}`))
+    ignore = parsed
+  }
+  return Effect.succeed(ignore)
+}
+
+/**
+ * The CNI_ARGS keys a plugin does not read, unless `IgnoreUnknown` is true (Kubernetes
+ * runtimes and podman always set it): code 4, as libcni's LoadArgs refuses them.
+ */
+export const refuseUnknownArgs = (env: CniEnv, known: ReadonlyArray<string>): Effect.Effect<void, CniError> => {
+  if (env.ignoreUnknown) return Effect.void
+  const unknown = env.args.filter(([key]) => key !== "IgnoreUnknown" && !known.includes(key)).map(([key, value]) => `${key}=${value}`)
+  return unknown.length === 0
+    ? Effect.void
+    : Effect.fail(invalidEnvironment("CNI_ARGS", `unknown args ${unknown.join(";")} (set IgnoreUnknown=1 to ignore them)`))
 }
 
 const ifnameProblem = (name: string): string | undefined => {
@@ -67,13 +108,19 @@ export const readCniEnv = (env: Record<string, string | undefined>): Effect.Effe
     if (problem !== undefined) return yield* invalidEnvironment("CNI_IFNAME", problem)
     const argsRaw = env.CNI_ARGS ?? ""
     const args = yield* parseCniArgs(argsRaw)
+    const ignoreUnknown = yield* ignoreUnknownOf(args)
+    const netns = env.CNI_NETNS ?? ""
+    if (netns !== "" && (command === "ADD" || command === "CHECK" || command === "DEL") && isOwnNamespace(netns)) {
+      return yield* invalidEnvironment("CNI_NETNS", `'${netns}' is the plugin's own network namespace (the host's), not a container's`)
+    }
     return {
       command,
       containerId,
-      netns: env.CNI_NETNS ?? "",
+      netns,
       ifname,
       argsRaw,
       args,
+      ignoreUnknown,
       pathRaw: env.CNI_PATH ?? ""
     }
   })

@@ -25,6 +25,12 @@ export type PluginError = CniError | BackendError | CheckFailed | Pipeline.UndoI
  */
 export interface PluginDefinition<R> {
   readonly name: string
+  /**
+   * The CNI_ARGS keys the plugin reads (`MAC`, `IP`, …). When given, any other key is code
+   * 4 unless `IgnoreUnknown` is true, as the reference plugins' LoadArgs refuses them; a
+   * plugin that reads no keys leaves it out and takes any (as the reference's do).
+   */
+  readonly cniArgs?: ReadonlyArray<string>
   readonly add: (request: PluginRequest) => Effect.Effect<Result, PluginError, R>
   readonly check: (request: PluginRequest) => Effect.Effect<void, PluginError, R>
   readonly del: (request: PluginRequest) => Effect.Effect<void, PluginError, R>

@@ -8,6 +8,7 @@ import {
   errorResult,
   incompatibleVersion,
   internalError,
+  interfaceNameProblem,
   invalidConfig,
   ioFailure,
   isSupportedVersion,
@@ -18,7 +19,7 @@ import {
   versionInfo
 } from "@tscni/spec"
 import { Pipeline } from "@tscni/engine"
-import { type CniEnv, readCniEnv } from "./env.ts"
+import { type CniEnv, readCniEnv, refuseUnknownArgs } from "./env.ts"
 import { knownErrorToCni } from "./errors.ts"
 import { loggingLayer } from "./logging.ts"
 import type { PluginDefinition, PluginRequest } from "./plugin.ts"
@@ -94,6 +95,12 @@ const buildRequest = (env: CniEnv, stdin: string, onVersion: (version: string) =
       })
     }
     const prevResult = conf.prevResult === undefined ? undefined : yield* decodeResult(conf.prevResult, conf.cniVersion)
+    // a name the kernel would refuse (64 KB of it, a NUL) is refused before a plugin acts on it
+    for (const [i, entry] of (prevResult?.interfaces ?? []).entries()) {
+      const problem = interfaceNameProblem(entry.name)
+      const shown = entry.name.length > 40 ? `${entry.name.slice(0, 40)}…` : entry.name
+      if (problem !== undefined) return yield* invalidConfig(`prevResult.interfaces[${i}].name`, `${JSON.stringify(shown)} ${problem}`)
+    }
     if (env.command === "CHECK" && prevResult === undefined) {
       return yield* invalidConfig("prevResult", "required for CHECK")
     }
@@ -115,6 +122,7 @@ export const handleInvocation = <R>(
     const program = Effect.gen(function*() {
       const env = yield* readCniEnv(invocation.env)
       if (env.command === "VERSION") return json(versionInfo())
+      if (plugin.cniArgs !== undefined) yield* refuseUnknownArgs(env, plugin.cniArgs)
       const request = yield* buildRequest(env, yield* invocation.stdin, (known) => (version = known))
       switch (env.command) {
         case "ADD": {

@@ -61,7 +61,13 @@ describe("environment validation (code 4, naming the variable)", () => {
     // 8 characters but 16 bytes: the kernel counts bytes
     ["CNI_IFNAME of 16 bytes", { ...ADD_ENV, CNI_IFNAME: "éééééééé" }, "CNI_IFNAME"],
     ["CNI_ARGS malformed", { ...ADD_ENV, CNI_ARGS: "IgnoreUnknown=1;garbage" }, "CNI_ARGS"],
-    ["CNI_ARGS empty key", { ...ADD_ENV, CNI_ARGS: "=value" }, "CNI_ARGS"]
+    ["CNI_ARGS empty key", { ...ADD_ENV, CNI_ARGS: "=value" }, "CNI_ARGS"],
+    // libcni's LoadArgs: exactly one '=' per element; IgnoreUnknown a boolean — for every plugin
+    ["CNI_ARGS with a second '='", { ...ADD_ENV, CNI_ARGS: "K=V=W" }, "CNI_ARGS"],
+    ["CNI_ARGS IgnoreUnknown not a boolean", { ...ADD_ENV, CNI_ARGS: "IgnoreUnknown=maybe;FOO=bar" }, "CNI_ARGS"],
+    // the plugin's own namespace is no container's: it would configure the host
+    ["CNI_NETNS the plugin's own namespace", { ...ADD_ENV, CNI_NETNS: "/proc/self/ns/net" }, "CNI_NETNS"],
+    ["CNI_NETNS the plugin's own namespace, for DEL", { ...ADD_ENV, CNI_COMMAND: "DEL", CNI_NETNS: "/proc/self/ns/net" }, "CNI_NETNS"]
   ]
   for (const [label, env, variable] of cases) {
     test(label, async () => {
@@ -72,6 +78,23 @@ describe("environment validation (code 4, naming the variable)", () => {
       expect(calls).toEqual([])
     })
   }
+
+  test("CNI_ARGS keys a plugin does not read are code 4 unless IgnoreUnknown is true; a plugin that reads none takes any", async () => {
+    const reading = fakePlugin({ cniArgs: ["MAC"] })
+    const outcome = (args: string, plugin = reading) => invoke({ ...ADD_ENV, CNI_ARGS: args }, conf(), plugin)
+    for (const [args, ok] of [
+      ["MAC=0a:58:0a:01:00:02", true],
+      ["K8S_POD_NAME=web", false],
+      ["IgnoreUnknown=0;FOO=1", false],
+      ["IgnoreUnknown=1;FOO=1;K8S_POD_NAME=web", true],
+      ["IgnoreUnknown=TRUE;FOO=1", true]
+    ] as const) {
+      const out = await outcome(args)
+      if (ok) expect({ args, code: out.exitCode }).toEqual({ args, code: 0 })
+      else expect({ args, error: errorOf(out) }).toEqual({ args, error: expect.objectContaining({ code: 4, msg: expect.stringContaining("CNI_ARGS: unknown args") }) })
+    }
+    expect((await outcome("K8S_POD_NAME=web", fakePlugin())).exitCode).toBe(0)
+  })
 
   test("DEL without CNI_NETNS reaches the plugin", async () => {
     calls.length = 0
@@ -127,6 +150,15 @@ describe("configuration and versions", () => {
     const error = errorOf(await invoke({ ...ADD_ENV, CNI_COMMAND: "CHECK" }, conf()))
     expect(error.code).toBe(7)
     expect(error.msg).toContain("prevResult")
+  })
+  test("an interface name in prevResult the kernel would refuse is code 7 naming it, before the plugin runs", async () => {
+    for (const name of ["x".repeat(65_531), "a234567890123456", "br\u0000x", "eth/0"]) {
+      calls.length = 0
+      const prevResult = { ...RESULT, cniVersion: "1.0.0", interfaces: [RESULT.interfaces![0]!, { name }] }
+      const error = errorOf(await invoke(ADD_ENV, conf({ prevResult })))
+      expect({ code: error.code, msg: error.msg.slice(0, 32) }).toEqual({ code: 7, msg: "prevResult.interfaces[1].name: \"" })
+      expect(calls).toEqual([])
+    }
   })
   test("a prevResult that does not decode is code 6", async () => {
     const error = errorOf(await invoke(ADD_ENV, conf({ prevResult: { ips: [{ address: "nonsense" }] } })))

@@ -1,5 +1,5 @@
 /** @tscni/spec: CNI spec versions, errors, config and result schemas shared by every tscni package. */
-export { type SplitCniArgs, splitCniArgs } from "./cniArgs.ts"
+export { parseCniBool, type SplitCniArgs, splitCniArgs } from "./cniArgs.ts"
 export { CallerEnvironment } from "./environment.ts"
 export {
   SUPPORTED_VERSIONS,
@@ -54,3 +54,4 @@ export {
   podIpConfigs,
   hostInterfaceNames
 } from "./result.ts"
+export { interfaceNameProblem, MAX_IFNAME_LENGTH } from "./ifname.ts"

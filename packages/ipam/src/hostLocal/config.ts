@@ -23,7 +23,7 @@ import {
 import type { PluginRequest } from "@tscni/skel"
 import { type CniError, invalidConfig, type NetConf } from "@tscni/spec"
 import { decodeField, decodeRoutes, type Route } from "../decode.ts"
-import { argsCniIps, cniArgsList, readCniArgs, type RequestedText, runtimeConfigIps } from "../requestedIps.ts"
+import { argsCniIps, cniArgsList, cniArgValue, type RequestedText, runtimeConfigIps } from "../requestedIps.ts"
 import { describeRange, describeSet, rangeContains } from "./allocate.ts"
 
 /** Where host-local keeps its allocations when `dataDir` is not set (the reference's default). */
@@ -245,9 +245,8 @@ export const loadHostLocalConfig = (conf: NetConf): Effect.Effect<HostLocalConfi
  */
 export const requestedTexts = (request: PluginRequest): Effect.Effect<ReadonlyArray<RequestedText>, CniError> =>
   Effect.gen(function*() {
-    const envArgs = yield* readCniArgs(request.env.args, ["IP"])
     return [
-      ...cniArgsList(envArgs.get("IP"), "IP"),
+      ...cniArgsList(cniArgValue(request.env.args, "IP"), "IP"),
       ...(yield* argsCniIps(request.conf)),
       ...(yield* runtimeConfigIps(request.conf))
     ]

@@ -275,6 +275,7 @@ const withStoreErrors = <A, R>(effect: Effect.Effect<A, CniError | StoreError, R
 /** host-local as a PluginDefinition: the binary runs it, and other plugins can run it in-process. */
 export const hostLocalPlugin: PluginDefinition<IpamStore> = {
   name: NAME,
+  cniArgs: ["IP"],
   add: (request) => withStoreErrors(add(request)),
   check: (request) => withStoreErrors(check(request)),
   del: (request) => withStoreErrors(del(request)),

@@ -10,7 +10,7 @@ import { type Cidr, contains, formatCidr, formatIp, type Ip, parseCidr, parseIp 
 import type { PluginRequest } from "@tscni/skel"
 import { type CniError, Dns, invalidConfig } from "@tscni/spec"
 import { decodeField, decodeRoutes, type Route } from "../decode.ts"
-import { argsCniIps, cniArgsList, readCniArgs, type RequestedText, runtimeConfigIps } from "../requestedIps.ts"
+import { argsCniIps, cniArgsList, cniArgValue, type RequestedText, runtimeConfigIps } from "../requestedIps.ts"
 
 /** One address static hands out; host bits are kept (`10.0.0.5/24` is address 10.0.0.5). */
 export interface StaticAddress {
@@ -72,9 +72,8 @@ export const loadStaticConfig = (request: PluginRequest): Effect.Effect<StaticCo
       addresses.push({ address, gateway, field })
     }
 
-    const envArgs = yield* readCniArgs(request.env.args, ["IP", "GATEWAY"])
-    addresses.push(...(yield* fromRequested(cniArgsList(envArgs.get("IP"), "IP"))))
-    for (const entry of cniArgsList(envArgs.get("GATEWAY"), "GATEWAY")) {
+    addresses.push(...(yield* fromRequested(cniArgsList(cniArgValue(request.env.args, "IP"), "IP"))))
+    for (const entry of cniArgsList(cniArgValue(request.env.args, "GATEWAY"), "GATEWAY")) {
       const gateway = parseIp(entry.text)
       if (gateway === undefined) return yield* entry.fail(`not an IP address: ${JSON.stringify(entry.text)}`)
       addresses = addresses.map((address) => (contains(address.address, gateway) ? { ...address, gateway } : address))

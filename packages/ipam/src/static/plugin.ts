@@ -52,6 +52,7 @@ const check = (request: PluginRequest) =>
 /** static as a PluginDefinition: the binary runs it, and other plugins can run it in-process. */
 export const staticPlugin: PluginDefinition<never> = {
   name: NAME,
+  cniArgs: ["IP", "GATEWAY"],
   add,
   check,
   // nothing was allocated, so there is nothing to release or collect (the reference agrees)

@@ -3,7 +3,7 @@ import { Duration, Effect } from "effect"
 import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
+import { invalidConfig, ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
 import {
   checkOrLegacy,
   collectStaleFilterRules,
@@ -209,6 +209,9 @@ const plugIn = <A, E, R>(settings: BridgeSettings, apply: Effect.Effect<A, E, R>
   withBridgeLock(settings.bridge, "shared", Effect.gen(function*() {
     // only "not found" means absent: any other failure fails ADD before anything is made
     const bridge = yield* ignoreNotFound(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge)))
+    if (bridge !== undefined && bridge.kind !== "bridge") {
+      return yield* invalidConfig("bridge", `${settings.bridge} exists and is a ${bridge.kind} link, not a bridge`)
+    }
     if (bridge !== undefined) return yield* apply
     const intent = bridgeIntentPath(settings.bridge)
     yield* lockDirIo(`writing ${intent}`, () => writeFileSync(intent, settings.network))
@@ -317,6 +320,7 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
  */
 export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
   name: "bridge",
+  cniArgs: ["MAC"],
   add: (request) =>
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)

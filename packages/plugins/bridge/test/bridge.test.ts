@@ -370,6 +370,21 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
     }))
   })
 
+  test("a bridge name that is another kind of link is code 7 saying so, nothing changed", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      yield* backend.createVeth({ netns: HOST_NETNS, name: "br-test", peerNetns: HOST_NETNS, peerName: "br-test-peer" })
+      const before = mock.snapshot()
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      expect([add.exitCode, add.json?.code, add.json?.msg]).toEqual([1, 7, "bridge: br-test exists and is a veth link, not a bridge"])
+      expect(mock.diff(before, mock.snapshot())).toEqual([])
+      expect([...w.ipam.allocations()]).toEqual([])
+    }))
+  })
+
   test("an interface name already taken in the pod is refused, nothing left", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {

@@ -133,6 +133,7 @@ const collectGarbage = (request: PluginRequest, settings: TuningSettings) =>
  */
 export const makeTuningPlugin = (options: TuningOptions): PluginDefinition<Backend> => ({
   name: "tuning",
+  cniArgs: ["MAC"],
   add: (request) =>
     Effect.gen(function*() {
       const settings = yield* tuningSettings(request, options)
