@@ -1,10 +1,9 @@
 import { basename, dirname, join } from "node:path"
 import { Effect } from "effect"
-import { Backend } from "@tscni/backend"
+import { Backend, isMissingNetns, isNotFound } from "@tscni/backend"
 import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { inSandbox, invalidConfig, ioFailure, type Result, validAttachments } from "@tscni/spec"
-import { ignoreNotFound } from "@tscni/steps"
 import { resolveSysctls, type TuningOptions, type TuningSettings, tuningSettings } from "./config.ts"
 import { type TuningInput, tuningPipeline } from "./pipeline.ts"
 import { listStateFiles, networkDir, readState, removeState, statePath } from "./state.ts"
@@ -44,7 +43,10 @@ const handlesForCheck = (request: PluginRequest, settings: TuningSettings, optio
 const checkInterface = (request: PluginRequest) =>
   Effect.gen(function*() {
     const { netns, ifname } = request.env
-    const link = yield* ignoreNotFound((yield* Backend).getLink(netns, ifname))
+    // a missing namespace is the container's absence (code 3), not a missing interface
+    const link = yield* (yield* Backend).getLink(netns, ifname).pipe(
+      Effect.catchIf((error) => isNotFound(error) && !isMissingNetns(error), () => Effect.succeed(undefined))
+    )
     if (link === undefined) return yield* new CheckFailed({ step: "setLinkOptions", message: `${ifname} is missing in ${netns}` })
   })
 

@@ -358,6 +358,14 @@ describe("tuning ADD and DEL on the mock kernel", () => {
 })
 
 describe("tuning CHECK, GC, STATUS and versions on the mock kernel", () => {
+  test("CHECK of a container whose namespace is gone is code 3 (container unknown), not a failed check", async () => {
+    const options = fresh()
+    await onMock(Effect.gen(function*() {
+      const check = yield* invoke(options, env("CHECK", "/var/run/netns/gone"), { ...CONF, prevResult: prevResult("/var/run/netns/gone") })
+      expect([check.exitCode, check.json?.code]).toEqual([1, 3])
+    }))
+  })
+
   test("CHECK passes after ADD and names what was changed by hand", async () => {
     const options = fresh()
     await onMock(Effect.gen(function*() {
