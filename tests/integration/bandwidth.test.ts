@@ -1,12 +1,13 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { writeFileSync } from "node:fs"
-import { join } from "node:path"
-import { BIN_DIR, binary, freshNetns, ipJson, podEnv } from "./harness.ts"
+import { join, resolve } from "node:path"
+import { BIN_DIR, binary, freshNetns, ipJson, kernelKillSweep, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
 
 const BANDWIDTH = binary("bandwidth")
 const BRIDGE = binary("bridge")
 binary("host-local")
+const DRIVER = resolve(import.meta.dir, "fault-driver.ts")
 
 type Json = Record<string, any>
 
@@ -332,29 +333,35 @@ describe("bandwidth on the real kernel", () => {
     expect({ host: observe(h.name), tc: observeTc(h.name) }).toEqual(before)
   })
 
-  test("SIGKILL during ADD, then DEL without prevResult (no cached result): the host is as before", async () => {
+  test("SIGKILL at every Backend call of ADD, then DEL without prevResult (no cached result): the host is as before", async () => {
     const h = host()
     const pod = plugPod(h, "bw-kill")
-    const plugged = { host: observe(h.name), tc: observeTc(h.name) }
+    const state = () => ({ host: observe(h.name), tc: observeTc(h.name) })
+    const plugged = state()
     const limits = { ingressRate: MBIT, ingressBurst: BURST, egressRate: MBIT, egressBurst: BURST }
-    let interrupted = 0
     try {
-      for (const delayMs of [5, 20, 40, 60, 80, 100, 120, 150, 200]) {
-        const running = spawnIn(h, BANDWIDTH, podEnv("ADD", "bw-kill", pod.pod.path), JSON.stringify(bwConf(pod.result, limits)))
-        await Bun.sleep(delayMs)
-        running.proc.kill("SIGKILL")
-        await running.done
-        if (observeTc(h.name) !== plugged.tc) interrupted++
-        const del = execIn(h, BANDWIDTH, podEnv("DEL", "bw-kill", pod.pod.path), JSON.stringify(bwConf(undefined, limits)))
-        expect({ delayMs, code: del.exitCode }).toEqual({ delayMs, code: 0 })
-        expect({ delayMs, host: observe(h.name), tc: observeTc(h.name) }).toEqual({ delayMs, ...plugged })
-      }
-      // some kills came after ADD had shaped something: DEL had work to do
-      expect(interrupted).toBeGreaterThan(0)
+      // the ADD runs through fault-driver.ts, which stops itself right before Backend call k:
+      // the same bandwidth code on the same LinuxBackend as dist/bin/bandwidth, so a SIGKILL
+      // there is a SIGKILL of the plugin at that call
+      const { ops, left } = await kernelKillSweep(
+        (k) => spawnIn(h, ["bun", DRIVER, "bandwidth", String(k), "pause"], podEnv("ADD", "bw-kill", pod.pod.path), JSON.stringify(bwConf(pod.result, limits))),
+        (k) => {
+          const del = execIn(h, BANDWIDTH, podEnv("DEL", "bw-kill", pod.pod.path), JSON.stringify(bwConf(undefined, limits)))
+          expect({ k, code: del.exitCode }).toEqual({ k, code: 0 })
+        },
+        (k) => expect({ k, ...state() }).toEqual({ k, ...plugged }),
+        () => JSON.stringify(state()) !== JSON.stringify(plugged)
+      )
+      // the kills fell on the calls that shape both ways (tbf on the host veth; the ifb, its
+      // tbf, the ingress qdisc and the redirect), and every kill from the first change on
+      // left DEL something to undo
+      expect(ops).toEqual(expect.arrayContaining(["addQdisc", "createLink", "addRedirect"]))
+      const firstChange = ops.findIndex((op) => op.startsWith("add") || op.startsWith("create") || op.startsWith("set")) + 1
+      expect(left).toEqual(ops.map((_, i) => i + 1).filter((k) => k > firstChange))
     } finally {
       pod.unplug()
     }
-  }, 60_000)
+  }, 120_000)
 
   test("GC removes the ifb of an attachment the runtime no longer lists", () => {
     const h = host()

@@ -1,10 +1,20 @@
 /**
  * Runs one plugin invocation in-process on the real kernel with the k-th Backend call
  * failing, for fault-injection tests of compiled-plugin behaviour without a test hook in
- * the product: `ip netns exec HOST bun fault-driver.ts <plugin> <k>` with the plugin's env
- * and stdin. Prints the plugin's stdout; the last stderr line is `calls=<n>` (how many
- * Backend calls were made, so the test knows whether call k happened at all).
+ * the product: `ip netns exec HOST bun fault-driver.ts <plugin> <k> [fail|pause]` with the
+ * plugin's env and stdin. Prints the plugin's stdout; the last stderr line is `calls=<n>`
+ * (how many Backend calls were made, so the test knows whether call k happened at all).
+ *
+ * `pause` (for SIGKILL tests): instead of failing call k, the process stops itself right
+ * before call k runs: it writes `paused=<k> op=<operation>` to stderr (synchronously, so the
+ * line is in the pipe before the stop) and sends itself SIGSTOP. Calls 1…k-1 are done, call
+ * k has not started. The test waits for the stop (state `T` in /proc/<pid>/stat) and
+ * SIGKILLs it there: the kill lands at that exact point, not wherever a delay happened to
+ * end. (`ip netns exec` execs, so the pid the test spawned is this process's.) A SIGCONT
+ * instead lets the invocation go on. With k beyond the last call it runs the whole
+ * invocation, and `calls=<n>` says how many kill points there are.
  */
+import { writeSync } from "node:fs"
 import { Effect, Layer } from "effect"
 import { Backend, BackendError, type BackendShape } from "@tscni/backend"
 import { makeLinuxBackend } from "@tscni/backend-linux"
@@ -27,24 +37,27 @@ const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = {
   tuning: makeTuningPlugin({ ...DEFAULT_OPTIONS, allowlistPath: process.env.TSCNI_TUNING_ALLOWLIST ?? DEFAULT_OPTIONS.allowlistPath })
 }
 
-const [name, kText] = process.argv.slice(2)
+const [name, kText, mode = "fail"] = process.argv.slice(2)
 const plugin = PLUGINS[name ?? ""]
 const k = Number(kText)
-if (!plugin || !Number.isInteger(k)) {
-  console.error("usage: fault-driver.ts <plugin> <k>")
+if (!plugin || !Number.isInteger(k) || (mode !== "fail" && mode !== "pause")) {
+  console.error("usage: fault-driver.ts <plugin> <k> [fail|pause]")
   process.exit(2)
 }
 
 let calls = 0
 const real = makeLinuxBackend()
-/** Every operation of the real backend, the k-th one failing before it runs. */
+/** Every operation of the real backend, the k-th one failing (or, in pause mode, stopping the process) before it runs. */
 const faulty = Object.fromEntries(
   Object.entries(real).map(([operation, run]) => [
     operation,
     (...args: Array<unknown>) =>
       Effect.suspend(() => {
         calls++
-        if (calls === k) {
+        if (calls === k && mode === "pause") {
+          writeSync(2, `paused=${k} op=${operation}\n`)
+          process.kill(process.pid, "SIGSTOP")
+        } else if (calls === k) {
           return Effect.fail(new BackendError({ operation, reason: "Injected", message: `${operation}: injected fault at call ${k}` }))
         }
         return (run as (...a: Array<unknown>) => Effect.Effect<unknown, BackendError>)(...args)

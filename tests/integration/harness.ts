@@ -3,8 +3,9 @@
  * stdin, stdout parsed as JSON) in network namespaces the test creates, and observes the
  * result with iproute2 (`ip -j`), never with tscni's own code.
  */
+import type { Subprocess } from "bun"
 import { expect } from "bun:test"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { resolve } from "node:path"
 
 export const BIN_DIR = resolve(import.meta.dir, "..", "..", "dist", "bin")
@@ -128,4 +129,113 @@ export const kernelFaultSweep = (
     verify(k)
   }
   throw new Error(`the fault sweep made ${options.limit ?? 300} runs without reaching one its fault did not stop`)
+}
+
+/** A process's state letter in /proc/<pid>/stat (`T`: stopped by a signal) and its command name; undefined once it is gone. */
+export const processState = (pid: number): { readonly state: string; readonly comm: string } | undefined => {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  } catch {
+    return undefined
+  }
+  // the command name is in parentheses and may hold spaces or parentheses itself: the state follows the last ")"
+  const close = stat.lastIndexOf(")")
+  return { comm: stat.slice(stat.indexOf("(") + 1, close), state: stat.slice(close + 2, close + 3) }
+}
+
+/** A spawned invocation (hostns.ts `spawnIn`): the process, and its output once it is over. */
+export interface RunningPlugin {
+  readonly proc: Pick<Subprocess, "pid" | "exitCode" | "signalCode" | "kill">
+  readonly done: Promise<PluginRun>
+}
+
+/**
+ * Waits until `running` has stopped itself (fault-driver.ts in pause mode sends itself
+ * SIGSTOP right before Backend call k), then SIGKILLs it. Waiting is for a state, with a
+ * generous deadline, never for a time: the kill lands where the process stopped. The
+ * process is SIGKILLed on every path (it ended, or did not stop in time), so none is left.
+ * Returns whether it was seen stopped, under which command name (`bun`: the driver itself;
+ * `ip netns exec` execs it, so the pid spawned is its own), how it ended, and its output.
+ */
+export const killWhenStopped = async (
+  running: RunningPlugin,
+  deadlineMs = 60_000
+): Promise<{ readonly stopped: boolean; readonly comm: string | undefined; readonly signal: string | null; readonly run: PluginRun }> => {
+  const { proc } = running
+  const deadline = Date.now() + deadlineMs
+  let seen: ReturnType<typeof processState>
+  try {
+    // paced polling of a condition: the pause itself is what makes the moment happen
+    while (proc.exitCode === null && proc.signalCode === null && Date.now() < deadline) {
+      seen = processState(proc.pid)
+      if (seen?.state === "T") break
+      await Bun.sleep(2)
+    }
+  } finally {
+    proc.kill("SIGKILL")
+  }
+  const run = await running.done
+  return { stopped: seen?.state === "T", comm: seen?.comm, signal: proc.signalCode === null ? null : String(proc.signalCode), run }
+}
+
+/** Runs the checks of one kill point; a failure names the kill point (a diff of a large view may not show `k`). */
+const atKillPoint = (where: string, check: () => void): void => {
+  try {
+    check()
+  } catch (error) {
+    if (error instanceof Error) error.message = `${where}:\n${error.message}`
+    throw error
+  }
+}
+
+/**
+ * SIGKILL at every Backend call of one ADD, each followed by DEL: `kernelFaultSweep` with a
+ * kill instead of a fault. `add(k)` spawns the ADD through fault-driver.ts in pause mode,
+ * stopping itself right before Backend call k, for k = 1, 2, … until a run makes fewer than
+ * k calls: the whole ADD, which must be reached and succeed; it is undone with `del(0)` and
+ * checked with `verify(0)`. (The count is not taken from a first whole run: how many calls
+ * an ADD makes depends on what the node already has, e.g. a network's keyed nftables table,
+ * made by its first ADD and left by its last DEL.) Every other run must have stopped itself
+ * at call k (its last stderr line is `paused=<k> op=…`; seen in state `T` as `bun`) and been
+ * ended by the SIGKILL; `leftSomething(k)`, looked at right after the kill, says whether the
+ * dead ADD left DEL anything to undo; then `del(k)` (the compiled plugin's DEL, asserting
+ * its own exit code) and `verify(k)` (host, pod and state as before). Returns the operation
+ * each k stopped at (one per kill point) and the k's that left something.
+ *
+ * Killing the driver is killing the plugin: it runs the same plugin code on the same
+ * LinuxBackend as the compiled binary, in-process, with delegated IPAM as real processes.
+ */
+export const kernelKillSweep = async (
+  add: (k: number) => RunningPlugin,
+  del: (k: number) => void,
+  verify: (k: number) => void,
+  leftSomething: (k: number) => boolean,
+  options: { readonly limit?: number } = {}
+): Promise<{ readonly ops: ReadonlyArray<string>; readonly left: ReadonlyArray<number> }> => {
+  const ops: Array<string> = []
+  const left: Array<number> = []
+  for (let k = 1; k <= (options.limit ?? 300); k++) {
+    const { stopped, comm, signal, run } = await killWhenStopped(add(k))
+    const calls = Number(/^calls=(\d+)$/m.exec(run.stderr)?.[1] ?? -1)
+    if (!stopped && signal === null && calls >= 0 && calls < k) {
+      // the whole ADD (it never reached call k): it must have succeeded, and DEL undo it
+      expect({ k, exitCode: run.exitCode, stdout: run.exitCode === 0 ? "" : run.stdout }).toEqual({ k, exitCode: 0, stdout: "" })
+      atKillPoint("the whole ADD, then DEL", () => {
+        del(0)
+        verify(0)
+      })
+      return { ops, left }
+    }
+    const lastLine = run.stderr.trimEnd().split("\n").at(-1) ?? ""
+    expect({ k, stopped, comm, signal, lastLine }).toEqual({ k, stopped: true, comm: "bun", signal: "SIGKILL", lastLine: expect.stringMatching(new RegExp(`^paused=${k} op=\\w+$`)) })
+    const op = lastLine.split("op=")[1]!
+    ops.push(op)
+    if (leftSomething(k)) left.push(k)
+    atKillPoint(`SIGKILL right before Backend call ${k} of ADD (${op}), then DEL`, () => {
+      del(k)
+      verify(k)
+    })
+  }
+  throw new Error(`the kill sweep made ${options.limit ?? 300} runs without reaching the end of ADD`)
 }

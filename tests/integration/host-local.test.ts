@@ -4,7 +4,7 @@
  * never through tscni's own store code.
  */
 import { afterAll, describe, expect, test } from "bun:test"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { binary, execPlugin, type PluginRun } from "./harness.ts"
@@ -208,16 +208,60 @@ describe("host-local under concurrency and in edge cases", () => {
     expect(allocationFiles(dataDir)).toEqual({ "10.77.0.2": "c\r\neth0", "fd77::2": "c\r\neth0" })
   })
 
-  test("waits for the store lock held by another process (util-linux flock, as the reference takes it)", async () => {
+  test("waits for the store lock held by another process (util-linux flock, as the reference takes it), and reads the store only once it has it", async () => {
     const dataDir = freshDataDir()
     expect(execPlugin(plugin, env("ADD", "a"), conf("1.0.0", dataDir)).exitCode).toBe(0)
-    const holder = Bun.spawn(["flock", join(dataDir, "itnet", "lock"), "sleep", "1.5"])
-    await Bun.sleep(200)
-    const started = Date.now()
-    const add = await spawnPlugin(plugin, env("ADD", "b"), conf("1.0.0", dataDir))
-    const waited = Date.now() - started
-    await holder.exited
-    expect(add.exitCode).toBe(0)
-    expect(waited).toBeGreaterThan(1000)
+    const lock = join(dataDir, "itnet", "lock")
+    /** Waits for a condition (paced, with a generous deadline): never for a time. */
+    const until = async (what: string, ok: () => boolean) => {
+      for (const deadline = Date.now() + 20_000; !ok(); await Bun.sleep(5)) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+      }
+    }
+    /** Whether a process holds `path` open (its /proc/<pid>/fd links), as a lock taker does while it waits. */
+    const holdsOpen = (pid: number, path: string): boolean => {
+      try {
+        return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+          try {
+            return readlinkSync(`/proc/${pid}/fd/${fd}`) === path
+          } catch {
+            return false
+          }
+        })
+      } catch {
+        return false
+      }
+    }
+    // util-linux flock holds the lock until the test closes cat's stdin (the lock stays with
+    // flock's child, so it is released by ending cat, not by killing flock)
+    const holder = Bun.spawn(["flock", lock, "cat"], { stdin: "pipe", stdout: "ignore" })
+    let adding: Promise<[string, number]> | undefined
+    try {
+      await until("the holder has the lock", () => Bun.spawnSync(["flock", "-n", lock, "true"]).exitCode !== 0)
+      const proc = Bun.spawn([plugin], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env("ADD", "b") },
+        stdin: new TextEncoder().encode(conf("1.0.0", dataDir)),
+        stdout: "pipe",
+        stderr: "ignore"
+      })
+      adding = Promise.all([new Response(proc.stdout).text(), proc.exited])
+      // the ADD has reached the lock (it has the lock file open), and is held there: not
+      // finished, nothing allocated
+      await until("the ADD opened the lock file, or ended", () => proc.exitCode !== null || holdsOpen(proc.pid, lock))
+      expect({ exited: proc.exitCode, allocations: allocationFiles(dataDir) }).toEqual({
+        exited: null,
+        allocations: { "10.77.0.2": "a\r\neth0", "fd77::2": "a\r\neth0" }
+      })
+      // what the holder does under the lock, the ADD must see once it has it: the holder takes
+      // 10.77.0.3, the address the ADD would get next
+      writeFileSync(join(dataDir, "itnet", "10.77.0.3"), "holder\r\neth0", { flag: "wx" })
+    } finally {
+      void holder.stdin.end()
+      await holder.exited
+    }
+    const [stdout, exitCode] = await adding!
+    expect(exitCode).toBe(0)
+    expect((JSON.parse(stdout).ips as Array<{ address: string }>).map((ip) => ip.address)).toEqual(["10.77.0.4/24", "fd77::3/64"])
+    expect(allocationFiles(dataDir)).toEqual({ "10.77.0.2": "a\r\neth0", "fd77::2": "a\r\neth0", "10.77.0.3": "holder\r\neth0", "10.77.0.4": "b\r\neth0", "fd77::3": "b\r\neth0" })
   })
 })
