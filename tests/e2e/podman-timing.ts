@@ -114,7 +114,7 @@ export const podmanTiming = async (options: { runs?: number; warmup?: number } =
     const reference = createNetwork(podman, referenceConf, { name: "tscni-e2e-t-ref", bridge: "tscni-e2e9", subnets: ["10.250.9.0/24"] })
     createNetwork(podman, residentConf, { name: "tscni-e2e-t-res", bridge: "tscni-e2e7", subnets: ["10.250.7.0/24"] })
     // the daemon runs where podman runs its plugins: the run's network namespace, the host's mounts
-    daemon = Bun.spawn(["nsenter", `--net=/run/netns/${podman.state.netns}`, join(residentDir, "tscni"), "daemon", "--socket", socket], { stdout: "ignore", stderr: "ignore" })
+    daemon = Bun.spawn(["nsenter", `--net=/run/netns/${podman.state.netns}`, join(residentDir, "tscni"), "daemon", "--socket", socket, "--health-listen", "off"], { stdout: "ignore", stderr: "ignore" })
     for (let waited = 0; !existsSync(socket); waited += 20) {
       if (waited > 5000) throw new Error("tscni daemon did not start")
       await Bun.sleep(20)

@@ -152,7 +152,7 @@ describe.skipIf(!ENABLED)(`podman 4.3 with the CNI plugins of ${PLUGIN_DIR}${RES
     if (!ENABLED) return
     release = await acquireLock()
     if (RESIDENT) {
-      daemon = Bun.spawn([join(residentDir, "tscni"), "daemon", "--socket", DAEMON_SOCKET], { stdout: "ignore", stderr: "inherit" })
+      daemon = Bun.spawn([join(residentDir, "tscni"), "daemon", "--socket", DAEMON_SOCKET, "--health-listen", "off"], { stdout: "ignore", stderr: "inherit" })
       for (let waited = 0; !existsSync(DAEMON_SOCKET); waited += 20) {
         if (waited > 5000) throw new Error("tscni daemon did not start")
         await Bun.sleep(20)

@@ -217,6 +217,40 @@ export const iptablesState = (netns: string, options: { readonly withoutEmptyCha
       .join("\nCOMMIT\n")
   }).join("\n---\n")
 
+/** An nft JSON value in nft's text form: `10.0.0.2`, `10.0.0.0/24`, `veth1 . 0a:58:…`, `80-90`. */
+const nftValueText = (value: unknown): string => {
+  if (typeof value !== "object" || value === null) return String(value)
+  const v = value as Record<string, any>
+  if (v.prefix !== undefined) return `${v.prefix.addr}/${v.prefix.len}`
+  if (v.concat !== undefined) return (v.concat as Array<unknown>).map(nftValueText).join(" . ")
+  if (v.range !== undefined) return (v.range as Array<unknown>).map(nftValueText).join("-")
+  return JSON.stringify(value)
+}
+
+/**
+ * The elements of every set and map of the namespace's nftables tables whose name matches
+ * `table`, by set name, as `nft -j` shows them: each key in nft's text form, a map's value,
+ * and the element's comment (its owner).
+ */
+export const nftSets = (netns: string, table: RegExp): Record<string, Array<{ key: string; value?: string; comment: string }>> => {
+  const out = Bun.spawnSync(["ip", "netns", "exec", netns, "nft", "-j", "list", "ruleset"]).stdout.toString()
+  const sets: Record<string, Array<{ key: string; value?: string; comment: string }>> = {}
+  for (const entry of (JSON.parse(out) as { nftables: Array<Record<string, any>> }).nftables) {
+    const set = entry.set ?? entry.map
+    if (set === undefined || !table.test(String(set.table))) continue
+    sets[set.name] = ((set.elem ?? []) as Array<unknown>).map((item) => {
+      const [key, value] = Array.isArray(item) ? item : [item, undefined]
+      const elem = typeof key === "object" && key !== null && (key as any).elem !== undefined ? (key as any).elem : { val: key }
+      return {
+        key: nftValueText(elem.val),
+        ...(value === undefined ? {} : { value: nftValueText(value) }),
+        comment: String(elem.comment ?? "")
+      }
+    })
+  }
+  return sets
+}
+
 /** observe() of a node after its pods' DEL: the same, but for tscni's tables left empty (see withoutEmptyTables). */
 export const observeAfterDel = (netns: string): string => {
   const observed = JSON.parse(observe(netns)) as { nft: string }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test"
 import { freshNetns, ip } from "./harness.ts"
-import { observe } from "./hostns.ts"
+import { observe, settle } from "./hostns.ts"
 
 const tc = (netns: string, ...args: Array<string>) => {
   const out = Bun.spawnSync(["ip", "netns", "exec", netns, "tc", ...args], { stdout: "pipe", stderr: "pipe" })
@@ -28,6 +28,8 @@ describe("observe()", () => {
     for (const link of ["obr0", "ov0", "ov1"]) ip("-n", n, "link", "set", link, "up")
     tc(n, "qdisc", "add", "dev", "ov0", "ingress")
     tc(n, "qdisc", "add", "dev", "ov1", "clsact")
+    // links just brought up get link-local addresses (and their routes) by themselves
+    settle(n)
     const base = observe(n)
     const mac = (JSON.parse(ip("-j", "-n", n, "link", "show", "ov1")) as Array<{ address: string }>)[0]!.address
     const cases: Array<[string, () => void, () => void, Array<string>]> = [

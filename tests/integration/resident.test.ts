@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { binary, freshNetns, ip, ipJson, podEnv } from "./harness.ts"
-import { execIn, freshHost, observe, settle, spawnIn, type TestHost } from "./hostns.ts"
+import { execIn, freshHost, observe, observeAfterDel, settle, spawnIn, type TestHost } from "./hostns.ts"
 
 type Json = Record<string, any>
 
@@ -57,7 +57,7 @@ const waitFor = async (what: string, ok: () => boolean, ms = 5000) => {
 
 /** A daemon of its own in `h` on `socket`, up when this resolves. */
 const startDaemon = async (h: TestHost, socket: string) => {
-  const started = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket], {}, "")
+  const started = spawnIn(h, [join(binDir, "tscni"), "daemon", "--socket", socket, "--health-listen", "off"], {}, "")
   await waitFor(`the daemon on ${socket}`, () => existsSync(socket))
   return started
 }
@@ -112,7 +112,7 @@ describe("resident tscni (tscni daemon)", () => {
     expect([check.exitCode, check.stdout, check.stderr.includes(SERVED)]).toEqual([0, "", true])
     const del = execIn(h, BRIDGE, callEnv("DEL", "res-1", p.path), JSON.stringify({ ...conf(h), prevResult: add.json }))
     expect([del.exitCode, del.stderr.includes(SERVED)]).toEqual([0, true])
-    expect(observe(h.name)).toEqual(before)
+    expect(observeAfterDel(h.name)).toEqual(before)
     p.remove()
   })
 
@@ -192,10 +192,13 @@ describe("resident tscni (tscni daemon)", () => {
     // the lock wait is not interruptible (a lock is either had or not): the interruption
     // takes effect when the lock is free, and undoes the ADD instead of going on with it
     await lock.release()
-    await waitFor("the rollback", () => vethsOn(h) === 0)
-    await Bun.sleep(300)
+    await waitFor("the rollback", () => vethsOn(h) === 0, 20_000)
+    // the veth goes first; the rest of the rollback follows: wait (paced, with a deadline)
+    // until the host is back, and a rollback that never gets there fails with what is left
+    const podLinks = () => ipJson<Array<Json>>(p.name, "link", "show").map((link) => link.ifname)
+    await waitFor("the rest of the rollback", () => observe(h.name) === before && podLinks().join() === "lo", 20_000).catch(() => {})
     expect(observe(h.name)).toEqual(before)
-    expect(ipJson<Array<Json>>(p.name, "link", "show").map((link) => link.ifname)).toEqual(["lo"])
+    expect(podLinks()).toEqual(["lo"])
     p.remove()
   }, 60_000)
 
@@ -270,18 +273,42 @@ describe("resident tscni (tscni daemon)", () => {
     expect(modes[0]).toBe(modes[1]!)
   })
 
-  test("a daemon that accepts but never answers: after a wait the caller runs the call itself", () => {
+  test("a daemon that accepts but never answers: after a wait the caller runs the call itself", async () => {
     const h = daemonHost
     const hung = join(scratch, "hung.sock")
+    // says when it listens, and when it has accepted a connection (which it never answers)
     const listener = Bun.spawn(["python3", "-c", `import socket, time
 s = socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(hung)}); s.listen(8)
-c, _ = s.accept(); time.sleep(60)`])
+print("listening", flush=True)
+c, _ = s.accept()
+print("accepted", flush=True)
+time.sleep(60)`], { stdout: "pipe", stderr: "inherit" })
+    const reader = listener.stdout.getReader()
+    let said = ""
+    /** Reads the listener's output until it says `line` (with a deadline: it may never). */
+    const heard = async (line: string): Promise<boolean> => {
+      const deadline = setTimeout(() => void reader.cancel(), 20_000)
+      try {
+        while (!said.split("\n").includes(line)) {
+          const chunk = await reader.read()
+          if (chunk.done) return false
+          said += new TextDecoder().decode(chunk.value)
+        }
+        return true
+      } finally {
+        clearTimeout(deadline)
+      }
+    }
     try {
       const p = freshNetns()
-      Bun.sleepSync(300)
+      // listening (not only bound): a caller that connects now is accepted, not refused
+      expect(await heard("listening")).toBe(true)
       expect(existsSync(hung)).toBe(true)
       const add = execIn(h, BRIDGE, callEnv("ADD", "res-hung", p.path, hung), JSON.stringify(conf(h)))
       expect({ exit: add.exitCode, served: add.stderr.includes(SERVED), loaded: add.stderr.includes("code loaded") }).toEqual({ exit: 0, served: false, loaded: true })
+      // the caller did reach the silent daemon: it ran the call itself after waiting for an
+      // answer, not because nobody listened
+      expect(await heard("accepted")).toBe(true)
       expect(execIn(h, BRIDGE, callEnv("DEL", "res-hung", p.path, join(scratch, "none.sock")), JSON.stringify(conf(h))).exitCode).toBe(0)
       p.remove()
     } finally {
@@ -298,10 +325,17 @@ c, _ = s.accept(); time.sleep(60)`])
     const caller = spawnIn(h, BRIDGE, callEnv("ADD", "res-7", p.path, socket), JSON.stringify(conf(h)))
     await waitFor("the ADD's veth", () => vethsOn(h) > 0)
     stopping.proc.kill("SIGTERM")
-    await Bun.sleep(200)
-    // still there: it holds a call
-    expect(existsSync(socket)).toBe(true)
-    await lock.release()
+    // the daemon has taken the SIGTERM once it sends new calls back to their callers: a call
+    // with a config error (which changes nothing) is served until then, and runs in its caller
+    // after (or there is no daemon left to serve it)
+    const probe = () => execIn(h, BRIDGE, callEnv("ADD", "res-7-probe", p.path, socket), JSON.stringify({ ...conf(h), mtu: "nine" }))
+    try {
+      await waitFor("the daemon to stop taking calls", () => !probe().stderr.includes(SERVED), 20_000)
+      // stopping, and still there: it holds a call
+      expect(existsSync(socket)).toBe(true)
+    } finally {
+      await lock.release()
+    }
     const add = await caller.done
     expect([add.exitCode, add.stderr.includes(SERVED)]).toEqual([0, true])
     const stopped = await stopping.done
@@ -317,8 +351,21 @@ c, _ = s.accept(); time.sleep(60)`])
     const silent = await Bun.connect({ unix: socket, socket: { data: () => {} } })
     const halfLine = await Bun.connect({ unix: socket, socket: { data: () => {} } })
     halfLine.write('{"build":"')
-    await Bun.sleep(100)
-    stopping.proc.kill("SIGTERM")
+    // the daemon has accepted both and read the half line: two connected sockets on its path
+    // are in the daemon's hands (ss -xp names their owner; before accept() they have none),
+    // with nothing left unread. They live in this process's namespace, where it connected.
+    const daemonSide = () =>
+      Bun.spawnSync(["ss", "-xpn"]).stdout.toString().split("\n")
+        .map((line) => line.trim().split(/\s+/))
+        .filter((fields) => fields[1] === "ESTAB" && fields[4] === socket && fields.join(" ").includes(`pid=${stopping.proc.pid},`))
+    try {
+      await waitFor("the daemon to take both connections and read the half line", () => {
+        const sockets = daemonSide()
+        return sockets.length === 2 && sockets.every((fields) => fields[2] === "0")
+      }, 20_000)
+    } finally {
+      stopping.proc.kill("SIGTERM")
+    }
     const stopped = await stopping.done
     expect([stopped.exitCode, existsSync(socket)]).toEqual([0, false])
     silent.end()
@@ -326,7 +373,7 @@ c, _ = s.accept(); time.sleep(60)`])
   }, 30_000)
 
   test("a second daemon on the same socket refuses to start; SIGTERM stops a daemon and removes its socket", async () => {
-    const second = execIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET], {}, "")
+    const second = execIn(daemonHost, [join(binDir, "tscni"), "daemon", "--socket", SOCKET, "--health-listen", "off"], {}, "")
     expect(second.exitCode).toBe(1)
     expect(second.stderr).toContain("another daemon is listening")
     expect(existsSync(SOCKET)).toBe(true)

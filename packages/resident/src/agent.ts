@@ -101,26 +101,33 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
 
   const metrics = agentMetrics()
   let ready = false
-  const http = options.health === undefined ? undefined : Bun.serve({
-    hostname: options.health.hostname,
-    port: options.health.port,
-    fetch: async (request) => {
-      const path = new URL(request.url).pathname
-      if (path === "/healthz") return new Response("ok\n")
-      if (path === "/readyz") return ready ? new Response("ready\n") : new Response("not serving calls\n", { status: 503 })
-      if (path === "/metrics") return new Response(await metrics.registry.metrics(), { headers: { "content-type": metrics.registry.contentType } })
-      return new Response("not found\n", { status: 404 })
-    }
+  // the socket first: a second agent on the same socket stops there, before taking the port
+  const daemon = await startDaemon(options.socket, load, {
+    served: (call) => {
+      metrics.calls.inc({ plugin: call.plugin, command: call.command, exit_code: String(call.exitCode) })
+      metrics.seconds.observe({ plugin: call.plugin, command: call.command }, call.seconds)
+    },
+    fellBack: () => metrics.fallbacks.inc()
   })
+  let http: ReturnType<typeof Bun.serve> | undefined
+  try {
+    http = options.health === undefined ? undefined : Bun.serve({
+      hostname: options.health.hostname,
+      port: options.health.port,
+      fetch: async (request) => {
+        const path = new URL(request.url).pathname
+        if (path === "/healthz") return new Response("ok\n")
+        if (path === "/readyz") return ready ? new Response("ready\n") : new Response("not serving calls\n", { status: 503 })
+        if (path === "/metrics") return new Response(await metrics.registry.metrics(), { headers: { "content-type": metrics.registry.contentType } })
+        return new Response("not found\n", { status: 404 })
+      }
+    })
+  } catch (error) {
+    await daemon.stop()
+    throw error
+  }
   if (http !== undefined) log(`health and metrics on http://${options.health!.hostname}:${http.port}/`)
   try {
-    const daemon = await startDaemon(options.socket, load, {
-      served: (call) => {
-        metrics.calls.inc({ plugin: call.plugin, command: call.command, exit_code: String(call.exitCode) })
-        metrics.seconds.observe({ plugin: call.plugin, command: call.command }, call.seconds)
-      },
-      fellBack: () => metrics.fallbacks.inc()
-    })
     ready = true
     metrics.ready.set(1)
     await stopSignal

@@ -196,8 +196,22 @@ export const bindPlugin = <R, LE>(plugin: PluginDefinition<R>, layer: Layer.Laye
  * SIGTERM/SIGINT interrupt the work, so an interrupted ADD still rolls back. `stdin` when
  * the caller has read it already (the multicall binary, before asking the daemon).
  */
+/** What `<plugin> --help` prints. */
+const pluginUsage = (name: string): string => `usage: CNI_COMMAND=ADD|CHECK|DEL|GC|STATUS|VERSION CNI_CONTAINERID=… CNI_NETNS=… CNI_IFNAME=… CNI_PATH=… ${name} < config.json
+
+${name}: a CNI plugin of tscni. A container runtime runs it with the request in CNI_*
+environment variables (CNI_ARGS optional) and the network configuration on stdin; it
+answers with a result or a CNI error as JSON on stdout. Supported CNI versions: ${versionInfo().supportedVersions.join(", ")}.
+Logs go to stderr (TSCNI_LOG=debug traces every step) or TSCNI_LOG_FILE.
+Its keys: docs/plugins/${name}.md. To run it by hand, see \`cni --help\` (tscni's runtime CLI).
+`
+
 export const runBound = (bound: BoundPlugin, stdin?: string): Promise<void> => {
   const env = process.env
+  // a person asking, not a runtime calling (runtimes always set CNI_COMMAND)
+  if ((env.CNI_COMMAND ?? "") === "" && process.argv.slice(1).some((arg) => arg === "--help" || arg === "-h")) {
+    return Bun.write(Bun.stdout, pluginUsage(bound.name)).then(() => process.exit(0))
+  }
   // performance.now() counts from process start: how much of a call is loading code
   const note = `${bound.name}: code loaded ${performance.now().toFixed(1)} ms after process start`
   const fiber = Effect.runFork(bound.invoke({ env, stdin: stdin === undefined ? readStdin : Effect.succeed(stdin) }, { note }))
