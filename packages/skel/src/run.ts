@@ -128,9 +128,25 @@ export const handleInvocation = <R>(
         case "ADD": {
           const result = yield* plugin.add(request)
           // A result that cannot be reported fails the ADD after its work is done: undo it
-          // with the plugin's DEL, so this failure too leaves the host as it was.
+          // with the plugin's DEL, so this failure too leaves the host as it was. A DEL
+          // that fails too is said in the error, never dropped.
           const encoded = yield* encodeResult(result, version).pipe(
-            Effect.tapError(() => Effect.ignore(plugin.del(request)))
+            Effect.catchTag("CniError", (error) =>
+              plugin.del(request).pipe(
+                Effect.matchCauseEffect({
+                  onSuccess: () => Effect.fail(error),
+                  onFailure: (cause) =>
+                    Effect.fail(
+                      new CniError({
+                        code: error.code,
+                        msg: error.msg,
+                        details: `${error.details === undefined ? "" : `${error.details}; `}undoing the ADD failed too, something may be left: ${
+                          Cause.pretty(cause).split("\n")[0]
+                        }`
+                      })
+                    )
+                })
+              ))
           )
           return json(encoded)
         }

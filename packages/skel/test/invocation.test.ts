@@ -232,6 +232,21 @@ describe("dispatch and output", () => {
     expect(calls).toEqual(["ADD", "DEL"])
   })
 
+  test("…and when that DEL fails too, the error says so (nothing is dropped in silence)", async () => {
+    calls.length = 0
+    const invalid = { ...RESULT, ips: [{ address: "not-an-ip" }] } as unknown as Result
+    const plugin = fakePlugin({
+      add: () => Effect.sync(() => (calls.push("ADD"), invalid)),
+      del: () => Effect.sync(() => void calls.push("DEL")).pipe(Effect.andThen(Effect.fail(new BackendError({ operation: "deleteLink", reason: "Busy", message: "deleteLink: busy" }))))
+    })
+    const error = errorOf(await invoke(ADD_ENV, conf(), plugin))
+    expect(error.code).toBe(100)
+    expect(error.msg).toContain("invalid result")
+    expect(error.details).toContain("undoing the ADD failed too")
+    expect(error.details).toContain("deleteLink: busy")
+    expect(calls).toEqual(["ADD", "DEL"])
+  })
+
   test("a defect becomes code 100 with its message and no stack trace", async () => {
     const plugin = fakePlugin({ add: () => Effect.die(new Error("boom")) })
     const outcome = await invoke(ADD_ENV, conf(), plugin)
