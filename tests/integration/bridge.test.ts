@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { BIN_DIR, binary, freshNetns, kernelFaultSweep, kernelKillSweep, ipJson, podEnv } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, kernelFaultSweep, kernelKillSweep, ipJson, podEnv, waitUntilStopped } from "./harness.ts"
 import { execIn, freshHost, hostSysctls, iptablesState, nftSets, observe, observeAfterDel, restoreHostSysctls, settle, spawnIn, type TestHost } from "./hostns.ts"
 
 const BRIDGE = binary("bridge")
@@ -48,14 +48,29 @@ const allocations = (h: TestHost): Record<string, string> => {
     .map((f) => [f, readFileSync(`${dir}/${f}`, "utf8")]))
 }
 
+/** Host switches ADD turns on last and never puts back (see the bridge pipeline): forwarding, bridge-nf. */
+const HOST_SWITCH = /\/(ipv4\/ip_forward|ipv6\/conf\/all\/forwarding|bridge-nf-call-ip6?tables):/
+const withoutSwitches = (sysctls: string): string => sysctls.split("\n").filter((line) => !HOST_SWITCH.test(line)).join("\n")
+/** observe() without bridges' promiscuous flag, the other switch ADD sets last and leaves on. */
+const withoutPromisc = (observed: string): string => {
+  const view = JSON.parse(observed) as { links: Array<Json> }
+  return JSON.stringify({
+    ...view,
+    links: view.links.map((link) => (link.kind === "bridge" ? { ...link, flags: (link.flags as Array<string>).filter((f) => f !== "PROMISC") } : link))
+  }, null, 1)
+}
+
 /**
  * kernelFaultSweep of one bridge ADD: after each failed run the host (links with their
  * MTU, MAC, port options; addresses, routes, tc, VLANs, nft), its forwarding sysctls, the
  * pod's namespace, `others` (namespaces of pods already there) and the IPAM store must be
- * exactly as before. No fault may be tolerated: only the clean run (past the last kernel
- * call) succeeds; it is deleted, and what its DEL leaves on purpose (shared by every pod, as
- * in the reference plugin: host sysctls, and through `afterDel` e.g. a shared bridge's
- * promiscuous mode) is put back.
+ * exactly as before. The one exception are the host switches (forwarding, bridge-nf, a
+ * bridge's promiscuous mode): ADD turns them on last and never puts them back (a
+ * concurrent pod's ADD may rely on them already), so a fault among their own writes may
+ * find some on, and only such a fault. No fault may be tolerated: only the clean run (past
+ * the last kernel call) succeeds; it is deleted, and what its DEL leaves on purpose (shared
+ * by every pod, as in the reference plugin: host switches, and through `afterDel` e.g. a
+ * shared bridge's promiscuous mode) is put back.
  */
 const bridgeFaultSweep = (
   h: TestHost,
@@ -72,15 +87,33 @@ const bridgeFaultSweep = (
     others: others.map((ns) => observe(ns)),
     allocations: allocations(h)
   })
+  const withoutHostSwitches = (observed: ReturnType<typeof state>) => ({
+    ...observed,
+    host: withoutPromisc(observed.host),
+    sysctls: withoutSwitches(observed.sysctls)
+  })
   const before = state()
+  let fault = ""
   return kernelFaultSweep(
-    (k) => execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", id, p.path), JSON.stringify(c)),
+    (k) => {
+      const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", id, p.path), JSON.stringify(c))
+      fault = String(run.json?.msg ?? "")
+      return run
+    },
     (run) => {
       expect(execIn(h, BRIDGE, podEnv("DEL", id, p.path), JSON.stringify({ ...c, prevResult: run.json })).exitCode).toBe(0)
       restoreHostSysctls(h.name, before.sysctls)
       afterDel()
     },
-    (k) => expect({ k, ...state() }).toEqual({ k, ...before })
+    (k) => {
+      const after = state()
+      expect({ k, ...withoutHostSwitches(after) }).toEqual({ k, ...withoutHostSwitches(before) })
+      const switchesLeftOn = after.host !== before.host || after.sysctls !== before.sysctls
+      if (switchesLeftOn) expect({ k, fault }).toEqual({ k, fault: expect.stringMatching(/^writeSysctl: /) })
+      // put back, so the next run starts from the same host
+      restoreHostSysctls(h.name, before.sysctls)
+      afterDel()
+    }
   )
 }
 
@@ -328,7 +361,7 @@ describe("bridge on the real kernel", () => {
     p.remove()
   }, 300_000)
 
-  test("options on a second pod of a bridge made without them: a failed ADD takes the bridge out of promiscuous mode, its MTU back, and leaves the first pod's spoof-check rule", () => {
+  test("options on a second pod of a bridge made without them: a failed ADD puts the bridge's MTU back and leaves the first pod's spoof-check rule (promiscuous mode, a host switch, only a fault after it leaves on)", () => {
     const h = host()
     const first = freshNetns()
     const p = freshNetns()
@@ -346,6 +379,52 @@ describe("bridge on the real kernel", () => {
     first.remove()
     p.remove()
   }, 300_000)
+
+  test("concurrent first ADDs, one failing at its last kernel call: the other pod keeps forwarding, bridge-nf, gateways and bridge; only the failed pod's things go", async () => {
+    const ranges = [[{ subnet: "10.127.3.0/24" }], [{ subnet: "fd12:345b::/64" }]]
+    // how many Backend calls a first ADD makes (on a fresh host like the one below): the
+    // last one is a host switch's, after forwarding and the gateways are on
+    const scratch = host()
+    const s0 = freshNetns()
+    const clean = execIn(scratch, ["bun", DRIVER, "bridge", "100000"], podEnv("ADD", "it-race0", s0.path), JSON.stringify(conf(scratch, {}, { ranges })))
+    expect(clean.exitCode).toBe(0)
+    const last = Number(/calls=(\d+)/.exec(clean.stderr)?.[1] ?? -1)
+    s0.remove()
+
+    const h = host()
+    const a = freshNetns()
+    const b = freshNetns()
+    const c = conf(h, {}, { ranges })
+    const sysctl = (key: string) => execIn(h, ["cat", `/proc/sys/${key}`], {}, "").stdout.trim()
+    const gateways = () => ipJson<Array<Json>>(h.name, "addr", "show", "cni-it0")[0]!.addr_info.map((i: Json) => `${i.local}/${i.prefixlen}`).filter((x: string) => !x.startsWith("fe80"))
+    // the failing ADD, held right before its last call (it fails there once continued)
+    const held = spawnIn(h, ["bun", DRIVER, "bridge", String(last), "hold"], podEnv("ADD", "it-raceA", a.path), JSON.stringify(c))
+    try {
+      expect(await waitUntilStopped(held)).toEqual({ stopped: true, comm: "bun" })
+      expect({ forwarding: sysctl("net/ipv4/ip_forward"), gateways: gateways() }).toEqual({ forwarding: "1", gateways: ["10.127.3.1/24", "fd12:345b::1/64"] })
+      // the other pod's whole ADD, while the first one is held
+      const added = execIn(h, BRIDGE, podEnv("ADD", "it-raceB", b.path), JSON.stringify(c))
+      expect([added.exitCode, added.stderr]).toEqual([0, ""])
+      held.proc.kill("SIGCONT")
+      const failed = await held.done
+      expect([failed.exitCode, String(failed.json?.msg)]).toEqual([1, expect.stringMatching(/^writeSysctl: injected fault/)])
+      // the pod that succeeded is whole by its own CHECK (bridge, gateways, forwarding and
+      // bridge-nf included) and reaches its gateways
+      const check = execIn(h, BRIDGE, podEnv("CHECK", "it-raceB", b.path), JSON.stringify({ ...c, prevResult: added.json }))
+      expect([check.exitCode, check.stdout]).toEqual([0, ""])
+      expect([ping(b.name, "10.127.3.1"), ping(b.name, "fd12:345b::1")]).toEqual([true, true])
+      expect({ v4: sysctl("net/ipv4/ip_forward"), v6: sysctl("net/ipv6/conf/all/forwarding"), gateways: gateways() })
+        .toEqual({ v4: "1", v6: "1", gateways: ["10.127.3.1/24", "fd12:345b::1/64"] })
+      // the failed pod's veth and IP are gone
+      expect(ipJson<Array<Json>>(h.name, "link", "show", "master", "cni-it0").map((l) => l.ifname)).toEqual([(added.json!.interfaces as Array<Json>)[1]!.name])
+      expect(Object.values(allocations(h)).map((owner) => owner.split(/\r?\n/)[0])).toEqual(["it-raceB", "it-raceB"])
+      expect(execIn(h, BRIDGE, podEnv("DEL", "it-raceB", b.path), JSON.stringify({ ...c, prevResult: added.json })).exitCode).toBe(0)
+    } finally {
+      held.proc.kill("SIGKILL")
+      a.remove()
+      b.remove()
+    }
+  }, 120_000)
 
   test("SIGKILL at every Backend call of ADD, then DEL: no bridge, veth, address, route, rule, IPAM allocation or intent file is left", async () => {
     const h = host()
@@ -481,7 +560,8 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
     const h = host()
     const p = freshNetns()
     const c = JSON.stringify(conf(h, { ipMasqBackend: "iptables" }))
-    // a run without a fault says how many Backend calls ADD makes; the last one is the masquerade's
+    // a run without a fault says how many Backend calls ADD makes; the last ones are the
+    // masquerade's and then the host switches' (already on after this first run)
     const clean = execIn(h, ["bun", DRIVER, "bridge", "100000"], podEnv("ADD", "it-iptf", p.path), c)
     expect(clean.exitCode).toBe(0)
     const calls = Number(/calls=(\d+)/.exec(clean.stderr)?.[1] ?? -1)
@@ -489,14 +569,17 @@ describe("bridge with ipMasqBackend iptables on the real kernel", () => {
     // a "before" once the host has settled (a condition, not a delay)
     settle(h.name)
     const before = { host: observeHost(h.name), iptables: iptablesState(h.name) }
-    for (const k of [calls, calls - 1]) {
+    const faulted: Array<string> = []
+    for (let k = calls; k > calls - 5; k--) {
       const run = execIn(h, ["bun", DRIVER, "bridge", String(k)], podEnv("ADD", "it-iptf", p.path), c)
       expect({ k, exitCode: run.exitCode }).toEqual({ k, exitCode: 1 })
-      if (k === calls) expect(run.stdout).toContain("addIptablesPodChains: injected fault")
+      faulted.push(String(run.json?.msg).split(":")[0]!)
       expect({ k, host: observeHost(h.name), iptables: iptablesState(h.name) }).toEqual({ k, ...before })
       const allocated = Bun.spawnSync(["ls", `${h.dir}/itnet`]).stdout.toString().split("\n").filter((f) => /^\d/.test(f))
       expect({ k, allocated }).toEqual({ k, allocated: [] })
     }
+    // the sweep went through the iptables transaction
+    expect(faulted).toContain("addIptablesPodChains")
     p.remove()
   }, 60_000)
 })

@@ -13,6 +13,10 @@
  * end. (`ip netns exec` execs, so the pid the test spawned is this process's.) A SIGCONT
  * instead lets the invocation go on. With k beyond the last call it runs the whole
  * invocation, and `calls=<n>` says how many kill points there are.
+ *
+ * `hold` (for races made on purpose): stops right before call k as `pause` does, and when
+ * continued (SIGCONT) fails call k as `fail` does: the test runs something else while the
+ * invocation is held at a known point, then lets it fail there.
  */
 import { writeSync } from "node:fs"
 import { Effect, Layer } from "effect"
@@ -40,8 +44,8 @@ const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = {
 const [name, kText, mode = "fail"] = process.argv.slice(2)
 const plugin = PLUGINS[name ?? ""]
 const k = Number(kText)
-if (!plugin || !Number.isInteger(k) || (mode !== "fail" && mode !== "pause")) {
-  console.error("usage: fault-driver.ts <plugin> <k> [fail|pause]")
+if (!plugin || !Number.isInteger(k) || !["fail", "pause", "hold"].includes(mode)) {
+  console.error("usage: fault-driver.ts <plugin> <k> [fail|pause|hold]")
   process.exit(2)
 }
 
@@ -54,10 +58,11 @@ const faulty = Object.fromEntries(
     (...args: Array<unknown>) =>
       Effect.suspend(() => {
         calls++
-        if (calls === k && mode === "pause") {
+        if (calls === k && mode !== "fail") {
           writeSync(2, `paused=${k} op=${operation}\n`)
           process.kill(process.pid, "SIGSTOP")
-        } else if (calls === k) {
+        }
+        if (calls === k && mode !== "pause") {
           return Effect.fail(new BackendError({ operation, reason: "Injected", message: `${operation}: injected fault at call ${k}` }))
         }
         return (run as (...a: Array<unknown>) => Effect.Effect<unknown, BackendError>)(...args)

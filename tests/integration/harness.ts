@@ -151,32 +151,47 @@ export interface RunningPlugin {
 }
 
 /**
- * Waits until `running` has stopped itself (fault-driver.ts in pause mode sends itself
- * SIGSTOP right before Backend call k), then SIGKILLs it. Waiting is for a state, with a
- * generous deadline, never for a time: the kill lands where the process stopped. The
- * process is SIGKILLed on every path (it ended, or did not stop in time), so none is left.
- * Returns whether it was seen stopped, under which command name (`bun`: the driver itself;
- * `ip netns exec` execs it, so the pid spawned is its own), how it ended, and its output.
+ * Waits until `running` has stopped itself (fault-driver.ts in pause or hold mode sends
+ * itself SIGSTOP right before Backend call k), or ended. Waiting is for a state, with a
+ * generous deadline, never for a time. Returns whether it was seen stopped, and under which
+ * command name (`bun`: the driver itself; `ip netns exec` execs it, so the pid spawned is
+ * its own).
+ */
+export const waitUntilStopped = async (
+  running: RunningPlugin,
+  deadlineMs = 60_000
+): Promise<{ readonly stopped: boolean; readonly comm: string | undefined }> => {
+  const { proc } = running
+  const deadline = Date.now() + deadlineMs
+  let seen: ReturnType<typeof processState>
+  // paced polling of a condition: the pause itself is what makes the moment happen
+  while (proc.exitCode === null && proc.signalCode === null && Date.now() < deadline) {
+    seen = processState(proc.pid)
+    if (seen?.state === "T") break
+    await Bun.sleep(2)
+  }
+  return { stopped: seen?.state === "T", comm: seen?.comm }
+}
+
+/**
+ * Waits until `running` has stopped itself (see waitUntilStopped), then SIGKILLs it: the
+ * kill lands where the process stopped. The process is SIGKILLed on every path (it ended,
+ * or did not stop in time), so none is left. Returns whether it was seen stopped, under
+ * which command name, how it ended, and its output.
  */
 export const killWhenStopped = async (
   running: RunningPlugin,
   deadlineMs = 60_000
 ): Promise<{ readonly stopped: boolean; readonly comm: string | undefined; readonly signal: string | null; readonly run: PluginRun }> => {
   const { proc } = running
-  const deadline = Date.now() + deadlineMs
-  let seen: ReturnType<typeof processState>
+  let seen: { readonly stopped: boolean; readonly comm: string | undefined } = { stopped: false, comm: undefined }
   try {
-    // paced polling of a condition: the pause itself is what makes the moment happen
-    while (proc.exitCode === null && proc.signalCode === null && Date.now() < deadline) {
-      seen = processState(proc.pid)
-      if (seen?.state === "T") break
-      await Bun.sleep(2)
-    }
+    seen = await waitUntilStopped(running, deadlineMs)
   } finally {
     proc.kill("SIGKILL")
   }
   const run = await running.done
-  return { stopped: seen?.state === "T", comm: seen?.comm, signal: proc.signalCode === null ? null : String(proc.signalCode), run }
+  return { ...seen, signal: proc.signalCode === null ? null : String(proc.signalCode), run }
 }
 
 /** Runs the checks of one kill point; a failure names the kill point (a diff of a large view may not show `k`). */

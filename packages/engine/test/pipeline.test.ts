@@ -139,6 +139,43 @@ describe("Pipeline.check (CHECK)", () => {
   })
 })
 
+describe("locate: one definition drives ADD, DEL and CHECK", () => {
+  /** What DEL and CHECK know in the toy: the prefix ADD used, and whether "b" is shared. */
+  interface Known {
+    readonly prefix: string
+  }
+  const located = (world: World) =>
+    Pipeline.make<{ prefix: string }, Known>("located")
+      .step("a", addItem(world), (input) => ({ name: `${input.prefix}a` }), (known) => ({ name: `${known.prefix}a` }))
+      // shared with others: DEL leaves it, CHECK verifies it
+      .step("b", addItem(world), (input) => ({ name: `${input.prefix}b` }), Pipeline.checkOnly((known) => ({ name: `${known.prefix}b` })))
+      .optionalStep("c", addItem(world), () => Pipeline.skip, Pipeline.unlocated)
+
+  test("locate gives each step's handle for the purpose; skip leaves it out", () => {
+    const pipeline = located(new World())
+    expect(Pipeline.locate(pipeline, { prefix: "x" }, "del")).toEqual({ a: { name: "xa" } })
+    expect(Pipeline.locate(pipeline, { prefix: "x" }, "check")).toEqual({ a: { name: "xa" }, b: { name: "xb" } })
+  })
+
+  test("runDel undoes what ADD made of the attachment's own, without ADD's handles; runCheck verifies all of it", async () => {
+    const world = new World()
+    const pipeline = located(world)
+    await Effect.runPromise(Pipeline.apply(pipeline, { prefix: "x" }))
+    await Effect.runPromise(Pipeline.runCheck(pipeline, { prefix: "x" }))
+    // another attachment's CHECK finds nothing of its own
+    const other = await Effect.runPromiseExit(Pipeline.runCheck(pipeline, { prefix: "y" }))
+    expect(Exit.isFailure(other) && Cause.squash(other.cause)).toMatchObject({ _tag: "CheckFailed", message: "ya is missing" })
+    await Effect.runPromise(Pipeline.runDel(pipeline, { prefix: "x" }))
+    expect([...world.items]).toEqual(["xb"])
+    expect(world.log.slice(-1)).toEqual(["undo xa"])
+  })
+
+  test("a pipeline without Known takes no locate and locates nothing", () => {
+    const pipeline = threeSteps(addItem(new World()))
+    expect(Pipeline.locate(pipeline, undefined as never, "del")).toEqual({})
+  })
+})
+
 describe("handles round trip", () => {
   test("encodeHandles / decodeHandles; undecodable entries are named, not dropped in silence", () => {
     const pipeline = threeSteps(addItem(new World()))

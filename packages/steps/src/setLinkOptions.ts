@@ -18,6 +18,11 @@ export interface SetLinkOptionsInput {
   readonly netns: string
   readonly link: string
   readonly options: LinkOptions
+  /**
+   * false for a switch other pods rely on once it is on (a shared bridge's promiscuous
+   * mode): undo then leaves it, as a concurrent ADD may rely on it already (default true)
+   */
+  readonly restoreOnUndo?: boolean
 }
 
 /** What was set and what it replaced, so undo can put every property back. */
@@ -53,13 +58,14 @@ export const setLinkOptions = makeStep<SetLinkOptionsInput, SetLinkOptionsHandle
   apply: (input) =>
     Effect.gen(function*() {
       const backend = yield* Backend
-      const link = yield* backend.getLink(input.netns, input.link)
-      const previous = previousLinkOptions(link, input.options)
+      // nothing to put back: previous stays empty
+      const previous = input.restoreOnUndo === false ? {} : previousLinkOptions(yield* backend.getLink(input.netns, input.link), input.options)
       yield* backend.setLink(input.netns, input.link, input.options)
       return { netns: input.netns, link: input.link, applied: input.options, previous }
     }),
   undo: (handle) =>
     Effect.gen(function*() {
+      if (Object.keys(handle.previous).length === 0) return
       yield* ignoreNotFound((yield* Backend).setLink(handle.netns, handle.link, handle.previous))
     }),
   check: (handle) =>

@@ -1,8 +1,8 @@
-import { describe, expect } from "bun:test"
+import { describe, expect, test } from "bun:test"
 import { Effect } from "effect"
 import { Backend } from "@tscni/backend"
 import { setLinkOptions } from "../src/index.ts"
-import { stepContract } from "./harness.ts"
+import { control, onKernel, stepContract } from "./harness.ts"
 
 const prepare = Effect.gen(function*() {
   const backend = yield* Backend
@@ -26,5 +26,20 @@ describe("setLinkOptions", () => {
       }),
     removeByHand: (handle) => Backend.use((backend) => backend.deleteLink(handle.netns, "eth0")),
     breakByHand: (handle) => Backend.use((backend) => backend.setLink(handle.netns, "eth0", { mtu: 1450 }))
+  })
+
+  test("restoreOnUndo=false (a shared bridge's promiscuous mode): undo leaves the switch on, and makes no call", () => {
+    onKernel(Effect.gen(function*() {
+      const mock = yield* control
+      const backend = yield* Backend
+      yield* backend.createLink({ netns: "host", name: "br0", kind: "bridge" })
+      const before = mock.snapshot()
+      const handle = yield* setLinkOptions.apply({ netns: "host", link: "br0", options: { promisc: true }, restoreOnUndo: false })
+      expect(handle.previous).toEqual({})
+      const calls = mock.calls().length
+      yield* setLinkOptions.undo(handle)
+      expect(mock.calls().length).toBe(calls)
+      expect(mock.diff(before, mock.snapshot())).toEqual(["host: ~ link br0 promisc: false → true"])
+    }))
   })
 })

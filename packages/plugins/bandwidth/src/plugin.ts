@@ -7,7 +7,7 @@ import { collectStaleLinks } from "@tscni/steps"
 import { type BandwidthSettings, bandwidthSettings, shapesNothing } from "./config.ts"
 import { findHostVeth, guessHostVeth } from "./hostVeth.ts"
 import { IFB_PREFIX, ifbAlias, ifbAliasPrefix, ifbName } from "./names.ts"
-import { type BandwidthHandles, type BandwidthInput, bandwidthPipeline } from "./pipeline.ts"
+import { type BandwidthHandles, type BandwidthInput, type BandwidthKnown, bandwidthPipeline } from "./pipeline.ts"
 import { burstBytes, ETHERNET_HEADER, type Limit, tbfFor } from "./tbf.ts"
 
 /** A bucket smaller than one full-size frame would drop every such frame: refused before any change. */
@@ -47,43 +47,13 @@ const buildResult = (request: PluginRequest, prev: Result, handles: BandwidthHan
   return { ...prev, cniVersion: request.conf.cniVersion, interfaces: [...others, { name: ifb.name, mac: ifb.mac }] }
 }
 
-/** What ADD promised, as handles, for CHECK: the same input, without the MAC and index only ADD knew. */
-const handlesFor = (input: BandwidthInput): Partial<BandwidthHandles> => ({
-  ...(input.ingress !== undefined ? { ingress: { netns: HOST_NETNS, link: input.hostVeth, tbf: input.ingress } } : {}),
-  ...(input.egress !== undefined
-    ? {
-      ifb: { netns: HOST_NETNS, name: input.ifb.name, index: 0, mac: "" },
-      egress: { netns: HOST_NETNS, link: input.ifb.name, tbf: input.egress },
-      ingressQdisc: { netns: HOST_NETNS, link: input.hostVeth },
-      redirect: { netns: HOST_NETNS, link: input.hostVeth, ifb: input.ifb.name }
-    }
-    : {})
+/** What DEL and CHECK know: the ifb's name, the configured limits, the host veth if known. */
+const knownOf = (request: PluginRequest, settings: BandwidthSettings, hostVeth: string | undefined): BandwidthKnown => ({
+  hostVeth,
+  ifb: ifbName(request.env.containerId, request.env.ifname),
+  ingress: tbfOf(settings.ingress),
+  egress: tbfOf(settings.egress)
 })
-
-/**
- * The handles DEL undoes, without ADD's memory: the ifb by its derived name (always: it
- * carries the pod's name, so it is ours whatever the config says now), and on the host veth
- * (when the pod's veth or prevResult lets us find it) our redirect and ingress qdisc if egress is configured,
- * and our root tbf if ingress is (each undo removes only what still looks like ours).
- */
-const handlesForDel = (request: PluginRequest, settings: BandwidthSettings) =>
-  Effect.gen(function*() {
-    const ifb = ifbName(request.env.containerId, request.env.ifname)
-    const hostVeth = yield* guessHostVeth(request, ifb)
-    const handles: Partial<BandwidthHandles> = {
-      ifb: { netns: HOST_NETNS, name: ifb, index: 0, mac: "" },
-      ...(hostVeth !== undefined && settings.ingress !== undefined
-        ? { ingress: { netns: HOST_NETNS, link: hostVeth, tbf: tbfFor(settings.ingress) } }
-        : {}),
-      ...(hostVeth !== undefined && settings.egress !== undefined
-        ? {
-          ingressQdisc: { netns: HOST_NETNS, link: hostVeth },
-          redirect: { netns: HOST_NETNS, link: hostVeth, ifb }
-        }
-        : {})
-    }
-    return handles
-  })
 
 /**
  * GC: ifb devices of this network (our name prefix, our alias naming the network) whose
@@ -126,12 +96,13 @@ export const bandwidthPlugin: PluginDefinition<Backend> = {
       const settings = yield* bandwidthSettings(request)
       if (shapesNothing(settings)) return
       const host = yield* findHostVeth(request, ifbName(request.env.containerId, request.env.ifname))
-      yield* Pipeline.check(bandwidthPipeline, handlesFor(pipelineInput(request, settings, host)))
+      yield* Pipeline.runCheck(bandwidthPipeline, knownOf(request, settings, host.name))
     }),
   del: (request) =>
     Effect.gen(function*() {
       const settings = yield* bandwidthSettings(request)
-      yield* Pipeline.undo(bandwidthPipeline, yield* handlesForDel(request, settings))
+      const hostVeth = yield* guessHostVeth(request, ifbName(request.env.containerId, request.env.ifname))
+      yield* Pipeline.runDel(bandwidthPipeline, knownOf(request, settings, hostVeth))
     }),
   gc: (request) => collectGarbage(request),
   // ready when the config would be accepted (there is nothing else to be ready for)

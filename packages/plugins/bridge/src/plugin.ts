@@ -14,14 +14,8 @@ import {
   delegateIpam,
   deleteBridgeIfPortless,
   ignoreNotFound,
-  iptablesPodChainsHandle,
-  iptablesPodChainsHandles,
   MASQUERADE_ENTRY,
-  masqueradeElements,
-  masqueradePodBatches,
-  masqueradeTable,
   masqueradeTablePrefix,
-  nftElementsHandle,
   type PluginExec,
   removeLegacyFilterRules,
   removeLegacyIptablesRules,
@@ -35,20 +29,13 @@ import {
   hostVethName,
   LEGACY_MASQ_CHAIN,
   LEGACY_TABLES,
-  macSpoofElements,
-  macSpoofTable,
   macSpoofTablePrefix,
-  masqueradeChainOf,
   networkTag,
   ruleOwner,
   vethAliasPrefix
 } from "./names.ts"
-import { arpNotifyKey, BRIDGE_NF, type BridgeInput, bridgePipeline, ipamRequest } from "./pipeline.ts"
-import { planAddresses } from "./plan.ts"
-
-type BridgeHandles = typeof bridgePipeline extends Pipeline.Pipeline<BridgeInput, infer H, infer _E, infer _R> ? H : never
-
-
+import { BRIDGE_NF, type BridgeHandles, type BridgeInput, type BridgeKnown, bridgePipeline } from "./pipeline.ts"
+import { type AddressPlan, planAddresses } from "./plan.ts"
 
 /** The request and its settings as the pipeline's input. */
 const pipelineInput = (request: PluginRequest, settings: BridgeSettings, hostSysctls: ReadonlySet<string>): BridgeInput => ({
@@ -99,63 +86,6 @@ const buildResult = (request: PluginRequest, settings: BridgeSettings, handles: 
       ...(dns !== undefined ? { dns } : {})
     }
     return result
-}
-
-/** The IPAM delegation as ADD made it (same config and request), for DEL and CHECK to repeat. */
-const ipamHandle = (request: PluginRequest, settings: BridgeSettings, result: Result): Partial<BridgeHandles> => {
-  const ipam = ipamRequest(pipelineInput(request, settings, new Set()))
-  return ipam === undefined ? {} : { ipam: { ...ipam, result } }
-}
-
-/** The pod interface as prevResult reports it (its MAC is what the spoof check allows). */
-const reportedInterface = (request: PluginRequest) =>
-  request.prevResult?.interfaces?.find((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
-
-/**
- * The pod's packet-filter handles: its masquerade and MAC spoof elements by key (from
- * prevResult; found by owner when there is none), or its iptables masquerade chains.
- */
-const filterHandles = (request: PluginRequest, settings: BridgeSettings, addresses: ReadonlyArray<string> | undefined): Partial<BridgeHandles> => {
-  const { containerId, ifname } = request.env
-  const owner = ruleOwner(settings.network, containerId, ifname)
-  const mac = reportedInterface(request)?.mac
-  const macSpoofCheck = nftElementsHandle(
-    HOST_NETNS,
-    macSpoofTable(settings.network),
-    owner,
-    mac === undefined ? undefined : macSpoofElements(hostVethName(containerId, ifname), mac)
-  )
-  if (settings.ipMasqBackend === "iptables") {
-    // chains of both families by name: a family ADD had no address of holds none (and a
-    // host without ip6tables none either); nftables only for the MAC spoof check it uses
-    const chains = [{ name: masqueradeChainOf(containerId, ifname), entry: MASQUERADE_ENTRY.name }]
-    return { iptablesMasquerade: iptablesPodChainsHandles(HOST_NETNS, "nat", owner, chains), ...(settings.macspoofchk ? { macSpoofCheck } : {}) }
-  }
-  const masquerade = nftElementsHandle(HOST_NETNS, masqueradeTable(settings.network), owner, addresses === undefined ? undefined : masqueradeElements(addresses))
-  return { masquerade, macSpoofCheck }
-}
-
-/**
- * The handles DEL undoes, rebuilt from names derived from the attachment, the config and
- * prevResult: the host veth (its peer goes with it), the IP (IPAM DEL), the masquerade and
- * MAC spoof elements. Shared things (bridge, gateway address, host sysctls) are not the
- * pod's to undo.
- */
-const handlesForDel = (request: PluginRequest, settings: BridgeSettings): Partial<BridgeHandles> => {
-  const { containerId, netns, ifname } = request.env
-  const pod = podResult(request)
-  const rules = filterHandles(request, settings, pod === undefined ? undefined : (pod.ips ?? []).map((ip) => ip.address))
-  return {
-    veth: {
-      netns: HOST_NETNS,
-      name: hostVethName(containerId, ifname),
-      index: 0,
-      mac: "",
-      peer: { netns: netns === "" ? "/nonexistent" : netns, name: ifname, index: 0, mac: "" }
-    },
-    ...rules,
-    ...ipamHandle(request, settings, request.prevResult ?? { cniVersion: request.conf.cniVersion })
-  }
 }
 
 /** A pod added before the keyed layout: its rules are found by owner comment in the old tables and chain. */
@@ -226,51 +156,22 @@ const podResult = (request: PluginRequest): Result | undefined => {
   return { ...prev, ips: (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index) }
 }
 
-/** The handles CHECK verifies: what ADD promised, rebuilt from prevResult and the config. */
-const handlesForCheck = (request: PluginRequest, settings: BridgeSettings) =>
-  Effect.gen(function*() {
-    const result = podResult(request)
-    const plan = yield* planAddresses(result, {
-      ifname: request.env.ifname,
-      isGateway: settings.isGateway,
-      isDefaultGateway: false // the default routes are in prevResult's routes already
-    })
-    const { containerId, netns, ifname } = request.env
-    const hostVeth = hostVethName(containerId, ifname)
-    const owner = ruleOwner(settings.network, containerId, ifname)
-    const masquerade = settings.ipMasq && plan.addresses.length > 0
-    const handles: Partial<BridgeHandles> = {
-      bridge: { netns: HOST_NETNS, name: settings.bridge, index: 0, mac: "", created: false },
-      veth: { netns: HOST_NETNS, name: hostVeth, index: 0, mac: "", peer: { netns, name: ifname, index: 0, mac: "" } },
-      port: { netns: HOST_NETNS, link: hostVeth, bridge: settings.bridge, hairpin: settings.hairpinMode, isolated: settings.portIsolation },
-      hostUp: { netns: HOST_NETNS, link: hostVeth, wasUp: false },
-      addresses: plan.addresses.map((cidr) => ({ netns, link: ifname, cidr, created: true })),
-      ...(plan.addresses.length > 0 ? { arpNotify: { netns, key: arpNotifyKey(ifname), value: "1", previous: "0", restoreOnUndo: true } } : {}),
-      routes: plan.routes.map((route) => ({ netns, route })),
-      gateways: plan.gateways.map((cidr) => ({ netns: HOST_NETNS, bridge: settings.bridge, cidr, created: false, replaced: [] })),
-      ...(settings.disableContainerInterface ? {} : { podUp: { netns, link: ifname, wasUp: false } }),
-      ...(masquerade && settings.ipMasqBackend === "nftables"
-        ? { masquerade: nftElementsHandle(HOST_NETNS, masqueradeTable(settings.network), owner, masqueradeElements(plan.addresses)) }
-        : {}),
-      ...(masquerade && settings.ipMasqBackend === "iptables"
-        ? {
-          iptablesMasquerade: masqueradePodBatches(plan.addresses, owner, masqueradeChainOf(containerId, ifname)).map((batch) =>
-            iptablesPodChainsHandle(HOST_NETNS, batch)
-          )
-        }
-        : {}),
-      ...(settings.macspoofchk
-        ? {
-          macSpoofCheck: nftElementsHandle(HOST_NETNS, macSpoofTable(settings.network), owner, macSpoofElements(hostVeth, reportedInterface(request)?.mac))
-        }
-        : {}),
-      ...(settings.vlan !== undefined
-        ? { vlan: { netns: HOST_NETNS, link: hostVeth, vid: settings.vlan, removedDefault: false } }
-        : {}),
-      ...(result !== undefined ? ipamHandle(request, settings, result) : {})
-    }
-    return handles
-  })
+/** The pod interface as prevResult reports it (its MAC is what the spoof check allows). */
+const reportedInterface = (request: PluginRequest) =>
+  request.prevResult?.interfaces?.find((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
+
+/** What DEL and CHECK know of the attachment: the request, prevResult and what they give. */
+const knownOf = (request: PluginRequest, settings: BridgeSettings, plan: AddressPlan | undefined, hostSysctls: ReadonlySet<string>): BridgeKnown => ({
+  input: pipelineInput(request, settings, hostSysctls),
+  prevResult: request.prevResult,
+  pod: podResult(request),
+  plan,
+  podMac: reportedInterface(request)?.mac
+})
+
+/** CHECK's plan: the pod's addresses, routes and gateways as prevResult has them (its default routes included). */
+const planOfPrevResult = (request: PluginRequest, settings: BridgeSettings) =>
+  planAddresses(podResult(request), { ifname: request.env.ifname, isGateway: settings.isGateway, isDefaultGateway: false })
 
 /** The pod interface still has the MAC prevResult reported. */
 const checkMac = (request: PluginRequest) =>
@@ -332,7 +233,8 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
   check: (request) =>
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)
-      yield* checkOrLegacy(Pipeline.check(bridgePipeline, yield* handlesForCheck(request, settings)), {
+      const known = knownOf(request, settings, yield* planOfPrevResult(request, settings), yield* presentHostSysctls)
+      yield* checkOrLegacy(Pipeline.runCheck(bridgePipeline, known), {
         netns: HOST_NETNS,
         owner: ruleOwner(settings.network, request.env.containerId, request.env.ifname),
         tables: LEGACY_TABLES,
@@ -343,7 +245,8 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
   del: (request) =>
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)
-      yield* Pipeline.undo(bridgePipeline, handlesForDel(request, settings))
+      // no plan: DEL needs none (it removes by name and key, or by owner), and must not fail on a prevResult CHECK would refuse
+      yield* Pipeline.runDel(bridgePipeline, knownOf(request, settings, undefined, new Set()))
       yield* removeLegacyRules(request, settings)
       yield* removeBridgeIfUnused(settings)
     }),

@@ -2,12 +2,12 @@ import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { checkOrLegacy, collectStaleFilterRules, collectStaleNftElements, ignoreNotFound, nftElementsHandle, removeLegacyFilterRules } from "@tscni/steps"
+import { checkOrLegacy, collectStaleFilterRules, collectStaleNftElements, ignoreNotFound, removeLegacyFilterRules } from "@tscni/steps"
 import { hostInterfaceNames, invalidConfig, notAvailable, type Result, validAttachments } from "@tscni/spec"
 import { type FirewallSettings, firewallSettings } from "./config.ts"
 import { firewallTablePrefix, LEGACY_TABLE, networkTag, ruleOwner } from "./names.ts"
 import { firewallPipeline } from "./pipeline.ts"
-import { firewallElements, firewallTable, podAddresses } from "./rules.ts"
+import { firewallTable, podAddresses } from "./rules.ts"
 
 const ownerOf = (request: PluginRequest, settings: FirewallSettings): string =>
   ruleOwner(settings.network, request.env.containerId, request.env.ifname)
@@ -91,7 +91,7 @@ export const firewallPlugin: PluginDefinition<Backend> = {
       const owner = ownerOf(request, settings)
       // a pod added before the keyed layout passes with its rules in the old table
       yield* checkOrLegacy(
-        Pipeline.check(firewallPipeline, { pod: nftElementsHandle(HOST_NETNS, tableOf(settings, bridge), owner, firewallElements(addresses)) }),
+        Pipeline.runCheck(firewallPipeline, { owner, table: tableOf(settings, bridge), addresses }),
         { netns: HOST_NETNS, owner, tables: [LEGACY_TABLE] }
       )
     }),
@@ -101,8 +101,7 @@ export const firewallPlugin: PluginDefinition<Backend> = {
       const prev = request.prevResult
       const owner = ownerOf(request, settings)
       const bridge = prev !== undefined && settings.ingressPolicy === "same-bridge" ? yield* bridgeOf(prev) : undefined
-      const elements = prev === undefined ? undefined : firewallElements(podAddresses(prev))
-      yield* Pipeline.undo(firewallPipeline, { pod: nftElementsHandle(HOST_NETNS, tableOf(settings, bridge), owner, elements) })
+      yield* Pipeline.runDel(firewallPipeline, { owner, table: tableOf(settings, bridge), addresses: prev === undefined ? undefined : podAddresses(prev) })
       yield* removeLegacyFilterRules(HOST_NETNS, [LEGACY_TABLE], owner)
     }),
   gc: (request) => Effect.flatMap(firewallSettings(request), (settings) => collectGarbage(request, settings)),

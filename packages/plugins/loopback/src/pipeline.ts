@@ -19,7 +19,15 @@ const readAddresses = derive("readAddresses", Schema.Array(Schema.String), (inpu
     (addresses) => addresses.map((address) => address.cidr)
   ))
 
-/** The whole of loopback: bring the namespace's loopback interface up. */
-export const loopbackPipeline = Pipeline.make<LoopbackInput>("loopback")
-  .step("up", linkUp, (input) => ({ netns: input.netns, link: input.ifname }))
-  .step("addresses", readAddresses, (input) => input)
+/**
+ * The whole of loopback: bring the namespace's loopback interface up. DEL and CHECK find
+ * it as ADD leaves a fresh namespace's loopback (down before, so DEL takes it down again):
+ * up, and with the addresses bringing it up made the kernel add (127.0.0.1/8 stays after
+ * down). DEL has nothing to do when the namespace is gone.
+ */
+export const loopbackPipeline = Pipeline.make<LoopbackInput, LoopbackInput>("loopback")
+  .step("up", linkUp, (input) => ({ netns: input.netns, link: input.ifname }), (known, purpose) =>
+    purpose === "del" && known.netns === ""
+      ? Pipeline.skip
+      : { netns: known.netns, link: known.ifname, wasUp: false, addedAddresses: ["127.0.0.1/8", "::1/128"] })
+  .step("addresses", readAddresses, (input) => input, Pipeline.unlocated)

@@ -26,14 +26,6 @@ const requireLoopback = (netns: string, ifname: string) =>
   })
 
 /**
- * The handle DEL undoes, rebuilt without ADD's memory: lo was down in the new namespace,
- * and bringing it up made the kernel add these addresses (127.0.0.1/8 stays after down).
- */
-const addedByAdd = (netns: string, ifname: string) => ({
-  up: { netns, link: ifname, wasUp: false, addedAddresses: ["127.0.0.1/8", "::1/128"] }
-})
-
-/**
  * loopback: ADD brings the namespace's loopback up; DEL takes it down again (nothing to do
  * when the namespace is gone); CHECK verifies it is an up loopback device. As a chained
  * plugin it passes prevResult through unchanged.
@@ -52,12 +44,11 @@ export const loopbackPlugin: PluginDefinition<Backend> = {
       const input = inputOf(request)
       yield* requireLoopback(input.netns, input.ifname)
       // What ADD promised: the link is up (whatever its state was before ADD).
-      yield* Pipeline.check(loopbackPipeline, addedByAdd(input.netns, input.ifname))
+      yield* Pipeline.runCheck(loopbackPipeline, input)
     }),
   del: (request) =>
     Effect.gen(function*() {
-      if (request.env.netns === "") return
       // A fresh namespace's loopback is down: that is the state ADD found.
-      yield* Pipeline.undo(loopbackPipeline, addedByAdd(request.env.netns, request.env.ifname))
+      yield* Pipeline.runDel(loopbackPipeline, inputOf(request))
     })
 }

@@ -10,25 +10,19 @@ import {
   collectStaleIptablesPodChains,
   collectStaleIptablesRules,
   collectStaleNftElements,
-  iptablesPodChainsHandle,
-  iptablesPodChainsHandles,
-  nftElementsHandle,
   removeLegacyFilterRules,
   removeLegacyIptablesRules
 } from "@tscni/steps"
 import { invalidConfig, podIpConfigs, type Result, validAttachments } from "@tscni/spec"
 import { type PortmapSettings, portmapSettings } from "./config.ts"
 import { networkTag, ruleOwner } from "./names.ts"
-import { type PortmapInput, portmapPipeline, routesLocalnet } from "./pipeline.ts"
+import { type PortmapInput, type PortmapKnown, portmapPipeline, routesLocalnet } from "./pipeline.ts"
 import {
   HOSTPORT_ENTRY,
   HOSTPORT_MASQ_ENTRY,
   hostportChains,
   LEGACY_CHAINS,
   LEGACY_TABLES,
-  portmapElements,
-  portmapPodBatches,
-  portmapTable,
   portmapTablePrefix
 } from "./rules.ts"
 
@@ -62,11 +56,14 @@ const ownerOf = (request: PluginRequest, settings: PortmapSettings) =>
 
 const chainsOf = (request: PluginRequest) => hostportChains(attachmentKey(request.env.containerId, request.env.ifname))
 
-/** The attachment's iptables chains by name, for DEL (both families). */
-const chainRefs = (request: PluginRequest) => {
-  const chains = chainsOf(request)
-  return [{ name: chains.dnat, entry: HOSTPORT_ENTRY.name }, { name: chains.masq, entry: HOSTPORT_MASQ_ENTRY.name }]
-}
+/** What DEL and CHECK know of the attachment. */
+const knownOf = (request: PluginRequest, settings: PortmapSettings): PortmapKnown => ({
+  settings,
+  owner: ownerOf(request, settings),
+  chains: chainsOf(request),
+  podIps: request.prevResult === undefined ? undefined : podIps(request.prevResult),
+  podAddresses: request.prevResult === undefined ? undefined : podAddresses(request.prevResult)
+})
 
 /**
  * portmap: hostPort mappings from the `portMappings` capability as elements of the
@@ -103,29 +100,18 @@ export const portmapPlugin: PluginDefinition<Backend> = {
       const owner = ownerOf(request, settings)
       // a pod added before the keyed layout passes with its rules in the old tables or chains
       const legacy = { netns: HOST_NETNS, owner, tables: LEGACY_TABLES, iptables: { table: "nat" as const, chains: LEGACY_CHAINS } }
-      if (settings.backend === "iptables") {
-        const batches = portmapPodBatches(settings, podAddresses(request.prevResult), owner, chainsOf(request))
-        return yield* checkOrLegacy(Pipeline.check(portmapPipeline, { iptablesChains: batches.map((batch) => iptablesPodChainsHandle(HOST_NETNS, batch)) }), legacy)
-      }
-      const elements = portmapElements(settings, podIps(request.prevResult))
-      yield* checkOrLegacy(Pipeline.check(portmapPipeline, { mappings: nftElementsHandle(HOST_NETNS, portmapTable(settings), owner, elements) }), legacy)
+      yield* checkOrLegacy(Pipeline.runCheck(portmapPipeline, knownOf(request, settings)), legacy)
     }),
-  // By key when the runtime says which mappings the pod has (and prevResult its addresses);
-  // found by owner comment otherwise (a runtime may omit them on DEL).
   del: (request) =>
     Effect.gen(function*() {
       const settings = yield* portmapSettings(request)
+      // the runtime says the pod has no hostPorts: its ADD touched nothing, old layout included
+      if (settings.mappingsKnown && request.prevResult !== undefined && settings.mappings.length === 0) return
+      yield* Pipeline.runDel(portmapPipeline, knownOf(request, settings))
+      // what a pod added before the keyed layout has
       const owner = ownerOf(request, settings)
-      if (settings.backend === "iptables") {
-        yield* Pipeline.undo(portmapPipeline, { iptablesChains: iptablesPodChainsHandles(HOST_NETNS, "nat", owner, chainRefs(request)) })
-        yield* removeLegacyIptablesRules(HOST_NETNS, "nat", LEGACY_CHAINS, owner)
-        return
-      }
-      const known = settings.mappingsKnown && request.prevResult !== undefined
-      if (known && settings.mappings.length === 0) return // a pod without hostPorts has nothing here
-      const elements = known ? portmapElements(settings, podIps(request.prevResult)) : undefined
-      yield* Pipeline.undo(portmapPipeline, { mappings: nftElementsHandle(HOST_NETNS, portmapTable(settings), owner, elements) })
-      yield* removeLegacyFilterRules(HOST_NETNS, LEGACY_TABLES, owner)
+      if (settings.backend === "iptables") yield* removeLegacyIptablesRules(HOST_NETNS, "nat", LEGACY_CHAINS, owner)
+      else yield* removeLegacyFilterRules(HOST_NETNS, LEGACY_TABLES, owner)
     }),
   gc: (request) =>
     Effect.gen(function*() {

@@ -49,12 +49,26 @@ const planRestore = (input: TuningInput): Effect.Effect<TuningHandles, BackendEr
 const encodePlan = Schema.encodeSync(TuningHandles)
 
 /**
+ * What DEL and CHECK know of an attachment: where it is, what the config asks for now
+ * (CHECK verifies it), and what ADD replaced, from the attachment's state file (DEL puts
+ * it back, in the namespace the runtime names now).
+ */
+export interface TuningKnown {
+  readonly netns: string
+  readonly ifname: string
+  readonly sysctls: ReadonlyArray<SysctlSetting>
+  readonly link: ReadonlyArray<LinkOptions>
+  readonly saved: Partial<TuningHandles> | undefined
+}
+
+/**
  * tuning's ADD: note the values to restore (state file first, so an interrupted ADD is
  * still undoable by DEL), then the sysctls in the pod's namespace, then the interface's
  * properties one at a time in the reference's order (mac, promisc, mtu, allmulti, txqlen).
  */
-export const tuningPipeline = Pipeline.make<TuningInput>("tuning")
-  .step("plan", derive("planRestore", TuningHandles, planRestore), (input) => input)
+export const tuningPipeline = Pipeline.make<TuningInput, TuningKnown>("tuning")
+  .step("plan", derive("planRestore", TuningHandles, planRestore), (input) => input, Pipeline.unlocated)
+  // DEL removes the file itself, and only once everything in it was put back
   .optionalStep("state", saveState, (input, handles) =>
     input.sysctls.length === 0 && input.link.length === 0
       ? Pipeline.skip
@@ -66,6 +80,12 @@ export const tuningPipeline = Pipeline.make<TuningInput>("tuning")
           netns: input.netns,
           handles: encodePlan(handles.plan)
         }
-      })
-  .step("sysctls", eachOf(setSysctl), (input) => input.sysctls.map((s) => ({ netns: input.netns, key: s.key, value: s.value })))
-  .step("link", eachOf(setLinkOptions), (input) => input.link.map((options) => ({ netns: input.netns, link: input.ifname, options })))
+      }, Pipeline.unlocated)
+  .step("sysctls", eachOf(setSysctl), (input) => input.sysctls.map((s) => ({ netns: input.netns, key: s.key, value: s.value })), (known, purpose) =>
+    purpose === "del"
+      ? (known.saved?.sysctls ?? []).map((handle) => ({ ...handle, netns: known.netns }))
+      : known.sysctls.map((s) => ({ netns: known.netns, key: s.key, value: s.value, previous: "", restoreOnUndo: true })))
+  .step("link", eachOf(setLinkOptions), (input) => input.link.map((options) => ({ netns: input.netns, link: input.ifname, options })), (known, purpose) =>
+    purpose === "del"
+      ? (known.saved?.link ?? []).map((handle) => ({ ...handle, netns: known.netns }))
+      : known.link.map((applied) => ({ netns: known.netns, link: known.ifname, applied, previous: {} })))

@@ -5,10 +5,8 @@ import { CheckFailed, Pipeline } from "@tscni/engine"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import { inSandbox, invalidConfig, ioFailure, type Result, validAttachments } from "@tscni/spec"
 import { resolveSysctls, type TuningOptions, type TuningSettings, tuningSettings } from "./config.ts"
-import { type TuningInput, tuningPipeline } from "./pipeline.ts"
+import { tuningPipeline } from "./pipeline.ts"
 import { listStateFiles, networkDir, readState, removeState, statePath } from "./state.ts"
-
-type TuningHandles = typeof tuningPipeline extends Pipeline.Pipeline<TuningInput, infer H, infer _E, infer _R> ? H : never
 
 const stateFileOf = (request: PluginRequest, settings: TuningSettings): string =>
   statePath(settings.dataDir, settings.network, request.env.containerId, request.env.ifname)
@@ -26,18 +24,6 @@ const withMac = (prev: Result, cniVersion: string, ifname: string, mac: string |
     }
     : {})
 })
-
-/** The handles CHECK verifies: the configured values, rebuilt from the config alone. */
-const handlesForCheck = (request: PluginRequest, settings: TuningSettings, options: TuningOptions) =>
-  Effect.gen(function*() {
-    const { netns, ifname } = request.env
-    const sysctls = yield* resolveSysctls(settings, ifname, options)
-    const handles: Partial<TuningHandles> = {
-      sysctls: sysctls.map((s) => ({ netns, key: s.key, value: s.value, previous: "", restoreOnUndo: true })),
-      link: settings.link.map((applied) => ({ netns, link: ifname, applied, previous: {} }))
-    }
-    return handles
-  })
 
 /** The reference's CHECK also fails when the interface is gone, whatever was configured. */
 const checkInterface = (request: PluginRequest) =>
@@ -85,10 +71,7 @@ const restore = (request: PluginRequest, settings: TuningSettings) =>
       }
       yield* Effect.logWarning(`tuning: the state file ${path} cannot be used (${unusable}); the pod's namespace is gone, so there is nothing to restore: removing it`)
     } else if (!podGone && decoded !== undefined) {
-      yield* Pipeline.undo(tuningPipeline, {
-        sysctls: (decoded.handles.sysctls ?? []).map((handle) => ({ ...handle, netns })),
-        link: (decoded.handles.link ?? []).map((handle) => ({ ...handle, netns }))
-      })
+      yield* Pipeline.runDel(tuningPipeline, { netns, ifname: request.env.ifname, sysctls: [], link: [], saved: decoded.handles })
     }
     yield* removeState(path)
   })
@@ -157,9 +140,10 @@ export const makeTuningPlugin = (options: TuningOptions): PluginDefinition<Backe
   check: (request) =>
     Effect.gen(function*() {
       const settings = yield* tuningSettings(request, options)
-      const handles = yield* handlesForCheck(request, settings, options)
+      const { netns, ifname } = request.env
+      const sysctls = yield* resolveSysctls(settings, ifname, options)
       yield* checkInterface(request)
-      yield* Pipeline.check(tuningPipeline, handles)
+      yield* Pipeline.runCheck(tuningPipeline, { netns, ifname, sysctls, link: settings.link, saved: undefined })
     }),
   del: (request) => Effect.flatMap(tuningSettings(request, options), (settings) => restore(request, settings)),
   gc: (request) => Effect.flatMap(tuningSettings(request, options), (settings) => collectGarbage(request, settings)),

@@ -94,8 +94,8 @@ type Attempt<H> =
   | { readonly _tag: "Clean"; readonly clean: CleanRun<H> }
 
 /** One apply on a fresh kernel with a fault armed at call k. */
-const attempt = <In, H extends Record<string, unknown>, E, R, X>(
-  pipeline: Pipeline.Pipeline<In, H, E, R>,
+const attempt = <In, Known, H extends Record<string, unknown>, E, R, X>(
+  pipeline: Pipeline.Pipeline<In, Known, H, E, R>,
   input: In,
   k: number,
   options: FaultSweepOptions<X>
@@ -175,8 +175,8 @@ const attempt = <In, H extends Record<string, unknown>, E, R, X>(
  * and its diff reported too. Services the pipeline needs besides the Backend (X) are the
  * caller's to provide; they are shared by all runs.
  */
-export const faultSweep = <In, H extends Record<string, unknown>, E, R, X = Exclude<R, Mocked>>(
-  pipeline: Pipeline.Pipeline<In, H, E, R>,
+export const faultSweep = <In, Known, H extends Record<string, unknown>, E, R, X = Exclude<R, Mocked>>(
+  pipeline: Pipeline.Pipeline<In, Known, H, E, R>,
   input: In,
   options: FaultSweepOptions<X> = {}
 ): Effect.Effect<FaultSweepReport<H>, unknown, Exclude<R | X, Mocked>> =>

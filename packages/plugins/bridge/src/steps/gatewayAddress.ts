@@ -15,6 +15,8 @@ export interface GatewayAddressInput {
   readonly cidr: string
   /** replace another address of the same network instead of failing (`forceAddress`) */
   readonly force: boolean
+  /** this pod's port on the bridge: any other port is another pod that relies on the gateway */
+  readonly port: string
 }
 
 /**
@@ -28,7 +30,9 @@ export const GatewayAddressHandle = Schema.Struct({
   /** false when the bridge already had it: shared by every pod, never removed by undo */
   created: Schema.Boolean,
   /** addresses `force` removed, put back by undo */
-  replaced: Schema.Array(Schema.String)
+  replaced: Schema.Array(Schema.String),
+  /** this pod's port on the bridge */
+  port: Schema.String
 })
 export type GatewayAddressHandle = typeof GatewayAddressHandle.Type
 
@@ -40,6 +44,17 @@ const overlaps = (a: string, b: string): boolean => {
   const y = parseCidr(b)
   return x !== undefined && y !== undefined && (contains(x, y.ip) || contains(y, x.ip))
 }
+
+/** Whether a port other than this pod's is on the bridge (a bridge gone has none). */
+const otherPorts = (handle: GatewayAddressHandle) =>
+  Effect.gen(function*() {
+    const backend = yield* Backend
+    const bridge = yield* backend.getLink(handle.netns, handle.bridge).pipe(
+      Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed(undefined))
+    )
+    if (bridge === undefined) return false
+    return (yield* backend.listLinks(handle.netns)).some((link) => link.master === bridge.index && link.name !== handle.port)
+  })
 
 /**
  * Gives the bridge the pod network's gateway address, as the reference bridge plugin does:
@@ -53,7 +68,7 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
     Effect.gen(function*() {
       const backend = yield* Backend
       const present = (yield* backend.listAddresses(input.netns, input.bridge)).map((address) => address.cidr)
-      const base = { netns: input.netns, bridge: input.bridge, cidr: input.cidr }
+      const base = { netns: input.netns, bridge: input.bridge, cidr: input.cidr, port: input.port }
       if (present.some((cidr) => sameCidrText(cidr, input.cidr))) return { ...base, created: false, replaced: [] }
       const conflicting = present.filter((cidr) => overlaps(cidr, input.cidr))
       if (conflicting.length > 0 && !input.force) {
@@ -79,15 +94,26 @@ export const gatewayAddress = makeStep<GatewayAddressInput, GatewayAddressHandle
       }).pipe((effect) => compensated(STEP, effect, putBack))
       return { ...base, created, replaced: conflicting }
     }),
+  // Another pod's ADD, running at the same time, may have adopted the gateway this one
+  // added: while any other port is on the bridge, the gateway (and what it replaced) stays.
+  // A pod attaches before it looks for the gateway, so looking again after removing it
+  // closes the window: a port that came meanwhile gets the gateway back.
   undo: (handle) =>
     Effect.gen(function*() {
       if (!handle.created) return
       const backend = yield* Backend
+      if (yield* otherPorts(handle)) return
       const present = yield* backend.listAddresses(handle.netns, handle.bridge).pipe(
         Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed(undefined))
       )
       if (present === undefined) return // the bridge is gone, and its addresses with it
       if (present.some((address) => sameCidrText(address.cidr, handle.cidr))) yield* backend.deleteAddress(handle.netns, handle.bridge, handle.cidr)
+      if (yield* otherPorts(handle)) {
+        yield* backend.addAddress(handle.netns, handle.bridge, handle.cidr, { noDad: true }).pipe(
+          Effect.catchIf((error) => error.reason === "AlreadyExists", () => Effect.void)
+        )
+        return
+      }
       for (const cidr of handle.replaced) {
         if (!present.some((address) => address.cidr === cidr)) yield* backend.addAddress(handle.netns, handle.bridge, cidr)
       }
