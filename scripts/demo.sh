@@ -106,6 +106,14 @@ for pod in "${PODS[@]}"; do
   "$BIN/cni" netns delete "$pod" >/dev/null
 done
 
+say "cni gc: what the network's first pod set up for all of them (its tables, now empty) goes"
+# DEL removes exactly the pod's own elements and never lists a whole table, so the
+# network's shared skeleton stays after its last pod, as the reference plugins' chains do;
+# GC (what a CNI 1.1 runtime sends with the attachments it still knows: none here) removes it
+on_node nft list tables | grep tscni- || true
+cni gc demo
+on_node nft list tables | grep tscni- || echo "no tscni table left"
+
 say "is the node as it was?"
 if [ "$(node_state)" = "$node_before" ]; then
   echo "yes: links, addresses, routes, qdiscs and nftables rules are exactly as before"

@@ -20,6 +20,7 @@ import {
   links,
   loadState,
   nftRules,
+  TSCNI_KEYED_TABLE,
   nftTables,
   podmanArgv,
   podmanEnv,
@@ -226,7 +227,9 @@ export const cleanupRun = (dir: string): Array<string> => {
       if (before.has(table)) continue
       const [family, name] = table.split(" ")
       const inTable = rules.filter((rule) => rule.family === family && rule.table === name)
-      if (inTable.every(cniOnly)) {
+      // tscni's keyed tables (its pods' state as elements, the skeleton left by the last
+      // pod for GC, which podman does not call): made during the run, they go too
+      if (inTable.every(cniOnly) || TSCNI_KEYED_TABLE.test(name ?? "")) {
         sh(["nft", "delete", "table", family!, name!])
         extra.push(`nft table ${table} (${inTable.length === 0 ? "empty" : "CNI chains only"})`)
       }

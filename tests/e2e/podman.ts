@@ -142,6 +142,30 @@ export const nftRules = (netns?: string): Array<NftRule> => {
     })
 }
 
+/** tscni's keyed tables (ADR 0004): `tscni-<kind>-<network hash>-<skeleton hash>`, made by a network's first pod and left by its last. */
+export const TSCNI_KEYED_TABLE = /^tscni-[a-z]+-[0-9a-f]{8}-[0-9a-f]{8}$/
+
+export interface NftElement {
+  readonly family: string
+  readonly table: string
+  readonly set: string
+  /** the element as nft -j prints it (key, value of a map, comment) */
+  readonly text: string
+}
+
+/** Every element of every set and map in the ruleset (the host's, or a namespace's). */
+export const nftElements = (netns?: string): Array<NftElement> => {
+  const argv = netns ? ["ip", "netns", "exec", netns, "nft", "-j", "list", "ruleset"] : ["nft", "-j", "list", "ruleset"]
+  const out = sh(argv)
+  if (out.exitCode !== 0 || out.stdout.trim() === "") return []
+  const parsed = JSON.parse(out.stdout) as { nftables: Array<Record<string, any>> }
+  return parsed.nftables.flatMap((entry) => {
+    const set = (entry.set ?? entry.map) as Record<string, any> | undefined
+    if (set === undefined) return []
+    return ((set.elem ?? []) as Array<unknown>).map((elem) => ({ family: set.family, table: set.table, set: set.name, text: JSON.stringify(elem) }))
+  })
+}
+
 export interface LinkInfo {
   readonly ifname: string
   readonly ifindex: number
