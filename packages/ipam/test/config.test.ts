@@ -64,6 +64,13 @@ describe("host-local config defaults", () => {
     expect(formatIp(config.rangeSets[1]!.ranges[0]!.rangeStart)).toBe("10.2.1.0")
   })
 
+  test("runtime ipRanges as containerd sends them (Go field names: Subnet, RangeStart, …) read as the conventions' spelling", () => {
+    const goNamed = load({}, { runtimeConfig: { ipRanges: [[{ Subnet: "192.168.5.0/24", RangeStart: "192.168.5.10", RangeEnd: "192.168.5.20", Gateway: "192.168.5.1" }]] } })
+    const spelled = load({}, { runtimeConfig: { ipRanges: [[{ subnet: "192.168.5.0/24", rangeStart: "192.168.5.10", rangeEnd: "192.168.5.20", gateway: "192.168.5.1" }]] } })
+    expect(goNamed.rangeSets).toEqual(spelled.rangeSets)
+    expect(formatIp(goNamed.rangeSets[0]!.ranges[0]!.rangeStart)).toBe("192.168.5.10")
+  })
+
   test("dataDir, resolvConf and routes", () => {
     const plain = load({ subnet: "10.0.0.0/24" })
     expect([plain.dataDir, plain.resolvConf, plain.routes]).toEqual([DEFAULT_DATA_DIR, undefined, []])

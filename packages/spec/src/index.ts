@@ -55,3 +55,4 @@ export {
   hostInterfaceNames
 } from "./result.ts"
 export { interfaceNameProblem, MAX_IFNAME_LENGTH } from "./ifname.ts"
+export { eachWithGoFieldNames, withGoFieldNames, withRuntimeCapability } from "./goFields.ts"

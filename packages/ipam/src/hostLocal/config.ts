@@ -21,7 +21,7 @@ import {
   sameIp
 } from "@tscni/ip"
 import type { PluginRequest } from "@tscni/skel"
-import { type CniError, invalidConfig, type NetConf } from "@tscni/spec"
+import { type CniError, eachWithGoFieldNames, invalidConfig, type NetConf } from "@tscni/spec"
 import { decodeField, decodeRoutes, type Route } from "../decode.ts"
 import { argsCniIps, cniArgsList, cniArgValue, type RequestedText, runtimeConfigIps } from "../requestedIps.ts"
 import { describeRange, describeSet, rangeContains } from "./allocate.ts"
@@ -69,6 +69,7 @@ const RangeConf = Schema.Struct({
 type RangeConf = typeof RangeConf.Type
 
 const RangeSets = Schema.Array(Schema.Array(RangeConf))
+const RANGE_FIELDS = Object.keys(RangeConf.fields)
 
 const IpamSection = Schema.Struct({
   subnet: Schema.optionalKey(Schema.String),
@@ -187,7 +188,9 @@ export const loadHostLocalConfig = (conf: NetConf): Effect.Effect<HostLocalConfi
     const sources: Array<{ confs: ReadonlyArray<RangeConf>; field: string }> = []
     const ipRanges = conf.runtimeConfig?.ipRanges
     if (ipRanges !== undefined && ipRanges !== null) {
-      const sets = yield* decodeField(RangeSets, ipRanges, "runtimeConfig.ipRanges")
+      // containerd sends the ranges with Go's field names (Subnet, …): read as Go does
+      const goNamed = Array.isArray(ipRanges) ? ipRanges.map((set) => eachWithGoFieldNames(set, RANGE_FIELDS)) : ipRanges
+      const sets = yield* decodeField(RangeSets, goNamed, "runtimeConfig.ipRanges")
       for (const [i, set] of sets.entries()) sources.push({ confs: set, field: `runtimeConfig.ipRanges[${i}]` })
     }
     if (ipam.subnet !== undefined && ipam.subnet !== "") {

@@ -1,5 +1,5 @@
 import { Effect, Schema } from "effect"
-import { type CniError, decodePluginKeys, invalidConfig, unsupportedField } from "@tscni/spec"
+import { type CniError, decodePluginKeys, invalidConfig, unsupportedField, withGoFieldNames, withRuntimeCapability } from "@tscni/spec"
 import type { PluginRequest } from "@tscni/skel"
 import { type Limit, limitBytes, MAX_U32 } from "./tbf.ts"
 
@@ -70,7 +70,9 @@ const ENTRY_KEYS = Object.keys(BandwidthEntry.fields)
  */
 export const bandwidthSettings = (request: PluginRequest): Effect.Effect<BandwidthSettings, CniError> =>
   Effect.gen(function*() {
-    const keys = yield* decodePluginKeys(BandwidthKeys)(request.raw)
+    // containerd sends the limits with Go's field names (IngressRate, …): read as Go does
+    const raw = withRuntimeCapability(request.raw, "bandwidth", (entry) => withGoFieldNames(entry, Object.keys(BandwidthEntry.fields)))
+    const keys = yield* decodePluginKeys(BandwidthKeys)(raw)
     const hasOwnEntry = ENTRY_KEYS.some((key) => key in request.raw)
     const fromRuntime = hasOwnEntry ? undefined : keys.runtimeConfig?.bandwidth
     const entry = fromRuntime ?? keys

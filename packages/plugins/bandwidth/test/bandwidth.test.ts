@@ -138,6 +138,21 @@ describe("bandwidth ADD on the mock kernel", () => {
     }))
   })
 
+  test("containerd's bandwidth capability (Go field names: IngressRate, …) shapes exactly as the conventions' spelling", async () => {
+    await run(Effect.gen(function*() {
+      const backend = yield* Backend
+      const { ns, prevResult } = yield* plugPod("p1")
+      const goNamed = { runtimeConfig: { bandwidth: { IngressRate: MBIT, IngressBurst: 4294967295, EgressRate: 2 * MBIT, EgressBurst: 4294967295 } } }
+      const add = yield* invoke(env("ADD", "c1", ns), conf(prevResult, goNamed))
+      expect(add.exitCode).toBe(0)
+      const ifb = ifbName("c1", "eth0")
+      expect((yield* backend.listQdiscs(HOST_NETNS, HOST_VETH)).map((q) => [q.kind, q.tbf?.rate])).toEqual([["tbf", MBIT], ["ingress", undefined]])
+      expect((yield* backend.listQdiscs(HOST_NETNS, ifb))[0]!.tbf?.rate).toBe(2 * MBIT)
+      const check = yield* invoke(env("CHECK", "c1", ns), conf(add.json, goNamed))
+      expect([check.exitCode, check.stdout]).toEqual([0, ""])
+    }))
+  })
+
   test("containerd's burst of MaxUint32 bits is accepted, and CHECK passes", async () => {
     await run(Effect.gen(function*() {
       const { ns, prevResult } = yield* plugPod("p1")

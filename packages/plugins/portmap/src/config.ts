@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import { parseIp } from "@tscni/ip"
 import type { PluginRequest } from "@tscni/skel"
-import { type CniError, decodePluginKeys, IntegerInRange, invalidConfig } from "@tscni/spec"
+import { type CniError, decodePluginKeys, eachWithGoFieldNames, IntegerInRange, invalidConfig, withRuntimeCapability } from "@tscni/spec"
 
 const Port = IntegerInRange(1, 65535)
 
@@ -21,6 +21,8 @@ const PortMapping = Schema.Struct({
   protocol: Schema.optionalKey(Protocol),
   hostIP: Schema.optionalKey(HostIP)
 })
+
+const PORT_MAPPING_FIELDS = Object.keys(PortMapping.fields)
 
 /**
  * A match added to every DNAT rule (`conditionsV4`/`V6`): an nft match expression for the
@@ -93,7 +95,9 @@ const protocolOf = (text: string | undefined): Mapping["protocol"] => {
 /** Decodes and checks the whole config (every problem is found before the first change). */
 export const portmapSettings = (request: PluginRequest): Effect.Effect<PortmapSettings, CniError> =>
   Effect.gen(function*() {
-    const keys = yield* decodePluginKeys(PortmapKeys)(request.raw)
+    // containerd sends each mapping with Go's field names (HostPort, …): read as Go does
+    const raw = withRuntimeCapability(request.raw, "portMappings", (mappings) => eachWithGoFieldNames(mappings, PORT_MAPPING_FIELDS))
+    const keys = yield* decodePluginKeys(PortmapKeys)(raw)
     const backend = yield* chooseBackend(keys)
     if (keys.markMasqBit !== undefined && keys.externalSetMarkChain !== undefined) {
       return yield* invalidConfig("externalSetMarkChain", "cannot be combined with markMasqBit")

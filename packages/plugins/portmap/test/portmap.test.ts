@@ -76,6 +76,21 @@ const onMock = <A, E>(body: Effect.Effect<A, E, Backend | MockBackend.MockContro
   Effect.runPromise(body.pipe(Effect.provide(MockBackend.layer)))
 
 describe("portmap on the mock kernel", () => {
+  test("containerd's portMappings (Go field names: HostPort, ContainerPort, Protocol, HostIP) map exactly as the conventions' spelling", () =>
+    onMock(Effect.gen(function*() {
+      yield* hostWithBridge
+      const goNamed = MAPPINGS.map((m) => ({ HostPort: m.hostPort, ContainerPort: m.containerPort, Protocol: m.protocol, HostIP: m.hostIP ?? "" }))
+      expect((yield* invoke(env("ADD", "c1"), conf({ runtimeConfig: { portMappings: goNamed } }))).exitCode).toBe(0)
+      const fromGo = yield* pmLines
+      expect(fromGo.length).toBeGreaterThan(0)
+      const check = yield* invoke(env("CHECK", "c1"), conf({ runtimeConfig: { portMappings: goNamed } }))
+      expect([check.exitCode, check.stdout]).toEqual([0, ""])
+      expect((yield* invoke(env("DEL", "c1"), conf({ runtimeConfig: { portMappings: goNamed } }))).exitCode).toBe(0)
+      expect(yield* pmLines).toEqual([])
+      expect((yield* invoke(env("ADD", "c1"), conf())).exitCode).toBe(0)
+      expect(yield* pmLines).toEqual(fromGo)
+    })))
+
   test("no mappings: prevResult back at once, not one kernel call", () =>
     onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
