@@ -132,6 +132,8 @@ export const makeLinuxBackend = (): BackendShape => ({
 
   listLinks: (ns) => kernelCall("listLinks", () => link.listLinks(socketOf(ns), ns)),
   getLink: (ns, name) => kernelCall("getLink", () => findLink(ns, name)),
+  getLinkByIndex: (ns, index) => kernelCall("getLinkByIndex", () => link.getLinkByIndex(socketOf(ns), ns, index)),
+  listBridgePorts: (ns, bridge) => kernelCall("listBridgePorts", () => link.listBridgePorts(socketOf(ns), ns, bridge)),
   createVeth: (request) =>
     kernelCall("createVeth", () => {
       netns.withNetnsFd(request.peerNetns, (peerFd) =>
@@ -249,6 +251,8 @@ export const makeLinuxBackend = (): BackendShape => ({
     kernelCall("deleteAddress", () => address.deleteAddress(socketOf(ns), findLink(ns, linkName), cidr)),
 
   listRoutes: (ns) => kernelCall("listRoutes", () => route.listRoutes(socketOf(ns), link.listLinks(socketOf(ns), ns))),
+  lookupRoute: (ns, target) =>
+    kernelCall("lookupRoute", () => route.lookupRoute(socketOf(ns), target, (index) => link.getLinkByIndex(socketOf(ns), ns, index).name)),
   addRoute: (ns, entry, options) =>
     kernelCall("addRoute", () =>
       route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined, options?.append === true)

@@ -146,6 +146,21 @@ export const linkOperations = (state: KernelState) => ({
       return toLinkInfo(ns, yield* requireLink(ns, "getLink", name))
     }),
 
+  getLinkByIndex: (netns: NetnsPath, index: number): Effect.Effect<LinkInfo, BackendError> =>
+    Effect.gen(function* () {
+      const ns = yield* requireNetns(state, "getLinkByIndex", netns)
+      const link = ns.links.get(index)
+      if (link === undefined) return yield* fail("getLinkByIndex", "NotFound", `no link with ifindex ${index} in ${netns}`, "ENODEV")
+      return toLinkInfo(ns, link)
+    }),
+
+  listBridgePorts: (netns: NetnsPath, bridge: string): Effect.Effect<ReadonlyArray<LinkInfo>, BackendError> =>
+    Effect.gen(function* () {
+      const ns = yield* requireNetns(state, "listBridgePorts", netns)
+      const master = yield* requireLink(ns, "listBridgePorts", bridge)
+      return linksInOrder(ns).filter((link) => link.master === master.index).map((link) => toLinkInfo(ns, link))
+    }),
+
   createVeth: (
     request: CreateVethRequest
   ): Effect.Effect<{ readonly link: LinkInfo; readonly peer: LinkInfo }, BackendError> =>

@@ -149,6 +149,26 @@ export const routeOperations = (state: KernelState) => ({
   listRoutes: (netns: NetnsPath): Effect.Effect<ReadonlyArray<Route>, BackendError> =>
     Effect.map(requireNetns(state, "listRoutes", netns), (ns) => routesInOrder(ns).map((r) => toRoute(ns, r))),
 
+  // as the kernel's FIB lookup: a local address is not a unicast route (undefined, as the
+  // Linux backend answers for it); otherwise the main table's longest prefix, lowest metric
+  lookupRoute: (netns: NetnsPath, address: string): Effect.Effect<Route | undefined, BackendError> =>
+    Effect.gen(function* () {
+      const ns = yield* requireNetns(state, "lookupRoute", netns)
+      const ip = parseIp(address)
+      if (ip === undefined) return yield* fail("lookupRoute", "Invalid", `'${address}' is not an IP address`, "EINVAL")
+      if (ns.addresses.some((a) => sameIp(a.cidr.ip, ip))) return undefined
+      const best = ns.routes
+        .filter((r) => r.table === MAIN_TABLE && r.dst.ip.family === ip.family && contains(r.dst, ip))
+        .sort((a, b) => b.dst.prefix - a.dst.prefix || a.priority - b.priority)[0]
+      if (best === undefined) return undefined
+      const link = ns.links.get(best.linkIndex)
+      return {
+        dst: `${formatIp(ip)}/${ip.family === 4 ? 32 : 128}`,
+        ...(best.gateway !== undefined ? { gateway: formatIp(best.gateway) } : {}),
+        ...(link !== undefined ? { link: link.name } : {})
+      }
+    }),
+
   addRoute: (netns: NetnsPath, route: Route, options?: { readonly append?: boolean }): Effect.Effect<void, BackendError> =>
     Effect.gen(function* () {
       const op = "addRoute"

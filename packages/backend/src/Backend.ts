@@ -48,6 +48,13 @@ export interface BackendShape {
   // links
   readonly listLinks: (netns: NetnsPath) => Op<ReadonlyArray<LinkInfo>>
   readonly getLink: (netns: NetnsPath, name: string) => Op<LinkInfo>
+  /** One link by ifindex (a veth's `peerIndex`); NotFound when absent. */
+  readonly getLinkByIndex: (netns: NetnsPath, index: number) => Op<LinkInfo>
+  /**
+   * The ports of one bridge, and only those (the kernel filters the dump): what a per-pod
+   * call uses instead of listing every link of the host. NotFound when the bridge is absent.
+   */
+  readonly listBridgePorts: (netns: NetnsPath, bridge: string) => Op<ReadonlyArray<LinkInfo>>
   /** Creates a veth pair; the peer is born in `peerNetns`. Returns both ends. */
   readonly createVeth: (request: CreateVethRequest) => Op<{ readonly link: LinkInfo; readonly peer: LinkInfo }>
   readonly createLink: (request: CreateLinkRequest) => Op<LinkInfo>
@@ -84,6 +91,12 @@ export interface BackendShape {
 
   // routes (main table unless the route says otherwise)
   readonly listRoutes: (netns: NetnsPath) => Op<ReadonlyArray<Route>>
+  /**
+   * The route a packet to `address` would take (the kernel's lookup, as `ip route get`):
+   * `dst` the address itself, with the link and gateway; undefined when unreachable. One
+   * question, whatever the number of routes: what a per-pod call uses instead of listRoutes.
+   */
+  readonly lookupRoute: (netns: NetnsPath, address: string) => Op<Route | undefined>
   /**
    * `append`: a route to the same destination through another gateway or link may exist
    * already (a pod on two networks has two default routes; IPv6 makes them multipath, as

@@ -154,6 +154,25 @@ export const runBackendContract = (
           expect(linkNames(yield* backend.listLinks(b))).not.toContain("ct-veth0")
         }))
 
+      it("getLinkByIndex finds a link by its ifindex (a veth's peerIndex); listBridgePorts lists one bridge's ports only", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          const { link, peer } = yield* backend.createVeth({ netns: a, name: "ct-ix0", peerNetns: b, peerName: "eth0" })
+          expect(yield* backend.getLinkByIndex(a, peer.peerIndex!)).toEqual(link)
+          yield* expectReason(backend.getLinkByIndex(a, 999_999), "NotFound")
+          for (const bridge of ["ct-pb0", "ct-pb1"]) yield* backend.createLink({ netns: a, name: bridge, kind: "bridge" })
+          for (const [port, bridge] of [["ct-pp0", "ct-pb0"], ["ct-pp1", "ct-pb0"], ["ct-pp2", "ct-pb1"]] as const) {
+            yield* backend.createVeth({ netns: a, name: port, peerNetns: a, peerName: `${port}p` })
+            yield* backend.setLink(a, port, { master: bridge })
+          }
+          expect(linkNames(yield* backend.listBridgePorts(a, "ct-pb0")).sort()).toEqual(["ct-pp0", "ct-pp1"])
+          expect(linkNames(yield* backend.listBridgePorts(a, "ct-pb1"))).toEqual(["ct-pp2"])
+          yield* backend.setLink(a, "ct-pp2", { master: null })
+          expect(yield* backend.listBridgePorts(a, "ct-pb1")).toEqual([])
+          yield* expectReason(backend.listBridgePorts(a, "ct-nobridge"), "NotFound")
+        }))
+
       it("createVeth honours mtu and MACs", (backend) =>
         Effect.gen(function* () {
           const a = yield* netns
@@ -501,6 +520,21 @@ export const runBackendContract = (
           expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.2.0/24" })).toBe(false)
           yield* backend.setLink(a, "ct-d8", { up: true })
           expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.99.2.0/24", link: "ct-d8" })).toBe(true)
+        }))
+
+      it("lookupRoute answers the route the kernel would take: longest prefix, its link and gateway; none when unreachable or local", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* upWithAddress(backend, a, "ct-lr0", "10.98.0.2/16")
+          yield* upWithAddress(backend, a, "ct-lr1", "10.98.1.2/24")
+          expect(yield* backend.lookupRoute(a, "10.98.1.7")).toEqual({ dst: "10.98.1.7/32", link: "ct-lr1" })
+          expect(yield* backend.lookupRoute(a, "10.98.9.7")).toEqual({ dst: "10.98.9.7/32", link: "ct-lr0" })
+          expect(yield* backend.lookupRoute(a, "192.0.2.1")).toBeUndefined()
+          yield* backend.addRoute(a, { dst: "0.0.0.0/0", gateway: "10.98.0.1", link: "ct-lr0" })
+          expect(yield* backend.lookupRoute(a, "192.0.2.1")).toEqual({ dst: "192.0.2.1/32", gateway: "10.98.0.1", link: "ct-lr0" })
+          // a local address is not reached through a unicast route
+          expect(yield* backend.lookupRoute(a, "10.98.1.2")).toBeUndefined()
+          yield* expectReason(backend.lookupRoute(a, "not-an-ip"), "Invalid")
         }))
 
       it("append lets routes to one destination through different links coexist; an identical one is refused", (backend) =>

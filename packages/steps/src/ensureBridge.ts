@@ -41,8 +41,8 @@ export const deleteBridgeIfPortless = (
     const backend = yield* Backend
     const bridge = yield* ignoreNotFound(backend.getLink(netns, name))
     if (bridge === undefined || bridge.kind !== "bridge" || !isOurs(bridge)) return
-    const links = yield* backend.listLinks(netns)
-    if (links.some((link) => link.master === bridge.index)) return
+    // the bridge's ports only (the kernel filters), never every link of the host
+    if ((yield* backend.listBridgePorts(netns, name)).length > 0) return
     yield* ignoreNotFound(backend.deleteLink(netns, name))
   })
 

@@ -141,6 +141,28 @@ export const getLink = (socket: RouteSocket, netns: string, name: string): LinkI
   return decodeLink(netns, reply)
 }
 
+/** One link by ifindex (NotFound when absent). */
+export const getLinkByIndex = (socket: RouteSocket, netns: string, index: number): LinkInfo => {
+  const [reply] = socket.request("getLinkByIndex", RTM_GETLINK, 0, ifinfomsg(index), undefined, `ifindex ${index}`)
+  if (!reply) throw new KernelCallFailed(kernelError("getLinkByIndex", 19, `ifindex ${index}`))
+  return decodeLink(netns, reply)
+}
+
+/**
+ * The ports of one bridge: a link dump the kernel filters by IFLA_MASTER (as `ip link show
+ * master BR`), so only the bridge's own ports are sent and decoded, whatever else the
+ * namespace holds. NotFound when the bridge is absent.
+ */
+export const listBridgePorts = (socket: RouteSocket, netns: string, bridge: string): Array<LinkInfo> => {
+  const master = getLink(socket, netns, bridge)
+  const filter = new AttributeWriter().u32(IFLA_MASTER, master.index).finish()
+  return socket.dump("listBridgePorts", RTM_GETLINK, ifinfomsg(), filter)
+    .filter((m) => m.type === RTM_NEWLINK)
+    .map((m) => decodeLink(netns, m))
+    // a kernel that ignored the filter would send every link: keep only the ports
+    .filter((link) => link.master === master.index)
+}
+
 /** Whether a link of that name exists (ENODEV is "no", any other failure is thrown). */
 export const linkExists = (socket: RouteSocket, netns: string, name: string): boolean => {
   try {

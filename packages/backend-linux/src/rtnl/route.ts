@@ -174,3 +174,42 @@ export const deleteRoute = (socket: RouteSocket, route: Route, linkIndex: number
   header[7] = 0
   socket.request("deleteRoute", RTM_DELROUTE, 0, header, attributes, describe(route))
 }
+
+const RTM_F_LOOKUP_TABLE = 0x1000
+
+/**
+ * The route the kernel would send a packet to `address` by (a FIB lookup, as `ip route get`
+ * without cache details): its destination, link and gateway. One request, whatever the
+ * number of routes or links; undefined when the address is unreachable. `nameOf` turns the
+ * output ifindex into a name.
+ */
+export const lookupRoute = (socket: RouteSocket, address: string, nameOf: (index: number) => string): Route | undefined => {
+  const ip = parseIp(address)
+  if (ip === undefined) throw new KernelCallFailed(kernelError("lookupRoute", 22, `'${address}' is not an IP address`))
+  const family = addressFamilyCode(ip.family)
+  const header = rtmsg(family, ip.family === 4 ? 32 : 128, 0, 0, 0)
+  new DataView(header.buffer).setUint32(8, RTM_F_LOOKUP_TABLE, true)
+  const attributes = new AttributeWriter().bytes(RTA_DST, toBytes(ip)).finish()
+  let replies
+  try {
+    replies = socket.request("lookupRoute", RTM_GETROUTE, 0, header, attributes, address)
+  } catch (error) {
+    // ENETUNREACH / EHOSTUNREACH: no route
+    if (error instanceof KernelCallFailed && (error.error.errno === "ENETUNREACH" || error.error.errno === "EHOSTUNREACH")) return undefined
+    throw error
+  }
+  const reply = replies.find((message) => message.type === RTM_NEWROUTE)
+  if (reply === undefined) return undefined
+  const view = new DataView(reply.payload.buffer, reply.payload.byteOffset, reply.payload.byteLength)
+  if (view.getUint8(7) !== RTN_UNICAST) return undefined
+  const found = decodeAttributes(reply.payload.subarray(RTMSG_LENGTH))
+  const oif = attrU32(found, RTA_OIF)
+  const gateway = found.get(RTA_GATEWAY)
+  const table = attrU32(found, RTA_TABLE) ?? view.getUint8(4)
+  return {
+    dst: `${formatIp(ip)}/${ip.family === 4 ? 32 : 128}`,
+    ...(gateway ? { gateway: formatIp(fromBytes(ip.family, gateway)) } : {}),
+    ...(oif !== undefined ? { link: nameOf(oif) } : {}),
+    ...(table !== RT_TABLE_MAIN ? { table } : {})
+  }
+}

@@ -68,8 +68,9 @@ export const guessHostVeth = (request: PluginRequest, ifb: string): Effect.Effec
   Effect.gen(function*() {
     const pod = request.env.netns === "" ? undefined : yield* podLink(request)
     if (pod?.kind === "veth" && pod.peerIndex !== undefined) {
+      // without prevResult, the pod's peer by its index (one lookup, not every host link)
       const candidates = request.prevResult === undefined
-        ? yield* Backend.use((backend) => backend.listLinks(HOST_NETNS))
+        ? [yield* Backend.use((backend) => backend.getLinkByIndex(HOST_NETNS, pod.peerIndex!))]
         : yield* hostVeths(hostSideNames(request, ifb))
       return candidates.find(isPeerOf(pod))?.name
     }

@@ -117,8 +117,20 @@ const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", e
 /**
  * A bridge tscni created (it carries our alias) is removed once no port is left on it, so
  * the last pod's DEL leaves the host as it was; a bridge someone else made is never touched.
+ * A bridge that still has ports (every DEL but a network's last) is seen without the lock:
+ * the exclusive lock, which waits for running ADDs and makes DELs wait for each other, is
+ * taken only to remove one, and the ports are looked at again under it.
  */
 const removeBridgeIfUnused = (settings: BridgeSettings) =>
+  Effect.gen(function*() {
+    const ports = yield* ignoreNotFound(Backend.use((backend) => backend.listBridgePorts(HOST_NETNS, settings.bridge)))
+    if (ports !== undefined && ports.length > 0) return
+    // no bridge: only a killed ADD's intent file may be left to remove
+    if (ports === undefined && !existsSync(bridgeIntentPath(settings.bridge))) return
+    yield* removeBridgeIfPortless(settings)
+  })
+
+const removeBridgeIfPortless = (settings: BridgeSettings) =>
   withBridgeLock(settings.bridge, "exclusive", Effect.gen(function*() {
     // holding the lock exclusively, no ADD is running: an intent file is a killed ADD's
     const intent = bridgeIntentPath(settings.bridge)

@@ -171,6 +171,24 @@ describe("bridge ADD on the mock kernel", () => {
 })
 
 describe("bridge DEL, CHECK and GC on the mock kernel", () => {
+  test("a pod's ADD and DEL never list the host's links or routes (cost constant in what else the host has); a DEL that leaves other ports takes no exclusive lock", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const mock = yield* MockBackend.MockControlService
+      const first = yield* pod("p1")
+      const second = yield* pod("p2")
+      expect((yield* invoke(env("ADD", "c1", first), CONF)).exitCode).toBe(0)
+      const before = mock.calls().length
+      const add = yield* invoke(env("ADD", "c2", second), CONF)
+      expect(add.exitCode).toBe(0)
+      // the exclusive lock is held by someone else: a DEL that needed it would wait and fail
+      const del = yield* withFileLock(bridgeLockPath("br-test"), invoke(env("DEL", "c2", second), { ...CONF, prevResult: add.json }), () => new Error("lock"), Duration.seconds(5), "exclusive")
+      expect(del.exitCode).toBe(0)
+      const listings = mock.calls().slice(before).map((call) => call.operation).filter((operation) => operation === "listLinks" || operation === "listRoutes")
+      expect(listings).toEqual([])
+    }))
+  })
+
   test("DEL removes everything of the pod; the last pod's DEL removes tscni's bridge", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {

@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
 import { Pipeline } from "@tscni/engine"
-import { contains, parseCidr, parseIp } from "@tscni/ip"
+import { parseIp } from "@tscni/ip"
 import type { PluginDefinition, PluginRequest } from "@tscni/skel"
 import {
   attachmentKey,
@@ -33,20 +33,19 @@ export const podAddresses = (result: Result | undefined): Array<string> => podIp
 export const podIps = (result: Result | undefined): Array<string> => podAddresses(result).map((address) => address.split("/")[0]!)
 
 
-/** Host interfaces that route to the pod's IPv4 addresses (where route_localnet must be on). */
+/**
+ * Host interfaces through which the pod's IPv4 addresses are reached directly (where
+ * route_localnet must be on): the kernel's route to each address, one lookup per address,
+ * whatever the number of routes and links on the host.
+ */
 const routesToPod = (ips: ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const connected = (yield* (yield* Backend).listRoutes(HOST_NETNS))
-      .filter((route) => route.link !== undefined && route.gateway === undefined)
-      .map((route) => ({ route, cidr: parseCidr(route.dst) }))
+    const backend = yield* Backend
     const links = new Set<string>()
     for (const ip of ips) {
-      const address = parseIp(ip)
-      if (address?.family !== 4) continue
-      const best = connected
-        .filter((entry) => entry.cidr !== undefined && contains(entry.cidr, address))
-        .sort((a, b) => (b.cidr?.prefix ?? 0) - (a.cidr?.prefix ?? 0))[0]
-      if (best?.route.link !== undefined) links.add(best.route.link)
+      if (parseIp(ip)?.family !== 4) continue
+      const route = yield* backend.lookupRoute(HOST_NETNS, ip)
+      if (route?.link !== undefined && route.gateway === undefined) links.add(route.link)
     }
     return [...links]
   })

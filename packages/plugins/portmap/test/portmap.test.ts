@@ -149,20 +149,24 @@ describe("portmap on the mock kernel", () => {
       ])
     })))
 
-  test("without localhost access (snat false, or masqAll) ADD does not list the host's routes", () =>
+  test("without localhost access (snat false, or masqAll) ADD does not look up the route to the pod; with it, one lookup per address and never a listing", () =>
     onMock(Effect.gen(function*() {
       const mock = yield* MockBackend.MockControlService
       yield* hostWithBridge
       const mappings = [{ hostPort: 8443, containerPort: 443, protocol: "tcp" }]
+      const operations = (before: number) => mock.calls().slice(before).map((call) => call.operation)
       for (const [id, extra] of [["c1", { snat: false }], ["c2", { masqAll: true }]] as const) {
         const before = mock.calls().length
         expect((yield* invoke(env("ADD", id), conf({ runtimeConfig: { portMappings: mappings }, ...extra }))).exitCode).toBe(0)
-        expect(mock.calls().slice(before).map((call) => call.operation)).not.toContain("listRoutes")
+        expect(operations(before)).not.toContain("lookupRoute")
       }
-      // and with it, it does
+      // and with it, the route to the pod's IPv4 address is asked for, once: cost constant in the host's routes and links
       const before = mock.calls().length
       expect((yield* invoke(env("ADD", "c3"), conf({ runtimeConfig: { portMappings: mappings } }))).exitCode).toBe(0)
-      expect(mock.calls().slice(before).map((call) => call.operation)).toContain("listRoutes")
+      expect(operations(before).filter((operation) => operation === "lookupRoute")).toHaveLength(1)
+      expect(operations(before).filter((operation) => operation === "listRoutes" || operation === "listLinks")).toEqual([])
+      // route_localnet went on the bridge the route names
+      expect(yield* Backend.use((backend) => backend.readSysctl(HOST_NETNS, "net.ipv4.conf.cni0.route_localnet"))).toBe("1")
     })))
 
   test("hostIP 0.0.0.0 or :: means every local address of that family", () =>

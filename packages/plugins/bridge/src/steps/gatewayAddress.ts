@@ -49,11 +49,10 @@ const overlaps = (a: string, b: string): boolean => {
 const otherPorts = (handle: GatewayAddressHandle) =>
   Effect.gen(function*() {
     const backend = yield* Backend
-    const bridge = yield* backend.getLink(handle.netns, handle.bridge).pipe(
-      Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed(undefined))
+    const ports = yield* backend.listBridgePorts(handle.netns, handle.bridge).pipe(
+      Effect.catchIf((error) => error.reason === "NotFound", () => Effect.succeed([]))
     )
-    if (bridge === undefined) return false
-    return (yield* backend.listLinks(handle.netns)).some((link) => link.master === bridge.index && link.name !== handle.port)
+    return ports.some((link) => link.name !== handle.port)
   })
 
 /**
