@@ -31,6 +31,16 @@ export const NETLINK_ROUTE = 0
 export const SOL_NETLINK = 270
 /** Asks the kernel for its extended-ack text, which makes netlink errors say what was wrong. */
 export const NETLINK_EXT_ACK = 11
+/** Error replies echo only the failed request's header, not the whole (possibly large) request. */
+export const NETLINK_CAP_ACK = 10
+/** setsockopt level of the socket buffer sizes. */
+export const SOL_SOCKET = 1
+/** The send buffer size, beyond the wmem_max limit (CAP_NET_ADMIN): one nfnetlink batch is one datagram. */
+export const SO_SNDBUFFORCE = 32
+/** recv flag: return EAGAIN instead of waiting when nothing is queued. */
+export const MSG_DONTWAIT = 0x40
+/** errno of a MSG_DONTWAIT recv on an empty queue. */
+export const EAGAIN = 11
 /** Namespace files are only opened to get an fd for setns/ioctl, never read. */
 export const O_RDONLY = 0
 /** Keeps namespace fds from leaking into spawned processes. */
@@ -63,7 +73,8 @@ export const libc = {
     return lib.symbols.setsockopt(fd, level, name, buffer, 4)
   },
   send: (fd: number, data: Uint8Array): number => Number(lib.symbols.send(fd, data, data.byteLength, 0)),
-  recv: (fd: number, into: Uint8Array): number => Number(lib.symbols.recv(fd, into, into.byteLength, 0)),
+  /** `flags`: 0 (wait for a datagram) or MSG_DONTWAIT (EAGAIN when none is queued) */
+  recv: (fd: number, into: Uint8Array, flags = 0): number => Number(lib.symbols.recv(fd, into, into.byteLength, flags)),
   open: (path: string, flags: number, mode = 0o444): number => lib.symbols.open(cstr(path), flags, mode),
   close: (fd: number): number => lib.symbols.close(fd),
   setns: (fd: number, nstype: number): number => lib.symbols.setns(fd, nstype),
@@ -92,17 +103,22 @@ const ERRNO_NAMES: Record<number, string> = {
   2: "ENOENT",
   3: "ESRCH",
   4: "EINTR",
+  7: "E2BIG",
   9: "EBADF",
+  11: "EAGAIN",
   13: "EACCES",
   16: "EBUSY",
   17: "EEXIST",
   19: "ENODEV",
   22: "EINVAL",
+  28: "ENOSPC",
   34: "ERANGE",
   40: "ELOOP",
+  90: "EMSGSIZE",
   95: "EOPNOTSUPP",
   99: "EADDRNOTAVAIL",
-  101: "ENETUNREACH"
+  101: "ENETUNREACH",
+  105: "ENOBUFS"
 }
 
 /** Symbolic errno for error messages and reasons; unknown codes keep their number. */

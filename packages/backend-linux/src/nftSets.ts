@@ -1,8 +1,10 @@
 /**
- * Keyed nftables tables (see @tscni/backend nftSets.ts) through libnftables: a skeleton is
- * created once, per-pod state is added, looked up and deleted as elements by key. None of
- * these lists a ruleset or another table: libnftables fetches only table and set
- * definitions for element commands, and the table-name listing is a netlink dump of names.
+ * Keyed nftables tables (see @tscni/backend nftSets.ts): a skeleton is created once, through
+ * libnftables (it needs nft's rule compiler); per-pod state is added, looked up and deleted
+ * as elements by key over nfnetlink directly (nfnetlink/nftElements.ts), because libnftables
+ * 1.0.6 fills its cache before each element command with every chain (create, delete) or
+ * every element (get) of the node. None of these lists a ruleset or another table; the
+ * table-name listing is a netlink dump of names.
  */
 import {
   BackendError,
@@ -16,6 +18,7 @@ import {
   nftTableRefProblem
 } from "@tscni/backend"
 import { KernelCallFailed } from "./errors.ts"
+import * as netlinkElements from "./nfnetlink/nftElements.ts"
 import { attrString, decodeAttributes } from "./netlink/message.ts"
 import { netfilterSocket } from "./netlink/socket.ts"
 import { baseChainSpec, runNft } from "./nftables.ts"
@@ -76,18 +79,53 @@ export const createTableScript = (table: NftTable, elements: ReadonlyArray<NftEl
 
 export const createTable = (netns: string, table: NftTable, elements: ReadonlyArray<NftElement>): void => {
   checkElements("createNftTable", table, elements)
+  netlinkElements.forgetTable(netns, table)
   runNft(netns, "createNftTable", createTableScript(table, elements))
 }
 
 /**
- * `create element`: all or nothing. nft answers a missing table or set from its cache
- * ("No such file or directory", NotFound) and a key that is there from the kernel ("File
- * exists", AlreadyExists).
+ * `addNftElements`: all or nothing, in one transaction; AlreadyExists when a key is there
+ * already, NotFound when the table or a set is missing.
  */
 export const addElements = (netns: string, table: NftTable, elements: ReadonlyArray<NftElement>): void => {
   checkElements("addNftElements", table, elements)
   if (elements.length === 0) return
-  runNft(netns, "addNftElements", elementLines("create", table, elements).join("\n"))
+  if (!netlinkElements.addElements(netns, "addNftElements", table, elements)) viaLibnftables.addElements(netns, table, elements)
+}
+
+/**
+ * `getNftElements`: the elements among `keys` that exist; a missing table or set is NotFound.
+ * A set left to libnftables is listed and its element found by key: nft 1.0.6's `get
+ * element` in a single-field interval set answers with any element whose range holds the
+ * key, and without its comment.
+ */
+export const getElements = (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): Array<NftElement> => {
+  checkKeys("getNftElements", table, keys)
+  const listings = new Map<string, Array<NftElement>>()
+  return netlinkElements.getElements(netns, "getNftElements", table, keys, (key, set) => {
+    const listing = listings.get(set.name) ?? listSet(netns, "getNftElements", table, set)
+    listings.set(set.name, listing)
+    const element = listing.find((candidate) => candidate.key === key.key)
+    return element === undefined ? undefined : { ...element, set: key.set }
+  })
+}
+
+/** One set's (or map's) elements through libnftables. */
+const listSet = (netns: string, operation: string, table: NftTableRef, set: netlinkElements.SetDefinition): Array<NftElement> =>
+  parseElements(runNft(netns, operation, `list ${set.data === undefined ? "set" : "map"} ${where(table)} ${set.name}`))
+
+/** `deleteNftElements`: all or nothing; NotFound when one of them (or the table) is missing. */
+export const deleteElements = (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): void => {
+  checkKeys("deleteNftElements", table, keys)
+  if (keys.length === 0) return
+  if (!netlinkElements.deleteElements(netns, "deleteNftElements", table, keys)) viaLibnftables.deleteElements(netns, table, keys)
+}
+
+/** `listNftElements`: every element of the table, reading its sets only. */
+export const listElements = (netns: string, table: NftTableRef): Array<NftElement> => {
+  const problem = nftTableRefProblem(table)
+  if (problem !== undefined) throw invalid("listNftElements", problem)
+  return netlinkElements.listElements(netns, "listNftElements", table, (set) => listSet(netns, "listNftElements", table, set))
 }
 
 /** The kernel's answer for an element that is not there, as opposed to nft's for a missing table or set. */
@@ -95,39 +133,42 @@ const isMissingElement = (error: unknown): boolean =>
   error instanceof KernelCallFailed && error.error.reason === "NotFound" && /Could not process rule/.test(error.error.message)
 
 /**
- * The elements among `keys` that exist, one `get element` each (a get of several fails
- * whole when one is missing). A missing table or set is NotFound.
+ * The element writes and lookups through libnftables, as tscni made them before nfnetlink:
+ * for the sets the netlink code leaves to libnftables (single-field interval sets, types it
+ * does not know), and for benchmarks comparing the two (tests/bench/elements.ts). They
+ * check nothing themselves: the callers above have.
  */
-export const getElements = (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): Array<NftElement> => {
-  checkKeys("getNftElements", table, keys)
-  const found: Array<NftElement> = []
-  for (const key of keys) {
-    let output: string
-    try {
-      output = runNft(netns, "getNftElements", `get element ${where(table)} ${key.set} { ${key.key} }`)
-    } catch (error) {
-      if (isMissingElement(error)) continue
-      throw error
+export const viaLibnftables = {
+  /** `create element`: nft answers a missing table or set from its cache, a key that is there from the kernel. */
+  addElements: (netns: string, table: NftTableRef, elements: ReadonlyArray<NftElement>): void => {
+    runNft(netns, "addNftElements", elementLines("create", table, elements).join("\n"))
+  },
+  /** one `get element` per key (a get of several fails whole when one is missing) */
+  getElements: (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): Array<NftElement> => {
+    const found: Array<NftElement> = []
+    for (const key of keys) {
+      let output: string
+      try {
+        output = runNft(netns, "getNftElements", `get element ${where(table)} ${key.set} { ${key.key} }`)
+      } catch (error) {
+        if (isMissingElement(error)) continue
+        throw error
+      }
+      // the one element listed is the one asked for: keep the caller's spelling of its key
+      const listed = parseElements(output).find((element) => element.set === key.set)
+      if (listed !== undefined) found.push({ ...listed, key: key.key })
     }
-    // the one element listed is the one asked for: keep the caller's spelling of its key
-    const listed = parseElements(output).find((element) => element.set === key.set)
-    if (listed !== undefined) found.push({ ...listed, key: key.key })
+    return found
+  },
+  deleteElements: (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): void => {
+    try {
+      runNft(netns, "deleteNftElements", elementLines("delete", table, keys).join("\n"))
+    } catch (error) {
+      // what nft says, from its cache, of an interval that is not in an interval set
+      if (!(error instanceof KernelCallFailed && /element does not exist/.test(error.error.message))) throw error
+      throw new KernelCallFailed(new BackendError({ operation: error.error.operation, reason: "NotFound", message: error.error.message }))
+    }
   }
-  return found
-}
-
-/** `delete element`: all or nothing; NotFound when one of them (or the table) is missing. */
-export const deleteElements = (netns: string, table: NftTableRef, keys: ReadonlyArray<NftElementKey>): void => {
-  checkKeys("deleteNftElements", table, keys)
-  if (keys.length === 0) return
-  runNft(netns, "deleteNftElements", elementLines("delete", table, keys).join("\n"))
-}
-
-/** Every element of the table, read from `list table` (the table's own listing only). */
-export const listElements = (netns: string, table: NftTableRef): Array<NftElement> => {
-  const problem = nftTableRefProblem(table)
-  if (problem !== undefined) throw invalid("listNftElements", problem)
-  return parseElements(runNft(netns, "listNftElements", `list table ${where(table)}`))
 }
 
 /** The rules of one chain, as nft prints them (without handles). */
@@ -148,6 +189,7 @@ export const listChainRules = (netns: string, table: NftTableRef, chain: string)
 export const deleteTable = (netns: string, table: NftTableRef): void => {
   const problem = nftTableRefProblem(table)
   if (problem !== undefined) throw invalid("deleteNftTable", problem)
+  netlinkElements.forgetTable(netns, table)
   runNft(netns, "deleteNftTable", `delete table ${where(table)}`)
 }
 

@@ -48,13 +48,20 @@ describe("netlink encoding", () => {
     capped.set(request.subarray(0, 16), 4)
     capped.set(tlv, 20)
     const message = { type: NLMSG_ERROR, flags: NLM_F_ACK_TLVS | NLM_F_CAPPED, seq: 9, payload: capped }
-    expect(decodeError(message)).toEqual({ errno: 17, text: "Address already assigned" })
+    expect(decodeError(message)).toEqual({ errno: 17, text: "Address already assigned", offset: undefined })
     // uncapped: the whole request is echoed before the TLVs
     const full = new Uint8Array(4 + request.byteLength + tlv.byteLength)
     new DataView(full.buffer).setInt32(0, -17, true)
     full.set(request, 4)
     full.set(tlv, 4 + request.byteLength)
-    expect(decodeError({ ...message, flags: NLM_F_ACK_TLVS, payload: full })).toEqual({ errno: 17, text: "Address already assigned" })
+    expect(decodeError({ ...message, flags: NLM_F_ACK_TLVS, payload: full })).toEqual({ errno: 17, text: "Address already assigned", offset: undefined })
+    // the attribute the kernel refused, by its offset in the request (NLMSGERR_ATTR_OFFS)
+    const blamed = new AttributeWriter().u32(2, 36).finish()
+    const withOffset = new Uint8Array(4 + 16 + blamed.byteLength)
+    new DataView(withOffset.buffer).setInt32(0, -2, true)
+    withOffset.set(request.subarray(0, 16), 4)
+    withOffset.set(blamed, 20)
+    expect(decodeError({ ...message, payload: withOffset })).toEqual({ errno: 2, text: undefined, offset: 36 })
   })
 })
 

@@ -885,6 +885,151 @@ export const runBackendContract = (
           yield* backend.deleteNftTable(a, spoof)
         }))
 
+      // every key and value type a skeleton may use, each set alone, so every spelling is pinned
+      const wide: NftTable = {
+        family: "inet",
+        name: "tscni-ct-kw",
+        sets: [
+          { name: "pods6", type: "ipv6_addr" },
+          { name: "own4", type: "ipv4_addr . ipv4_addr", interval: true },
+          { name: "own6", type: "ipv6_addr . ipv6_addr", interval: true },
+          { name: "hostdnat4", type: "ipv4_addr . inet_proto . inet_service", map: "ipv4_addr . inet_service" },
+          { name: "dnat6", type: "inet_proto . inet_service", map: "ipv6_addr . inet_service" },
+          { name: "ports", type: "ifname" },
+          { name: "allowed", type: "ifname . ether_addr" },
+          { name: "marks", type: "mark" },
+          { name: "verdicts", type: "ipv4_addr", map: "verdict" },
+          { name: "nets4", type: "ipv4_addr", interval: true }
+        ],
+        chains: [
+          { name: "target", rules: [] },
+          { name: "forward", base: { type: "filter", hook: "forward", priority: 0 }, rules: ["ip saddr vmap @verdicts", "ip saddr . ip daddr @own4 accept"] }
+        ]
+      }
+      const wideElements: ReadonlyArray<NftElement> = [
+        { set: "pods6", key: "fd00:99::2", comment: "ct-owner-1" },
+        { set: "own4", key: "10.99.9.2 . 10.99.9.0/24", comment: "ct-owner-1" },
+        // a full-length prefix is the address alone
+        { set: "own4", key: "10.99.9.3 . 10.99.9.3", comment: "ct-owner-2" },
+        { set: "own4", key: "10.99.9.4 . 0.0.0.0/0", comment: "ct-owner-2" },
+        { set: "own6", key: "fd00:99::2 . fd00:99::/64", comment: "ct-owner-1" },
+        { set: "hostdnat4", key: "192.0.2.1 . tcp . 8080", value: "10.99.9.2 . 80", comment: "ct-owner-1" },
+        { set: "hostdnat4", key: "192.0.2.1 . udp . 0", value: "10.99.9.3 . 65535", comment: "ct-owner-2" },
+        { set: "dnat6", key: "udp . 53", value: "fd00:99::2 . 5353", comment: "ct-owner-1" },
+        { set: "dnat6", key: "sctp . 9", value: "fd00:99::3 . 9", comment: "ct-owner-2" },
+        { set: "ports", key: '"ct-veth1"', comment: "ct-owner-1" },
+        { set: "ports", key: '"ct-a.b_c-123456"', comment: "ct-owner-2" },
+        { set: "allowed", key: '"ct-veth1" . 0a:58:0a:63:09:02', comment: "ct-owner-1" },
+        { set: "marks", key: "0x00004000", comment: "ct-owner-1" },
+        { set: "verdicts", key: "10.99.9.2", value: "accept", comment: "ct-owner-1" },
+        { set: "verdicts", key: "10.99.9.3", value: "jump target", comment: "ct-owner-2" },
+        // comments of every character an owner may hold, up to the longest
+        { set: "pods6", key: "fd00:99::3", comment: "fw:0123abcd:ns/pod=x.y_z-1" },
+        { set: "pods6", key: "fd00:99::4", comment: "x".repeat(120) }
+      ]
+      const nets: NftElement = { set: "nets4", key: "10.98.0.0/16", comment: "ct-owner-1" }
+
+      it("keys and values of every type come back as given: concatenations, intervals with prefixes, maps to concatenations and verdicts, names, MACs, marks", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* backend.createNftTable(a, wide, [])
+          yield* backend.addNftElements(a, wide, wideElements)
+          // a set of single-field intervals, alone
+          yield* backend.addNftElements(a, wide, [nets])
+          const all = [...wideElements, nets]
+          expect(sorted(yield* backend.listNftElements(a, wide))).toEqual(sorted(all))
+          expect(sorted(yield* backend.getNftElements(a, wide, keys(all)))).toEqual(sorted(all))
+          // each key alone, too
+          for (const element of all) expect(yield* backend.getNftElements(a, wide, [{ set: element.set, key: element.key }])).toEqual([element])
+          // a key inside another element's range is not that element; neither is a key of another port or protocol
+          const absent = [
+            { set: "own4", key: "10.99.9.2 . 10.99.9.0/25" },
+            { set: "own4", key: "10.99.9.2 . 10.99.9.5" },
+            { set: "own4", key: "10.99.9.3 . 10.99.9.0/24" },
+            { set: "hostdnat4", key: "192.0.2.1 . udp . 8080" },
+            { set: "dnat6", key: "tcp . 53" },
+            { set: "ports", key: '"ct-veth2"' },
+            { set: "allowed", key: '"ct-veth1" . 0a:58:0a:63:09:03' },
+            { set: "marks", key: "0x00004001" },
+            { set: "nets4", key: "10.98.1.0/24" },
+            { set: "nets4", key: "10.98.0.0/15" }
+          ]
+          expect(yield* backend.getNftElements(a, wide, absent)).toEqual([])
+          for (const key of absent) yield* expectReason(backend.deleteNftElements(a, wide, [key]), "NotFound")
+          // a missing element among several: the others are found, a delete of them all deletes none
+          const mixed = [absent[0]!, { set: "own4", key: "10.99.9.2 . 10.99.9.0/24" }, absent[3]!, { set: "verdicts", key: "10.99.9.3" }, absent[5]!]
+          expect(sorted(yield* backend.getNftElements(a, wide, mixed))).toEqual(sorted([wideElements[1]!, wideElements[14]!]))
+          yield* expectReason(backend.deleteNftElements(a, wide, mixed), "NotFound")
+          expect(sorted(yield* backend.listNftElements(a, wide))).toEqual(sorted(all))
+          // a key that is there, in every set: AlreadyExists, and nothing of the call is added
+          for (const element of all) {
+            yield* expectReason(backend.addNftElements(a, wide, [{ set: "pods6", key: "fd00:99::99", comment: "ct-owner-3" }, { ...element, comment: "ct-owner-3" }]), "AlreadyExists")
+          }
+          // the same key twice in one call
+          yield* expectReason(backend.addNftElements(a, wide, [{ set: "marks", key: "0x00000001", comment: "ct-owner-3" }, { set: "marks", key: "0x00000001", comment: "ct-owner-3" }]), "AlreadyExists")
+          expect(sorted(yield* backend.listNftElements(a, wide))).toEqual(sorted(all))
+          // a set the table does not have, looked up or deleted from
+          yield* expectReason(backend.getNftElements(a, wide, [{ set: "nope", key: "10.99.9.2" }]), "NotFound")
+          yield* expectReason(backend.deleteNftElements(a, wide, [{ set: "nope", key: "10.99.9.2" }]), "NotFound")
+          // deleted by the keys a listing printed, one owner's across sets in one call
+          const listed = yield* backend.listNftElements(a, wide)
+          yield* backend.deleteNftElements(a, wide, keys(listed.filter((element) => element.comment === "ct-owner-2")))
+          expect(sorted(yield* backend.listNftElements(a, wide))).toEqual(sorted(all.filter((element) => element.comment !== "ct-owner-2")))
+          yield* backend.deleteNftElements(a, wide, keys(all.filter((element) => element.comment !== "ct-owner-2" && element.set !== "nets4")))
+          yield* backend.deleteNftElements(a, wide, [{ set: "nets4", key: nets.key }])
+          expect(yield* backend.listNftElements(a, wide)).toEqual([])
+          yield* backend.deleteNftTable(a, wide)
+        }))
+
+      it("a thousand pods' elements in one call: added, listed and deleted whole, all or nothing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const many = Array.from({ length: 1200 }, (_, i): ReadonlyArray<NftElement> => {
+            const ip = `10.97.${i >> 8}.${i & 255}`
+            return [
+              { set: "pods4", key: ip, comment: `ct-owner-${i}` },
+              { set: "ports", key: `tcp . ${10000 + i}`, value: `${ip} . 80`, comment: `ct-owner-${i}` }
+            ]
+          }).flat()
+          yield* backend.createNftTable(a, table, [])
+          // the last key is there already: none of the others is added
+          yield* backend.addNftElements(a, table, [many[many.length - 1]!])
+          yield* expectReason(backend.addNftElements(a, table, many), "AlreadyExists")
+          expect(yield* backend.listNftElements(a, table)).toEqual([many[many.length - 1]!])
+          yield* backend.deleteNftElements(a, table, keys([many[many.length - 1]!]))
+          yield* backend.addNftElements(a, table, many)
+          expect(sorted(yield* backend.listNftElements(a, table))).toEqual(sorted(many))
+          // one missing: none is deleted
+          yield* expectReason(backend.deleteNftElements(a, table, [...keys(many), { set: "pods4", key: "10.99.9.200" }]), "NotFound")
+          expect(yield* backend.listNftElements(a, table)).toHaveLength(many.length)
+          yield* backend.deleteNftElements(a, table, keys(many))
+          expect(yield* backend.listNftElements(a, table)).toEqual([])
+          yield* backend.deleteNftTable(a, table)
+        }))
+
+      it("a table deleted and created again under its name holds what its new skeleton says", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const before: NftTable = { family: "inet", name: "tscni-ct-kr", sets: [{ name: "s", type: "ipv4_addr" }, { name: "m", type: "inet_service", map: "ipv4_addr" }], chains: [] }
+          const after: NftTable = { ...before, sets: [{ name: "s", type: "ipv6_addr" }, { name: "m", type: "inet_service", map: "ipv6_addr . inet_service" }] }
+          yield* backend.createNftTable(a, before, [{ set: "s", key: "10.99.9.2", comment: "ct-owner-1" }])
+          yield* backend.addNftElements(a, before, [{ set: "m", key: "80", value: "10.99.9.2", comment: "ct-owner-1" }])
+          expect(yield* backend.getNftElements(a, before, [{ set: "s", key: "10.99.9.2" }])).toHaveLength(1)
+          yield* backend.deleteNftTable(a, before)
+          yield* expectReason(backend.getNftElements(a, before, [{ set: "s", key: "10.99.9.2" }]), "NotFound")
+          yield* expectReason(backend.addNftElements(a, before, [{ set: "s", key: "10.99.9.3", comment: "ct-owner-1" }]), "NotFound")
+          yield* backend.createNftTable(a, after, [])
+          const elements: ReadonlyArray<NftElement> = [
+            { set: "s", key: "fd00:99::2", comment: "ct-owner-1" },
+            { set: "m", key: "80", value: "fd00:99::2 . 8080", comment: "ct-owner-1" }
+          ]
+          yield* backend.addNftElements(a, after, elements)
+          expect(sorted(yield* backend.getNftElements(a, after, keys(elements)))).toEqual(sorted(elements))
+          expect(sorted(yield* backend.listNftElements(a, after))).toEqual(sorted(elements))
+          yield* backend.deleteNftElements(a, after, keys(elements))
+          yield* backend.deleteNftTable(a, after)
+        }))
+
       it("what does not fit is refused before anything changes: skeletons, keys, values, comments", (backend) =>
         Effect.gen(function* () {
           const a = yield* netns

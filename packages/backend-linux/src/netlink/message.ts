@@ -40,6 +40,8 @@ export const NLM_F_APPEND = 0x800
 
 /** NLMSGERR_ATTR_MSG: the kernel's extended-ack error text */
 const NLMSGERR_ATTR_MSG = 1
+/** NLMSGERR_ATTR_OFFS: where in the request the attribute the kernel refused starts (u32) */
+const NLMSGERR_ATTR_OFFS = 2
 const NLA_F_NESTED = 0x8000
 const NLA_TYPE_MASK = 0x3fff
 
@@ -209,19 +211,25 @@ export const attrString = (attributes: Attributes, type: number): string | undef
   return new TextDecoder().decode(end === -1 ? data : data.subarray(0, end))
 }
 
-/** The errno (positive, 0 = ACK) and extended-ack text of an NLMSG_ERROR payload. */
-export const decodeError = (message: NetlinkMessage): { errno: number; text: string | undefined } => {
+/**
+ * The errno (positive, 0 = ACK), extended-ack text and, when the kernel blamed one attribute
+ * of the request, that attribute's offset from the start of the request, of an NLMSG_ERROR
+ * payload.
+ */
+export const decodeError = (message: NetlinkMessage): { errno: number; text: string | undefined; offset: number | undefined } => {
   const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
   const errno = -view.getInt32(0, true)
   let text: string | undefined
+  let offset: number | undefined
   if (message.flags & NLM_F_ACK_TLVS) {
     // error code (4), then the original request: its header only when NLM_F_CAPPED,
     // else the whole request; the TLVs follow.
     const requestLength = message.flags & NLM_F_CAPPED ? NLMSG_HDRLEN : align4(view.getUint32(4, true))
     const tlvs = decodeAttributes(message.payload.subarray(4 + requestLength))
     text = attrString(tlvs, NLMSGERR_ATTR_MSG)
+    offset = attrU32(tlvs, NLMSGERR_ATTR_OFFS)
   }
-  return { errno, text }
+  return { errno, text, offset }
 }
 
 const AF_INET = 2
