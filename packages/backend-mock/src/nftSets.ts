@@ -82,6 +82,15 @@ export const nftSetOperations = (state: KernelState) => {
       return found
     })
 
+  /** A key that is not of its set's type is Invalid, as the kernel's set types make it on Linux. */
+  const checkKeyTypes = (operation: string, table: NftTableState, keys: ReadonlyArray<NftElementKey>) =>
+    Effect.gen(function*() {
+      for (const key of keys) {
+        const bad = nftElementProblem(table.sets.get(key.set)?.spec, { set: key.set, key: key.key })
+        if (bad !== undefined) return yield* invalid(operation, bad)
+      }
+    })
+
   /** Adds elements to a table the caller may discard on failure (all or nothing). */
   const insert = (operation: string, table: NftTableState, elements: ReadonlyArray<NftElement>) =>
     Effect.gen(function*() {
@@ -129,6 +138,7 @@ export const nftSetOperations = (state: KernelState) => {
         const ns = yield* requireNetns(state, "getNftElements", netns)
         yield* checkKeys("getNftElements", table, keys)
         const found = yield* existing("getNftElements", ns, table, keys.map((k) => k.set))
+        yield* checkKeyTypes("getNftElements", found, keys)
         return keys.flatMap((key) => {
           const element = found.sets.get(key.set)?.elements.get(key.key)
           return element === undefined ? [] : [{ set: key.set, key: key.key, ...element }]
@@ -141,6 +151,7 @@ export const nftSetOperations = (state: KernelState) => {
         yield* checkKeys("deleteNftElements", table, keys)
         if (keys.length === 0) return
         const found = yield* existing("deleteNftElements", ns, table, keys.map((k) => k.set))
+        yield* checkKeyTypes("deleteNftElements", found, keys)
         const absent = keys.find((key) => found.sets.get(key.set)?.elements.has(key.key) !== true)
         if (absent !== undefined) return yield* missing("deleteNftElements", `${absent.set} { ${absent.key} }`)
         for (const key of keys) found.sets.get(key.set)?.elements.delete(key.key)

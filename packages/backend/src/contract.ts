@@ -852,6 +852,9 @@ export const runBackendContract = (
           )
           expect(yield* backend.getNftElements(a, table, [{ set: "pods4", key: "10.99.9.4" }])).toEqual([])
           expect(yield* backend.getNftElements(a, table, [{ set: "ports", key: "tcp . 8080" }])).toEqual([first[3]!])
+          // a key that is not of its set's type is Invalid for a get and a delete (the set's types decide)
+          yield* expectReason(backend.getNftElements(a, table, [{ set: "pods4", key: "fd00:99::9" }]), "Invalid")
+          yield* expectReason(backend.deleteNftElements(a, table, [{ set: "ports", key: "10.99.9.2" }]), "Invalid")
           // a delete with one key missing deletes nothing
           yield* expectReason(backend.deleteNftElements(a, table, [...keys(second), { set: "pods4", key: "10.99.9.200" }]), "NotFound")
           expect(sorted(yield* backend.getNftElements(a, table, keys(second)))).toEqual(sorted(second))
