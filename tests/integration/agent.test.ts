@@ -47,7 +47,7 @@ describe("tscni agent", () => {
     expect(help.stderr.toString()).toBe("")
     // its older name answers the same, and neither starts serving
     expect(Bun.spawnSync([TSCNI, "daemon", "--help"], { stdout: "pipe" }).stdout.toString()).toBe(help.stdout.toString())
-    for (const args of [["--bogus"], ["--socket"], ["--socket", "relative.sock"], ["--health-listen", "nowhere"], ["--health-listen", "127.0.0.1:99999"]]) {
+    for (const args of [["--bogus"], ["--socket"], ["--socket", "relative.sock"], ["--health-listen", "nowhere"], ["--health-listen", "127.0.0.1:99999"], ["--max-running-calls", "0"], ["--max-running-calls", "x"]]) {
       const bad = Bun.spawnSync([TSCNI, "agent", ...args], { stdout: "pipe", stderr: "pipe" })
       expect({ args, code: bad.exitCode, usage: bad.stderr.toString().includes("usage: tscni agent") }).toEqual({ args, code: 2, usage: true })
     }
@@ -95,6 +95,52 @@ describe("tscni agent", () => {
     expect(done.stderr).toContain("tscni agent: stopped")
     expect(existsSync(socket)).toBe(false)
     expect(get(h, `http://${health}/healthz`).status).toBe(0)
+  }, 60_000)
+
+  test("--max-running-calls 1: a second call waits for the first's slot (the metrics say so), then both are served", async () => {
+    const h = freshHost()
+    cleanups.push(h.remove)
+    const socket = join(scratch, "agent-slots.sock")
+    const health = "127.0.0.1:19405"
+    const agent = spawnIn(h, [TSCNI, "agent", "--socket", socket, "--health-listen", health, "--max-running-calls", "1"], {}, "")
+    cleanups.push(() => agent.proc.kill("SIGKILL"))
+    await until("the agent's readiness", () => get(h, `http://${health}/readyz`).status === 200)
+    // host-local's store lock held with util-linux flock: the first ADD stops in IPAM, in its slot
+    mkdirSync(join(h.dir, "slotnet"), { recursive: true })
+    const lock = join(h.dir, "slotnet", "lock")
+    const holder = Bun.spawn(["flock", lock, "cat"], { stdin: "pipe", stdout: "ignore" })
+    cleanups.push(() => holder.kill("SIGKILL"))
+    await until("the store lock", () => Bun.spawnSync(["flock", "-n", lock, "true"]).exitCode !== 0)
+    const conf = JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "slotnet",
+      type: "bridge",
+      bridge: "cni-ag2",
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.131.2.0/24" }]], dataDir: h.dir }
+    })
+    const pods = [freshNetns(), freshNetns()]
+    for (const pod of pods) cleanups.push(pod.remove)
+    const env = (command: string, i: number) => ({ ...podEnv(command, `agent-slot-${i}`, pods[i]!.path, binDir), TSCNI_DAEMON_SOCKET: socket, TSCNI_LOG: "debug" })
+    const gauges = () => {
+      const body = get(h, `http://${health}/metrics`).body
+      return { running: /^tscni_agent_calls_running (\d+)$/m.exec(body)?.[1], waiting: /^tscni_agent_calls_waiting (\d+)$/m.exec(body)?.[1] }
+    }
+    const first = spawnIn(h, join(binDir, "bridge"), env("ADD", 0), conf)
+    await until("the first call running", () => gauges().running === "1")
+    const second = spawnIn(h, join(binDir, "bridge"), env("ADD", 1), conf)
+    await until("the second call waiting", () => gauges().waiting === "1")
+    expect(gauges()).toEqual({ running: "1", waiting: "1" })
+    // the lock goes: the first finishes and hands its slot to the second
+    void holder.stdin.end()
+    await holder.exited
+    const [a, b] = [await first.done, await second.done]
+    expect([a.exitCode, a.stderr.includes("served by the tscni daemon"), b.exitCode, b.stderr.includes("served by the tscni daemon")]).toEqual([0, true, 0, true])
+    expect(gauges()).toEqual({ running: "0", waiting: "0" })
+    for (const [i, run] of [a, b].entries()) {
+      expect(execIn(h, join(binDir, "bridge"), env("DEL", i), JSON.stringify({ ...JSON.parse(conf), prevResult: run.json })).exitCode).toBe(0)
+    }
+    agent.proc.kill("SIGTERM")
+    expect((await agent.done).exitCode).toBe(0)
   }, 60_000)
 
   test("as the DaemonSet runs it, in a mount namespace of its own chrooted into the host's root, it serves the host's calls", async () => {

@@ -6,12 +6,12 @@
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import { BUILD_ID } from "./protocol.ts"
-import { defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
+import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
 
 /** Where probes and scrapes are answered unless `--health-listen` says otherwise (per network namespace). */
 export const DEFAULT_HEALTH_LISTEN = "127.0.0.1:9402"
 
-export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off]
+export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off] [--max-running-calls N]
 
 The node's tscni process: serves the calls of the multicall plugin binary (tscni and its
 links in the CNI bin dir) warm, over a unix socket, and answers HTTP probes.
@@ -20,6 +20,8 @@ links in the CNI bin dir) warm, over a unix socket, and answers HTTP probes.
                              (default: $TSCNI_DAEMON_SOCKET, else /run/tscni/daemon.sock)
   --health-listen HOST:PORT  /healthz (alive), /readyz (serving calls), /metrics (Prometheus)
                              (default: ${DEFAULT_HEALTH_LISTEN}; "off": none)
+  --max-running-calls N      calls run at once; the others wait their turn
+                             (default: ${DEFAULT_MAX_RUNNING_CALLS})
   --help                     this text
 
 Without the agent every plugin call runs in its own process, as the runtime started it.
@@ -30,28 +32,35 @@ export interface AgentOptions {
   readonly socket: string
   /** undefined: no HTTP endpoint */
   readonly health: { readonly hostname: string; readonly port: number } | undefined
+  readonly maxRunningCalls: number
 }
+
+const FLAGS = ["--socket", "--health-listen", "--max-running-calls"]
 
 /** The options, or the reason they are wrong; `help` when help was asked for. */
 export const parseAgentArgs = (args: ReadonlyArray<string>): AgentOptions | "help" | { readonly error: string } => {
   let socket = defaultSocketPath()
   let health: string = DEFAULT_HEALTH_LISTEN
+  let maxRunning = String(DEFAULT_MAX_RUNNING_CALLS)
   for (let i = 0; i < args.length; i++) {
     const flag = args[i]!
     if (flag === "--help" || flag === "-h") return "help"
     const value = args[i + 1]
-    if (flag !== "--socket" && flag !== "--health-listen") return { error: `unknown argument '${flag}'` }
+    if (!FLAGS.includes(flag)) return { error: `unknown argument '${flag}'` }
     if (value === undefined || value === "") return { error: `${flag} needs a value` }
     if (flag === "--socket") socket = value
-    else health = value
+    else if (flag === "--health-listen") health = value
+    else maxRunning = value
     i++
   }
   if (!socket.startsWith("/")) return { error: `--socket: '${socket}' is not an absolute path` }
-  if (health === "off") return { socket, health: undefined }
+  const maxRunningCalls = Number(maxRunning)
+  if (!/^\d{1,4}$/.test(maxRunning) || maxRunningCalls < 1) return { error: `--max-running-calls: '${maxRunning}' is not a whole number from 1 to 9999` }
+  if (health === "off") return { socket, health: undefined, maxRunningCalls }
   const match = /^(.+):(\d{1,5})$/.exec(health)
   const port = Number(match?.[2])
   if (match === null || port < 1 || port > 65535) return { error: `--health-listen: '${health}' is not HOST:PORT (or off)` }
-  return { socket, health: { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1"), port } }
+  return { socket, health: { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1"), port }, maxRunningCalls }
 }
 
 const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
@@ -78,8 +87,10 @@ const agentMetrics = () => {
     registers: [registry]
   })
   const ready = new Gauge({ name: "tscni_agent_ready", help: "1 while the agent serves calls.", registers: [registry] })
+  const running = new Gauge({ name: "tscni_agent_calls_running", help: "Calls the agent runs now.", registers: [registry] })
+  const waiting = new Gauge({ name: "tscni_agent_calls_waiting", help: "Calls waiting for a slot (--max-running-calls).", registers: [registry] })
   new Gauge({ name: "tscni_agent_build_info", help: "The agent's build.", labelNames: ["build"], registers: [registry] }).set({ build: BUILD_ID }, 1)
-  return { registry, calls, seconds, fallbacks, ready }
+  return { registry, calls, seconds, fallbacks, ready, running, waiting }
 }
 
 /** Runs the agent until SIGTERM or SIGINT. */
@@ -108,7 +119,7 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
       metrics.seconds.observe({ plugin: call.plugin, command: call.command }, call.seconds)
     },
     fellBack: () => metrics.fallbacks.inc()
-  })
+  }, options.maxRunningCalls)
   let http: ReturnType<typeof Bun.serve> | undefined
   try {
     http = options.health === undefined ? undefined : Bun.serve({
@@ -118,7 +129,12 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
         const path = new URL(request.url).pathname
         if (path === "/healthz") return new Response("ok\n")
         if (path === "/readyz") return ready ? new Response("ready\n") : new Response("not serving calls\n", { status: 503 })
-        if (path === "/metrics") return new Response(await metrics.registry.metrics(), { headers: { "content-type": metrics.registry.contentType } })
+        if (path === "/metrics") {
+          const load = daemon.load()
+          metrics.running.set(load.running)
+          metrics.waiting.set(load.waiting)
+          return new Response(await metrics.registry.metrics(), { headers: { "content-type": metrics.registry.contentType } })
+        }
         return new Response("not found\n", { status: 404 })
       }
     })

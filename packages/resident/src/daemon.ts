@@ -80,6 +80,38 @@ export interface DaemonHooks {
 export interface RunningDaemon {
   readonly path: string
   readonly stop: () => Promise<void>
+  /** calls running now, and calls told `go` that wait for a slot */
+  readonly load: () => { readonly running: number; readonly waiting: number }
+}
+
+/** How many calls run at once unless told otherwise (`tscni agent --max-running-calls`). */
+export const DEFAULT_MAX_RUNNING_CALLS = 8
+
+/**
+ * At most `max` calls run at once; the others wait their turn (first come, first served),
+ * holding nothing but their request. The plugins' kernel calls are synchronous, so more
+ * calls at once gain nothing, while each running call holds its replies and buffers: in a
+ * burst of a hundred pods this bounds the agent's memory.
+ */
+const callSlots = (max: number) => {
+  let running = 0
+  const waiting: Array<() => void> = []
+  return {
+    acquire: (): Promise<void> => {
+      if (running < max) {
+        running++
+        return Promise.resolve()
+      }
+      return new Promise<void>((resolve) => waiting.push(resolve))
+    },
+    release: (): void => {
+      const next = waiting.shift()
+      // the slot passes straight to the next call: running stays the same
+      if (next !== undefined) next()
+      else running--
+    },
+    load: () => ({ running, waiting: waiting.length })
+  }
 }
 
 /** Where the calls are served: `TSCNI_DAEMON_SOCKET`, else DEFAULT_SOCKET. */
@@ -101,8 +133,14 @@ const claimSocketPath = async (path: string): Promise<void> => {
 }
 
 /** Starts serving calls on `path` (refusing to take over a live server's socket). */
-export const startDaemon = async (path: string, load: PluginLoader, hooks: DaemonHooks = {}): Promise<RunningDaemon> => {
+export const startDaemon = async (
+  path: string,
+  load: PluginLoader,
+  hooks: DaemonHooks = {},
+  maxRunningCalls = DEFAULT_MAX_RUNNING_CALLS
+): Promise<RunningDaemon> => {
   await claimSocketPath(path)
+  const slots = callSlots(maxRunningCalls)
   /** calls read and not yet finished (loading, waiting for `go`, or running) */
   let held = 0
   let stopping = false
@@ -129,6 +167,17 @@ export const startDaemon = async (path: string, load: PluginLoader, hooks: Daemo
   }
 
   const run = async (socket: Socket<Connection>): Promise<void> => {
+    if (socket.data.call === undefined) return
+    await slots.acquire()
+    try {
+      // the caller went away while its call waited for a slot: nothing ran, nothing to undo
+      if (!socket.data.closed) await runNow(socket)
+    } finally {
+      slots.release()
+    }
+  }
+
+  const runNow = async (socket: Socket<Connection>): Promise<void> => {
     const accepted = socket.data.call
     if (accepted === undefined) return
     const { call, bound } = accepted
@@ -251,5 +300,5 @@ export const startDaemon = async (path: string, load: PluginLoader, hooks: Daemo
       // already gone
     }
   }
-  return { path, stop }
+  return { path, stop, load: slots.load }
 }
