@@ -15,6 +15,21 @@ export interface PluginRequest {
   readonly prevResult: Result | undefined
 }
 
+/**
+ * The attachment and the request as received, as a plugin's pipeline input carries them:
+ * what it needs to find its own things again and to pass the request on to a delegate
+ * (IPAM gets the same config, CNI_ARGS and CNI_PATH).
+ */
+export const attachmentOf = (request: PluginRequest) => ({
+  containerId: request.env.containerId,
+  netns: request.env.netns,
+  ifname: request.env.ifname,
+  args: request.env.argsRaw,
+  cniPath: request.env.pathRaw,
+  cniVersion: request.conf.cniVersion,
+  rawConfig: request.raw
+})
+
 /** The errors a plugin may let through; the skeleton maps each to a CNI error code. */
 export type PluginError = CniError | BackendError | CheckFailed | Pipeline.UndoIncomplete
 

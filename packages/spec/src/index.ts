@@ -52,7 +52,9 @@ export {
   convertResult,
   inSandbox,
   podIpConfigs,
-  hostInterfaceNames
+  hostInterfaceNames,
+  attachmentInterface,
+  attachmentResult
 } from "./result.ts"
 export { interfaceNameProblem, MAX_IFNAME_LENGTH } from "./ifname.ts"
 export { eachWithGoFieldNames, withGoFieldNames, withRuntimeCapability } from "./goFields.ts"

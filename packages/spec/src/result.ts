@@ -83,6 +83,21 @@ export const podIpConfigs = (result: Result | undefined): Array<typeof IpConfig.
   return (result?.ips ?? []).filter((ip) => ip.interface === undefined || inSandbox(interfaces[ip.interface]))
 }
 
+/** The interface `ifname` in `sandbox` as a result reports it (a main plugin's own pod interface). */
+export const attachmentInterface = (result: Result | undefined, ifname: string, sandbox: string): typeof Interface.Type | undefined =>
+  result?.interfaces?.find((entry) => entry.name === ifname && entry.sandbox === sandbox)
+
+/**
+ * One attachment's part of a result: the IPs of its interface `ifname` in `sandbox` (and
+ * those that name no interface), everything else as it is. What a main plugin's DEL and
+ * CHECK take from prevResult as its own (a chain's result may hold other interfaces' IPs).
+ */
+export const attachmentResult = (result: Result | undefined, ifname: string, sandbox: string): Result | undefined => {
+  if (result === undefined) return undefined
+  const index = (result.interfaces ?? []).findIndex((entry) => entry.name === ifname && entry.sandbox === sandbox)
+  return { ...result, ips: (result.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index) }
+}
+
 /** The names of a result's host-side interfaces (no sandbox): the bridge, the host veth, an ifb. */
 export const hostInterfaceNames = (result: Result | undefined): Array<string> =>
   (result?.interfaces ?? []).filter((entry) => !inSandbox(entry)).map((entry) => entry.name)

@@ -4,11 +4,16 @@ import { ensure, makeStep } from "@tscni/engine"
 import { sameCidrText } from "@tscni/ip"
 import { ignoreNotFound } from "./internal.ts"
 
-/** An address (CIDR form) to put on a link. */
+/**
+ * An address (CIDR form) to put on a link. `noDad`: an IPv6 address skips duplicate address
+ * detection (IFA_F_NODAD), so it is usable at once, a route from it included (ip shows the
+ * flag `nodad`); for addresses that are the pod's or the host end's by construction.
+ */
 export interface AddAddressInput {
   readonly netns: string
   readonly link: string
   readonly cidr: string
+  readonly noDad?: boolean
 }
 
 /** `created` is false when the address was already there and was adopted, not added. */
@@ -33,10 +38,10 @@ export const addAddress = makeStep<AddAddressInput, AddAddressHandle, BackendErr
   apply: (input) =>
     Effect.gen(function*() {
       const backend = yield* Backend
-      const { netns, link, cidr } = input
+      const { netns, link, cidr, noDad } = input
       const present = yield* backend.listAddresses(netns, link)
       if (present.some((address) => sameCidrText(address.cidr, cidr))) return { netns, link, cidr, created: false }
-      yield* backend.addAddress(netns, link, cidr)
+      yield* backend.addAddress(netns, link, cidr, noDad === true ? { noDad } : undefined)
       return { netns, link, cidr, created: true }
     }),
   undo: (handle) =>

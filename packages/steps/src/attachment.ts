@@ -32,3 +32,10 @@ export const attachmentAlias = (network: string, containerId: string, ifname: st
   const full = `${aliasPrefix(network)}${containerId}/${ifname}`
   return bytes(full) <= MAX_ALIAS_BYTES ? full : `${aliasPrefix(network)}${attachmentKey(containerId, ifname)}`
 }
+
+/**
+ * Host end of a pod's veth (bridge, ptp): `veth` + 11 hex digits of the attachment key (15
+ * characters, the kernel's limit), so DEL finds it by name without the pod's namespace.
+ */
+export const hostVethName = (containerId: string, ifname: string): string =>
+  `veth${attachmentKey(containerId, ifname).slice(0, 11)}`

@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { CheckFailed } from "@tscni/engine"
 import { Backend, type BackendError, type IptablesTable, iptablesTarget, type LinkInfo, type NftTableRef } from "@tscni/backend"
-import { attachmentKey } from "./attachment.ts"
+import { aliasPrefix, attachmentKey, hostVethName } from "./attachment.ts"
 import { IP_FAMILIES } from "./iptablesPodChains.ts"
 import { ignoreAbsent, ignoreNotFound } from "./internal.ts"
 import { removeTableIfUnused } from "./nftElements.ts"
@@ -184,3 +184,20 @@ export const checkOrLegacy = <E, R>(
       }
       return yield* Effect.fail(failure)
     })))
+
+/**
+ * GC of a network's host veths (bridge, ptp): those carrying the network's alias (attached
+ * to anything or not: a killed ADD's too) whose attachment is not among `valid`.
+ */
+export const collectStaleHostVeths = (
+  netns: string,
+  network: string,
+  valid: ReadonlyArray<Attachment>
+): Effect.Effect<void, BackendError, Backend> => {
+  const prefix = aliasPrefix(network)
+  return collectStaleLinks(
+    netns,
+    (link) => link.kind === "veth" && link.alias?.startsWith(prefix) === true,
+    new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
+  )
+}

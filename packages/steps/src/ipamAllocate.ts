@@ -1,5 +1,5 @@
 import { Effect, Option, Schema } from "effect"
-import { compensated, makeStep } from "@tscni/engine"
+import { compensated, makeStep, Pipeline } from "@tscni/engine"
 import { CniError, decodeFailure, decodeResult, encodeResult, ioFailure, Result, type Verb as CniVerb, verbSupported } from "@tscni/spec"
 import { type ExecOutput, PluginExec } from "./PluginExec.ts"
 
@@ -22,6 +22,31 @@ export interface IpamAllocateInput {
   /** CNI_PATH, colon-separated */
   readonly cniPath: string
 }
+
+/** The request a plugin received, as far as its delegated IPAM invocation repeats it. */
+export interface DelegatingRequest {
+  readonly containerId: string
+  readonly netns: string
+  readonly ifname: string
+  /** CNI_ARGS and CNI_PATH, passed to the IPAM plugin unchanged */
+  readonly args: string
+  readonly cniPath: string
+  readonly cniVersion: string
+  /** the network config as received, what the IPAM plugin gets on stdin */
+  readonly rawConfig: Readonly<Record<string, unknown>>
+}
+
+/** The IPAM delegation of a request (same config, same env); DEL and CHECK repeat it. */
+export const ipamRequest = (pluginType: string, request: DelegatingRequest): IpamAllocateInput => ({
+  pluginType,
+  config: request.rawConfig,
+  cniVersion: request.cniVersion,
+  containerId: request.containerId,
+  netns: request.netns,
+  ifname: request.ifname,
+  args: request.args,
+  cniPath: request.cniPath
+})
 
 /** The request (what DEL and CHECK must repeat) and the IPAM plugin's result. */
 export const IpamAllocateHandle = Schema.Struct({
@@ -136,6 +161,22 @@ export const ipamAllocate = makeStep<IpamAllocateInput, IpamAllocateHandle, CniE
       yield* invoke("CHECK", path, handle, { ...handle.config, prevResult })
     })
 })
+
+/**
+ * The ipamAllocate step's `locate`: DEL releases the IP whatever prevResult says (the IPAM
+ * plugin gets all of it; an empty result without one); CHECK asks the IPAM plugin about the
+ * pod's part of prevResult, when there is one. Nothing without IPAM (`request` undefined).
+ */
+export const locateIpamAllocation = (
+  request: IpamAllocateInput | undefined,
+  purpose: Pipeline.Purpose,
+  prevResult: Result | undefined,
+  pod: Result | undefined
+): IpamAllocateHandle | Pipeline.Skip => {
+  if (request === undefined) return Pipeline.skip
+  if (purpose === "del") return { ...request, result: prevResult ?? { cniVersion: request.cniVersion } }
+  return pod === undefined ? Pipeline.skip : { ...request, result: pod }
+}
 
 /**
  * GC and STATUS of the delegate, as a plugin that delegates IPAM must pass them on

@@ -1,5 +1,5 @@
 import { Effect, Schema } from "effect"
-import { Backend, type BackendError } from "@tscni/backend"
+import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
 import { ensure, makeStep } from "@tscni/engine"
 import { ignoreNotFound } from "./internal.ts"
 
@@ -60,3 +60,23 @@ export const setSysctl = makeStep<SetSysctlInput, SetSysctlHandle, BackendError,
         `${handle.key} in ${handle.netns} is ${current ?? "absent"}, expected ${handle.value}`)
     })
 })
+
+/**
+ * A host-wide switch (forwarding, bridge-nf) as ADD sets it: on, and never put back, on
+ * rollback as on DEL, as the reference plugins do: a concurrent first ADD of another pod, and
+ * kube-proxy, rely on it from the moment it is on; putting back what one failed ADD found
+ * would switch it off under those. Pipelines set these last, so every failure before them
+ * leaves them untouched.
+ */
+export const hostSwitch = (key: string): SetSysctlInput & { readonly restoreOnUndo: false } => ({
+  netns: HOST_NETNS,
+  key,
+  value: "1",
+  restoreOnUndo: false
+})
+
+/** A host switch as CHECK verifies it (the value it had before ADD is not known, nor needed). */
+export const hostSwitchHandle = (key: string): SetSysctlHandle => ({ ...hostSwitch(key), previous: "" })
+
+/** The host's forwarding switch of each address family. */
+export const FORWARDING = { 4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding" } as const

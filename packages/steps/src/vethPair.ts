@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import { Backend, type BackendError } from "@tscni/backend"
-import { compensated, ensure, makeStep } from "@tscni/engine"
+import { type CheckFailed, compensated, ensure, makeStep } from "@tscni/engine"
 import { checkFailed, ignoreNotFound } from "./internal.ts"
 
 /** Both ends of the pair; the peer is born directly in `peerNetns` (no move afterwards). */
@@ -74,4 +74,34 @@ export const vethPair = makeStep<VethPairInput, VethPairHandle, BackendError, Ba
       yield* ensure(STEP, link.peerIndex === peer.index && peer.peerIndex === link.index, () =>
         `${handle.name} in ${handle.netns} and ${handle.peer.name} in ${handle.peer.netns} are not peers`)
     })
+})
+
+/**
+ * CHECK of a pod interface against prevResult: it still has the MAC the result reported
+ * (nothing to compare when the result gave none).
+ */
+export const checkReportedMac = (
+  netns: string,
+  ifname: string,
+  reported: string | undefined
+): Effect.Effect<void, BackendError | CheckFailed, Backend> =>
+  Effect.gen(function*() {
+    if (reported === undefined) return
+    const link = yield* (yield* Backend).getLink(netns, ifname)
+    if (link.mac.toLowerCase() !== reported.toLowerCase()) {
+      return yield* checkFailed(STEP, `${ifname} has MAC ${link.mac}, prevResult says ${reported}`)
+    }
+  })
+
+/**
+ * A veth pair as DEL and CHECK locate it: by the names of both ends (undo deletes the first
+ * by name, check looks both up and compares what it finds). An unknown peer namespace (DEL
+ * with CNI_NETNS empty) names none: undo then has only the first end to delete.
+ */
+export const vethPairByName = (netns: string, name: string, peerNetns: string, peerName: string): VethPairHandle => ({
+  netns,
+  name,
+  index: 0,
+  mac: "",
+  peer: { netns: peerNetns === "" ? "/nonexistent" : peerNetns, name: peerName, index: 0, mac: "" }
 })

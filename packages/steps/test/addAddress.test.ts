@@ -63,6 +63,19 @@ describe("addAddress", () => {
     }))
   })
 
+  test("noDad asks the kernel to skip duplicate address detection (IFA_F_NODAD); without it, nothing is asked", () => {
+    onKernel(Effect.gen(function*() {
+      const mock = yield* control
+      yield* prepare
+      yield* addAddress.apply({ netns: HOST_NETNS, link: "cni0", cidr: "fd00::1/64", noDad: true })
+      yield* addAddress.apply({ netns: HOST_NETNS, link: "cni0", cidr: "fd00::2/64" })
+      expect(mock.calls().filter((call) => call.operation === "addAddress").map((call) => call.args)).toEqual([
+        [HOST_NETNS, "cni0", "fd00::1/64", { noDad: true }],
+        [HOST_NETNS, "cni0", "fd00::2/64", undefined]
+      ])
+    }))
+  })
+
   test("undo tolerates the link being gone", () => {
     onKernel(Effect.gen(function*() {
       const mock = yield* control

@@ -6,11 +6,9 @@ import type { NftTable, NftTableRef } from "@tscni/backend"
 import {
   aliasPrefix,
   attachmentAlias,
-  attachmentKey,
   keyedTable,
   keyedTablePrefix,
   LOCK_DIR,
-  masqueradeChain,
   networkTag as tagOf,
   type OwnedElement,
   ruleOwner as ownerOf
@@ -18,8 +16,7 @@ import {
 
 
 /** Host end of the pod's veth: `veth` + 11 hex digits (15 characters, the kernel's limit). */
-export const hostVethName = (containerId: string, ifname: string): string =>
-  `veth${attachmentKey(containerId, ifname).slice(0, 11)}`
+export { hostVethName } from "@tscni/steps"
 
 /**
  * The tables and chain of the layout before keyed tables: rules found by owner comment.
@@ -56,9 +53,6 @@ export const macSpoofElements = (hostVeth: string, mac: string | undefined): Arr
   ...(mac === undefined ? [] : [{ set: "allowed", key: `"${hostVeth}" . ${mac.toLowerCase()}` }])
 ]
 
-/** The attachment's iptables masquerade chain (`ipMasqBackend: "iptables"`). */
-export const masqueradeChainOf = (containerId: string, ifname: string): string => masqueradeChain(attachmentKey(containerId, ifname))
-
 /** The owner comment on a pod's rules: `br:<network hash>:<attachment key>`. */
 export const networkTag = (network: string): string => tagOf("br", network)
 /**
@@ -74,9 +68,6 @@ export const bridgeAlias = (network: string): string => aliasPrefix(network).sli
 
 /** Alias on a pod's host veth, naming its attachment, so GC can tell which pod it serves. */
 export const vethAlias = attachmentAlias
-
-/** What every host veth alias of this network starts with. */
-export const vethAliasPrefix = aliasPrefix
 
 /** tscni's lock dir (@tscni/lock), where the bridge's lock and intent files go. */
 export { LOCK_DIR }

@@ -5,41 +5,39 @@ import {
   addAddress,
   addRoute,
   attachToBridge,
+  type DelegatingRequest,
   ensureBridge,
+  FORWARDING,
+  hostSwitch,
+  hostSwitchHandle,
   ipamAllocate,
   type IpamAllocateInput,
+  ipamRequest as delegation,
+  iptablesMasqueradeInput,
   iptablesPodChains,
-  iptablesPodChainsHandle,
-  iptablesPodChainsHandles,
   linkUp,
-  MASQUERADE_ENTRY,
-  masqueradeElements,
-  masqueradePodBatches,
-  masqueradeTable,
+  locateIpamAllocation,
+  locateIptablesMasquerade,
+  locateNftMasquerade,
   nftElements,
   nftElementsHandle,
+  nftMasqueradeInput,
+  podMasquerade,
+  type PodMasquerade,
   setLinkOptions,
   setSysctl,
-  vethPair
+  vethPair,
+  vethPairByName
 } from "@tscni/steps"
 import type { BridgeSettings } from "./config.ts"
-import { bridgeAlias, hostVethName, macSpoofElements, macSpoofTable, masqueradeChainOf, ruleOwner, vethAlias } from "./names.ts"
+import { bridgeAlias, hostVethName, macSpoofElements, macSpoofTable, ruleOwner, vethAlias } from "./names.ts"
 import { AddressPlan, planAddresses } from "./plan.ts"
 import { gatewayAddress } from "./steps/gatewayAddress.ts"
 import { portVlan } from "./steps/portVlan.ts"
 
 /** One bridge ADD: the decided settings and the request they apply to. */
-export interface BridgeInput {
+export interface BridgeInput extends DelegatingRequest {
   readonly settings: BridgeSettings
-  readonly containerId: string
-  readonly netns: string
-  readonly ifname: string
-  /** CNI_ARGS and CNI_PATH, passed to the IPAM plugin unchanged */
-  readonly args: string
-  readonly cniPath: string
-  readonly cniVersion: string
-  /** the network config as received, what the IPAM plugin gets on stdin */
-  readonly rawConfig: Readonly<Record<string, unknown>>
   /** which host sysctls exist here (br_netfilter may not be loaded) */
   readonly hostSysctls: ReadonlySet<string>
 }
@@ -62,16 +60,7 @@ export interface BridgeKnown {
 
 /** The IPAM delegation of this request (same config, same env), or none without IPAM; DEL and CHECK repeat it. */
 export const ipamRequest = (input: BridgeInput): IpamAllocateInput | undefined =>
-  input.settings.ipamType === undefined ? undefined : {
-    pluginType: input.settings.ipamType,
-    config: input.rawConfig,
-    cniVersion: input.cniVersion,
-    containerId: input.containerId,
-    netns: input.netns,
-    ifname: input.ifname,
-    args: input.args,
-    cniPath: input.cniPath
-  }
+  input.settings.ipamType === undefined ? undefined : delegation(input.settings.ipamType, input)
 
 const skipUnless = <A>(condition: boolean, value: () => A): A | Pipeline.Skip => (condition ? value() : Pipeline.skip)
 
@@ -96,22 +85,11 @@ export const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.brid
 const hasIpv4 = (addresses: ReadonlyArray<string>): boolean => addresses.some((address) => !address.includes(":"))
 const hasIpv6Address = (addresses: ReadonlyArray<string>): boolean => addresses.some((address) => address.includes(":"))
 
-/**
- * Host-wide switches (forwarding, bridge-nf) are set and never put back, on rollback as on
- * DEL, as the reference plugin does: a concurrent first ADD of another pod, and kube-proxy,
- * rely on them from the moment they are on; putting back what one failed ADD found would
- * switch them off under those. They are the last steps, so every failure before them
- * leaves them untouched.
- */
-const hostSwitch = (key: string) => ({ netns: HOST_NETNS, key, value: "1", restoreOnUndo: false })
-/** A host switch as CHECK verifies it (the value it had before ADD is not known, nor needed). */
-const hostSwitchHandle = (key: string) => ({ ...hostSwitch(key), previous: "" })
-
 const owner = (input: BridgeInput): string => ruleOwner(input.settings.network, input.containerId, input.ifname)
 const hostVeth = (input: BridgeInput): string => hostVethName(input.containerId, input.ifname)
 const plannedAddresses = (known: BridgeKnown): ReadonlyArray<string> => known.plan?.addresses ?? []
-const masquerades = (input: BridgeInput, backend: "nftables" | "iptables", addresses: ReadonlyArray<string>): boolean =>
-  input.settings.ipMasq && input.settings.ipMasqBackend === backend && addresses.length > 0
+/** The pod's masquerade, as ipMasq and ipMasqBackend configure it. */
+const masquerade = (input: BridgeInput): PodMasquerade => podMasquerade(input.settings, input, owner(input))
 
 /**
  * The bridge plugin's ADD, in the reference plugin's order: bridge, veth pair, port, IPAM,
@@ -140,14 +118,7 @@ export const bridgePipeline = Pipeline.make<BridgeInput, BridgeKnown>("bridge")
     alias: vethAlias(input.settings.network, input.containerId, input.ifname),
     ...(input.settings.mtu !== undefined ? { mtu: input.settings.mtu } : {}),
     ...(input.settings.mac !== undefined ? { peerMac: input.settings.mac } : {})
-  }), ({ input }) => ({
-    // by name: undo deletes the host end (the pod's end goes with it), check finds both
-    netns: HOST_NETNS,
-    name: hostVeth(input),
-    index: 0,
-    mac: "",
-    peer: { netns: input.netns === "" ? "/nonexistent" : input.netns, name: input.ifname, index: 0, mac: "" }
-  }))
+  }), ({ input }) => vethPairByName(HOST_NETNS, hostVeth(input), input.netns, input.ifname)) // undo deletes the host end (the pod's end goes with it)
   .step("port", attachToBridge, (input) => ({
     netns: HOST_NETNS,
     link: hostVeth(input),
@@ -175,14 +146,8 @@ export const bridgePipeline = Pipeline.make<BridgeInput, BridgeKnown>("bridge")
   }))
   .step("hostUp", linkUp, (input) => ({ netns: HOST_NETNS, link: hostVeth(input) }),
     Pipeline.checkOnly(({ input }) => ({ netns: HOST_NETNS, link: hostVeth(input), wasUp: false })))
-  .optionalStep("ipam", ipamAllocate, (input) => ipamRequest(input) ?? Pipeline.skip, ({ input, prevResult, pod }, purpose) => {
-    const request = ipamRequest(input)
-    if (request === undefined) return Pipeline.skip
-    // DEL releases the IP whatever prevResult says (the IPAM plugin gets all of it); CHECK
-    // asks the IPAM plugin about the pod's addresses, when prevResult has them
-    if (purpose === "del") return { ...request, result: prevResult ?? { cniVersion: input.cniVersion } }
-    return pod === undefined ? Pipeline.skip : { ...request, result: pod }
-  })
+  .optionalStep("ipam", ipamAllocate, (input) => ipamRequest(input) ?? Pipeline.skip,
+    ({ input, prevResult, pod }, purpose) => locateIpamAllocation(ipamRequest(input), purpose, prevResult, pod))
   .step("plan", planStep, (input, handles) => ({ bridge: input, result: ipamResult(handles) }), Pipeline.unlocated)
   // Duplicate address detection holds an IPv6 address back for seconds: off unless asked for.
   .optionalStep("noDad", setSysctl, (input, handles) =>
@@ -248,42 +213,12 @@ export const bridgePipeline = Pipeline.make<BridgeInput, BridgeKnown>("bridge")
         ? nftElementsHandle(HOST_NETNS, table, owner(input), elements)
         : Pipeline.skip
     })
-  .optionalStep("masquerade", nftElements, (input, handles) =>
-    skipUnless(masquerades(input, "nftables", handles.plan.addresses), () => ({
-      netns: HOST_NETNS,
-      table: masqueradeTable(input.settings.network),
-      owner: owner(input),
-      elements: masqueradeElements(handles.plan.addresses)
-    })), ({ input, pod, plan }, purpose) => {
-      if (input.settings.ipMasqBackend !== "nftables") return Pipeline.skip
-      const table = masqueradeTable(input.settings.network)
-      // DEL: by key from prevResult's addresses, by owner without them (ipMasq may have
-      // been turned off since ADD)
-      if (purpose === "del") {
-        return nftElementsHandle(HOST_NETNS, table, owner(input), pod === undefined ? undefined : masqueradeElements((pod.ips ?? []).map((ip) => ip.address)))
-      }
-      const addresses = plan?.addresses ?? []
-      return masquerades(input, "nftables", addresses) ? nftElementsHandle(HOST_NETNS, table, owner(input), masqueradeElements(addresses)) : Pipeline.skip
-    })
+  .optionalStep("masquerade", nftElements, (input, handles) => nftMasqueradeInput(masquerade(input), handles.plan.addresses),
+    ({ input, pod, plan }, purpose) => locateNftMasquerade(masquerade(input), purpose, pod, plan?.addresses ?? []))
   // ipMasqBackend: "iptables": the same masquerade, a chain of the pod's per family
-  .optionalStep("iptablesMasquerade", eachOf(iptablesPodChains), (input, handles) =>
-    skipUnless(masquerades(input, "iptables", handles.plan.addresses), () =>
-      masqueradePodBatches(handles.plan.addresses, owner(input), masqueradeChainOf(input.containerId, input.ifname))
-        .map((batch) => ({ netns: HOST_NETNS, batch }))), ({ input, plan }, purpose) => {
-      if (input.settings.ipMasqBackend !== "iptables") return Pipeline.skip
-      // DEL: the pod's chains in both families by name (one the pod had no address of holds none)
-      if (purpose === "del") {
-        const chains = [{ name: masqueradeChainOf(input.containerId, input.ifname), entry: MASQUERADE_ENTRY.name }]
-        return iptablesPodChainsHandles(HOST_NETNS, "nat", owner(input), chains)
-      }
-      const addresses = plan?.addresses ?? []
-      return masquerades(input, "iptables", addresses)
-        ? masqueradePodBatches(addresses, owner(input), masqueradeChainOf(input.containerId, input.ifname)).map((batch) =>
-          iptablesPodChainsHandle(HOST_NETNS, batch)
-        )
-        : Pipeline.skip
-    })
-  // last: see hostSwitch. The bridge's promiscuous mode is one too (every pod of the
+  .optionalStep("iptablesMasquerade", eachOf(iptablesPodChains), (input, handles) => iptablesMasqueradeInput(masquerade(input), handles.plan.addresses),
+    ({ input, plan }, purpose) => locateIptablesMasquerade(masquerade(input), purpose, plan?.addresses ?? []))
+  // last: see hostSwitch (@tscni/steps). The bridge's promiscuous mode is one too (every pod of the
   // bridge relies on it); as in the reference, CHECK does not verify it
   .optionalStep("promisc", setLinkOptions, (input) =>
     skipUnless(input.settings.promiscMode, () => ({
@@ -293,13 +228,13 @@ export const bridgePipeline = Pipeline.make<BridgeInput, BridgeKnown>("bridge")
       restoreOnUndo: false
     })), Pipeline.unlocated)
   .optionalStep("forwardV4", setSysctl, (input, handles) =>
-    skipUnless(input.settings.isGateway && hasIpv4(handles.plan.addresses), () => hostSwitch("net.ipv4.ip_forward")),
+    skipUnless(input.settings.isGateway && hasIpv4(handles.plan.addresses), () => hostSwitch(FORWARDING[4])),
     Pipeline.checkOnly((known) =>
-      skipUnless(known.input.settings.isGateway && hasIpv4(plannedAddresses(known)), () => hostSwitchHandle("net.ipv4.ip_forward"))))
+      skipUnless(known.input.settings.isGateway && hasIpv4(plannedAddresses(known)), () => hostSwitchHandle(FORWARDING[4]))))
   .optionalStep("forwardV6", setSysctl, (input, handles) =>
-    skipUnless(input.settings.isGateway && hasIpv6Address(handles.plan.addresses), () => hostSwitch("net.ipv6.conf.all.forwarding")),
+    skipUnless(input.settings.isGateway && hasIpv6Address(handles.plan.addresses), () => hostSwitch(FORWARDING[6])),
     Pipeline.checkOnly((known) =>
-      skipUnless(known.input.settings.isGateway && hasIpv6Address(plannedAddresses(known)), () => hostSwitchHandle("net.ipv6.conf.all.forwarding"))))
+      skipUnless(known.input.settings.isGateway && hasIpv6Address(plannedAddresses(known)), () => hostSwitchHandle(FORWARDING[6]))))
   // kube-proxy must see bridged pod traffic in iptables/nftables
   .step("bridgeNf", eachOf(setSysctl), (input) => BRIDGE_NF.filter((key) => input.hostSysctls.has(key)).map(hostSwitch),
     Pipeline.checkOnly(({ input }) => BRIDGE_NF.filter((key) => input.hostSysctls.has(key)).map(hostSwitchHandle)))

@@ -1,15 +1,16 @@
 import { existsSync, rmSync, writeFileSync } from "node:fs"
 import { Duration, Effect } from "effect"
 import { Backend, HOST_NETNS, isNotFound } from "@tscni/backend"
-import { CheckFailed, Pipeline } from "@tscni/engine"
-import type { PluginDefinition, PluginRequest } from "@tscni/skel"
-import { invalidConfig, ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
+import { Pipeline } from "@tscni/engine"
+import { attachmentOf, type PluginDefinition, type PluginRequest } from "@tscni/skel"
+import { attachmentInterface, attachmentResult, invalidConfig, ioFailure, type Result, tryAgainLater, validAttachments } from "@tscni/spec"
 import {
   checkOrLegacy,
+  checkReportedMac,
   collectStaleFilterRules,
   collectStaleIptablesPodChains,
   collectStaleIptablesRules,
-  collectStaleLinks,
+  collectStaleHostVeths,
   collectStaleNftElements,
   delegateIpam,
   deleteBridgeIfPortless,
@@ -26,13 +27,11 @@ import {
   bridgeAlias,
   bridgeIntentPath,
   bridgeLockPath,
-  hostVethName,
   LEGACY_MASQ_CHAIN,
   LEGACY_TABLES,
   macSpoofTablePrefix,
   networkTag,
-  ruleOwner,
-  vethAliasPrefix
+  ruleOwner
 } from "./names.ts"
 import { BRIDGE_NF, type BridgeHandles, type BridgeInput, type BridgeKnown, bridgePipeline } from "./pipeline.ts"
 import { type AddressPlan, planAddresses } from "./plan.ts"
@@ -40,13 +39,7 @@ import { type AddressPlan, planAddresses } from "./plan.ts"
 /** The request and its settings as the pipeline's input. */
 const pipelineInput = (request: PluginRequest, settings: BridgeSettings, hostSysctls: ReadonlySet<string>): BridgeInput => ({
   settings,
-  containerId: request.env.containerId,
-  netns: request.env.netns,
-  ifname: request.env.ifname,
-  args: request.env.argsRaw,
-  cniPath: request.env.pathRaw,
-  cniVersion: request.conf.cniVersion,
-  rawConfig: request.raw,
+  ...attachmentOf(request),
   hostSysctls
 })
 
@@ -161,16 +154,10 @@ const plugIn = <A, E, R>(settings: BridgeSettings, apply: Effect.Effect<A, E, R>
   }))
 
 /** The pod's part of prevResult: its interface's IPs (a chain's result may hold others). */
-const podResult = (request: PluginRequest): Result | undefined => {
-  const prev = request.prevResult
-  if (prev === undefined) return undefined
-  const index = (prev.interfaces ?? []).findIndex((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
-  return { ...prev, ips: (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === index) }
-}
+const podResult = (request: PluginRequest): Result | undefined => attachmentResult(request.prevResult, request.env.ifname, request.env.netns)
 
 /** The pod interface as prevResult reports it (its MAC is what the spoof check allows). */
-const reportedInterface = (request: PluginRequest) =>
-  request.prevResult?.interfaces?.find((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
+const reportedInterface = (request: PluginRequest) => attachmentInterface(request.prevResult, request.env.ifname, request.env.netns)
 
 /** What DEL and CHECK know of the attachment: the request, prevResult and what they give. */
 const knownOf = (request: PluginRequest, settings: BridgeSettings, plan: AddressPlan | undefined, hostSysctls: ReadonlySet<string>): BridgeKnown => ({
@@ -185,17 +172,6 @@ const knownOf = (request: PluginRequest, settings: BridgeSettings, plan: Address
 const planOfPrevResult = (request: PluginRequest, settings: BridgeSettings) =>
   planAddresses(podResult(request), { ifname: request.env.ifname, isGateway: settings.isGateway, isDefaultGateway: false })
 
-/** The pod interface still has the MAC prevResult reported. */
-const checkMac = (request: PluginRequest) =>
-  Effect.gen(function*() {
-    const reported = request.prevResult?.interfaces?.find((i) => i.name === request.env.ifname && i.sandbox === request.env.netns)
-    if (reported?.mac === undefined) return
-    const link = yield* (yield* Backend).getLink(request.env.netns, request.env.ifname)
-    if (link.mac.toLowerCase() !== reported.mac.toLowerCase()) {
-      return yield* new CheckFailed({ step: "vethPair", message: `${request.env.ifname} has MAC ${link.mac}, prevResult says ${reported.mac}` })
-    }
-  })
-
 /**
  * GC: host veths and rules of this network whose attachment the runtime no longer knows.
  * A veth is found by its alias, attached or not (an ADD killed before attachToBridge leaves
@@ -206,12 +182,7 @@ const collectGarbage = (request: PluginRequest, settings: BridgeSettings) =>
     // Without the runtime's list nothing can be judged stale: remove nothing.
     const valid = validAttachments(request.conf)
     if (valid === undefined) return
-    const aliasPrefix = vethAliasPrefix(settings.network)
-    yield* collectStaleLinks(
-      HOST_NETNS,
-      (link) => link.kind === "veth" && link.alias?.startsWith(aliasPrefix) === true,
-      new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)))
-    )
+    yield* collectStaleHostVeths(HOST_NETNS, settings.network, valid)
     const tag = networkTag(settings.network)
     for (const prefix of [masqueradeTablePrefix(settings.network), macSpoofTablePrefix(settings.network)]) {
       yield* collectStaleNftElements(HOST_NETNS, prefix, tag, valid)
@@ -252,7 +223,7 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
         tables: LEGACY_TABLES,
         iptables: { table: "nat", chains: [LEGACY_MASQ_CHAIN] }
       })
-      yield* checkMac(request)
+      yield* checkReportedMac(request.env.netns, request.env.ifname, reportedInterface(request)?.mac)
     }),
   del: (request) =>
     Effect.gen(function*() {
