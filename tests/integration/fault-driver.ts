@@ -27,6 +27,7 @@ import { bridgePlugin } from "@tscni/plugin-bridge"
 import { firewallPlugin } from "@tscni/plugin-firewall"
 import { DEFAULT_OPTIONS, makeTuningPlugin } from "@tscni/plugin-tuning"
 import { portmapPlugin } from "@tscni/plugin-portmap"
+import { ptpPlugin } from "@tscni/plugin-ptp"
 // by path: the tests package does not list @tscni/plugin-loopback among its dependencies
 import { loopbackPlugin } from "../../packages/plugins/loopback/src/index.ts"
 import { handleInvocation, loggingLayer, type PluginDefinition } from "@tscni/skel"
@@ -38,6 +39,7 @@ const PLUGINS: Record<string, PluginDefinition<Backend | PluginExec>> = {
   portmap: portmapPlugin,
   bandwidth: bandwidthPlugin,
   firewall: firewallPlugin,
+  ptp: ptpPlugin,
   tuning: makeTuningPlugin({ ...DEFAULT_OPTIONS, allowlistPath: process.env.TSCNI_TUNING_ALLOWLIST ?? DEFAULT_OPTIONS.allowlistPath })
 }
 

@@ -34,7 +34,7 @@ type Json = Record<string, any>
 const FIXTURES = resolve(import.meta.dir, "..", "..", "fixtures")
 const CNI = binary("cni")
 const BRIDGE = binary("bridge")
-for (const plugin of ["host-local", "portmap", "bandwidth", "firewall", "tuning"]) binary(plugin)
+for (const plugin of ["host-local", "portmap", "bandwidth", "firewall", "tuning", "ptp"]) binary(plugin)
 
 const PATH = process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"
 

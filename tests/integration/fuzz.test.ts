@@ -79,6 +79,11 @@ const PLUGINS: ReadonlyArray<PluginSpec> = [
     name: "firewall",
     conf: (_h, pod) => ({ cniVersion: "1.0.0", name: "fz", type: "firewall", backend: "", prevResult: prevResultFor(pod) }),
     keys: { ingressPolicy: "string", prevResult: "object" }
+  },
+  {
+    name: "ptp",
+    conf: (h) => ({ cniVersion: "1.0.0", name: "fz", type: "ptp", ipMasq: true, mtu: 1400, ipam: { type: "host-local", ranges: [[{ subnet: "10.133.3.0/24" }]], dataDir: h.dir } }),
+    keys: { ipMasq: "boolean", ipMasqBackend: "string", mtu: "number", ipam: "object" }
   }
 ]
 
@@ -118,7 +123,7 @@ const generate = (spec: PluginSpec, h: TestHost, pod: string, random: () => numb
     () => ({ label: "CNI_ARGS malformed", env: { ...base, CNI_ARGS: pick(["K=V=W", "IgnoreUnknown=maybe;FOO=bar", "novalue", "=x", "IgnoreUnknown=1;a=b=c"]) }, stdin, codes: [4] }),
     () => ({ label: "CNI_NETNS the plugin's own", env: { ...base, CNI_NETNS: "/proc/self/ns/net" }, stdin, codes: [4] }),
     // (only for plugins that enter the pod's namespace: IPAM and prevResult-only plugins never open it)
-    ...(command === "DEL" || !["loopback", "bridge", "tuning"].includes(spec.name) ? [] : [() => ({ label: "CNI_NETNS not a namespace", env: { ...base, CNI_NETNS: pick(["/etc/hostname", "/nonexistent/netns", "/proc/1/ns/pid"]) }, stdin, codes: [3] })]),
+    ...(command === "DEL" || !["loopback", "bridge", "tuning", "ptp"].includes(spec.name) ? [] : [() => ({ label: "CNI_NETNS not a namespace", env: { ...base, CNI_NETNS: pick(["/etc/hostname", "/nonexistent/netns", "/proc/1/ns/pid"]) }, stdin, codes: [3] })]),
     () => ({ label: "stdin not a config", env: base, stdin: pick(["", "{", "[]", "null", "\"x\"", "{\"cniVersion\":", "\u0000"]), codes: [6, 7] }),
     () => ({ label: "cniVersion unsupported", env: base, stdin: JSON.stringify({ ...conf, cniVersion: pick(["0.1.0", "9.9.9", "1.0", ""]) }), codes: [1, 7] }),
     () => ({ label: "type or name wrong", env: base, stdin: JSON.stringify({ ...conf, ...pick([{ type: 7 }, { name: "-bad" }, { name: "" }, { name: "a b" }]) }), codes: [7] }),

@@ -15,7 +15,8 @@ const PLUGINS: Record<string, () => Promise<PluginEntry>> = {
   portmap: () => import("@tscni/plugin-portmap/run").then((m) => ({ run: m.runPortmap, bound: m.portmapOnLinux })),
   bandwidth: () => import("@tscni/plugin-bandwidth/run").then((m) => ({ run: m.runBandwidth, bound: m.bandwidthOnLinux })),
   tuning: () => import("@tscni/plugin-tuning/run").then((m) => ({ run: m.runTuning, bound: m.tuningOnLinux })),
-  firewall: () => import("@tscni/plugin-firewall/run").then((m) => ({ run: m.runFirewall, bound: m.firewallOnLinux }))
+  firewall: () => import("@tscni/plugin-firewall/run").then((m) => ({ run: m.runFirewall, bound: m.firewallOnLinux })),
+  ptp: () => import("@tscni/plugin-ptp/run").then((m) => ({ run: m.runPtp, bound: m.ptpOnLinux }))
 }
 
 /** The plugins this runtime can be, listed in the error for an unknown invocation name. */

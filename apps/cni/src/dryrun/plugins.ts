@@ -12,6 +12,7 @@ import { bridgePlugin } from "@tscni/plugin-bridge"
 import { firewallPlugin } from "@tscni/plugin-firewall"
 import { loopbackPlugin } from "@tscni/plugin-loopback"
 import { portmapPlugin } from "@tscni/plugin-portmap"
+import { ptpPlugin } from "@tscni/plugin-ptp"
 import { DEFAULT_OPTIONS as TUNING_DEFAULTS, makeTuningPlugin } from "@tscni/plugin-tuning"
 import { handleInvocation, type Invocation, type Outcome, type PluginDefinition } from "@tscni/skel"
 import type { PluginExec } from "@tscni/steps"
@@ -44,6 +45,7 @@ export const inProcessPlugins = (scratch: string): ReadonlyMap<string, InProcess
       entry(portmapPlugin),
       entry(bandwidthPlugin),
       entry(firewallPlugin),
+      entry(ptpPlugin),
       entry(makeTuningPlugin({ ...TUNING_DEFAULTS, dataDir: scratchStateDir(scratch, "tuning") }))
     ].map((p) => [p.name, p])
   )
