@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
-import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
-import { ensure, makeStep } from "@tscni/engine"
+import { Backend, type BackendError, HOST_NETNS, sysctlKey } from "@tscni/backend"
+import { ensure, makeStep, Pipeline } from "@tscni/engine"
 import { ignoreNotFound } from "./internal.ts"
 
 /**
@@ -80,3 +80,18 @@ export const hostSwitchHandle = (key: string): SetSysctlHandle => ({ ...hostSwit
 
 /** The host's forwarding switch of each address family. */
 export const FORWARDING = { 4: "net.ipv4.ip_forward", 6: "net.ipv6.conf.all.forwarding" } as const
+
+/** A pod interface's arp_notify switch. */
+export const arpNotifyKey = (ifname: string): string => sysctlKey("net", "ipv4", "conf", ifname, "arp_notify")
+
+/**
+ * arp_notify on the pod's interface once IPAM configured it: a pod given an address another
+ * pod had announces its MAC (gratuitous ARP on up and on address changes), so neighbours
+ * stop sending to the old one. The input when the pod has addresses, else skip.
+ */
+export const arpNotifyInput = (netns: string, ifname: string, addresses: ReadonlyArray<string>): SetSysctlInput | Pipeline.Skip =>
+  addresses.length > 0 ? { netns, key: arpNotifyKey(ifname), value: "1" } : Pipeline.skip
+
+/** arp_notify as CHECK verifies it (it goes with the pod's interface: DEL has nothing to undo). */
+export const locateArpNotify = (netns: string, ifname: string, addresses: ReadonlyArray<string>, purpose: "del" | "check"): SetSysctlHandle | Pipeline.Skip =>
+  purpose === "check" && addresses.length > 0 ? { netns, key: arpNotifyKey(ifname), value: "1", previous: "0", restoreOnUndo: true } : Pipeline.skip

@@ -4,6 +4,7 @@ import type { Result } from "@tscni/spec"
 import {
   addAddress,
   addRoute,
+  arpNotifyInput,
   attachToBridge,
   type DelegatingRequest,
   ensureBridge,
@@ -16,6 +17,7 @@ import {
   iptablesMasqueradeInput,
   iptablesPodChains,
   linkUp,
+  locateArpNotify,
   locateIpamAllocation,
   locateIptablesMasquerade,
   locateNftMasquerade,
@@ -75,9 +77,6 @@ const planStep = derive("planAddresses", AddressPlan, (input: { readonly bridge:
   }))
 
 const hasIpv6 = (result: Result | undefined): boolean => (result?.ips ?? []).some((ip) => ip.address.includes(":"))
-
-/** The pod interface's arp_notify switch. */
-export const arpNotifyKey = (ifname: string): string => sysctlKey("net", "ipv4", "conf", ifname, "arp_notify")
 
 /** Host sysctls a gateway needs; set only when present here (bridge-nf needs br_netfilter). */
 export const BRIDGE_NF = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
@@ -159,16 +158,8 @@ export const bridgePipeline = Pipeline.make<BridgeInput, BridgeKnown>("bridge")
   // a pod given an address another pod had announces its MAC (gratuitous ARP on up and on
   // address changes), so neighbours stop sending to the old one; as the reference does
   // whenever IPAM configured the interface
-  .optionalStep("arpNotify", setSysctl, (input, handles) =>
-    skipUnless(handles.plan.addresses.length > 0, () => ({ netns: input.netns, key: arpNotifyKey(input.ifname), value: "1" })),
-    Pipeline.checkOnly((known) =>
-      skipUnless(plannedAddresses(known).length > 0, () => ({
-        netns: known.input.netns,
-        key: arpNotifyKey(known.input.ifname),
-        value: "1",
-        previous: "0",
-        restoreOnUndo: true
-      }))))
+  .optionalStep("arpNotify", setSysctl, (input, handles) => arpNotifyInput(input.netns, input.ifname, handles.plan.addresses),
+    (known, purpose) => locateArpNotify(known.input.netns, known.input.ifname, plannedAddresses(known), purpose))
   .step("addresses", eachOf(addAddress), (input, handles) =>
     handles.plan.addresses.map((cidr) => ({ netns: input.netns, link: input.ifname, cidr })),
     Pipeline.checkOnly((known) => plannedAddresses(known).map((cidr) => ({ netns: known.input.netns, link: known.input.ifname, cidr, created: true }))))

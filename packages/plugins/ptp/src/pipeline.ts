@@ -4,6 +4,7 @@ import type { Result } from "@tscni/spec"
 import {
   addAddress,
   addRoute,
+  arpNotifyInput,
   type DelegatingRequest,
   FORWARDING,
   hostSwitch,
@@ -13,6 +14,7 @@ import {
   iptablesMasqueradeInput,
   iptablesPodChains,
   linkUp,
+  locateArpNotify,
   locateIpamAllocation,
   locateIptablesMasquerade,
   locateNftMasquerade,
@@ -102,6 +104,10 @@ export const ptpPipeline = Pipeline.make<PtpInput, PtpKnown>("ptp")
     Pipeline.unlocated) // only matters while the link is new: nothing to verify later
   .step("hostUp", linkUp, (input) => ({ netns: HOST_NETNS, link: hostVeth(input) }),
     Pipeline.checkOnly(({ input }) => ({ netns: HOST_NETNS, link: hostVeth(input), wasUp: false })))
+  // the reference ptp leaves arp_notify off; tscni sets it, as bridge does (issue 15: a pod
+  // given a recycled IP announces its MAC)
+  .optionalStep("arpNotify", setSysctl, (input, handles) => arpNotifyInput(input.netns, input.ifname, handles.plan.addresses),
+    (known, purpose) => locateArpNotify(known.input.netns, known.input.ifname, planned(known).addresses, purpose))
   // IPv6 addresses without duplicate address detection (nodad): DAD holds an address back
   // for seconds, and a route from an address held back is refused; these are the pod's and
   // the host end's own by construction

@@ -332,6 +332,21 @@ describe("ptp result in every spec version", () => {
 })
 
 describe("ptp DEL, CHECK, GC and STATUS on the mock kernel", () => {
+  test("arp_notify is on for the pod interface (the reference ptp leaves it off), and CHECK finds it turned off", async () => {
+    const w = world()
+    await run(w, Effect.gen(function*() {
+      const backend = yield* Backend
+      const ns = yield* pod("p1")
+      const add = yield* invoke(env("ADD", "c1", ns), CONF)
+      expect(add.exitCode).toBe(0)
+      expect(yield* backend.readSysctl(ns, "net.ipv4.conf.eth0.arp_notify")).toBe("1")
+      expect((yield* invoke(env("CHECK", "c1", ns), { ...CONF, prevResult: add.json })).exitCode).toBe(0)
+      yield* backend.writeSysctl(ns, "net.ipv4.conf.eth0.arp_notify", "0")
+      const broken = yield* invoke(env("CHECK", "c1", ns), { ...CONF, prevResult: add.json })
+      expect([broken.exitCode, broken.stdout]).toEqual([1, expect.stringContaining("arp_notify")])
+    }))
+  })
+
   test("DEL removes everything of the pod; another pod keeps its veth, gateway, routes and masquerade", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
