@@ -4,17 +4,30 @@
  * scrapes over HTTP; without it every call runs in its own process, correct and complete.
  * SIGTERM (a restart, an upgrade) lets the calls it holds finish, then it exits.
  */
+import { hostname } from "node:os"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
+import type { NodeStatus } from "@tscni/cluster/nodeAgent"
 import { BUILD_ID } from "./protocol.ts"
 import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
 
 /** Where probes and scrapes are answered unless `--health-listen` says otherwise (per network namespace). */
 export const DEFAULT_HEALTH_LISTEN = "127.0.0.1:9402"
 
+/** Where the cluster lives in etcd unless `--etcd-prefix` says otherwise. */
+export const DEFAULT_ETCD_PREFIX = "/tscni/network"
+export const DEFAULT_NODE_FILE = "/run/tscni/node.json"
+/** An hour: a dead node's routes go within it; a restart or a short reboot finds its lease still there. */
+export const DEFAULT_LEASE_TTL_SECONDS = 3600
+
 export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off] [--max-running-calls N]
+                  [--etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX] [--node-file PATH]
+                   [--iface NAME] [--public-ip IP] [--lease-ttl SECONDS]]
+       tscni agent leave --etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX]
 
 The node's tscni process: serves the calls of the multicall plugin binary (tscni and its
-links in the CNI bin dir) warm, over a unix socket, and answers HTTP probes.
+links in the CNI bin dir) warm, over a unix socket, and answers HTTP probes. With a
+datastore it is also the node's part of the cluster network: it leases the node's pod
+subnet(s) and writes them to the node file.
 
   --socket PATH              unix socket the plugins forward their calls to
                              (default: $TSCNI_DAEMON_SOCKET, else /run/tscni/daemon.sock)
@@ -22,45 +35,109 @@ links in the CNI bin dir) warm, over a unix socket, and answers HTTP probes.
                              (default: ${DEFAULT_HEALTH_LISTEN}; "off": none)
   --max-running-calls N      calls run at once; the others wait their turn
                              (default: ${DEFAULT_MAX_RUNNING_CALLS})
+  --etcd-endpoints URLS      the etcd v3 datastore (comma-separated http:// URLs); without it
+                             the agent only serves calls
+  --node NAME                this node's name in the datastore (default: the host name)
+  --etcd-prefix PREFIX       where the cluster lives in etcd: PREFIX/config, PREFIX/subnets/…
+                             (default: ${DEFAULT_ETCD_PREFIX})
+  --node-file PATH           where the node's subnet(s), networks and MTU are written
+                             (default: ${DEFAULT_NODE_FILE})
+  --iface NAME               the underlay interface (default: that of the default route)
+  --public-ip IP             the address peers reach this node at (default: the underlay's)
+  --lease-ttl SECONDS        a lease not renewed for this long expires and its subnet is
+                             freed (default: ${DEFAULT_LEASE_TTL_SECONDS})
   --help                     this text
+
+\`tscni agent leave\` deletes the node's leases (its reservations stay), so every peer
+removes its routes to the node; stop the node's agent first, or it claims a subnet again.
 
 Without the agent every plugin call runs in its own process, as the runtime started it.
 \`tscni daemon\` is the same command (its older name).
 `
+
+/** The cluster side's options (present when --etcd-endpoints is). */
+export interface ClusterArgs {
+  readonly etcdEndpoints: ReadonlyArray<string>
+  readonly node: string
+  readonly prefix: string
+  readonly nodeFile: string
+  readonly iface: string | undefined
+  readonly publicIp: string | undefined
+  readonly leaseTtlSeconds: number
+}
 
 export interface AgentOptions {
   readonly socket: string
   /** undefined: no HTTP endpoint */
   readonly health: { readonly hostname: string; readonly port: number } | undefined
   readonly maxRunningCalls: number
+  /** undefined: no datastore, the agent only serves calls */
+  readonly cluster: ClusterArgs | undefined
 }
 
-const FLAGS = ["--socket", "--health-listen", "--max-running-calls"]
+const FLAGS = [
+  "--socket",
+  "--health-listen",
+  "--max-running-calls",
+  "--etcd-endpoints",
+  "--node",
+  "--etcd-prefix",
+  "--node-file",
+  "--iface",
+  "--public-ip",
+  "--lease-ttl"
+]
+
+/** The cluster flags, checked; undefined without --etcd-endpoints (then none of the others may be given). */
+const parseClusterArgs = (values: ReadonlyMap<string, string>): ClusterArgs | undefined | { readonly error: string } => {
+  const endpoints = values.get("--etcd-endpoints")
+  if (endpoints === undefined) {
+    const stray = [...values.keys()].find((flag) => flag !== "--socket" && flag !== "--health-listen" && flag !== "--max-running-calls")
+    return stray === undefined ? undefined : { error: `${stray} needs --etcd-endpoints (a datastore)` }
+  }
+  const urls = endpoints.split(",").map((url) => url.trim()).filter((url) => url !== "")
+  const bad = urls.find((url) => !/^https?:\/\/[^/]+\/?$/.test(url))
+  if (urls.length === 0 || bad !== undefined) return { error: `--etcd-endpoints: '${bad ?? endpoints}' is not an http(s)://HOST:PORT URL` }
+  const node = values.get("--node") ?? hostname()
+  if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(node)) return { error: `--node: '${node}' is not a node name (letters, digits, '.', '_', '-')` }
+  const prefix = (values.get("--etcd-prefix") ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, "")
+  if (!prefix.startsWith("/")) return { error: `--etcd-prefix: '${prefix}' must start with /` }
+  const nodeFile = values.get("--node-file") ?? DEFAULT_NODE_FILE
+  if (!nodeFile.startsWith("/")) return { error: `--node-file: '${nodeFile}' is not an absolute path` }
+  const ttl = values.get("--lease-ttl") ?? String(DEFAULT_LEASE_TTL_SECONDS)
+  if (!/^\d{1,7}$/.test(ttl) || Number(ttl) < 2) return { error: `--lease-ttl: '${ttl}' is not a whole number of seconds from 2 to 9999999` }
+  const iface = values.get("--iface")
+  if (iface !== undefined && !/^[^\s/]{1,15}$/.test(iface)) return { error: `--iface: '${iface}' is not an interface name` }
+  const publicIp = values.get("--public-ip")
+  if (publicIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(publicIp)) return { error: `--public-ip: '${publicIp}' is not an IPv4 address` }
+  return { etcdEndpoints: urls, node, prefix, nodeFile, iface, publicIp, leaseTtlSeconds: Number(ttl) }
+}
 
 /** The options, or the reason they are wrong; `help` when help was asked for. */
 export const parseAgentArgs = (args: ReadonlyArray<string>): AgentOptions | "help" | { readonly error: string } => {
-  let socket = defaultSocketPath()
-  let health: string = DEFAULT_HEALTH_LISTEN
-  let maxRunning = String(DEFAULT_MAX_RUNNING_CALLS)
+  const values = new Map<string, string>()
   for (let i = 0; i < args.length; i++) {
     const flag = args[i]!
     if (flag === "--help" || flag === "-h") return "help"
     const value = args[i + 1]
     if (!FLAGS.includes(flag)) return { error: `unknown argument '${flag}'` }
     if (value === undefined || value === "") return { error: `${flag} needs a value` }
-    if (flag === "--socket") socket = value
-    else if (flag === "--health-listen") health = value
-    else maxRunning = value
+    values.set(flag, value)
     i++
   }
+  const socket = values.get("--socket") ?? defaultSocketPath()
+  const health = values.get("--health-listen") ?? DEFAULT_HEALTH_LISTEN
+  const maxRunning = values.get("--max-running-calls") ?? String(DEFAULT_MAX_RUNNING_CALLS)
   if (!socket.startsWith("/")) return { error: `--socket: '${socket}' is not an absolute path` }
   const maxRunningCalls = Number(maxRunning)
   if (!/^\d{1,4}$/.test(maxRunning) || maxRunningCalls < 1) return { error: `--max-running-calls: '${maxRunning}' is not a whole number from 1 to 9999` }
-  if (health === "off") return { socket, health: undefined, maxRunningCalls }
+  const cluster = parseClusterArgs(values)
+  if (cluster !== undefined && "error" in cluster) return cluster
+  if (health === "off") return { socket, health: undefined, maxRunningCalls, cluster }
   const match = /^(.+):(\d{1,5})$/.exec(health)
   const port = Number(match?.[2])
   if (match === null || port < 1 || port > 65535) return { error: `--health-listen: '${health}' is not HOST:PORT (or off)` }
-  return { socket, health: { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1"), port }, maxRunningCalls }
+  return { socket, health: { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1"), port }, maxRunningCalls, cluster }
 }
 
 const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
@@ -93,8 +170,53 @@ const agentMetrics = () => {
   return { registry, calls, seconds, fallbacks, ready, running, waiting }
 }
 
+/** The cluster side's metrics, registered only when a datastore is configured. */
+const clusterMetrics = (registry: Registry) => {
+  const leased = new Gauge({ name: "tscni_agent_cluster_ready", help: "1 while the node holds its subnet(s) and the node file says so.", registers: [registry] })
+  const subnets = new Gauge({ name: "tscni_agent_subnet_info", help: "The node's leased or reserved pod subnets.", labelNames: ["subnet"], registers: [registry] })
+  const claims = new Counter({ name: "tscni_agent_lease_claims_total", help: "Subnet claims made (new, kept after a restart, or reserved).", registers: [registry] })
+  const losses = new Counter({ name: "tscni_agent_lease_losses_total", help: "Times the node's lease or claim was lost and claimed again.", registers: [registry] })
+  const errors = new Counter({ name: "tscni_agent_reconcile_errors_total", help: "Datastore and reconcile failures (each retried).", registers: [registry] })
+  let last: NodeStatus | undefined
+  return (status: NodeStatus) => {
+    leased.set(status.ready ? 1 : 0)
+    subnets.reset()
+    for (const subnet of status.subnets) subnets.set({ subnet }, 1)
+    claims.inc(status.claims - (last?.claims ?? 0))
+    losses.inc(status.losses - (last?.losses ?? 0))
+    errors.inc(status.errors - (last?.errors ?? 0))
+    last = status
+  }
+}
+
+/** `tscni agent leave`: the node's leases deleted, what was released printed. */
+const leave = async (args: ReadonlyArray<string>): Promise<void> => {
+  const options = parseAgentArgs(args)
+  if (options === "help") return void process.stdout.write(USAGE)
+  if ("error" in options || options.cluster === undefined) {
+    process.stderr.write(`tscni agent leave: ${"error" in options ? options.error : "--etcd-endpoints is required"}\n\n${USAGE}`)
+    process.exitCode = 2
+    return
+  }
+  const { leaveCluster } = await import("@tscni/cluster/run")
+  const released = await leaveCluster(options.cluster)
+  process.stdout.write(`node ${options.cluster.node} left: ${released.length === 0 ? "it held no lease" : `released ${released.join(", ")}`}\n`)
+}
+
+/** Starts the cluster side (loaded only now: an agent without a datastore never loads it). */
+const startClusterSide = async (args: ClusterArgs, registry: Registry, onStatus: (status: NodeStatus) => void) => {
+  const { startCluster } = await import("@tscni/cluster/run")
+  const record = clusterMetrics(registry)
+  log(`cluster: node ${args.node}, etcd ${args.etcdEndpoints.join(",")}, prefix ${args.prefix}`)
+  return startCluster(args, (status) => {
+    record(status)
+    onStatus(status)
+  })
+}
+
 /** Runs the agent until SIGTERM or SIGINT. */
 export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader): Promise<void> => {
+  if (args[0] === "leave") return leave(args.slice(1))
   const options = parseAgentArgs(args)
   if (options === "help") return void process.stdout.write(USAGE)
   if ("error" in options) {
@@ -112,6 +234,8 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
 
   const metrics = agentMetrics()
   let ready = false
+  // with a datastore, ready also means the node holds its subnet(s): the runtime's pods wait for it
+  let clusterStatus: NodeStatus | undefined
   // the socket first: a second agent on the same socket stops there, before taking the port
   const daemon = await startDaemon(options.socket, load, {
     served: (call) => {
@@ -128,7 +252,13 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
       fetch: async (request) => {
         const path = new URL(request.url).pathname
         if (path === "/healthz") return new Response("ok\n")
-        if (path === "/readyz") return ready ? new Response("ready\n") : new Response("not serving calls\n", { status: 503 })
+        if (path === "/readyz") {
+          if (!ready) return new Response("not serving calls\n", { status: 503 })
+          if (options.cluster !== undefined && clusterStatus?.ready !== true) {
+            return new Response(`no subnet yet: ${clusterStatus?.detail ?? "starting"}\n`, { status: 503 })
+          }
+          return new Response(clusterStatus === undefined ? "ready\n" : `ready: ${clusterStatus.detail}\n`)
+        }
         if (path === "/metrics") {
           const load = daemon.load()
           metrics.running.set(load.running)
@@ -143,12 +273,16 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
     throw error
   }
   if (http !== undefined) log(`health and metrics on http://${options.health!.hostname}:${http.port}/`)
+  const cluster = options.cluster === undefined ? undefined : await startClusterSide(options.cluster, metrics.registry, (status) => {
+    clusterStatus = status
+  })
   try {
     ready = true
     metrics.ready.set(1)
     await stopSignal
     ready = false
     metrics.ready.set(0)
+    await cluster?.stop()
     await daemon.stop()
     log("stopped")
   } finally {

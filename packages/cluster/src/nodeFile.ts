@@ -1,0 +1,52 @@
+/**
+ * The node file: what the meta plugin (`tscni-net`) needs to render a pod's network on this
+ * node, written by the agent atomically (temp file + rename, so a reader sees the old file or
+ * the new one) and kept current. It stays when the agent stops: pods made while the agent is
+ * down still get the node's subnet.
+ *
+ *   {"node":"n1","subnets":["10.244.1.0/24"],"networks":["10.244.0.0/16"],"mtu":1450,"backend":"vxlan"}
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { dirname } from "node:path"
+import { Effect, Schema } from "effect"
+
+export const NodeFile = Schema.Struct({
+  node: Schema.String,
+  /** the node's pod subnets, IPv4 first */
+  subnets: Schema.Array(Schema.String),
+  /** the cluster's pod networks, in the same order */
+  networks: Schema.Array(Schema.String),
+  /** the pods' MTU */
+  mtu: Schema.Number,
+  backend: Schema.Literals(["host-gw", "vxlan", "auto"])
+})
+export type NodeFile = typeof NodeFile.Type
+
+export class NodeFileError extends Schema.TaggedError<NodeFileError>()("NodeFileError", {
+  path: Schema.String,
+  message: Schema.String
+}) {}
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/** Writes the node file atomically (mode 0644: plugins run as root, but operators read it). */
+export const writeNodeFile = (path: string, content: NodeFile): Effect.Effect<void, NodeFileError> =>
+  Effect.try({
+    try: () => {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o755 })
+      const temp = `${path}.${process.pid}.tmp`
+      writeFileSync(temp, JSON.stringify(content) + "\n", { mode: 0o644 })
+      renameSync(temp, path)
+    },
+    catch: (error) => new NodeFileError({ path, message: describe(error) })
+  })
+
+/** The node file as written; undefined when there is none or it does not decode (then it is rewritten). */
+export const readNodeFile = (path: string): Effect.Effect<NodeFile | undefined> =>
+  Effect.sync(() => {
+    try {
+      return Schema.decodeUnknownSync(NodeFile)(JSON.parse(readFileSync(path, "utf8")))
+    } catch {
+      return undefined
+    }
+  })
