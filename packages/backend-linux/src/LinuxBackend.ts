@@ -255,7 +255,7 @@ export const makeLinuxBackend = (): BackendShape => ({
     kernelCall("lookupRoute", () => route.lookupRoute(socketOf(ns), target, (index) => link.getLinkByIndex(socketOf(ns), ns, index).name)),
   addRoute: (ns, entry, options) =>
     kernelCall("addRoute", () =>
-      route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined, options?.append === true)
+      route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined, options?.append === true, options?.protocol)
     ),
   deleteRoute: (ns, entry) =>
     kernelCall("deleteRoute", () =>

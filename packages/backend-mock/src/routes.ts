@@ -1,4 +1,4 @@
-import type { BackendError, NetnsPath, Route } from "@tscni/backend"
+import type { AddRouteOptions, BackendError, NetnsPath, Route } from "@tscni/backend"
 import { Effect } from "effect"
 import {
   type Cidr,
@@ -169,7 +169,7 @@ export const routeOperations = (state: KernelState) => ({
       }
     }),
 
-  addRoute: (netns: NetnsPath, route: Route, options?: { readonly append?: boolean }): Effect.Effect<void, BackendError> =>
+  addRoute: (netns: NetnsPath, route: Route, options?: AddRouteOptions): Effect.Effect<void, BackendError> =>
     Effect.gen(function* () {
       const op = "addRoute"
       const ns = yield* requireNetns(state, op, netns)
@@ -222,7 +222,7 @@ export const routeOperations = (state: KernelState) => ({
         mtu: route.mtu,
         advmss: route.advmss,
         src,
-        protocol: "boot"
+        protocol: options?.protocol ?? "boot"
       })
     }),
 

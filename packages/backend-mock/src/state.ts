@@ -64,7 +64,7 @@ export interface RouteState {
   readonly advmss: number | undefined
   readonly src: Ip | undefined
   /** connected routes are the kernel's; everything added through the Backend is boot */
-  readonly protocol: "kernel" | "boot"
+  readonly protocol: "kernel" | "boot" | number
 }
 
 /** A qdisc someone added: a root tbf, or an ingress/clsact at parent ingress. */

@@ -2,6 +2,7 @@ import { Context, type Effect } from "effect"
 import type { BackendError } from "./errors.ts"
 import type {
   AddAddressOptions,
+  AddRouteOptions,
   ConntrackFilter,
   AddQdiscRequest,
   AddressInfo,
@@ -101,8 +102,11 @@ export interface BackendShape {
    * `append`: a route to the same destination through another gateway or link may exist
    * already (a pod on two networks has two default routes; IPv6 makes them multipath, as
    * the reference plugins' RouteAddEcmp does). An identical route is still AlreadyExists.
+   * `protocol`: the rtm_protocol to add it with (default boot; the route's own `protocol`
+   * is ignored, so a listed route re-added stays tscni's): the node agent marks the routes it
+   * owns with ROUTE_PROTOCOL_TSCNI, so it finds them again without touching anyone else's.
    */
-  readonly addRoute: (netns: NetnsPath, route: Route, options?: { readonly append?: boolean }) => Op<void>
+  readonly addRoute: (netns: NetnsPath, route: Route, options?: AddRouteOptions) => Op<void>
   readonly deleteRoute: (netns: NetnsPath, route: Route) => Op<void>
 
   // sysctls, by key: dotted (`net.ipv4.ip_forward`) or, when a segment holds a dot, a path; build keys that name an interface with sysctlKey

@@ -3,7 +3,7 @@ import { Effect, type Layer, Schedule, type Scope } from "effect"
 import { Backend, type BackendShape } from "./Backend.ts"
 import type { BackendError, BackendErrorReason } from "./errors.ts"
 import { IPTABLES_JUMP_COMMENT } from "./iptables.ts"
-import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type IptablesPodBatch, type IptablesTable, type LinkInfo, type NetnsPath, type Route, sysctlKey } from "./model.ts"
+import { type BridgeVlan, type FilterRule, type IptablesBatch, type IptablesChain, type IptablesPodBatch, type IptablesTable, type LinkInfo, type NetnsPath, ROUTE_PROTOCOL_TSCNI, type Route, sysctlKey } from "./model.ts"
 import type { NftElement, NftTable } from "./nftSets.ts"
 
 /**
@@ -609,6 +609,19 @@ export const runBackendContract = (
           expect(hasRoute(routes, { dst: "198.51.100.0/24", protocol: undefined })).toBe(true)
           // and so it is by deleteRoute
           yield* backend.deleteRoute(a, { dst: "192.0.2.0/24", link: "ct-d20", protocol: "kernel" })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "192.0.2.0/24" })).toBe(false)
+        }))
+
+      it("addRoute's protocol option marks a route as the agent's: listed with that number, deleted without naming it", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* upWithAddress(backend, a, "ct-d21", "10.99.7.2/24")
+          yield* backend.addRoute(a, { dst: "192.0.2.0/24", gateway: "10.99.7.1" }, { protocol: ROUTE_PROTOCOL_TSCNI })
+          yield* backend.addRoute(a, { dst: "198.51.100.0/24", gateway: "10.99.7.1" })
+          const routes = yield* backend.listRoutes(a)
+          expect(hasRoute(routes, { dst: "192.0.2.0/24", gateway: "10.99.7.1", link: "ct-d21", protocol: ROUTE_PROTOCOL_TSCNI })).toBe(true)
+          expect(hasRoute(routes, { dst: "198.51.100.0/24", protocol: undefined })).toBe(true)
+          yield* backend.deleteRoute(a, { dst: "192.0.2.0/24", gateway: "10.99.7.1" })
           expect(hasRoute(yield* backend.listRoutes(a), { dst: "192.0.2.0/24" })).toBe(false)
         }))
     })

@@ -169,6 +169,15 @@ export const AddressInfo = Schema.Struct({
 })
 export type AddressInfo = typeof AddressInfo.Type
 
+/** How addRoute adds: see Backend.addRoute. */
+export interface AddRouteOptions {
+  readonly append?: boolean
+  readonly protocol?: number
+}
+
+/** The rtm_protocol of the routes the node agent owns (unused by iproute2's rt_protos list). */
+export const ROUTE_PROTOCOL_TSCNI = 116
+
 /** `noDad`: the address is usable at once, without waiting out IPv6 duplicate address detection. */
 export interface AddAddressOptions {
   readonly noDad?: boolean

@@ -11,9 +11,10 @@
 import { Deferred, Effect, Schema } from "effect"
 import type { Backend } from "@tscni/backend"
 import { formatCidr } from "@tscni/ip"
-import { decodeClusterConfig } from "./config.ts"
+import { type ClusterConfig, decodeClusterConfig } from "./config.ts"
+import { planHostGw, reconcileRoutes } from "./hostGw.ts"
 import { Kv } from "./kv.ts"
-import { claimSubnets, type HeldSubnet, subnetsPrefix } from "./leases.ts"
+import { claimsIn, claimSubnets, type HeldSubnet, subnetsPrefix } from "./leases.ts"
 import { readNodeFile, writeNodeFile } from "./nodeFile.ts"
 import { subnetKey } from "./subnets.ts"
 import { findUnderlay } from "./underlay.ts"
@@ -24,6 +25,8 @@ export interface NodeAgentOptions {
   readonly prefix: string
   readonly nodeFile: string
   readonly leaseTtlSeconds: number
+  /** how often the peers' routes are reconciled even when nothing changed (repairs hand edits) */
+  readonly resyncSeconds: number
   readonly iface: string | undefined
   readonly publicIp: string | undefined
 }
@@ -41,9 +44,13 @@ export interface NodeStatus {
   readonly losses: number
   /** datastore and reconcile failures */
   readonly errors: number
+  /** peer subnets routed */
+  readonly peers: number
+  /** peers the backend cannot reach, and why */
+  readonly unreachable: ReadonlyArray<string>
 }
 
-export const initialStatus: NodeStatus = { ready: false, detail: "starting", subnets: [], claims: 0, losses: 0, errors: 0 }
+export const initialStatus: NodeStatus = { ready: false, detail: "starting", subnets: [], claims: 0, losses: 0, errors: 0, peers: 0, unreachable: [] }
 
 /** The loop's reasons to start over (each is reported, then retried). */
 class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", { message: Schema.String }) {}
@@ -75,7 +82,7 @@ const ownerOf = (value: string): string | undefined => {
  * hand or by `leave`, expired, taken over), watched from the revision they were verified at;
  * fails when the watch breaks.
  */
-const claimsGone = (prefix: string, node: string, held: ReadonlyArray<HeldSubnet>) =>
+const claimsGone = (prefix: string, node: string, held: ReadonlyArray<HeldSubnet>, onChange: Effect.Effect<void>) =>
   Effect.gen(function*() {
     const kv = yield* Kv
     const keys = new Set(held.map((h) => `${subnetsPrefix(prefix)}${subnetKey(h.subnet)}`))
@@ -84,18 +91,18 @@ const claimsGone = (prefix: string, node: string, held: ReadonlyArray<HeldSubnet
     if (missing.length > 0) return `claim ${missing.join(", ")} changed while it was being made`
     const gone = yield* Deferred.make<string>()
     const watching = kv.watch(subnetsPrefix(prefix), revision, (events) =>
-      Effect.forEach(events, (event) => {
+      Effect.andThen(onChange, Effect.forEach(events, (event) => {
         const key = event.type === "put" ? event.entry.key : event.key
         if (!keys.has(key)) return Effect.void
         if (event.type === "delete") return Deferred.succeed(gone, `claim ${key} was deleted`)
         return ownerOf(event.entry.value) === node ? Effect.void : Deferred.succeed(gone, `claim ${key} was taken over`)
-      }, { discard: true })
+      }, { discard: true }))
     )
     return yield* Effect.raceFirst(Deferred.await(gone), watching)
   })
 
 /** One round: claim, write the node file, hold until something is lost. Returns why it ended. */
-const holdSubnets = (options: NodeAgentOptions, report: (status: Partial<NodeStatus>) => void) =>
+const holdSubnets = (options: NodeAgentOptions, report: Report) =>
   Effect.scoped(Effect.gen(function*() {
     const kv = yield* Kv
     const config = yield* readConfig(options.prefix)
@@ -119,12 +126,52 @@ const holdSubnets = (options: NodeAgentOptions, report: (status: Partial<NodeSta
     })
     const how = held.map((h) => `${formatCidr(h.subnet)} (${h.outcome})`).join(", ")
     log(`node ${options.node} holds ${how} on ${underlay.iface} ${underlay.publicIp}; node file ${options.nodeFile}, mtu ${mtu}`)
-    report({ ready: true, detail: `holds ${how}`, subnets })
+    report((now) => ({ ready: true, detail: `holds ${how}`, subnets, claims: now.claims + 1 }))
+    // the peers are reconciled now, on every change under the subnets, and every resync interval
+    let wake = yield* Deferred.make<void>()
+    const peers = Effect.gen(function*() {
+      for (;;) {
+        wake = yield* Deferred.make<void>()
+        yield* reconcilePeers(options, config, underlay.iface, report)
+        yield* Effect.raceFirst(Deferred.await(wake), Effect.sleep(options.resyncSeconds * 1000))
+      }
+    })
     return yield* Effect.raceFirst(
       lease.lost.pipe(Effect.as(`lease ${lease.id} was lost (expired while the datastore was out of reach)`)),
-      claimsGone(options.prefix, options.node, held)
+      Effect.raceFirst(claimsGone(options.prefix, options.node, held, Effect.suspend(() => Deferred.succeed(wake, undefined))), peers)
     )
   }))
+
+/**
+ * One reconcile of the routes to the peers, from the claims as the datastore has them now.
+ * Failures are reported and counted, never fatal: the next round tries again.
+ */
+const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underlay: string, report: Report) =>
+  Effect.gen(function*() {
+    const kv = yield* Kv
+    const { entries } = yield* kv.list(subnetsPrefix(options.prefix))
+    const claims = config.networks.flatMap((net) => claimsIn(net, options.prefix, entries))
+    // vxlan is not built yet: with it, only host-gw's on-link peers are routed (auto), or none
+    const plan = config.backend.type === "vxlan" ? { routes: [], unreachable: [] } : yield* planHostGw(claims, options.node, underlay)
+    const changes = yield* reconcileRoutes(plan.routes)
+    for (const route of changes.removed) log(`removed route ${route}`)
+    for (const route of changes.added) log(`added route ${route}`)
+    const unreachable = plan.unreachable.map((peer) => `${peer.node} (${peer.why})`)
+    report((now) => {
+      if (unreachable.length > 0 && unreachable.join() !== now.unreachable.join()) log(`host-gw cannot reach ${unreachable.join(", ")}`)
+      return { peers: plan.routes.length, unreachable }
+    })
+  }).pipe(
+    Effect.catch((error) =>
+      Effect.sync(() => {
+        log(`reconciling the peers: ${describe(error)}`)
+        report((now) => ({ errors: now.errors + 1 }))
+      })
+    )
+  )
+
+/** A status change: the fields that changed, or a function of the status now giving them. */
+type Report = (change: Partial<NodeStatus> | ((now: NodeStatus) => Partial<NodeStatus>)) => void
 
 const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
 
@@ -135,15 +182,17 @@ const describe = (error: unknown): string =>
 export const runNodeAgent = (options: NodeAgentOptions, onStatus: (status: NodeStatus) => void): Effect.Effect<never, never, Kv | Backend> =>
   Effect.gen(function*() {
     let status = initialStatus
-    const report = (change: Partial<NodeStatus>) => {
-      status = { ...status, ...change }
+    const report: Report = (change) => {
+      status = { ...status, ...(typeof change === "function" ? change(status) : change) }
       onStatus(status)
     }
     let pause = 200
     for (;;) {
       const ended = yield* holdSubnets(options, (change) => {
-        report({ ...change, claims: status.claims + 1 })
-        pause = 200
+        const claimsBefore = status.claims
+        report(change)
+        // a round that got its claim starts the next failure's pause from the beginning
+        if (status.claims > claimsBefore) pause = 200
       }).pipe(Effect.result)
       if (ended._tag === "Success") {
         log(`${ended.success}: claiming again`)

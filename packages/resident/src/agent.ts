@@ -18,10 +18,12 @@ export const DEFAULT_ETCD_PREFIX = "/tscni/network"
 export const DEFAULT_NODE_FILE = "/run/tscni/node.json"
 /** An hour: a dead node's routes go within it; a restart or a short reboot finds its lease still there. */
 export const DEFAULT_LEASE_TTL_SECONDS = 3600
+/** flannel's host-gw re-checks its routes every 10 s too */
+export const DEFAULT_RESYNC_SECONDS = 10
 
 export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off] [--max-running-calls N]
                   [--etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX] [--node-file PATH]
-                   [--iface NAME] [--public-ip IP] [--lease-ttl SECONDS]]
+                   [--iface NAME] [--public-ip IP] [--lease-ttl SECONDS] [--resync-interval SECONDS]]
        tscni agent leave --etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX]
 
 The node's tscni process: serves the calls of the multicall plugin binary (tscni and its
@@ -46,6 +48,8 @@ subnet(s) and writes them to the node file.
   --public-ip IP             the address peers reach this node at (default: the underlay's)
   --lease-ttl SECONDS        a lease not renewed for this long expires and its subnet is
                              freed (default: ${DEFAULT_LEASE_TTL_SECONDS})
+  --resync-interval SECONDS  how often the routes to the peers are reconciled even when
+                             nothing changed, repairing hand edits (default: ${DEFAULT_RESYNC_SECONDS})
   --help                     this text
 
 \`tscni agent leave\` deletes the node's leases (its reservations stay), so every peer
@@ -64,6 +68,7 @@ export interface ClusterArgs {
   readonly iface: string | undefined
   readonly publicIp: string | undefined
   readonly leaseTtlSeconds: number
+  readonly resyncSeconds: number
 }
 
 export interface AgentOptions {
@@ -85,7 +90,8 @@ const FLAGS = [
   "--node-file",
   "--iface",
   "--public-ip",
-  "--lease-ttl"
+  "--lease-ttl",
+  "--resync-interval"
 ]
 
 /** The cluster flags, checked; undefined without --etcd-endpoints (then none of the others may be given). */
@@ -106,11 +112,13 @@ const parseClusterArgs = (values: ReadonlyMap<string, string>): ClusterArgs | un
   if (!nodeFile.startsWith("/")) return { error: `--node-file: '${nodeFile}' is not an absolute path` }
   const ttl = values.get("--lease-ttl") ?? String(DEFAULT_LEASE_TTL_SECONDS)
   if (!/^\d{1,7}$/.test(ttl) || Number(ttl) < 2) return { error: `--lease-ttl: '${ttl}' is not a whole number of seconds from 2 to 9999999` }
+  const resync = values.get("--resync-interval") ?? String(DEFAULT_RESYNC_SECONDS)
+  if (!/^\d{1,5}$/.test(resync) || Number(resync) < 1) return { error: `--resync-interval: '${resync}' is not a whole number of seconds from 1 to 99999` }
   const iface = values.get("--iface")
   if (iface !== undefined && !/^[^\s/]{1,15}$/.test(iface)) return { error: `--iface: '${iface}' is not an interface name` }
   const publicIp = values.get("--public-ip")
   if (publicIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(publicIp)) return { error: `--public-ip: '${publicIp}' is not an IPv4 address` }
-  return { etcdEndpoints: urls, node, prefix, nodeFile, iface, publicIp, leaseTtlSeconds: Number(ttl) }
+  return { etcdEndpoints: urls, node, prefix, nodeFile, iface, publicIp, leaseTtlSeconds: Number(ttl), resyncSeconds: Number(resync) }
 }
 
 /** The options, or the reason they are wrong; `help` when help was asked for. */
@@ -177,9 +185,13 @@ const clusterMetrics = (registry: Registry) => {
   const claims = new Counter({ name: "tscni_agent_lease_claims_total", help: "Subnet claims made (new, kept after a restart, or reserved).", registers: [registry] })
   const losses = new Counter({ name: "tscni_agent_lease_losses_total", help: "Times the node's lease or claim was lost and claimed again.", registers: [registry] })
   const errors = new Counter({ name: "tscni_agent_reconcile_errors_total", help: "Datastore and reconcile failures (each retried).", registers: [registry] })
+  const peers = new Gauge({ name: "tscni_agent_peers", help: "Peer subnets the node routes to.", registers: [registry] })
+  const unreachable = new Gauge({ name: "tscni_agent_unreachable_peers", help: "Peers the backend cannot reach (host-gw: not on the underlay's L2 segment).", registers: [registry] })
   let last: NodeStatus | undefined
   return (status: NodeStatus) => {
     leased.set(status.ready ? 1 : 0)
+    peers.set(status.peers)
+    unreachable.set(status.unreachable.length)
     subnets.reset()
     for (const subnet of status.subnets) subnets.set({ subnet }, 1)
     claims.inc(status.claims - (last?.claims ?? 0))
@@ -257,7 +269,9 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
           if (options.cluster !== undefined && clusterStatus?.ready !== true) {
             return new Response(`no subnet yet: ${clusterStatus?.detail ?? "starting"}\n`, { status: 503 })
           }
-          return new Response(clusterStatus === undefined ? "ready\n" : `ready: ${clusterStatus.detail}\n`)
+          if (clusterStatus === undefined) return new Response("ready\n")
+          const cannot = clusterStatus.unreachable.length === 0 ? "" : `; cannot reach ${clusterStatus.unreachable.join(", ")}`
+          return new Response(`ready: ${clusterStatus.detail}${cannot}\n`)
         }
         if (path === "/metrics") {
           const load = daemon.load()

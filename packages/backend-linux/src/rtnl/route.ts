@@ -159,8 +159,9 @@ const describe = (route: Route): string =>
  * Adds a route, failing if it exists unless `append`, which adds another next hop to the
  * same destination instead.
  */
-export const addRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined, append = false): void => {
+export const addRoute = (socket: RouteSocket, route: Route, linkIndex: number | undefined, append = false, protocol = RTPROT_BOOT): void => {
   const { header, attributes } = routeRequest("addRoute", route, linkIndex)
+  header[5] = protocol
   const flags = NLM_F_CREATE | (append ? NLM_F_APPEND : NLM_F_EXCL)
   socket.request("addRoute", RTM_NEWROUTE, flags, header, attributes, describe(route))
 }
