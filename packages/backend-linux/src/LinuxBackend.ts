@@ -17,6 +17,7 @@ import * as conntrack from "./conntrack.ts"
 import { closeRouteSocket, namespacesWithSockets, netfilterSocket, routeSocket } from "./netlink/socket.ts"
 import * as address from "./rtnl/address.ts"
 import * as link from "./rtnl/link.ts"
+import * as neigh from "./rtnl/neigh.ts"
 import * as route from "./rtnl/route.ts"
 import * as sysctl from "./sysctl.ts"
 import * as tc from "./rtnl/tc.ts"
@@ -155,13 +156,26 @@ export const makeLinuxBackend = (): BackendShape => ({
         if (request.vlanFiltering !== undefined && request.kind !== "bridge") {
           throw invalid(op, `vlanFiltering applies to bridges, not ${request.kind}`)
         }
+        if ((request.vxlan !== undefined) !== (request.kind === "vxlan")) {
+          throw invalid(op, request.kind === "vxlan" ? "a vxlan link needs its vxlan settings" : `vxlan settings apply to vxlan links, not ${request.kind}`)
+        }
+        const vxlan = request.vxlan
         link.createLink(
           socketOf(request.netns),
           op,
           request.kind,
           { name: request.name, mtu: request.mtu, mac: request.mac },
           undefined,
-          { vlanFiltering: request.vlanFiltering }
+          {
+            vlanFiltering: request.vlanFiltering,
+            vxlan: vxlan === undefined ? undefined : {
+              vni: vxlan.vni,
+              port: vxlan.port,
+              local: vxlan.local,
+              learning: vxlan.learning === true,
+              underlayIndex: vxlan.underlay === undefined ? undefined : findLink(request.netns, vxlan.underlay).index
+            }
+          }
         )
       })
       // the kernel registers the bridge, fails to switch filtering on and unregisters it again
@@ -253,6 +267,12 @@ export const makeLinuxBackend = (): BackendShape => ({
   listRoutes: (ns) => kernelCall("listRoutes", () => route.listRoutes(socketOf(ns), link.listLinks(socketOf(ns), ns))),
   lookupRoute: (ns, target) =>
     kernelCall("lookupRoute", () => route.lookupRoute(socketOf(ns), target, (index) => link.getLinkByIndex(socketOf(ns), ns, index).name)),
+  listNeighbors: (ns, name) => kernelCall("listNeighbors", () => neigh.listNeighbors(socketOf(ns), name, findLink(ns, name).index)),
+  setNeighbor: (ns, entry) => kernelCall("setNeighbor", () => neigh.setNeighbor(socketOf(ns), findLink(ns, entry.link).index, entry)),
+  deleteNeighbor: (ns, entry) => kernelCall("deleteNeighbor", () => neigh.deleteNeighbor(socketOf(ns), findLink(ns, entry.link).index, entry)),
+  listFdb: (ns, name) => kernelCall("listFdb", () => neigh.listFdb(socketOf(ns), name, findLink(ns, name).index)),
+  setFdb: (ns, entry) => kernelCall("setFdb", () => neigh.setFdb(socketOf(ns), findLink(ns, entry.link).index, entry)),
+  deleteFdb: (ns, entry) => kernelCall("deleteFdb", () => neigh.deleteFdb(socketOf(ns), findLink(ns, entry.link).index, entry)),
   addRoute: (ns, entry, options) =>
     kernelCall("addRoute", () =>
       route.addRoute(socketOf(ns), entry, entry.link !== undefined ? findLink(ns, entry.link).index : undefined, options?.append === true, options?.protocol)

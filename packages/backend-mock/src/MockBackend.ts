@@ -8,6 +8,7 @@ import { iptablesOperations } from "./iptables.ts"
 import { bringUp } from "./lifecycle.ts"
 import { linkOperations } from "./links.ts"
 import { netnsOperations } from "./netns.ts"
+import { neighborOperations } from "./neighbors.ts"
 import { routeOperations } from "./routes.ts"
 import { diffSnapshots, type KernelSnapshot, takeSnapshot } from "./snapshot.ts"
 import { type BridgeVlanSupport, type KernelState, newNetns } from "./state.ts"
@@ -111,6 +112,7 @@ export const makeMockBackend = (
   const iptables = iptablesOperations(state)
   const vlans = vlanOperations(state)
   const conntrack = conntrackOperations(state)
+  const neighbors = neighborOperations(state)
 
   const backend: BackendShape = {
     createNetns: instrument("createNetns", netns.createNetns),
@@ -135,6 +137,12 @@ export const makeMockBackend = (
     lookupRoute: instrument("lookupRoute", routes.lookupRoute),
     addRoute: instrument("addRoute", routes.addRoute),
     deleteRoute: instrument("deleteRoute", routes.deleteRoute),
+    listNeighbors: instrument("listNeighbors", neighbors.listNeighbors),
+    setNeighbor: instrument("setNeighbor", neighbors.setNeighbor),
+    deleteNeighbor: instrument("deleteNeighbor", neighbors.deleteNeighbor),
+    listFdb: instrument("listFdb", neighbors.listFdb),
+    setFdb: instrument("setFdb", neighbors.setFdb),
+    deleteFdb: instrument("deleteFdb", neighbors.deleteFdb),
     readSysctl: instrument("readSysctl", sysctls.readSysctl),
     writeSysctl: instrument("writeSysctl", sysctls.writeSysctl),
     listQdiscs: instrument("listQdiscs", tc.listQdiscs),

@@ -30,7 +30,8 @@ const connectedRouteFor = (ns: NetnsState, address: AddressState): RouteState | 
       mtu: undefined,
       advmss: undefined,
       src: address.cidr.ip,
-      protocol: "kernel"
+      protocol: "kernel",
+      onlink: false
     }
   }
   return {
@@ -43,7 +44,8 @@ const connectedRouteFor = (ns: NetnsState, address: AddressState): RouteState | 
     mtu: undefined,
     advmss: undefined,
     src: undefined,
-    protocol: "kernel"
+    protocol: "kernel",
+    onlink: false
   }
 }
 
@@ -140,6 +142,8 @@ export const detachLink = (ns: NetnsState, link: LinkState): void => {
   link.up = false
   ns.addresses = ns.addresses.filter((a) => a.linkIndex !== link.index)
   ns.routes = ns.routes.filter((r) => r.linkIndex !== link.index)
+  ns.neighbors = ns.neighbors.filter((n) => n.linkIndex !== link.index)
+  ns.fdb = ns.fdb.filter((f) => f.linkIndex !== link.index)
   ns.qdiscs = ns.qdiscs.filter((q) => q.linkIndex !== link.index)
   ns.redirects = ns.redirects.filter((r) => r.linkIndex !== link.index && r.toLinkIndex !== link.index)
   releasePort(link)

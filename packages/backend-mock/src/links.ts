@@ -93,7 +93,8 @@ const newLink = (
     peer: undefined,
     alias: undefined,
     vlanFiltering: kind === "bridge" ? false : undefined,
-    vlans: kind === "bridge" ? defaultVlans(state) : []
+    vlans: kind === "bridge" ? defaultVlans(state) : [],
+    vxlan: undefined
   }
   ns.links.set(link.index, link)
   addLinkSysctls(ns, name)
@@ -190,8 +191,17 @@ export const linkOperations = (state: KernelState) => ({
     Effect.gen(function* () {
       const op = "createLink"
       const ns = yield* requireNetns(state, op, request.netns)
-      if (request.kind !== "bridge" && request.kind !== "dummy" && request.kind !== "ifb") {
+      if (request.kind !== "bridge" && request.kind !== "dummy" && request.kind !== "ifb" && request.kind !== "vxlan") {
         return yield* fail(op, "Unsupported", `unknown link kind ${String(request.kind)}`, "EOPNOTSUPP")
+      }
+      if ((request.vxlan !== undefined) !== (request.kind === "vxlan")) {
+        const message = request.kind === "vxlan" ? "a vxlan link needs its vxlan settings" : `vxlan settings apply to vxlan links, not ${request.kind}`
+        return yield* fail(op, "Invalid", message, "EINVAL")
+      }
+      const vxlan = request.vxlan
+      const underlay = vxlan?.underlay === undefined ? undefined : yield* requireLink(ns, op, vxlan.underlay)
+      if (vxlan !== undefined && (!Number.isInteger(vxlan.vni) || vxlan.vni < 0 || vxlan.vni > 0xffffff)) {
+        return yield* fail(op, "Invalid", `VXLAN id ${vxlan.vni} is out of range`, "ERANGE")
       }
       yield* validateLinkName(op, request.name)
       yield* validateMtu(op, request.mtu)
@@ -208,6 +218,15 @@ export const linkOperations = (state: KernelState) => ({
       const link = newLink(state, ns, request.name, request.kind, request.mtu, mac)
       if (request.alias !== undefined && request.alias !== "") link.alias = request.alias
       if (request.vlanFiltering === true) link.vlanFiltering = true
+      if (vxlan !== undefined) {
+        link.vxlan = {
+          vni: vxlan.vni,
+          port: vxlan.port,
+          ...(vxlan.local === undefined ? {} : { local: vxlan.local }),
+          learning: vxlan.learning === true,
+          ...(underlay === undefined ? {} : { underlayIndex: underlay.index })
+        }
+      }
       return toLinkInfo(ns, link)
     }),
 

@@ -45,7 +45,8 @@ export const toRoute = (ns: NetnsState, r: RouteState): Route => {
     ...(r.mtu === undefined ? {} : { mtu: r.mtu }),
     ...(r.advmss === undefined ? {} : { advmss: r.advmss }),
     ...(r.src === undefined ? {} : { src: formatIp(r.src) }),
-    ...(r.protocol === "boot" ? {} : { protocol: r.protocol })
+    ...(r.protocol === "boot" ? {} : { protocol: r.protocol }),
+    ...(r.onlink ? { onlink: true } : {})
   }
 }
 
@@ -181,7 +182,7 @@ export const routeOperations = (state: KernelState) => ({
       }
       const scope = route.scope ?? (gateway === undefined ? "link" : "universe")
       let linkIndex: number
-      if (link !== undefined && (gateway === undefined || scope === "link" || isLinkLocal6(gateway))) {
+      if (link !== undefined && (gateway === undefined || scope === "link" || isLinkLocal6(gateway) || route.onlink === true)) {
         // a dev route or an on-link gateway: IPv4 wants the device up (ENETDOWN)
         if (family === 4 && !link.up) {
           return yield* fail(op, "Invalid", `device ${link.name} for nexthop is not up`, "ENETDOWN")
@@ -222,7 +223,8 @@ export const routeOperations = (state: KernelState) => ({
         mtu: route.mtu,
         advmss: route.advmss,
         src,
-        protocol: options?.protocol ?? "boot"
+        protocol: options?.protocol ?? "boot",
+        onlink: route.onlink === true && gateway !== undefined && link !== undefined
       })
     }),
 

@@ -11,6 +11,7 @@ import type {
   RedirectFilter,
   Route
 } from "@tscni/backend"
+import { formatIp } from "@tscni/ip"
 import { addressInfos } from "./addresses.ts"
 import { iptablesTables } from "./iptables.ts"
 import { nftTablesOf } from "./nftSets.ts"
@@ -38,6 +39,8 @@ export interface NetnsSnapshot {
   readonly bridgeVlans: ReadonlyArray<BridgeVlanEntry>
   readonly addresses: ReadonlyArray<AddressInfo>
   readonly routes: ReadonlyArray<Route>
+  readonly neighbors: ReadonlyArray<{ readonly link: string; readonly ip: string; readonly mac: string }>
+  readonly fdb: ReadonlyArray<{ readonly link: string; readonly mac: string; readonly dst: string }>
   readonly sysctls: Readonly<Record<string, string>>
   readonly qdiscs: ReadonlyArray<QdiscInfo>
   readonly redirects: ReadonlyArray<RedirectFilter>
@@ -63,6 +66,12 @@ const snapshotNetns = (ns: NetnsState): NetnsSnapshot => ({
   ),
   addresses: addressInfos(ns),
   routes: routesInOrder(ns).map((r) => toRoute(ns, r)),
+  neighbors: ns.neighbors
+    .map((n) => ({ link: ns.links.get(n.linkIndex)?.name ?? "", ip: formatIp(n.ip), mac: n.mac }))
+    .sort((a, b) => `${a.link} ${a.ip}`.localeCompare(`${b.link} ${b.ip}`)),
+  fdb: ns.fdb
+    .map((f) => ({ link: ns.links.get(f.linkIndex)?.name ?? "", mac: f.mac, dst: formatIp(f.dst) }))
+    .sort((a, b) => `${a.link} ${a.mac}`.localeCompare(`${b.link} ${b.mac}`)),
   sysctls: Object.fromEntries([...ns.sysctls.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
   qdiscs: [...ns.qdiscs]
     .sort((a, b) => a.linkIndex - b.linkIndex || a.parent.localeCompare(b.parent))
@@ -92,6 +101,8 @@ const EMPTY: NetnsSnapshot = {
   bridgeVlans: [],
   addresses: [],
   routes: [],
+  neighbors: [],
+  fdb: [],
   sysctls: {},
   qdiscs: [],
   redirects: [],
@@ -251,6 +262,8 @@ const diffNetns = (before: NetnsSnapshot, after: NetnsSnapshot): Array<string> =
     ...bag("address", (s) => s.addresses, (a) => `${a.link} ${a.cidr}`),
     ...bag("route", (s) => s.routes, formatRoute),
     ...diffRouteProtocols(before.routes, after.routes),
+    ...bag("neighbour", (s) => s.neighbors, (n) => `${n.ip} lladdr ${n.mac} dev ${n.link}`),
+    ...bag("fdb entry", (s) => s.fdb, (f) => `${f.mac} dst ${f.dst} dev ${f.link}`),
     ...diffSysctls(before.sysctls, after.sysctls),
     ...bag("qdisc", (s) => s.qdiscs, (q) => JSON.stringify(q)),
     ...bag("redirect", (s) => s.redirects, (r) => `${r.link} → ${r.toLink}`),

@@ -13,7 +13,8 @@ import {
   type NetnsPath,
   type RouteScope,
   sysctlKey,
-  type TbfOptions
+  type TbfOptions,
+  type VxlanInfo
 } from "@tscni/backend"
 import { Effect } from "effect"
 import type { Cidr, Ip } from "@tscni/ip"
@@ -41,6 +42,8 @@ export interface LinkState {
   vlanFiltering: boolean | undefined
   /** bridge VLANs of a bridge or a port, by vid; [] for other links (and without VLAN support) */
   vlans: Array<BridgeVlan>
+  /** VXLAN devices only */
+  vxlan: VxlanInfo | undefined
 }
 
 /** One address on one link. IPv4 keeps `prefix` as part of its identity (the kernel does). */
@@ -65,6 +68,23 @@ export interface RouteState {
   readonly src: Ip | undefined
   /** connected routes are the kernel's; everything added through the Backend is boot */
   readonly protocol: "kernel" | "boot" | number
+  /** RTNH_F_ONLINK: the gateway was taken as on the link without a route to it */
+  readonly onlink: boolean
+}
+
+/** A neighbour entry (ip → mac) on a link. */
+export interface NeighborState {
+  readonly linkIndex: number
+  readonly ip: Ip
+  readonly mac: string
+  readonly permanent: boolean
+}
+
+/** A VXLAN device's forwarding entry (mac → remote VTEP). */
+export interface FdbState {
+  readonly linkIndex: number
+  readonly mac: string
+  readonly dst: Ip
 }
 
 /** A qdisc someone added: a root tbf, or an ingress/clsact at parent ingress. */
@@ -102,6 +122,8 @@ export interface NetnsState {
   nextIndex: number
   addresses: Array<AddressState>
   routes: Array<RouteState>
+  neighbors: Array<NeighborState>
+  fdb: Array<FdbState>
   readonly sysctls: Map<string, string>
   qdiscs: Array<QdiscState>
   redirects: Array<RedirectState>
@@ -192,6 +214,8 @@ export const newNetns = (path: NetnsPath): NetnsState => {
     nextIndex: 2,
     addresses: [],
     routes: [],
+    neighbors: [],
+    fdb: [],
     sysctls: new Map(netnsSysctls(path)),
     qdiscs: [],
     redirects: [],
@@ -214,7 +238,8 @@ export const newNetns = (path: NetnsPath): NetnsState => {
     peer: undefined,
     alias: undefined,
     vlanFiltering: undefined,
-    vlans: []
+    vlans: [],
+    vxlan: undefined
   })
   addLinkSysctls(ns, "lo")
   return ns
@@ -301,7 +326,8 @@ export const toLinkInfo = (ns: NetnsState, link: LinkState): LinkInfo => ({
   ...(link.peer === undefined ? {} : { peerIndex: link.peer.index }),
   ...(link.bridgePort === undefined ? {} : { bridgePort: { ...link.bridgePort } }),
   ...(link.alias === undefined ? {} : { alias: link.alias }),
-  ...(link.vlanFiltering === undefined ? {} : { vlanFiltering: link.vlanFiltering })
+  ...(link.vlanFiltering === undefined ? {} : { vlanFiltering: link.vlanFiltering }),
+  ...(link.vxlan === undefined ? {} : { vxlan: { ...link.vxlan } })
 })
 
 /** Links in index order, the order the kernel dumps them in. */

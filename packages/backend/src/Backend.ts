@@ -9,6 +9,7 @@ import type {
   BridgeVlan,
   CreateLinkRequest,
   CreateVethRequest,
+  FdbEntry,
   FilterRule,
   IptablesBatch,
   IptablesChain,
@@ -20,6 +21,7 @@ import type {
   IpFamily,
   LinkChanges,
   LinkInfo,
+  Neighbor,
   NetnsPath,
   QdiscInfo,
   RedirectFilter,
@@ -108,6 +110,23 @@ export interface BackendShape {
    */
   readonly addRoute: (netns: NetnsPath, route: Route, options?: AddRouteOptions) => Op<void>
   readonly deleteRoute: (netns: NetnsPath, route: Route) => Op<void>
+
+  // neighbours and VXLAN forwarding entries (the node agent's VXLAN peers)
+  /**
+   * The link's neighbour entries that resolve to a MAC (IPv4 and IPv6), without the kernel's
+   * NOARP ones (multicast); NotFound when the link is absent.
+   */
+  readonly listNeighbors: (netns: NetnsPath, link: string) => Op<ReadonlyArray<Neighbor>>
+  /** Adds a permanent neighbour entry, replacing one for the same address on that link. */
+  readonly setNeighbor: (netns: NetnsPath, neighbor: { readonly link: string; readonly ip: string; readonly mac: string }) => Op<void>
+  /** Deletes the link's entry for `ip`; NotFound when there is none. */
+  readonly deleteNeighbor: (netns: NetnsPath, neighbor: { readonly link: string; readonly ip: string }) => Op<void>
+  /** A VXLAN device's remote forwarding entries (those with a destination); NotFound when the link is absent. */
+  readonly listFdb: (netns: NetnsPath, link: string) => Op<ReadonlyArray<FdbEntry>>
+  /** Adds a permanent forwarding entry on a VXLAN device, replacing the MAC's entry if it has one. */
+  readonly setFdb: (netns: NetnsPath, entry: FdbEntry) => Op<void>
+  /** Deletes the device's entry for that MAC and destination; NotFound when there is none. */
+  readonly deleteFdb: (netns: NetnsPath, entry: FdbEntry) => Op<void>
 
   // sysctls, by key: dotted (`net.ipv4.ip_forward`) or, when a segment holds a dot, a path; build keys that name an interface with sysctlKey
   readonly readSysctl: (netns: NetnsPath, key: string) => Op<string>

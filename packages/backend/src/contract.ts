@@ -626,6 +626,96 @@ export const runBackendContract = (
         }))
     })
 
+    describe("VXLAN devices, neighbours and forwarding entries (the node agent's VXLAN peers)", () => {
+      const vxlanOn = (backend: BackendShape, ns: NetnsPath) =>
+        Effect.gen(function* () {
+          yield* backend.createLink({ netns: ns, name: "ct-u0", kind: "ifb" })
+          yield* backend.setLink(ns, "ct-u0", { up: true })
+          yield* backend.addAddress(ns, "ct-u0", "10.99.30.1/24")
+          return yield* backend.createLink({
+            netns: ns,
+            name: "ct-vx",
+            kind: "vxlan",
+            mtu: 1450,
+            mac: "0a:58:0a:f4:01:00",
+            vxlan: { vni: 4242, port: 8472, local: "10.99.30.1", underlay: "ct-u0" }
+          })
+        })
+
+      it("a VXLAN device is made with its VNI, port, local address, underlay and learning off, and reported so", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const made = yield* vxlanOn(backend, a)
+          const underlay = yield* backend.getLink(a, "ct-u0")
+          const listed = yield* backend.getLink(a, "ct-vx")
+          expect(listed).toEqual(made)
+          expect([listed.kind, listed.mtu, listed.mac]).toEqual(["vxlan", 1450, "0a:58:0a:f4:01:00"])
+          expect(listed.vxlan).toEqual({ vni: 4242, port: 8472, local: "10.99.30.1", learning: false, underlayIndex: underlay.index })
+          // other kinds carry no VXLAN settings, and a vxlan link needs them
+          expect((yield* backend.getLink(a, "ct-u0")).vxlan).toBeUndefined()
+          const without = yield* Effect.flip(backend.createLink({ netns: a, name: "ct-vx2", kind: "vxlan" }))
+          expect(without.reason).toBe("Invalid")
+          expect((yield* backend.listLinks(a)).some((link) => link.name === "ct-vx2")).toBe(false)
+        }))
+
+      it("permanent neighbour entries: set adds or replaces by address, delete removes, they go with their link", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* vxlanOn(backend, a)
+          yield* backend.setNeighbor(a, { link: "ct-vx", ip: "10.244.1.0", mac: "0a:00:00:00:01:01" })
+          yield* backend.setNeighbor(a, { link: "ct-vx", ip: "10.244.2.0", mac: "0a:00:00:00:02:02" })
+          yield* backend.setNeighbor(a, { link: "ct-vx", ip: "10.244.1.0", mac: "0a:00:00:00:01:02" })
+          const listed = [...(yield* backend.listNeighbors(a, "ct-vx"))].sort((x, y) => x.ip.localeCompare(y.ip))
+          expect(listed).toEqual([
+            { link: "ct-vx", ip: "10.244.1.0", mac: "0a:00:00:00:01:02", permanent: true },
+            { link: "ct-vx", ip: "10.244.2.0", mac: "0a:00:00:00:02:02", permanent: true }
+          ])
+          // another link's entries are not listed
+          expect(yield* backend.listNeighbors(a, "ct-u0")).toEqual([])
+          yield* backend.deleteNeighbor(a, { link: "ct-vx", ip: "10.244.2.0" })
+          expect((yield* backend.listNeighbors(a, "ct-vx")).map((n) => n.ip)).toEqual(["10.244.1.0"])
+          const missing = yield* Effect.flip(backend.deleteNeighbor(a, { link: "ct-vx", ip: "10.244.2.0" }))
+          expect(missing.reason).toBe("NotFound")
+          yield* backend.deleteLink(a, "ct-vx")
+          yield* vxlanOn(backend, a).pipe(Effect.catch(() => backend.createLink({
+            netns: a, name: "ct-vx", kind: "vxlan", vxlan: { vni: 4242, port: 8472, underlay: "ct-u0" }
+          })))
+          expect(yield* backend.listNeighbors(a, "ct-vx")).toEqual([])
+        }))
+
+      it("forwarding entries of a VXLAN device: set adds or replaces by MAC, list shows only the remote ones, delete removes", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* vxlanOn(backend, a)
+          yield* backend.setFdb(a, { link: "ct-vx", mac: "0a:00:00:00:01:01", dst: "10.99.30.2" })
+          yield* backend.setFdb(a, { link: "ct-vx", mac: "0a:00:00:00:02:02", dst: "10.99.30.3" })
+          yield* backend.setFdb(a, { link: "ct-vx", mac: "0a:00:00:00:01:01", dst: "10.99.30.4" })
+          const listed = [...(yield* backend.listFdb(a, "ct-vx"))].sort((x, y) => x.mac.localeCompare(y.mac))
+          expect(listed).toEqual([
+            { link: "ct-vx", mac: "0a:00:00:00:01:01", dst: "10.99.30.4" },
+            { link: "ct-vx", mac: "0a:00:00:00:02:02", dst: "10.99.30.3" }
+          ])
+          yield* backend.deleteFdb(a, { link: "ct-vx", mac: "0a:00:00:00:02:02", dst: "10.99.30.3" })
+          expect((yield* backend.listFdb(a, "ct-vx")).map((f) => f.mac)).toEqual(["0a:00:00:00:01:01"])
+          const missing = yield* Effect.flip(backend.deleteFdb(a, { link: "ct-vx", mac: "0a:00:00:00:02:02", dst: "10.99.30.3" }))
+          expect(missing.reason).toBe("NotFound")
+        }))
+
+      it("an onlink route reaches a gateway no address covers, and is listed as onlink", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          yield* vxlanOn(backend, a)
+          yield* backend.setLink(a, "ct-vx", { up: true })
+          // without onlink the gateway is unreachable: no route covers 10.244.1.0
+          const refused = yield* Effect.flip(backend.addRoute(a, { dst: "10.244.1.0/24", gateway: "10.244.1.0", link: "ct-vx" }))
+          expect(refused.reason).toBe("Invalid")
+          yield* backend.addRoute(a, { dst: "10.244.1.0/24", gateway: "10.244.1.0", link: "ct-vx", onlink: true }, { protocol: ROUTE_PROTOCOL_TSCNI })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.244.1.0/24", gateway: "10.244.1.0", link: "ct-vx", onlink: true, protocol: ROUTE_PROTOCOL_TSCNI })).toBe(true)
+          yield* backend.deleteRoute(a, { dst: "10.244.1.0/24", gateway: "10.244.1.0", link: "ct-vx" })
+          expect(hasRoute(yield* backend.listRoutes(a), { dst: "10.244.1.0/24" })).toBe(false)
+        }))
+    })
+
     describe("sysctls", () => {
       it("writeSysctl returns the previous value; unknown keys are NotFound", (backend) =>
         Effect.gen(function* () {

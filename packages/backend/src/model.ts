@@ -13,8 +13,22 @@ export type NetnsPath = string
 export { interfaceNameProblem, MAX_IFNAME_LENGTH } from "@tscni/spec/ifname"
 
 /** The link types tscni creates or must recognise; anything else reports as `other`. */
-export const LinkKind = Schema.Literals(["loopback", "veth", "bridge", "dummy", "ifb", "other"])
+export const LinkKind = Schema.Literals(["loopback", "veth", "bridge", "dummy", "ifb", "vxlan", "other"])
 export type LinkKind = typeof LinkKind.Type
+
+/** A VXLAN device's settings, as the kernel reports them (IFLA_VXLAN_*). */
+export const VxlanInfo = Schema.Struct({
+  vni: Schema.Number,
+  /** UDP destination port */
+  port: Schema.Number,
+  /** the source address of the encapsulated packets */
+  local: Schema.optionalKey(Schema.String),
+  /** whether the device learns remote MACs from received packets (the agent turns it off) */
+  learning: Schema.Boolean,
+  /** ifindex of the underlay device it is bound to */
+  underlayIndex: Schema.optionalKey(Schema.Number)
+})
+export type VxlanInfo = typeof VxlanInfo.Type
 
 /** Per-port flags of a link enslaved to a bridge. */
 export const BridgePortFlags = Schema.Struct({
@@ -52,7 +66,9 @@ export const LinkInfo = Schema.Struct({
    */
   alias: Schema.optionalKey(Schema.String),
   /** for a bridge (and only a bridge): whether VLAN filtering is on */
-  vlanFiltering: Schema.optionalKey(Schema.Boolean)
+  vlanFiltering: Schema.optionalKey(Schema.Boolean),
+  /** for a VXLAN device (and only one): its settings */
+  vxlan: Schema.optionalKey(VxlanInfo)
 })
 export type LinkInfo = typeof LinkInfo.Type
 
@@ -98,7 +114,7 @@ export const aliasProblem = (alias: string | undefined): string | undefined =>
 export interface CreateLinkRequest {
   readonly netns: NetnsPath
   readonly name: string
-  readonly kind: "bridge" | "dummy" | "ifb"
+  readonly kind: "bridge" | "dummy" | "ifb" | "vxlan"
   readonly mtu?: number
   readonly mac?: string
   /** interface alias to set on the new link (at most MAX_ALIAS_BYTES); "" means none */
@@ -109,7 +125,37 @@ export interface CreateLinkRequest {
    * `false` is the kernel default and works everywhere.
    */
   readonly vlanFiltering?: boolean
+  /** required for kind vxlan (and Invalid on any other kind) */
+  readonly vxlan?: VxlanSettings
 }
+
+/** How a VXLAN device is made: learning off unless asked, no default remote (peers are FDB entries). */
+export interface VxlanSettings {
+  readonly vni: number
+  readonly port: number
+  readonly local?: string
+  /** name of the underlay link to bind to */
+  readonly underlay?: string
+  readonly learning?: boolean
+}
+
+/** A neighbour (ARP / NDP) entry on a link: `ip` resolves to `mac`. */
+export const Neighbor = Schema.Struct({
+  link: Schema.String,
+  ip: Schema.String,
+  mac: Schema.String,
+  /** NUD_PERMANENT: never expires, never re-resolved (what the agent adds) */
+  permanent: Schema.Boolean
+})
+export type Neighbor = typeof Neighbor.Type
+
+/** A forwarding entry of a VXLAN device (`bridge fdb … self`): frames for `mac` go to the VTEP at `dst`. */
+export const FdbEntry = Schema.Struct({
+  link: Schema.String,
+  mac: Schema.String,
+  dst: Schema.String
+})
+export type FdbEntry = typeof FdbEntry.Type
 
 /** Changes to apply to an existing link; absent keys are left as they are. */
 export interface LinkChanges {
@@ -213,6 +259,11 @@ export const Route = Schema.Struct({
   advmss: Schema.optionalKey(Schema.Number),
   /** preferred source address */
   src: Schema.optionalKey(Schema.String),
+  /**
+   * RTNH_F_ONLINK: the gateway is on the link even though no address of the link covers it
+   * (VXLAN routes via the peer subnet's `.0`). Reported by listRoutes when set.
+   */
+  onlink: Schema.optionalKey(Schema.Boolean),
   /**
    * Reported by listRoutes, as `ip route` does: present unless it is `boot` (absent means
    * boot, like an absent table means main), so connected routes say `kernel` and routes

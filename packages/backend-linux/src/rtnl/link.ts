@@ -1,4 +1,5 @@
-import type { BridgeVlan, LinkChanges, LinkInfo, LinkKind } from "@tscni/backend"
+import type { BridgeVlan, LinkChanges, LinkInfo, LinkKind, VxlanInfo } from "@tscni/backend"
+import { formatIp, fromBytes, parseIp, toBytes } from "@tscni/ip"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import {
   attrString,
@@ -48,6 +49,12 @@ const BRIDGE_FLAGS_SELF = 2
 const BRIDGE_VLAN_INFO_PVID = 0x2
 const BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 const RTEXT_FILTER_BRVLAN = 0x2
+const IFLA_VXLAN_ID = 1
+const IFLA_VXLAN_LINK = 3
+const IFLA_VXLAN_LOCAL = 4
+const IFLA_VXLAN_LEARNING = 7
+const IFLA_VXLAN_PORT = 15
+const IFLA_VXLAN_LOCAL6 = 17
 const AF_BRIDGE = 7
 
 const IFF_UP = 0x1
@@ -76,7 +83,22 @@ const macToString = (bytes: Uint8Array): string =>
 /** A colon-form MAC back into the bytes IFLA_ADDRESS takes. */
 const macToBytes = (mac: string): Uint8Array => Uint8Array.from(mac.split(":"), (part) => parseInt(part, 16))
 
-const KINDS: Record<string, LinkKind> = { veth: "veth", bridge: "bridge", dummy: "dummy", ifb: "ifb" }
+const KINDS: Record<string, LinkKind> = { veth: "veth", bridge: "bridge", dummy: "dummy", ifb: "ifb", vxlan: "vxlan" }
+
+/** A VXLAN device's settings from its IFLA_INFO_DATA (the port is big-endian on the wire). */
+const vxlanInfo = (data: Uint8Array): VxlanInfo => {
+  const attributes = decodeAttributes(data)
+  const port = attributes.get(IFLA_VXLAN_PORT)
+  const local = attributes.get(IFLA_VXLAN_LOCAL) ?? attributes.get(IFLA_VXLAN_LOCAL6)
+  const underlayIndex = attrU32(attributes, IFLA_VXLAN_LINK)
+  return {
+    vni: attrU32(attributes, IFLA_VXLAN_ID) ?? 0,
+    port: port !== undefined && port.byteLength >= 2 ? (port[0]! << 8) | port[1]! : 0,
+    ...(local !== undefined ? { local: formatIp(fromBytes(local.byteLength === 4 ? 4 : 6, local)) } : {}),
+    learning: (attrU8(attributes, IFLA_VXLAN_LEARNING) ?? 0) !== 0,
+    ...(underlayIndex !== undefined && underlayIndex !== 0 ? { underlayIndex } : {})
+  }
+}
 
 /**
  * Hairpin and isolation of a bridge port, from the port attributes the kernel puts in every
@@ -107,6 +129,7 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
   const bridgeData = kind === "bridge" ? linkInfo?.get(IFLA_INFO_DATA) : undefined
   const vlanFiltering = bridgeData ? attrU8(decodeAttributes(bridgeData), IFLA_BR_VLAN_FILTERING) : undefined
   const bridgePort = linkInfo ? bridgePortFlags(linkInfo) : undefined
+  const vxlanData = kind === "vxlan" ? linkInfo?.get(IFLA_INFO_DATA) : undefined
   return {
     netns,
     index,
@@ -122,6 +145,7 @@ export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => 
     ...(kind === "veth" && peer !== undefined && peer !== 0 ? { peerIndex: peer } : {}),
     ...(alias !== undefined && alias !== "" ? { alias } : {}),
     ...(kind === "bridge" ? { vlanFiltering: (vlanFiltering ?? 0) !== 0 } : {}),
+    ...(vxlanData !== undefined ? { vxlan: vxlanInfo(vxlanData) } : {}),
     ...(master !== undefined && master !== 0 && bridgePort ? { bridgePort } : {})
   }
 }
@@ -206,14 +230,19 @@ const writeLinkAttributes = (writer: AttributeWriter, link: NewLinkAttributes): 
 export interface NewLinkData {
   /** bridge: IFLA_BR_VLAN_FILTERING; only sent when true (off is the kernel's default) */
   readonly vlanFiltering?: boolean | undefined
+  /** vxlan: its settings, the underlay already turned into an ifindex */
+  readonly vxlan?: { readonly vni: number; readonly port: number; readonly local?: string | undefined; readonly underlayIndex?: number | undefined; readonly learning: boolean } | undefined
 }
+
+/** The kinds createLink makes. */
+export type NewLinkKind = "veth" | "bridge" | "dummy" | "ifb" | "vxlan"
 
 /**
  * The RTM_NEWLINK attributes creating a link of `kind`; for a veth, `peer` describes the
  * other end (born in its own namespace).
  */
 export const createLinkAttributes = (
-  kind: "veth" | "bridge" | "dummy" | "ifb",
+  kind: NewLinkKind,
   link: NewLinkAttributes,
   peer?: NewLinkAttributes,
   data: NewLinkData = {}
@@ -222,6 +251,17 @@ export const createLinkAttributes = (
     info.string(IFLA_INFO_KIND, kind)
     if (kind === "bridge" && data.vlanFiltering === true) {
       info.nested(IFLA_INFO_DATA, (bridge) => bridge.u8(IFLA_BR_VLAN_FILTERING, 1))
+    }
+    const vxlan = data.vxlan
+    if (kind === "vxlan" && vxlan !== undefined) {
+      info.nested(IFLA_INFO_DATA, (settings) => {
+        settings.u32(IFLA_VXLAN_ID, vxlan.vni)
+        settings.bytes(IFLA_VXLAN_PORT, Uint8Array.of(vxlan.port >> 8, vxlan.port & 0xff))
+        settings.u8(IFLA_VXLAN_LEARNING, vxlan.learning ? 1 : 0)
+        if (vxlan.underlayIndex !== undefined) settings.u32(IFLA_VXLAN_LINK, vxlan.underlayIndex)
+        const local = vxlan.local === undefined ? undefined : parseIp(vxlan.local)
+        if (local !== undefined) settings.bytes(local.family === 4 ? IFLA_VXLAN_LOCAL : IFLA_VXLAN_LOCAL6, toBytes(local))
+      })
     }
     if (peer) {
       info.nested(IFLA_INFO_DATA, (data) => {
@@ -239,7 +279,7 @@ export const createLinkAttributes = (
 export const createLink = (
   socket: RouteSocket,
   operation: string,
-  kind: "veth" | "bridge" | "dummy" | "ifb",
+  kind: NewLinkKind,
   link: NewLinkAttributes,
   peer?: NewLinkAttributes,
   data?: NewLinkData

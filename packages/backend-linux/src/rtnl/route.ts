@@ -30,6 +30,7 @@ const RTPROT_KERNEL = 2
 const RTPROT_BOOT = 3
 const RTPROT_STATIC = 4
 const RTN_UNICAST = 1
+const RTNH_F_ONLINK = 4
 
 const SCOPES: Record<RouteScope, number> = { universe: 0, link: 253, host: 254 }
 const scopeName = (value: number): RouteScope | undefined =>
@@ -89,6 +90,7 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
     const src = attributes.get(RTA_PREFSRC)
     const scope = scopeName(view.getUint8(6))
     const protocol = protocolName(view.getUint8(5))
+    const onlink = (view.getUint32(8, true) & RTNH_F_ONLINK) !== 0
     const metrics = attributes.get(RTA_METRICS)
     const metricAttributes = metrics ? decodeAttributes(metrics) : undefined
     const mtu = metricAttributes ? attrU32(metricAttributes, RTAX_MTU) : undefined
@@ -109,7 +111,8 @@ export const listRoutes = (socket: RouteSocket, links: ReadonlyArray<LinkInfo>):
         ...(mtu !== undefined ? { mtu } : {}),
         ...(advmss !== undefined ? { advmss } : {}),
         ...(src ? { src: formatIp(fromBytes(family, src)) } : {}),
-        ...(protocol !== "boot" ? { protocol } : {})
+        ...(protocol !== "boot" ? { protocol } : {}),
+        ...(onlink ? { onlink: true } : {})
       })
     }
   }
@@ -149,7 +152,9 @@ const routeRequest = (operation: string, route: Route, linkIndex: number | undef
       if (route.advmss !== undefined) metrics.u32(RTAX_ADVMSS, route.advmss)
     })
   }
-  return { header: rtmsg(familyCode, dst.prefix, table, scope, RTN_UNICAST), attributes: attributes.finish() }
+  const header = rtmsg(familyCode, dst.prefix, table, scope, RTN_UNICAST)
+  if (route.onlink === true) new DataView(header.buffer).setUint32(8, RTNH_F_ONLINK, true)
+  return { header, attributes: attributes.finish() }
 }
 
 const describe = (route: Route): string =>
