@@ -7,78 +7,28 @@
  * resync; a node that leaves is removed everywhere. Observed with `ip -j route` and traffic.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { binary, execPlugin, freshNetns, ip, podEnv } from "./harness.ts"
-import { makeCluster, type RunningAgent, type TestCluster, type TestNode, until } from "./cluster.ts"
+import { ip } from "./harness.ts"
+import { agentRoutes, makeCluster, makePod, nodeFileOf, pings, type RunningAgent, sourceSeen, type TestCluster, type TestNode, type TestPod, until } from "./cluster.ts"
 
 const TSCNI_PROTOCOL = "116"
 let cluster: TestCluster
 let dir: string
 const agents = new Map<string, RunningAgent>()
 
-interface Pod {
-  readonly node: TestNode
-  readonly netns: string
-  readonly ip: string
-}
-const pods: Array<Pod> = []
+const pods: Array<TestPod> = []
 
-const subnetOf = (node: TestNode): string => (JSON.parse(readFileSync(node.nodeFile, "utf8")) as { subnets: Array<string> }).subnets[0]!
-
-/** The node's routes of tscni's protocol, as `dst via gateway`. */
-const agentRoutes = (node: TestNode): Array<string> =>
-  (JSON.parse(ip("-j", "-n", node.netns, "route", "show", "proto", TSCNI_PROTOCOL)) as Array<{ dst: string; gateway?: string }>)
-    .map((route) => `${route.dst} via ${route.gateway ?? "-"}`)
-    .sort()
+const subnetOf = (node: TestNode): string => nodeFileOf(node).subnets[0]!
 
 const expectedRoutes = (node: TestNode): Array<string> =>
-  cluster.nodes.filter((peer) => peer !== node && agents.has(peer.name)).map((peer) => `${subnetOf(peer)} via ${peer.address}`).sort()
+  cluster.nodes.filter((peer) => peer !== node && agents.has(peer.name)).map((peer) => `${subnetOf(peer)} via ${peer.address} dev eth0`).sort()
 
 /** Waits until every running node routes exactly its running peers. */
 const converged = () =>
   until("every node to route its peers", () =>
     cluster.nodes.every((node) => !agents.has(node.name) || agentRoutes(node).join() === expectedRoutes(node).join()) ? true : undefined)
-
-/** A pod on `node`: the compiled bridge plugin, host-local on the node's subnet, no masquerade. */
-const makePod = (node: TestNode, index: number): Pod => {
-  const netns = freshNetns()
-  const conf = {
-    cniVersion: "1.0.0",
-    name: "cluster",
-    type: "bridge",
-    bridge: "cni0",
-    isGateway: true,
-    isDefaultGateway: true,
-    ipMasq: false,
-    ipam: { type: "host-local", ranges: [[{ subnet: subnetOf(node) }]], dataDir: join(dir, node.name) }
-  }
-  const run = execPlugin(["ip", "netns", "exec", node.netns, binary("bridge")], podEnv("ADD", `pod-${index}`, netns.path), JSON.stringify(conf))
-  if (run.exitCode !== 0) throw new Error(`bridge ADD on ${node.name}: ${run.stdout}${run.stderr}`)
-  const address = ((run.json!.ips as Array<{ address: string }>)[0]!.address).split("/")[0]!
-  return { node, netns: netns.name, ip: address }
-}
-
-/** The source address a TCP server in `to` sees for a connection from `from`. */
-const sourceSeen = async (from: Pod, to: Pod): Promise<string> => {
-  const server = Bun.spawn(["ip", "netns", "exec", to.netns, process.execPath, "-e", `
-    const server = Bun.listen({ hostname: "0.0.0.0", port: 7070, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end() }, data() {} } })
-    console.log("listening")`], { stdout: "pipe", stderr: "ignore" })
-  try {
-    const reader = server.stdout.getReader()
-    const first = await reader.read()
-    if (!new TextDecoder().decode(first.value).includes("listening")) throw new Error("the server did not start")
-    const client = Bun.spawnSync(["ip", "netns", "exec", from.netns, process.execPath, "-e", `
-      const socket = await Bun.connect({ hostname: "${to.ip}", port: 7070, socket: { data(s, d) { process.stdout.write(new TextDecoder().decode(d)) }, close() { process.exit(0) }, error() { process.exit(1) } } })`], {
-      timeout: 10_000
-    })
-    return client.stdout.toString().trim()
-  } finally {
-    server.kill("SIGKILL")
-    await server.exited
-  }
-}
 
 const start = (node: TestNode) => {
   agents.set(node.name, cluster.startAgent(node, ["--lease-ttl", "30", "--resync-interval", "1"]))
@@ -109,19 +59,20 @@ describe("host-gw across three nodes", () => {
     expect(agentRoutes(n1).some((route) => route.startsWith("10.244.99.0/24"))).toBe(false)
     const foreign = JSON.parse(ip("-j", "-n", n1.netns, "route", "show", "10.250.0.0/24")) as Array<{ gateway: string; protocol?: string }>
     expect(foreign).toEqual([expect.objectContaining({ gateway: n2.address })])
-    expect(agents.get(n1.name)!.log()).toContain("removed route 10.244.99.0/24")
+    // the log is read from the agent's stderr as it comes: wait for the line, do not race it
+    const log = await until("node1 to log the removal", () => (agents.get(n1.name)!.log().includes("removed route 10.244.99.0/24") ? agents.get(n1.name)!.log() : undefined))
+    expect(log).toContain(`removed route 10.244.99.0/24 ${n2.address}`)
     const metrics = cluster.probe(n1, "/metrics").body
     expect(metrics).toContain("tscni_agent_peers 2")
     expect(metrics).toContain("tscni_agent_unreachable_peers 0")
   })
 
   test("pods on every node reach every pod on the other nodes, and the receiver sees the sender's pod IP", async () => {
-    for (const [index, node] of cluster.nodes.entries()) pods.push(makePod(node, index))
+    for (const node of cluster.nodes) pods.push(makePod(node, dir))
     for (const from of pods) {
       for (const to of pods) {
         if (from === to) continue
-        const ping = Bun.spawnSync(["ip", "netns", "exec", from.netns, "ping", "-c", "1", "-W", "5", to.ip])
-        expect({ from: from.ip, to: to.ip, exitCode: ping.exitCode }).toEqual({ from: from.ip, to: to.ip, exitCode: 0 })
+        expect({ from: from.ip, to: to.ip, exitCode: pings(from, to).exitCode }).toEqual({ from: from.ip, to: to.ip, exitCode: 0 })
       }
     }
     expect(await sourceSeen(pods[0]!, pods[1]!)).toBe(pods[0]!.ip)
@@ -131,9 +82,9 @@ describe("host-gw across three nodes", () => {
   test("a route deleted by hand comes back at the next resync", async () => {
     const [n1, n2] = cluster.nodes as [TestNode, TestNode]
     ip("-n", n1.netns, "route", "del", subnetOf(n2))
-    expect(agentRoutes(n1)).not.toContain(`${subnetOf(n2)} via ${n2.address}`)
+    expect(agentRoutes(n1)).not.toContain(`${subnetOf(n2)} via ${n2.address} dev eth0`)
     await converged()
-    expect(agentRoutes(n1)).toContain(`${subnetOf(n2)} via ${n2.address}`)
+    expect(agentRoutes(n1)).toContain(`${subnetOf(n2)} via ${n2.address} dev eth0`)
   })
 
   test("a stopped agent changes no route; a node that leaves is removed from every other node", async () => {
@@ -148,6 +99,6 @@ describe("host-gw across three nodes", () => {
     const left = cluster.agentCommand(n3, ["leave", "--etcd-endpoints", cluster.etcd.endpoint, "--etcd-prefix", cluster.prefix, "--node", n3.name])
     expect(left.exitCode).toBe(0)
     await converged()
-    for (const node of cluster.nodes.slice(0, 2)) expect(agentRoutes(node).some((route) => route.endsWith(`via ${n3.address}`))).toBe(false)
+    for (const node of cluster.nodes.slice(0, 2)) expect(agentRoutes(node).some((route) => route.includes(`via ${n3.address} `))).toBe(false)
   })
 })

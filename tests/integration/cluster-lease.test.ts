@@ -86,7 +86,7 @@ describe("tscni agent with etcd: subnet leases", () => {
     expect(metrics).toContain(`tscni_agent_subnet_info{subnet="${s1}"} 1`)
     expect(metrics).toContain("tscni_agent_cluster_ready 1")
     expect(metrics).toMatch(/tscni_agent_reconcile_errors_total [1-9]/)
-    expect(a1.log()).toContain(`node node1 holds ${s1} (new) on eth0 ${n1.address}`)
+    await until("n1 to log its claim", () => (a1.log().includes(`node node1 holds ${s1} (new) on eth0 ${n1.address}`) ? true : undefined))
   })
 
   test("SIGTERM keeps the lease and the node file; the restarted agent gets the same subnet back (kept, not new)", async () => {

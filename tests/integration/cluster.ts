@@ -6,10 +6,10 @@
  * `tscni agent`, one per node, with their own socket, node file and health port.
  * Everything is removed, and every process this made is killed by PID, on every path.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { binary, freshNetns, ip } from "./harness.ts"
+import { binary, execPlugin, freshNetns, ip, podEnv } from "./harness.ts"
 import { type RunningEtcd, startEtcd } from "./etcd.ts"
 
 export interface TestNode {
@@ -57,10 +57,16 @@ export const until = async <A>(what: string, check: () => A | undefined, timeout
   }
 }
 
-/** A cluster of `nodeCount` nodes on one underlay segment, etcd on it too. */
-export const makeCluster = async (nodeCount: number): Promise<TestCluster> => {
-  // a /24 of its own per cluster of this run: 10.(200 + n).0.0/24
-  const segment = `10.${200 + (clusters++ % 50)}.0`
+/**
+ * A cluster of `nodeCount` nodes on one underlay segment, etcd on it too. Nodes named in
+ * `routed` (1-based) are on a second segment instead, behind a router namespace: not on-link
+ * for the others (host-gw cannot reach them; VXLAN can).
+ */
+export const makeCluster = async (nodeCount: number, options: { readonly routed?: ReadonlyArray<number> } = {}): Promise<TestCluster> => {
+  // two /24s of their own per cluster of this run: 10.(200 + n).0.0/24 and 10.(200 + n).1.0/24
+  const base = `10.${200 + (clusters++ % 50)}`
+  const segment = `${base}.0`
+  const segmentB = `${base}.1`
   const dir = mkdtempSync(join(tmpdir(), "tscni-cluster-"))
   const namespaces: Array<{ remove: () => void }> = []
   const agents: Array<Bun.Subprocess> = []
@@ -75,16 +81,32 @@ export const makeCluster = async (nodeCount: number): Promise<TestCluster> => {
   try {
     const underlay = freshNetns()
     namespaces.push(underlay)
-    ip("-n", underlay.name, "link", "add", "br0", "type", "bridge")
-    ip("-n", underlay.name, "link", "set", "br0", "up")
-    const attach = (netns: string, address: string) => {
-      const port = `p${address.split(".")[3]}`
-      ip("-n", underlay.name, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", netns)
-      ip("-n", underlay.name, "link", "set", port, "master", "br0", "up")
+    for (const bridge of ["br0", "br1"]) {
+      ip("-n", underlay.name, "link", "add", bridge, "type", "bridge")
+      ip("-n", underlay.name, "link", "set", bridge, "up")
+    }
+    let ports = 0
+    /** A veth from the underlay's bridge (br0: segment A, br1: segment B) to `ifname` in `netns`, with `address`. */
+    const plug = (netns: string, bridge: "br0" | "br1", ifname: string, address: string) => {
+      const port = `p${ports++}`
+      ip("-n", underlay.name, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", netns)
+      ip("-n", underlay.name, "link", "set", port, "master", bridge, "up")
       ip("-n", netns, "link", "set", "lo", "up")
-      ip("-n", netns, "addr", "add", `${address}/24`, "dev", "eth0")
-      ip("-n", netns, "link", "set", "eth0", "up")
-      ip("-n", netns, "route", "add", "default", "via", `${segment}.254`, "dev", "eth0", "onlink")
+      ip("-n", netns, "addr", "add", `${address}/24`, "dev", ifname)
+      ip("-n", netns, "link", "set", ifname, "up")
+    }
+    const attach = (netns: string, address: string) => {
+      const onB = address.startsWith(`${segmentB}.`)
+      plug(netns, onB ? "br1" : "br0", "eth0", address)
+      // the default route leads to the router (which only the routed topology's traffic uses)
+      ip("-n", netns, "route", "add", "default", "via", `${onB ? segmentB : segment}.254`, "dev", "eth0", "onlink")
+    }
+    if ((options.routed ?? []).length > 0) {
+      const router = freshNetns()
+      namespaces.push(router)
+      plug(router.name, "br0", "eth0", `${segment}.254`)
+      plug(router.name, "br1", "eth1", `${segmentB}.254`)
+      Bun.spawnSync(["ip", "netns", "exec", router.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
     }
     const etcdNetns = freshNetns()
     namespaces.push(etcdNetns)
@@ -94,11 +116,12 @@ export const makeCluster = async (nodeCount: number): Promise<TestCluster> => {
     for (let i = 1; i <= nodeCount; i++) {
       const netns = freshNetns()
       namespaces.push(netns)
-      attach(netns.name, `${segment}.${10 + i}`)
+      const address = `${(options.routed ?? []).includes(i) ? segmentB : segment}.${10 + i}`
+      attach(netns.name, address)
       nodes.push({
         name: `node${i}`,
         netns: netns.name,
-        address: `${segment}.${10 + i}`,
+        address,
         nodeFile: join(dir, `node${i}`, "node.json"),
         socket: join(dir, `node${i}.sock`)
       })
@@ -141,3 +164,70 @@ export const makeCluster = async (nodeCount: number): Promise<TestCluster> => {
     throw error
   }
 }
+
+/** The node's node file, as the agent wrote it. */
+export const nodeFileOf = (node: TestNode): { readonly subnets: ReadonlyArray<string>; readonly mtu: number; readonly backend: string } =>
+  JSON.parse(readFileSync(node.nodeFile, "utf8")) as { subnets: ReadonlyArray<string>; mtu: number; backend: string }
+
+/** A pod on a node: its own namespace, attached by the compiled bridge plugin. */
+export interface TestPod {
+  readonly node: TestNode
+  readonly netns: string
+  readonly ip: string
+}
+
+let podCount = 0
+
+/**
+ * A pod on `node`, as the meta plugin will render it: the compiled bridge plugin (cni0,
+ * gateway, no masquerade), host-local on the node's subnet and the node file's MTU. Its
+ * IPAM store lives in `dataDir`.
+ */
+export const makePod = (node: TestNode, dataDir: string): TestPod => {
+  const netns = freshNetns()
+  const file = nodeFileOf(node)
+  const conf = {
+    cniVersion: "1.0.0",
+    name: "cluster",
+    type: "bridge",
+    bridge: "cni0",
+    isGateway: true,
+    isDefaultGateway: true,
+    ipMasq: false,
+    mtu: file.mtu,
+    ipam: { type: "host-local", ranges: [[{ subnet: file.subnets[0] }]], dataDir: join(dataDir, node.name) }
+  }
+  const run = execPlugin(["ip", "netns", "exec", node.netns, binary("bridge")], podEnv("ADD", `pod-${process.pid}-${podCount++}`, netns.path), JSON.stringify(conf))
+  if (run.exitCode !== 0) throw new Error(`bridge ADD on ${node.name}: ${run.stdout}${run.stderr}`)
+  const address = (run.json!.ips as Array<{ address: string }>)[0]!.address.split("/")[0]!
+  return { node, netns: netns.name, ip: address }
+}
+
+/** Whether one ping from `from` to `to` is answered (5 s patience: a lost reply, not slowness, fails it). */
+export const pings = (from: TestPod, to: TestPod, extra: ReadonlyArray<string> = []) =>
+  Bun.spawnSync(["ip", "netns", "exec", from.netns, "ping", "-c", "1", "-W", "5", ...extra, to.ip])
+
+/** The source address a TCP server in `to` sees for a connection from `from` (NAT would show the node's). */
+export const sourceSeen = async (from: TestPod, to: TestPod): Promise<string> => {
+  const server = Bun.spawn(["ip", "netns", "exec", to.netns, process.execPath, "-e", `
+    Bun.listen({ hostname: "0.0.0.0", port: 7070, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end() }, data() {} } })
+    console.log("listening")`], { stdout: "pipe", stderr: "ignore" })
+  try {
+    const first = await server.stdout.getReader().read()
+    if (!new TextDecoder().decode(first.value).includes("listening")) throw new Error("the server did not start")
+    const client = Bun.spawnSync(["ip", "netns", "exec", from.netns, process.execPath, "-e", `
+      await Bun.connect({ hostname: "${to.ip}", port: 7070, socket: { data(s, d) { process.stdout.write(new TextDecoder().decode(d)) }, close() { process.exit(0) }, error() { process.exit(1) } } })`], {
+      timeout: 10_000
+    })
+    return client.stdout.toString().trim()
+  } finally {
+    server.kill("SIGKILL")
+    await server.exited
+  }
+}
+
+/** The node's routes of tscni's protocol (116), as `dst via gateway dev link`. */
+export const agentRoutes = (node: TestNode): Array<string> =>
+  (JSON.parse(ip("-j", "-n", node.netns, "route", "show", "proto", "116")) as Array<{ dst: string; gateway?: string; dev?: string }>)
+    .map((route) => `${route.dst} via ${route.gateway ?? "-"} dev ${route.dev ?? "-"}`)
+    .sort()

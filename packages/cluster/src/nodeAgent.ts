@@ -17,7 +17,8 @@ import { Kv } from "./kv.ts"
 import { claimsIn, claimSubnets, type HeldSubnet, subnetsPrefix } from "./leases.ts"
 import { readNodeFile, writeNodeFile } from "./nodeFile.ts"
 import { subnetKey } from "./subnets.ts"
-import { findUnderlay } from "./underlay.ts"
+import { findUnderlay, type Underlay } from "./underlay.ts"
+import { ensureVxlanDevice, removeVxlanDevice, reconcileVxlanEntries, vtepMacOf, vxlanDeviceName, vxlanPeersOf, vxlanRoute } from "./vxlan.ts"
 
 export interface NodeAgentOptions {
   readonly node: string
@@ -48,9 +49,11 @@ export interface NodeStatus {
   readonly peers: number
   /** peers the backend cannot reach, and why */
   readonly unreachable: ReadonlyArray<string>
+  /** kernel objects the peer reconciles added, changed or removed (0 after a restart that found everything right) */
+  readonly changes: number
 }
 
-export const initialStatus: NodeStatus = { ready: false, detail: "starting", subnets: [], claims: 0, losses: 0, errors: 0, peers: 0, unreachable: [] }
+export const initialStatus: NodeStatus = { ready: false, detail: "starting", subnets: [], claims: 0, losses: 0, errors: 0, peers: 0, unreachable: [], changes: 0 }
 
 /** The loop's reasons to start over (each is reported, then retried). */
 class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", { message: Schema.String }) {}
@@ -109,12 +112,11 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
     const underlay = yield* findUnderlay({ iface: options.iface, publicIp: options.publicIp })
     const lease = yield* kv.lease(options.leaseTtlSeconds)
     const previous = (yield* readNodeFile(options.nodeFile))?.subnets ?? []
-    const backendType = config.backend.type === "host-gw" ? "host-gw" : "vxlan"
-    const held = yield* claimSubnets(kv, options.prefix, config, {
-      node: options.node,
-      publicIp: underlay.publicIp,
-      backend: { type: backendType }
-    }, lease.id, previous)
+    // a vxlan or auto node publishes its VTEP MAC (derived from its name: known before its device exists)
+    const backend = config.backend.type === "host-gw"
+      ? { type: "host-gw" as const }
+      : { type: "vxlan" as const, vtepMac: vtepMacOf(options.node, config.backend.vni) }
+    const held = yield* claimSubnets(kv, options.prefix, config, { node: options.node, publicIp: underlay.publicIp, backend }, lease.id, previous)
     const subnets = held.map((h) => formatCidr(h.subnet))
     const mtu = config.mtu ?? underlay.mtu - (config.backend.type === "host-gw" ? 0 : 50)
     yield* writeNodeFile(options.nodeFile, {
@@ -132,7 +134,7 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
     const peers = Effect.gen(function*() {
       for (;;) {
         wake = yield* Deferred.make<void>()
-        yield* reconcilePeers(options, config, underlay.iface, report)
+        yield* reconcilePeers(options, config, underlay, held, report)
         yield* Effect.raceFirst(Deferred.await(wake), Effect.sleep(options.resyncSeconds * 1000))
       }
     })
@@ -143,23 +145,39 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
   }))
 
 /**
- * One reconcile of the routes to the peers, from the claims as the datastore has them now.
- * Failures are reported and counted, never fatal: the next round tries again.
+ * One reconcile of the node's side of the peers, from the claims as the datastore has them
+ * now: host-gw routes to the on-link peers (host-gw, auto), the VXLAN device with its
+ * neighbour and forwarding entries and onlink routes for the others (vxlan: all of them;
+ * auto: those not on-link). Failures are reported and counted, never fatal: the next round
+ * tries again.
  */
-const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underlay: string, report: Report) =>
+const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underlay: Underlay, held: ReadonlyArray<HeldSubnet>, report: Report) =>
   Effect.gen(function*() {
     const kv = yield* Kv
     const { entries } = yield* kv.list(subnetsPrefix(options.prefix))
     const claims = config.networks.flatMap((net) => claimsIn(net, options.prefix, entries))
-    // vxlan is not built yet: with it, only host-gw's on-link peers are routed (auto), or none
-    const plan = config.backend.type === "vxlan" ? { routes: [], unreachable: [] } : yield* planHostGw(claims, options.node, underlay)
-    const changes = yield* reconcileRoutes(plan.routes)
-    for (const route of changes.removed) log(`removed route ${route}`)
-    for (const route of changes.added) log(`added route ${route}`)
-    const unreachable = plan.unreachable.map((peer) => `${peer.node} (${peer.why})`)
+    const type = config.backend.type
+    const hostGw = type === "vxlan" ? { routes: [], unreachable: [] } : yield* planHostGw(claims, options.node, underlay.iface)
+    const offLink = new Set(hostGw.unreachable.map((peer) => peer.node))
+    const overlay = type === "host-gw" ? [] : vxlanPeersOf(claims, options.node).filter((peer) => type === "vxlan" || offLink.has(peer.node))
+    const ownV4 = held.find((h) => h.family === 4)?.subnet
+    const routes = [...hostGw.routes]
+    const made: Array<string> = []
+    if (type === "host-gw") {
+      if (yield* removeVxlanDevice(config.backend.vni)) made.push(`removed ${vxlanDeviceName(config.backend.vni)}: the backend is host-gw`)
+    } else if (ownV4 !== undefined) {
+      const device = yield* ensureVxlanDevice(config, options.node, underlay, ownV4)
+      made.push(...device.changes, ...(yield* reconcileVxlanEntries(device.name, overlay)))
+      routes.push(...overlay.map((peer) => vxlanRoute(device.name, peer)))
+    }
+    const changes = yield* reconcileRoutes(routes)
+    made.push(...changes.removed.map((route) => `removed route ${route}`), ...changes.added.map((route) => `added route ${route}`))
+    for (const change of made) log(change)
+    const reached = new Set(overlay.map((peer) => peer.node))
+    const unreachable = hostGw.unreachable.filter((peer) => !reached.has(peer.node)).map((peer) => `${peer.node} (${peer.why})`)
     report((now) => {
-      if (unreachable.length > 0 && unreachable.join() !== now.unreachable.join()) log(`host-gw cannot reach ${unreachable.join(", ")}`)
-      return { peers: plan.routes.length, unreachable }
+      if (unreachable.length > 0 && unreachable.join() !== now.unreachable.join()) log(`${type} cannot reach ${unreachable.join(", ")}`)
+      return { peers: routes.length, unreachable, changes: now.changes + made.length }
     })
   }).pipe(
     Effect.catch((error) =>

@@ -186,6 +186,7 @@ const clusterMetrics = (registry: Registry) => {
   const losses = new Counter({ name: "tscni_agent_lease_losses_total", help: "Times the node's lease or claim was lost and claimed again.", registers: [registry] })
   const errors = new Counter({ name: "tscni_agent_reconcile_errors_total", help: "Datastore and reconcile failures (each retried).", registers: [registry] })
   const peers = new Gauge({ name: "tscni_agent_peers", help: "Peer subnets the node routes to.", registers: [registry] })
+  const kernelChanges = new Counter({ name: "tscni_agent_kernel_changes_total", help: "Kernel objects the peer reconciles added, changed or removed (a restart that found everything right adds none).", registers: [registry] })
   const unreachable = new Gauge({ name: "tscni_agent_unreachable_peers", help: "Peers the backend cannot reach (host-gw: not on the underlay's L2 segment).", registers: [registry] })
   let last: NodeStatus | undefined
   return (status: NodeStatus) => {
@@ -197,6 +198,7 @@ const clusterMetrics = (registry: Registry) => {
     claims.inc(status.claims - (last?.claims ?? 0))
     losses.inc(status.losses - (last?.losses ?? 0))
     errors.inc(status.errors - (last?.errors ?? 0))
+    kernelChanges.inc(status.changes - (last?.changes ?? 0))
     last = status
   }
 }
