@@ -79,6 +79,18 @@ describe("host-gw across three nodes", () => {
     expect(await sourceSeen(pods[2]!, pods[0]!)).toBe(pods[2]!.ip)
   })
 
+  test("a pod's traffic to a host outside the cluster network leaves with its node's address; to pods it never does", async () => {
+    const [n1] = cluster.nodes as [TestNode]
+    const listing = JSON.parse(Bun.spawnSync(["ip", "netns", "exec", n1.netns, "nft", "-j", "list", "tables"]).stdout.toString()) as { nftables: Array<{ table?: { family: string; name: string } }> }
+    const masq = listing.nftables.flatMap((entry) => (entry.table?.name.startsWith("tscni-cluster-masq-") ? [entry.table] : []))
+    expect(masq).toHaveLength(1)
+    type Elem = { elem: { val: { prefix: { addr: string; len: number } }; comment: string } }
+    const elements = JSON.parse(Bun.spawnSync(["ip", "netns", "exec", n1.netns, "nft", "-j", "list", "set", "inet", masq[0]!.name, "nets4"]).stdout.toString()) as { nftables: Array<{ set?: { elem?: Array<Elem> } }> }
+    expect(elements.nftables.flatMap((entry) => entry.set?.elem ?? []).map((e) => `${e.elem.val.prefix.addr}/${e.elem.val.prefix.len} ${e.elem.comment}`)).toEqual(["10.244.0.0/16 tscni-agent"])
+    expect(await sourceSeen(pods[0]!, cluster.outside)).toBe(n1.address)
+    expect(await sourceSeen(pods[1]!, pods[0]!)).toBe(pods[1]!.ip)
+  })
+
   test("a route deleted by hand comes back at the next resync", async () => {
     const [n1, n2] = cluster.nodes as [TestNode, TestNode]
     ip("-n", n1.netns, "route", "del", subnetOf(n2))

@@ -33,6 +33,8 @@ export interface TestCluster {
   readonly etcd: RunningEtcd
   readonly prefix: string
   readonly nodes: ReadonlyArray<TestNode>
+  /** a host on the underlay that is not a node: a destination outside the cluster network */
+  readonly outside: { readonly netns: string; readonly ip: string }
   /** starts the agent of `node` with the cluster's flags plus `extra` */
   readonly startAgent: (node: TestNode, extra?: ReadonlyArray<string>) => RunningAgent
   /** `tscni agent …` run to completion in the node's namespace */
@@ -112,6 +114,10 @@ export const makeCluster = async (nodeCount: number, options: { readonly routed?
     namespaces.push(etcdNetns)
     attach(etcdNetns.name, `${segment}.1`)
     etcd = await startEtcd({ netns: etcdNetns.name, address: `${segment}.1` })
+    const outsideNetns = freshNetns()
+    namespaces.push(outsideNetns)
+    attach(outsideNetns.name, `${segment}.200`)
+    const outside = { netns: outsideNetns.name, ip: `${segment}.200` }
     const nodes: Array<TestNode> = []
     for (let i = 1; i <= nodeCount; i++) {
       const netns = freshNetns()
@@ -158,7 +164,7 @@ export const makeCluster = async (nodeCount: number, options: { readonly routed?
       const cut = out.lastIndexOf("\n")
       return { status: Number(out.slice(cut + 1)), body: out.slice(0, cut) }
     }
-    return { etcd, prefix, nodes, startAgent, agentCommand, probe, remove }
+    return { etcd, prefix, nodes, outside, startAgent, agentCommand, probe, remove }
   } catch (error) {
     await remove()
     throw error
@@ -208,7 +214,7 @@ export const pings = (from: TestPod, to: TestPod, extra: ReadonlyArray<string> =
   Bun.spawnSync(["ip", "netns", "exec", from.netns, "ping", "-c", "1", "-W", "5", ...extra, to.ip])
 
 /** The source address a TCP server in `to` sees for a connection from `from` (NAT would show the node's). */
-export const sourceSeen = async (from: TestPod, to: TestPod): Promise<string> => {
+export const sourceSeen = async (from: { readonly netns: string }, to: { readonly netns: string; readonly ip: string }): Promise<string> => {
   const server = Bun.spawn(["ip", "netns", "exec", to.netns, process.execPath, "-e", `
     Bun.listen({ hostname: "0.0.0.0", port: 7070, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end() }, data() {} } })
     console.log("listening")`], { stdout: "pipe", stderr: "ignore" })

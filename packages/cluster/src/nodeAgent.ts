@@ -13,6 +13,7 @@ import type { Backend } from "@tscni/backend"
 import { formatCidr } from "@tscni/ip"
 import { type ClusterConfig, decodeClusterConfig } from "./config.ts"
 import { planHostGw, reconcileRoutes } from "./hostGw.ts"
+import { reconcileMasquerade } from "./masquerade.ts"
 import { Kv } from "./kv.ts"
 import { claimsIn, claimSubnets, type HeldSubnet, subnetsPrefix } from "./leases.ts"
 import { readNodeFile, writeNodeFile } from "./nodeFile.ts"
@@ -148,7 +149,7 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
  * One reconcile of the node's side of the peers, from the claims as the datastore has them
  * now: host-gw routes to the on-link peers (host-gw, auto), the VXLAN device with its
  * neighbour and forwarding entries and onlink routes for the others (vxlan: all of them;
- * auto: those not on-link). Failures are reported and counted, never fatal: the next round
+ * auto: those not on-link), and the masquerade of what leaves the cluster network. Failures are reported and counted, never fatal: the next round
  * tries again.
  */
 const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underlay: Underlay, held: ReadonlyArray<HeldSubnet>, report: Report) =>
@@ -170,6 +171,7 @@ const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underl
       made.push(...device.changes, ...(yield* reconcileVxlanEntries(device.name, overlay)))
       routes.push(...overlay.map((peer) => vxlanRoute(device.name, peer)))
     }
+    made.push(...(yield* reconcileMasquerade(config)))
     const changes = yield* reconcileRoutes(routes)
     made.push(...changes.removed.map((route) => `removed route ${route}`), ...changes.added.map((route) => `added route ${route}`))
     for (const change of made) log(change)
