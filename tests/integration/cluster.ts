@@ -185,26 +185,23 @@ export interface TestPod {
 let podCount = 0
 
 /**
- * A pod on `node`, as the meta plugin will render it: the compiled bridge plugin (cni0,
- * gateway, no masquerade), host-local on the node's subnet and the node file's MTU. Its
- * IPAM store lives in `dataDir`.
+ * A pod on `node` as a runtime makes one with the cluster's conflist: the compiled
+ * tscni-net meta plugin, reading the node file the node's agent wrote, delegating to bridge
+ * + host-local on the node's subnet with the node's MTU. Its saved delegates and IPAM store
+ * live in `dataDir`.
  */
 export const makePod = (node: TestNode, dataDir: string): TestPod => {
   const netns = freshNetns()
-  const file = nodeFileOf(node)
   const conf = {
-    cniVersion: "1.0.0",
+    cniVersion: "1.1.0",
     name: "cluster",
-    type: "bridge",
-    bridge: "cni0",
-    isGateway: true,
-    isDefaultGateway: true,
-    ipMasq: false,
-    mtu: file.mtu,
-    ipam: { type: "host-local", ranges: [[{ subnet: file.subnets[0] }]], dataDir: join(dataDir, node.name) }
+    type: "tscni-net",
+    nodeFile: node.nodeFile,
+    dataDir: join(dataDir, node.name, "delegates"),
+    delegate: { bridge: "cni0", ipam: { dataDir: join(dataDir, node.name, "ipam") } }
   }
-  const run = execPlugin(["ip", "netns", "exec", node.netns, binary("bridge")], podEnv("ADD", `pod-${process.pid}-${podCount++}`, netns.path), JSON.stringify(conf))
-  if (run.exitCode !== 0) throw new Error(`bridge ADD on ${node.name}: ${run.stdout}${run.stderr}`)
+  const run = execPlugin(["ip", "netns", "exec", node.netns, binary("tscni-net")], podEnv("ADD", `pod-${process.pid}-${podCount++}`, netns.path), JSON.stringify(conf))
+  if (run.exitCode !== 0) throw new Error(`tscni-net ADD on ${node.name}: ${run.stdout}${run.stderr}`)
   const address = (run.json!.ips as Array<{ address: string }>)[0]!.address.split("/")[0]!
   return { node, netns: netns.name, ip: address }
 }

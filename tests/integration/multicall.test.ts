@@ -9,7 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { binary, execPlugin } from "./harness.ts"
 
-const PLUGINS = ["loopback", "host-local", "static", "bridge", "portmap", "bandwidth", "tuning", "firewall", "ptp"]
+const PLUGINS = ["loopback", "host-local", "static", "bridge", "portmap", "bandwidth", "tuning", "firewall", "ptp", "tscni-net"]
 const dir = mkdtempSync(join(tmpdir(), "tscni-multicall-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 const linked = (name: string): string => {

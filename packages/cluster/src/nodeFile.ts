@@ -22,6 +22,9 @@ export const NodeFile = Schema.Struct({
 })
 export type NodeFile = typeof NodeFile.Type
 
+/** Where the agent writes the node file and the meta plugin reads it, unless told otherwise. */
+export const DEFAULT_NODE_FILE = "/run/tscni/node.json"
+
 export class NodeFileError extends Schema.TaggedError<NodeFileError>()("NodeFileError", {
   path: Schema.String,
   message: Schema.String

@@ -16,7 +16,8 @@ const PLUGINS: Record<string, () => Promise<PluginEntry>> = {
   bandwidth: () => import("@tscni/plugin-bandwidth/run").then((m) => ({ run: m.runBandwidth, bound: m.bandwidthOnLinux })),
   tuning: () => import("@tscni/plugin-tuning/run").then((m) => ({ run: m.runTuning, bound: m.tuningOnLinux })),
   firewall: () => import("@tscni/plugin-firewall/run").then((m) => ({ run: m.runFirewall, bound: m.firewallOnLinux })),
-  ptp: () => import("@tscni/plugin-ptp/run").then((m) => ({ run: m.runPtp, bound: m.ptpOnLinux }))
+  ptp: () => import("@tscni/plugin-ptp/run").then((m) => ({ run: m.runPtp, bound: m.ptpOnLinux })),
+  "tscni-net": () => import("@tscni/plugin-tscni-net/run").then((m) => ({ run: m.runTscniNet, bound: m.tscniNetOnLinux }))
 }
 
 /** The plugins this runtime can be, listed in the error for an unknown invocation name. */

@@ -7,6 +7,7 @@
 import { hostname } from "node:os"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import type { NodeStatus } from "@tscni/cluster/nodeAgent"
+import { DEFAULT_NODE_FILE } from "@tscni/cluster/nodeFile"
 import { BUILD_ID } from "./protocol.ts"
 import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
 
@@ -15,7 +16,6 @@ export const DEFAULT_HEALTH_LISTEN = "127.0.0.1:9402"
 
 /** Where the cluster lives in etcd unless `--etcd-prefix` says otherwise. */
 export const DEFAULT_ETCD_PREFIX = "/tscni/network"
-export const DEFAULT_NODE_FILE = "/run/tscni/node.json"
 /** An hour: a dead node's routes go within it; a restart or a short reboot finds its lease still there. */
 export const DEFAULT_LEASE_TTL_SECONDS = 3600
 /** flannel's host-gw re-checks its routes every 10 s too */

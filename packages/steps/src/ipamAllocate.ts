@@ -21,6 +21,8 @@ export interface IpamAllocateInput {
   readonly args: string
   /** CNI_PATH, colon-separated */
   readonly cniPath: string
+  /** what the delegate is, in messages (default "IPAM plugin"; the meta plugin's is its "delegate") */
+  readonly role?: string
 }
 
 /** The request a plugin received, as far as its delegated IPAM invocation repeats it. */
@@ -58,6 +60,7 @@ export const IpamAllocateHandle = Schema.Struct({
   ifname: Schema.String,
   args: Schema.String,
   cniPath: Schema.String,
+  role: Schema.optionalKey(Schema.String),
   result: Result
 })
 export type IpamAllocateHandle = typeof IpamAllocateHandle.Type
@@ -109,7 +112,7 @@ const invoke = (verb: Verb, path: string, request: Request, config: unknown) =>
     const error = pluginError(output)
     if (Option.isSome(error)) return yield* error.value
     if (output.exitCode !== 0) {
-      return yield* ioFailure(`IPAM plugin ${request.pluginType} ${verb} exited with code ${output.exitCode}`, excerpt(output))
+      return yield* ioFailure(`${request.role ?? "IPAM plugin"} ${request.pluginType} ${verb} exited with code ${output.exitCode}`, excerpt(output))
     }
     return output
   })
@@ -120,7 +123,7 @@ const add = (path: string, request: Request) =>
     const output = yield* invoke("ADD", path, request, request.config)
     const json = parseJson(output.stdout)
     if (Option.isNone(json)) {
-      return yield* decodeFailure(`IPAM plugin ${request.pluginType} ADD printed no JSON result`, excerpt(output))
+      return yield* decodeFailure(`${request.role ?? "IPAM plugin"} ${request.pluginType} ADD printed no JSON result`, excerpt(output))
     }
     return yield* decodeResult(json.value, request.cniVersion)
   })
@@ -148,7 +151,7 @@ export const ipamAllocate = makeStep<IpamAllocateInput, IpamAllocateHandle, CniE
       const exec = yield* PluginExec
       const path = yield* exec.lookup(handle.pluginType, handle.cniPath)
       if (Option.isNone(path)) {
-        return yield* Effect.logDebug(`IPAM plugin ${handle.pluginType} not found in CNI_PATH; nothing to release`)
+        return yield* Effect.logDebug(`${handle.role ?? "IPAM plugin"} ${handle.pluginType} not found in CNI_PATH; nothing to release`)
       }
       yield* invoke("DEL", path.value, handle, handle.config)
     }),
