@@ -58,5 +58,13 @@ else
   failed=$((failed + 1))
 fi
 
+echo "== the cluster demo (README's second command) runs to the end"
+if bash scripts/demo-cluster.sh > /tmp/tscni-demo-cluster.log 2>&1; then
+  passed=$((passed + 1))
+else
+  tail -30 /tmp/tscni-demo-cluster.log
+  failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -143,6 +143,19 @@ describe("tscni agent with etcd: subnet leases", () => {
     expect(claims()["10.244.200.0-24"]).toBe(`node2 ${n2.address} reserved`)
   })
 
+  test("SIGTERM stops the agent even with etcd gone, and its node file stays", async () => {
+    const n1 = cluster.nodes[0]!
+    await leased(n1)
+    await cluster.etcd.stop()
+    const agent = agents.get(n1.name)!
+    process.kill(agent.pid, "SIGTERM")
+    // a failure detector, not a pass condition: the agent must exit on its own
+    const ended = await Promise.race([agent.exited.then((code) => `exit ${code}`), Bun.sleep(30_000).then(() => "still running after 30 s")])
+    expect(ended).toBe("exit 0")
+    agents.delete(n1.name)
+    expect(nodeFile(n1)?.subnets).toHaveLength(1)
+  })
+
   test("bad flags: exit 2 with the flag named, nothing started", () => {
     const n1 = cluster.nodes[0]!
     const noStore = cluster.agentCommand(n1, ["--node", "x", "--socket", "/tmp/nothing.sock"])

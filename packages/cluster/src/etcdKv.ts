@@ -83,9 +83,11 @@ export const etcdKv = (client: Etcd3): KvShape => ({
         resume(Effect.fail(new KvError({ operation: "watch", message: describe(error) })))
         return undefined
       })
-      return Effect.promise(async () => {
+      // cancelled without waiting for etcd's answer: with etcd out of reach it never comes,
+      // and a stopping agent must not wait for it
+      return Effect.sync(() => {
         stopped = true
-        await (await watcher)?.cancel().catch(() => undefined)
+        void watcher.then((w) => w?.cancel()).catch(() => undefined)
       })
     })
 })

@@ -36,6 +36,8 @@ const agent = async (): Promise<void> => {
     process.stderr.write(`tscni agent: ${error instanceof Error ? error.message : String(error)}\n`)
     process.exitCode = 1
   })
+  // the agent has stopped: a datastore client's sockets and timers must not keep the process up
+  process.exit()
 }
 
 /**

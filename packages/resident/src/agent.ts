@@ -217,6 +217,9 @@ const leave = async (args: ReadonlyArray<string>): Promise<void> => {
   process.stdout.write(`node ${options.cluster.node} left: ${released.length === 0 ? "it held no lease" : `released ${released.join(", ")}`}\n`)
 }
 
+/** How long a stopping agent waits for its cluster side (the datastore may be out of reach). */
+const CLUSTER_STOP_MS = 3000
+
 /** Starts the cluster side (loaded only now: an agent without a datastore never loads it). */
 const startClusterSide = async (args: ClusterArgs, registry: Registry, onStatus: (status: NodeStatus) => void) => {
   const { startCluster } = await import("@tscni/cluster/run")
@@ -298,7 +301,12 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
     await stopSignal
     ready = false
     metrics.ready.set(0)
-    await cluster?.stop()
+    // the cluster side releases nothing on the way out (see nodeAgent.ts); with etcd out of
+    // reach its client may not answer, so stopping it gets a few seconds, not forever
+    if (cluster !== undefined) {
+      const stopped = await Promise.race([cluster.stop().then(() => true), Bun.sleep(CLUSTER_STOP_MS).then(() => false)])
+      if (!stopped) log(`the cluster side did not stop within ${CLUSTER_STOP_MS} ms: leaving it`)
+    }
     await daemon.stop()
     log("stopped")
   } finally {
