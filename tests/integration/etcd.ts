@@ -14,6 +14,9 @@ export interface RunningEtcd {
   /** etcdctl against this etcd (in its namespace); throws on failure */
   readonly etcdctl: (...args: ReadonlyArray<string>) => string
   readonly stop: () => Promise<void>
+  /** SIGSTOP / SIGCONT: etcd out of reach (connections open, nothing answered), then back */
+  readonly pause: () => void
+  readonly resume: () => void
 }
 
 const inNetns = (netns: string | undefined, argv: ReadonlyArray<string>): Array<string> =>
@@ -79,5 +82,5 @@ export const startEtcd = async (options: { readonly netns?: string; readonly add
       await Bun.sleep(50)
     }
   }
-  return { endpoint, pid: child.pid, etcdctl, stop }
+  return { endpoint, pid: child.pid, etcdctl, stop, pause: () => child.kill("SIGSTOP"), resume: () => child.kill("SIGCONT") }
 }
