@@ -71,3 +71,22 @@ describe("deploy/Dockerfile", () => {
     expect(dockerfile).toMatch(/^COPY deploy\/10-tscni\.conflist\.template \/opt\/tscni\/$/m)
   })
 })
+
+describe("deploy/10-tscni-cluster.conflist and deploy/tscni-agent-etcd.service", () => {
+  const conflist = JSON.parse(readFileSync(join(REPO, "deploy/10-tscni-cluster.conflist"), "utf8")) as { plugins: Array<{ type: string; nodeFile?: string; capabilities?: unknown }> }
+  const unit = readFileSync(join(REPO, "deploy/tscni-agent-etcd.service"), "utf8")
+
+  test("the conflist starts with tscni-net reading the node file the unit's agent writes, then portmap and bandwidth with their capabilities", () => {
+    expect(conflist.plugins.map((plugin) => plugin.type)).toEqual(["tscni-net", "portmap", "bandwidth"])
+    const nodeFile = conflist.plugins[0]!.nodeFile
+    expect(unit).toContain(`--node-file ${nodeFile}`)
+    expect(conflist.plugins[1]!.capabilities).toEqual({ portMappings: true })
+    expect(conflist.plugins[2]!.capabilities).toEqual({ bandwidth: true })
+  })
+
+  test("the unit runs the installed multicall binary's agent with the etcd datastore and stops it with SIGTERM", () => {
+    expect(unit).toMatch(/^ExecStart=\/opt\/cni\/bin\/tscni agent .*--etcd-endpoints \$\{TSCNI_ETCD_ENDPOINTS\} --node \$\{TSCNI_NODE\}/m)
+    expect(unit).toContain("KillSignal=SIGTERM")
+    expect(unit).toContain("EnvironmentFile=/etc/tscni/agent.env")
+  })
+})
