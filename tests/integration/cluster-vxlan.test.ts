@@ -205,3 +205,38 @@ describe("a routed topology: node 3 behind a router, on another segment", () => 
 
   })
 })
+
+describe("dual stack over VXLAN", () => {
+  let cluster: TestCluster
+  const agents = new Map<string, RunningAgent>()
+
+  beforeAll(async () => {
+    cluster = await makeCluster(2)
+    cluster.etcd.etcdctl("put", `${cluster.prefix}/config`, JSON.stringify({ network: "10.244.0.0/16", ipv6Network: "fd00:10:244::/48", backend: { type: "vxlan", vni: 7 } }))
+    await startAll(cluster, agents)
+  })
+  afterAll(async () => {
+    await cluster?.remove()
+  })
+
+  test("each node leases an IPv4 and an IPv6 subnet; pods get both and reach each other across nodes over both families", async () => {
+    const [n1, n2] = cluster.nodes as [TestNode, TestNode]
+    expect(nodeFileOf(n1).subnets).toHaveLength(2)
+    const v6 = (node: TestNode) => nodeFileOf(node).subnets.find((subnet) => subnet.includes(":"))!
+    // node1: an onlink route and a neighbour for node2's IPv6 subnet, over the same VTEP
+    const zero6 = v6(n2).split("/")[0]!
+    await until("node1 to route node2's IPv6 subnet", () => (agentRoutes(n1).includes(`${v6(n2)} via ${zero6} dev ${DEVICE}`) ? true : undefined))
+    expect(neighbours(n1)).toContain(`${zero6} ${macOf(n2)}`)
+    expect(fdb(n1)).toEqual([`${macOf(n2)} ${n2.address}`])
+    const [a, b] = [makePod(n1, join(dir, "dual")), makePod(n2, join(dir, "dual"))]
+    const addressesOf = (pod: TestPod) =>
+      json<Array<{ addr_info: Array<{ local: string; scope: string }> }>>(["ip", "-j", "-n", pod.netns, "addr", "show", "dev", "eth0"])[0]!.addr_info
+        .filter((info) => info.scope === "global").map((info) => info.local)
+    const b6 = addressesOf(b).find((address) => address.includes(":"))!
+    expect(b6.startsWith(v6(n2).split("::")[0]!)).toBe(true)
+    expect(pings(a, b).exitCode).toBe(0)
+    const ping6 = Bun.spawnSync(["ip", "netns", "exec", a.netns, "ping", "-6", "-c", "1", "-W", "5", b6])
+    expect(ping6.exitCode).toBe(0)
+    expect(await sourceSeen(a, { netns: b.netns, ip: b6 })).toBe(addressesOf(a).find((address) => address.includes(":"))!)
+  })
+})

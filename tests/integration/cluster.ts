@@ -213,7 +213,7 @@ export const pings = (from: TestPod, to: TestPod, extra: ReadonlyArray<string> =
 /** The source address a TCP server in `to` sees for a connection from `from` (NAT would show the node's). */
 export const sourceSeen = async (from: { readonly netns: string }, to: { readonly netns: string; readonly ip: string }): Promise<string> => {
   const server = Bun.spawn(["ip", "netns", "exec", to.netns, process.execPath, "-e", `
-    Bun.listen({ hostname: "0.0.0.0", port: 7070, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end() }, data() {} } })
+    Bun.listen({ hostname: "${to.ip.includes(":") ? "::" : "0.0.0.0"}", port: 7070, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end() }, data() {} } })
     console.log("listening")`], { stdout: "pipe", stderr: "ignore" })
   try {
     const first = await server.stdout.getReader().read()
@@ -229,8 +229,8 @@ export const sourceSeen = async (from: { readonly netns: string }, to: { readonl
   }
 }
 
-/** The node's routes of tscni's protocol (116), as `dst via gateway dev link`. */
+/** The node's routes of tscni's protocol (116), both families, as `dst via gateway dev link`. */
 export const agentRoutes = (node: TestNode): Array<string> =>
-  (JSON.parse(ip("-j", "-n", node.netns, "route", "show", "proto", "116")) as Array<{ dst: string; gateway?: string; dev?: string }>)
+  ["-4", "-6"].flatMap((family) => JSON.parse(ip(family, "-j", "-n", node.netns, "route", "show", "proto", "116")) as Array<{ dst: string; gateway?: string; dev?: string }>)
     .map((route) => `${route.dst} via ${route.gateway ?? "-"} dev ${route.dev ?? "-"}`)
     .sort()

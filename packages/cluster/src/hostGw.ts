@@ -29,8 +29,9 @@ export interface HostGwPlan {
 
 /**
  * The routes this node wants: each other node's IPv4 subnet via its public address, out of
- * the underlay interface, if that address is on-link there. (IPv6 subnets need IPv6 underlay
- * addresses, which leases do not carry yet: they are not routed by host-gw.)
+ * the underlay interface, if that address is on-link there. IPv6 subnets are reported, not
+ * routed (that needs IPv6 underlay addresses, which leases do not carry yet; `auto` and
+ * `vxlan` carry them over the overlay).
  */
 export const planHostGw = (claims: ReadonlyArray<SubnetClaim>, self: string, underlay: string) =>
   Effect.gen(function*() {
@@ -40,7 +41,11 @@ export const planHostGw = (claims: ReadonlyArray<SubnetClaim>, self: string, und
     const seen = new Map<string, boolean>()
     for (const claim of claims) {
       const publicIp = claim.record.publicIp
-      if (claim.record.node === self || claim.subnet.ip.family !== 4 || publicIp === undefined || parseIp(publicIp)?.family !== 4) continue
+      if (claim.record.node === self || publicIp === undefined || parseIp(publicIp)?.family !== 4) continue
+      if (claim.subnet.ip.family === 6) {
+        unreachable.push({ node: claim.record.node, publicIp, why: `${formatCidr(claim.subnet)}: host-gw routes IPv4 subnets only` })
+        continue
+      }
       let onLink = seen.get(publicIp)
       if (onLink === undefined) {
         // the kernel's own answer: a directly connected address has no gateway on its route

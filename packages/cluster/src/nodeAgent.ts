@@ -160,14 +160,16 @@ const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underl
     const type = config.backend.type
     const hostGw = type === "vxlan" ? { routes: [], unreachable: [] } : yield* planHostGw(claims, options.node, underlay.iface)
     const offLink = new Set(hostGw.unreachable.map((peer) => peer.node))
-    const overlay = type === "host-gw" ? [] : vxlanPeersOf(claims, options.node).filter((peer) => type === "vxlan" || offLink.has(peer.node))
-    const ownV4 = held.find((h) => h.family === 4)?.subnet
+    // auto: VXLAN for the peers host-gw cannot reach, and for every IPv6 subnet (host-gw routes IPv4 only)
+    const overlay = type === "host-gw"
+      ? []
+      : vxlanPeersOf(claims, options.node).filter((peer) => type === "vxlan" || offLink.has(peer.node) || peer.subnet.ip.family === 6)
     const routes = [...hostGw.routes]
     const made: Array<string> = []
     if (type === "host-gw") {
       if (yield* removeVxlanDevice(config.backend.vni)) made.push(`removed ${vxlanDeviceName(config.backend.vni)}: the backend is host-gw`)
-    } else if (ownV4 !== undefined) {
-      const device = yield* ensureVxlanDevice(config, options.node, underlay, ownV4)
+    } else {
+      const device = yield* ensureVxlanDevice(config, options.node, underlay, held.map((h) => h.subnet))
       made.push(...device.changes, ...(yield* reconcileVxlanEntries(device.name, overlay)))
       routes.push(...overlay.map((peer) => vxlanRoute(device.name, peer)))
     }

@@ -44,11 +44,15 @@ export interface VxlanPeer {
   readonly vtepMac: string
 }
 
-/** The peers among `claims` that can be reached over VXLAN (IPv4 subnets of nodes that publish a VTEP). */
+/**
+ * The peer subnets among `claims` that can be reached over VXLAN: those of nodes that
+ * publish a VTEP. IPv6 subnets too: the overlay carries IPv6 frames between the same IPv4
+ * VTEPs (a neighbour for the subnet's first address, an onlink route), no IPv6 underlay needed.
+ */
 export const vxlanPeersOf = (claims: ReadonlyArray<SubnetClaim>, self: string): ReadonlyArray<VxlanPeer> =>
   claims.flatMap((claim) => {
     const { node, publicIp, backend } = claim.record
-    if (node === self || claim.subnet.ip.family !== 4 || publicIp === undefined || parseIp(publicIp)?.family !== 4) return []
+    if (node === self || publicIp === undefined || parseIp(publicIp)?.family !== 4) return []
     if (backend?.type !== "vxlan" || backend.vtepMac === undefined) return []
     return [{ node, subnet: claim.subnet, publicIp, vtepMac: backend.vtepMac }]
   })
@@ -68,13 +72,14 @@ const sameDevice = (link: LinkInfo, wanted: { readonly vni: number; readonly por
 /**
  * Makes the node's VXLAN device what the config and underlay say: kept when it already is
  * (a restart), made again when a setting differs (the underlay address changed), up, with
- * the own subnet's `.0/32` as its only IPv4 address. Returns its name and what changed.
+ * each own subnet's first address as its only addresses (IPv4 /32, IPv6 /128, besides the
+ * kernel's link-local). Returns its name and what changed.
  */
 export const ensureVxlanDevice = (
   config: ClusterConfig,
   node: string,
   underlay: { readonly iface: string; readonly publicIp: string; readonly mtu: number },
-  ownSubnet: Cidr
+  ownSubnets: ReadonlyArray<Cidr>
 ): Effect.Effect<{ readonly name: string; readonly changes: ReadonlyArray<string> }, BackendError, Backend> =>
   Effect.gen(function*() {
     const backend = yield* Backend
@@ -98,15 +103,17 @@ export const ensureVxlanDevice = (
         vxlan: { vni: wanted.vni, port: wanted.port, local: wanted.local, underlay: underlay.iface, learning: false }
       })
     }
-    const address = `${firstAddress(ownSubnet)}/32`
+    // the first address of each own subnet (IPv4 /32, IPv6 /128); the kernel's IPv6 link-local stays
+    const own = ownSubnets.map((subnet) => `${firstAddress(subnet)}/${subnet.ip.family === 4 ? 32 : 128}`)
     const addresses = yield* backend.listAddresses(HOST_NETNS, name)
     for (const other of addresses) {
-      if (other.family !== 4 || other.cidr === address) continue
+      if (own.includes(other.cidr) || other.cidr.startsWith("fe80:")) continue
       yield* backend.deleteAddress(HOST_NETNS, name, other.cidr)
       changes.push(`removed address ${other.cidr} from ${name}`)
     }
-    if (!addresses.some((present) => present.cidr === address)) {
-      yield* backend.addAddress(HOST_NETNS, name, address)
+    for (const address of own) {
+      if (addresses.some((present) => present.cidr === address)) continue
+      yield* backend.addAddress(HOST_NETNS, name, address, { noDad: true })
       changes.push(`added address ${address} to ${name}`)
     }
     if (!(yield* backend.getLink(HOST_NETNS, name)).up) {
@@ -146,6 +153,7 @@ export const reconcileVxlanEntries = (device: string, peers: ReadonlyArray<Vxlan
       yield* backend.setNeighbor(HOST_NETNS, { link: device, ip, mac })
       changes.push(`set neighbour ${ip} ${mac}`)
     }
+    // one forwarding entry per peer node, whatever number of subnets it has
     const wantedFdb = new Map(peers.map((peer) => [peer.vtepMac, peer.publicIp]))
     for (const entry of yield* backend.listFdb(HOST_NETNS, device)) {
       if (wantedFdb.get(entry.mac) === entry.dst) wantedFdb.delete(entry.mac)
