@@ -160,7 +160,7 @@ describe("tscni agent with etcd: subnet leases", () => {
     const n1 = cluster.nodes[0]!
     const noStore = cluster.agentCommand(n1, ["--node", "x", "--socket", "/tmp/nothing.sock"])
     expect(noStore.exitCode).toBe(2)
-    expect(noStore.stderr).toContain("tscni agent: --node needs --etcd-endpoints (a datastore)")
+    expect(noStore.stderr).toContain("tscni agent: --node needs a datastore (--etcd-endpoints, or --datastore kubernetes)")
     const badTtl = cluster.agentCommand(n1, ["--etcd-endpoints", "http://127.0.0.1:1", "--lease-ttl", "1"])
     expect(badTtl.exitCode).toBe(2)
     expect(badTtl.stderr).toContain("--lease-ttl: '1' is not a whole number of seconds from 2")

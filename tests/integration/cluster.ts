@@ -29,8 +29,20 @@ export interface RunningAgent {
   readonly exited: Promise<number>
 }
 
+/** The conventions test API server of a cluster made with `datastore: "kubernetes"`, run in the etcd namespace. */
+export interface TestKubeApi {
+  readonly url: string
+  readonly kubeconfig: string
+  /** one command to the server process (see kube-apiserver-main.ts), its answer */
+  readonly send: (command: Record<string, unknown>) => Promise<unknown>
+}
+
 export interface TestCluster {
   readonly etcd: RunningEtcd
+  /** with `datastore: "kubernetes"`: the API server the agents use instead of etcd */
+  readonly kube: TestKubeApi | undefined
+  /** the cluster config file the agents read with the kubernetes datastore */
+  readonly clusterConfigFile: string
   readonly prefix: string
   readonly nodes: ReadonlyArray<TestNode>
   /** a host on the underlay that is not a node: a destination outside the cluster network */
@@ -64,7 +76,10 @@ export const until = async <A>(what: string, check: () => A | undefined, timeout
  * `routed` (1-based) are on a second segment instead, behind a router namespace: not on-link
  * for the others (host-gw cannot reach them; VXLAN can).
  */
-export const makeCluster = async (nodeCount: number, options: { readonly routed?: ReadonlyArray<number> } = {}): Promise<TestCluster> => {
+export const makeCluster = async (
+  nodeCount: number,
+  options: { readonly routed?: ReadonlyArray<number>; readonly datastore?: "etcd" | "kubernetes" } = {}
+): Promise<TestCluster> => {
   // two /24s of their own per cluster of this run: 10.(200 + n).0.0/24 and 10.(200 + n).1.0/24
   const base = `10.${200 + (clusters++ % 50)}`
   const segment = `${base}.0`
@@ -73,9 +88,12 @@ export const makeCluster = async (nodeCount: number, options: { readonly routed?
   const namespaces: Array<{ remove: () => void }> = []
   const agents: Array<Bun.Subprocess> = []
   let etcd: RunningEtcd | undefined
+  let apiServer: Bun.Subprocess<"pipe", "pipe", "ignore"> | undefined
   const remove = async () => {
     for (const agent of agents) agent.kill("SIGKILL")
     await Promise.all(agents.map((agent) => agent.exited))
+    apiServer?.kill("SIGKILL")
+    await apiServer?.exited
     await etcd?.stop()
     for (const netns of namespaces.reverse()) netns.remove()
     rmSync(dir, { recursive: true, force: true })
@@ -114,6 +132,41 @@ export const makeCluster = async (nodeCount: number, options: { readonly routed?
     namespaces.push(etcdNetns)
     attach(etcdNetns.name, `${segment}.1`)
     etcd = await startEtcd({ netns: etcdNetns.name, address: `${segment}.1` })
+    let kube: TestKubeApi | undefined
+    if (options.datastore === "kubernetes") {
+      const server = Bun.spawn(["ip", "netns", "exec", etcdNetns.name, process.execPath, join(import.meta.dir, "kube-apiserver-main.ts"), `${segment}.1`], {
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "ignore"
+      })
+      apiServer = server
+      const reader = server.stdout.getReader()
+      const decoder = new TextDecoder()
+      let buffered = ""
+      const nextLine = async (): Promise<string> => {
+        for (;;) {
+          const end = buffered.indexOf("\n")
+          if (end >= 0) {
+            const line = buffered.slice(0, end)
+            buffered = buffered.slice(end + 1)
+            return line
+          }
+          const { done, value } = await reader.read()
+          if (done) throw new Error("the test API server ended")
+          buffered += decoder.decode(value, { stream: true })
+        }
+      }
+      const hello = JSON.parse(await nextLine()) as { url: string; kubeconfig: string }
+      kube = {
+        url: hello.url,
+        kubeconfig: hello.kubeconfig,
+        send: async (command) => {
+          server.stdin.write(JSON.stringify(command) + "\n")
+          await server.stdin.flush()
+          return JSON.parse(await nextLine()) as unknown
+        }
+      }
+    }
     const outsideNetns = freshNetns()
     namespaces.push(outsideNetns)
     attach(outsideNetns.name, `${segment}.200`)
@@ -133,11 +186,14 @@ export const makeCluster = async (nodeCount: number, options: { readonly routed?
       })
     }
     const prefix = `/tscni-test-${process.pid}-${clusters}`
+    const clusterConfigFile = join(dir, "cluster-config.json")
+    const datastoreFlags = kube === undefined
+      ? ["--etcd-endpoints", etcd!.endpoint, "--etcd-prefix", prefix]
+      : ["--kubeconfig", kube.kubeconfig, "--cluster-config", clusterConfigFile]
     const clusterFlags = (node: TestNode) => [
       "--socket", node.socket,
       "--health-listen", `127.0.0.1:${HEALTH_PORT}`,
-      "--etcd-endpoints", etcd!.endpoint,
-      "--etcd-prefix", prefix,
+      ...datastoreFlags,
       "--node", node.name,
       "--node-file", node.nodeFile
     ]
@@ -164,7 +220,7 @@ export const makeCluster = async (nodeCount: number, options: { readonly routed?
       const cut = out.lastIndexOf("\n")
       return { status: Number(out.slice(cut + 1)), body: out.slice(0, cut) }
     }
-    return { etcd, prefix, nodes, outside, startAgent, agentCommand, probe, remove }
+    return { etcd, kube, clusterConfigFile, prefix, nodes, outside, startAgent, agentCommand, probe, remove }
   } catch (error) {
     await remove()
     throw error

@@ -50,6 +50,10 @@ export interface KubeApiServer {
   readonly endWatches: () => void
   /** how many watch streams are open */
   readonly watchCount: () => number
+  /** what a client's create, merge patch and delete do, done by the test itself */
+  readonly create: (node: Json) => Json
+  readonly patch: (name: string, patch: Json) => Json | undefined
+  readonly remove: (name: string) => boolean
   readonly stop: () => Promise<void>
 }
 
@@ -100,6 +104,23 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
     nodes.set(String(metadata.name), stored)
     record(type, stored)
     return stored
+  }
+
+  const create = (object: Json): Json => commit("ADDED", { ...object, metadata: { ...(object.metadata as Json), uid: crypto.randomUUID() } })
+  const patch = (name: string, body: unknown): Json | undefined => {
+    const existing = nodes.get(name)
+    if (existing === undefined) return undefined
+    const patched = mergePatch(existing, body) as Json
+    return commit("MODIFIED", { ...patched, metadata: { ...(patched.metadata as Json), name } })
+  }
+  const remove = (name: string): Json | undefined => {
+    const existing = nodes.get(name)
+    if (existing === undefined) return undefined
+    nodes.delete(name)
+    revision++
+    const gone = { ...existing, metadata: { ...(existing.metadata as Json), resourceVersion: String(revision) } }
+    record("DELETED", gone)
+    return gone
   }
 
   const watch = (from: number, bookmarks: boolean) => {
@@ -164,7 +185,7 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
         const objectName = isRecord(object.metadata) ? object.metadata.name : undefined
         if (typeof objectName !== "string" || objectName === "") return status(422, "Invalid", "metadata.name: Required value")
         if (nodes.has(objectName)) return status(409, "AlreadyExists", `nodes "${objectName}" already exists`)
-        return Response.json(commit("ADDED", { ...object, metadata: { ...object.metadata as Json, uid: crypto.randomUUID() } }), { status: 201 })
+        return Response.json(create(object), { status: 201 })
       }
       const existing = name === undefined ? undefined : nodes.get(name)
       if (name === undefined || existing === undefined) return status(404, "NotFound", `nodes "${name ?? ""}" not found`)
@@ -173,16 +194,9 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
         if (request.headers.get("content-type") !== "application/merge-patch+json") {
           return status(415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json`)
         }
-        const patched = mergePatch(existing, await request.json()) as Json
-        return Response.json(commit("MODIFIED", { ...patched, metadata: { ...(patched.metadata as Json), name } }))
+        return Response.json(patch(name, await request.json()))
       }
-      if (request.method === "DELETE") {
-        nodes.delete(name)
-        revision++
-        const gone = { ...existing, metadata: { ...(existing.metadata as Json), resourceVersion: String(revision) } }
-        record("DELETED", gone)
-        return Response.json(gone)
-      }
+      if (request.method === "DELETE") return Response.json(remove(name))
       return status(405, "MethodNotAllowed", `${request.method} is not allowed`)
     }
   })
@@ -228,6 +242,9 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
       for (const watcher of [...watchers]) watcher.end()
     },
     watchCount: () => watchers.size,
+    create,
+    patch,
+    remove: (name) => remove(name) !== undefined,
     stop: async () => {
       for (const watcher of [...watchers]) watcher.end()
       await server.stop(true)

@@ -76,8 +76,11 @@ const recordOf = (identity: NodeIdentity): LeaseRecord => ({ node: identity.node
 
 const sameRecord = (a: LeaseRecord, b: LeaseRecord): boolean => JSON.stringify(a) === JSON.stringify(b)
 
-/** What one family's claim came from: the node's reservation, its lease found again, or a new one. */
-export type ClaimOutcome = "reserved" | "kept" | "new"
+/**
+ * What one family's claim came from: the node's reservation, its lease found again, a new
+ * one, or (Kubernetes) the subnet the cluster assigned.
+ */
+export type ClaimOutcome = "reserved" | "kept" | "new" | "assigned"
 
 export interface HeldSubnet {
   readonly family: IpFamily

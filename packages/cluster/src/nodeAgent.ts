@@ -8,25 +8,21 @@
  * which lives out its TTL, and the node file stays, so a restart finds the same subnet and
  * the pods keep working. A node leaves only by `tscni agent leave` or by its lease expiring.
  */
-import { Deferred, Effect, Schema } from "effect"
+import { Deferred, Effect } from "effect"
 import type { Backend } from "@tscni/backend"
 import { formatCidr } from "@tscni/ip"
-import { type ClusterConfig, decodeClusterConfig } from "./config.ts"
+import type { ClusterConfig } from "./config.ts"
 import { planHostGw, reconcileRoutes } from "./hostGw.ts"
 import { reconcileMasquerade } from "./masquerade.ts"
-import { Kv } from "./kv.ts"
-import { claimsIn, claimSubnets, type HeldSubnet, subnetsPrefix } from "./leases.ts"
+import { Datastore } from "./datastore.ts"
+import type { HeldSubnet } from "./leases.ts"
 import { readNodeFile, writeNodeFile } from "./nodeFile.ts"
-import { subnetKey } from "./subnets.ts"
 import { findUnderlay, type Underlay } from "./underlay.ts"
 import { ensureVxlanDevice, removeVxlanDevice, reconcileVxlanEntries, vtepMacOf, vxlanDeviceName, vxlanPeersOf, vxlanRoute } from "./vxlan.ts"
 
 export interface NodeAgentOptions {
   readonly node: string
-  /** the datastore prefix: `<prefix>/config`, `<prefix>/subnets/…` */
-  readonly prefix: string
   readonly nodeFile: string
-  readonly leaseTtlSeconds: number
   /** how often the peers' routes are reconciled even when nothing changed (repairs hand edits) */
   readonly resyncSeconds: number
   readonly iface: string | undefined
@@ -56,68 +52,21 @@ export interface NodeStatus {
 
 export const initialStatus: NodeStatus = { ready: false, detail: "starting", subnets: [], claims: 0, losses: 0, errors: 0, peers: 0, unreachable: [], changes: 0 }
 
-/** The loop's reasons to start over (each is reported, then retried). */
-class LeaseLost extends Schema.TaggedError<LeaseLost>()("LeaseLost", { message: Schema.String }) {}
-
 const MAX_PAUSE_MS = 10_000
-
-const readConfig = (prefix: string) =>
-  Effect.gen(function*() {
-    const kv = yield* Kv
-    const key = `${prefix}/config`
-    const { entries } = yield* kv.list(key)
-    const entry = entries.find((candidate) => candidate.key === key)
-    if (entry === undefined) return yield* new LeaseLost({ message: `no cluster config at ${key} in the datastore` })
-    return yield* decodeClusterConfig(entry.value)
-  })
-
-/** The node a claim's value names; undefined when it names none. */
-const ownerOf = (value: string): string | undefined => {
-  try {
-    const parsed: unknown = JSON.parse(value)
-    return typeof parsed === "object" && parsed !== null && "node" in parsed && typeof parsed.node === "string" ? parsed.node : undefined
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * Succeeds (with why) when the node's claims are gone or no longer its own (deleted by
- * hand or by `leave`, expired, taken over), watched from the revision they were verified at;
- * fails when the watch breaks.
- */
-const claimsGone = (prefix: string, node: string, held: ReadonlyArray<HeldSubnet>, onChange: Effect.Effect<void>) =>
-  Effect.gen(function*() {
-    const kv = yield* Kv
-    const keys = new Set(held.map((h) => `${subnetsPrefix(prefix)}${subnetKey(h.subnet)}`))
-    const { entries, revision } = yield* kv.list(subnetsPrefix(prefix))
-    const missing = [...keys].filter((key) => !entries.some((entry) => entry.key === key && ownerOf(entry.value) === node))
-    if (missing.length > 0) return `claim ${missing.join(", ")} changed while it was being made`
-    const gone = yield* Deferred.make<string>()
-    const watching = kv.watch(subnetsPrefix(prefix), revision, (events) =>
-      Effect.andThen(onChange, Effect.forEach(events, (event) => {
-        const key = event.type === "put" ? event.entry.key : event.key
-        if (!keys.has(key)) return Effect.void
-        if (event.type === "delete") return Deferred.succeed(gone, `claim ${key} was deleted`)
-        return ownerOf(event.entry.value) === node ? Effect.void : Deferred.succeed(gone, `claim ${key} was taken over`)
-      }, { discard: true }))
-    )
-    return yield* Effect.raceFirst(Deferred.await(gone), watching)
-  })
 
 /** One round: claim, write the node file, hold until something is lost. Returns why it ended. */
 const holdSubnets = (options: NodeAgentOptions, report: Report) =>
   Effect.scoped(Effect.gen(function*() {
-    const kv = yield* Kv
-    const config = yield* readConfig(options.prefix)
+    const datastore = yield* Datastore
+    const config = yield* datastore.config
     const underlay = yield* findUnderlay({ iface: options.iface, publicIp: options.publicIp })
-    const lease = yield* kv.lease(options.leaseTtlSeconds)
     const previous = (yield* readNodeFile(options.nodeFile))?.subnets ?? []
     // a vxlan or auto node publishes its VTEP MAC (derived from its name: known before its device exists)
     const backend = config.backend.type === "host-gw"
       ? { type: "host-gw" as const }
       : { type: "vxlan" as const, vtepMac: vtepMacOf(options.node, config.backend.vni) }
-    const held = yield* claimSubnets(kv, options.prefix, config, { node: options.node, publicIp: underlay.publicIp, backend }, lease.id, previous)
+    const hold = yield* datastore.hold(config, { node: options.node, publicIp: underlay.publicIp, backend }, previous)
+    const held = hold.subnets
     const subnets = held.map((h) => formatCidr(h.subnet))
     const mtu = config.mtu ?? underlay.mtu - (config.backend.type === "host-gw" ? 0 : 50)
     yield* writeNodeFile(options.nodeFile, {
@@ -130,7 +79,7 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
     const how = held.map((h) => `${formatCidr(h.subnet)} (${h.outcome})`).join(", ")
     log(`node ${options.node} holds ${how} on ${underlay.iface} ${underlay.publicIp}; node file ${options.nodeFile}, mtu ${mtu}`)
     report((now) => ({ ready: true, detail: `holds ${how}`, subnets, claims: now.claims + 1 }))
-    // the peers are reconciled now, on every change under the subnets, and every resync interval
+    // the peers are reconciled now, on every change of anyone's subnets, and every resync interval
     let wake = yield* Deferred.make<void>()
     const peers = Effect.gen(function*() {
       for (;;) {
@@ -139,10 +88,7 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
         yield* Effect.raceFirst(Deferred.await(wake), Effect.sleep(options.resyncSeconds * 1000))
       }
     })
-    return yield* Effect.raceFirst(
-      lease.lost.pipe(Effect.as(`lease ${lease.id} was lost (expired while the datastore was out of reach)`)),
-      Effect.raceFirst(claimsGone(options.prefix, options.node, held, Effect.suspend(() => Deferred.succeed(wake, undefined))), peers)
-    )
+    return yield* Effect.raceFirst(hold.ended, Effect.raceFirst(datastore.changes(Effect.suspend(() => Deferred.succeed(wake, undefined))), peers))
   }))
 
 /**
@@ -154,9 +100,7 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
  */
 const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underlay: Underlay, held: ReadonlyArray<HeldSubnet>, report: Report) =>
   Effect.gen(function*() {
-    const kv = yield* Kv
-    const { entries } = yield* kv.list(subnetsPrefix(options.prefix))
-    const claims = config.networks.flatMap((net) => claimsIn(net, options.prefix, entries))
+    const claims = yield* (yield* Datastore).claims(config)
     const type = config.backend.type
     const hostGw = type === "vxlan" ? { routes: [], unreachable: [] } : yield* planHostGw(claims, options.node, underlay.iface)
     const offLink = new Set(hostGw.unreachable.map((peer) => peer.node))
@@ -201,7 +145,7 @@ const describe = (error: unknown): string =>
   typeof error === "object" && error !== null && "message" in error && typeof error.message === "string" ? error.message : String(error)
 
 /** Runs the cluster side until interrupted; `report` hears every status change. */
-export const runNodeAgent = (options: NodeAgentOptions, onStatus: (status: NodeStatus) => void): Effect.Effect<never, never, Kv | Backend> =>
+export const runNodeAgent = (options: NodeAgentOptions, onStatus: (status: NodeStatus) => void): Effect.Effect<never, never, Datastore | Backend> =>
   Effect.gen(function*() {
     let status = initialStatus
     const report: Report = (change) => {

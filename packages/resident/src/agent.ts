@@ -7,6 +7,7 @@
 import { hostname } from "node:os"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import type { NodeStatus } from "@tscni/cluster/nodeAgent"
+import type { ClusterOptions, DatastoreArgs } from "@tscni/cluster/run"
 import { DEFAULT_NODE_FILE } from "@tscni/cluster/nodeFile"
 import { BUILD_ID } from "./protocol.ts"
 import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
@@ -22,8 +23,9 @@ export const DEFAULT_LEASE_TTL_SECONDS = 3600
 export const DEFAULT_RESYNC_SECONDS = 10
 
 export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off] [--max-running-calls N]
-                  [--etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX] [--node-file PATH]
-                   [--iface NAME] [--public-ip IP] [--lease-ttl SECONDS] [--resync-interval SECONDS]]
+                  [--etcd-endpoints URL[,URL…] [--etcd-prefix PREFIX] [--lease-ttl SECONDS]
+                   | --datastore kubernetes [--kubeconfig PATH] --cluster-config PATH]
+                  [--node NAME] [--node-file PATH] [--iface NAME] [--public-ip IP] [--resync-interval SECONDS]
        tscni agent leave --etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX]
 
 The node's tscni process: serves the calls of the multicall plugin binary (tscni and its
@@ -37,8 +39,13 @@ subnet(s) and writes them to the node file.
                              (default: ${DEFAULT_HEALTH_LISTEN}; "off": none)
   --max-running-calls N      calls run at once; the others wait their turn
                              (default: ${DEFAULT_MAX_RUNNING_CALLS})
-  --etcd-endpoints URLS      the etcd v3 datastore (comma-separated http:// URLs); without it
-                             the agent only serves calls
+  --etcd-endpoints URLS      the etcd v3 datastore (comma-separated http:// URLs); without a
+                             datastore the agent only serves calls
+  --datastore kubernetes     the Kubernetes API instead: the node's subnets are its
+                             spec.podCIDRs, peers are the Node objects (annotated by their agents)
+  --kubeconfig PATH          credentials for it (default: the pod's service account; giving
+                             --kubeconfig alone selects the kubernetes datastore)
+  --cluster-config PATH      with kubernetes: the cluster network's JSON (as etcd's PREFIX/config)
   --node NAME                this node's name in the datastore (default: the host name)
   --etcd-prefix PREFIX       where the cluster lives in etcd: PREFIX/config, PREFIX/subnets/…
                              (default: ${DEFAULT_ETCD_PREFIX})
@@ -59,17 +66,8 @@ Without the agent every plugin call runs in its own process, as the runtime star
 \`tscni daemon\` is the same command (its older name).
 `
 
-/** The cluster side's options (present when --etcd-endpoints is). */
-export interface ClusterArgs {
-  readonly etcdEndpoints: ReadonlyArray<string>
-  readonly node: string
-  readonly prefix: string
-  readonly nodeFile: string
-  readonly iface: string | undefined
-  readonly publicIp: string | undefined
-  readonly leaseTtlSeconds: number
-  readonly resyncSeconds: number
-}
+/** The cluster side's options (present when a datastore is given). */
+export type ClusterArgs = ClusterOptions
 
 export interface AgentOptions {
   readonly socket: string
@@ -91,34 +89,63 @@ const FLAGS = [
   "--iface",
   "--public-ip",
   "--lease-ttl",
-  "--resync-interval"
+  "--resync-interval",
+  "--datastore",
+  "--kubeconfig",
+  "--cluster-config"
 ]
 
-/** The cluster flags, checked; undefined without --etcd-endpoints (then none of the others may be given). */
-const parseClusterArgs = (values: ReadonlyMap<string, string>): ClusterArgs | undefined | { readonly error: string } => {
+/** The flags that only make sense with a datastore. */
+const CALL_FLAGS = new Set(["--socket", "--health-listen", "--max-running-calls"])
+
+/** Which datastore the flags name, checked; undefined when none (then no cluster flag may be given). */
+const parseDatastore = (values: ReadonlyMap<string, string>): DatastoreArgs | undefined | { readonly error: string } => {
   const endpoints = values.get("--etcd-endpoints")
-  if (endpoints === undefined) {
-    const stray = [...values.keys()].find((flag) => flag !== "--socket" && flag !== "--health-listen" && flag !== "--max-running-calls")
-    return stray === undefined ? undefined : { error: `${stray} needs --etcd-endpoints (a datastore)` }
+  const kubeconfig = values.get("--kubeconfig")
+  const chosen = values.get("--datastore") ?? (endpoints !== undefined ? "etcd" : kubeconfig !== undefined ? "kubernetes" : undefined)
+  if (chosen === undefined) {
+    const stray = [...values.keys()].find((flag) => !CALL_FLAGS.has(flag))
+    return stray === undefined ? undefined : { error: `${stray} needs a datastore (--etcd-endpoints, or --datastore kubernetes)` }
   }
-  const urls = endpoints.split(",").map((url) => url.trim()).filter((url) => url !== "")
-  const bad = urls.find((url) => !/^https?:\/\/[^/]+\/?$/.test(url))
-  if (urls.length === 0 || bad !== undefined) return { error: `--etcd-endpoints: '${bad ?? endpoints}' is not an http(s)://HOST:PORT URL` }
+  if (chosen === "etcd") {
+    if (endpoints === undefined) return { error: "--datastore etcd needs --etcd-endpoints" }
+    if (kubeconfig !== undefined || values.has("--cluster-config")) return { error: "--kubeconfig and --cluster-config are for --datastore kubernetes, not etcd" }
+    const urls = endpoints.split(",").map((url) => url.trim()).filter((url) => url !== "")
+    const bad = urls.find((url) => !/^https?:\/\/[^/]+\/?$/.test(url))
+    if (urls.length === 0 || bad !== undefined) return { error: `--etcd-endpoints: '${bad ?? endpoints}' is not an http(s)://HOST:PORT URL` }
+    const prefix = (values.get("--etcd-prefix") ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, "")
+    if (!prefix.startsWith("/")) return { error: `--etcd-prefix: '${prefix}' must start with /` }
+    const ttl = values.get("--lease-ttl") ?? String(DEFAULT_LEASE_TTL_SECONDS)
+    if (!/^\d{1,7}$/.test(ttl) || Number(ttl) < 2) return { error: `--lease-ttl: '${ttl}' is not a whole number of seconds from 2 to 9999999` }
+    return { type: "etcd", endpoints: urls, prefix, leaseTtlSeconds: Number(ttl) }
+  }
+  if (chosen !== "kubernetes") return { error: `--datastore: '${chosen}' is not etcd or kubernetes` }
+  for (const flag of ["--etcd-endpoints", "--etcd-prefix", "--lease-ttl"]) {
+    if (values.has(flag)) return { error: `${flag} is for --datastore etcd; with kubernetes the subnets are the nodes' spec.podCIDRs` }
+  }
+  const clusterConfig = values.get("--cluster-config")
+  if (clusterConfig === undefined) return { error: "--datastore kubernetes needs --cluster-config PATH (the cluster network's JSON, e.g. a mounted ConfigMap)" }
+  for (const [flag, path] of [["--cluster-config", clusterConfig], ["--kubeconfig", kubeconfig]] as const) {
+    if (path !== undefined && !path.startsWith("/")) return { error: `${flag}: '${path}' is not an absolute path` }
+  }
+  return { type: "kubernetes", kubeconfig, clusterConfig }
+}
+
+/** The cluster flags, checked; undefined without a datastore. */
+const parseClusterArgs = (values: ReadonlyMap<string, string>): ClusterArgs | undefined | { readonly error: string } => {
+  const datastore = parseDatastore(values)
+  if (datastore === undefined || "error" in datastore) return datastore
   const node = values.get("--node") ?? hostname()
   if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(node)) return { error: `--node: '${node}' is not a node name (letters, digits, '.', '_', '-')` }
-  const prefix = (values.get("--etcd-prefix") ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, "")
-  if (!prefix.startsWith("/")) return { error: `--etcd-prefix: '${prefix}' must start with /` }
   const nodeFile = values.get("--node-file") ?? DEFAULT_NODE_FILE
   if (!nodeFile.startsWith("/")) return { error: `--node-file: '${nodeFile}' is not an absolute path` }
-  const ttl = values.get("--lease-ttl") ?? String(DEFAULT_LEASE_TTL_SECONDS)
-  if (!/^\d{1,7}$/.test(ttl) || Number(ttl) < 2) return { error: `--lease-ttl: '${ttl}' is not a whole number of seconds from 2 to 9999999` }
   const resync = values.get("--resync-interval") ?? String(DEFAULT_RESYNC_SECONDS)
   if (!/^\d{1,5}$/.test(resync) || Number(resync) < 1) return { error: `--resync-interval: '${resync}' is not a whole number of seconds from 1 to 99999` }
   const iface = values.get("--iface")
   if (iface !== undefined && !/^[^\s/]{1,15}$/.test(iface)) return { error: `--iface: '${iface}' is not an interface name` }
   const publicIp = values.get("--public-ip")
   if (publicIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(publicIp)) return { error: `--public-ip: '${publicIp}' is not an IPv4 address` }
-  return { etcdEndpoints: urls, node, prefix, nodeFile, iface, publicIp, leaseTtlSeconds: Number(ttl), resyncSeconds: Number(resync) }
+  return { datastore, node, nodeFile, iface, publicIp, resyncSeconds: Number(resync) }
 }
 
 /** The options, or the reason they are wrong; `help` when help was asked for. */
@@ -207,13 +234,13 @@ const clusterMetrics = (registry: Registry) => {
 const leave = async (args: ReadonlyArray<string>): Promise<void> => {
   const options = parseAgentArgs(args)
   if (options === "help") return void process.stdout.write(USAGE)
-  if ("error" in options || options.cluster === undefined) {
-    process.stderr.write(`tscni agent leave: ${"error" in options ? options.error : "--etcd-endpoints is required"}\n\n${USAGE}`)
+  if ("error" in options || options.cluster?.datastore.type !== "etcd") {
+    process.stderr.write(`tscni agent leave: ${"error" in options ? options.error : "--etcd-endpoints is required (in Kubernetes a node leaves when its Node object is deleted)"}\n\n${USAGE}`)
     process.exitCode = 2
     return
   }
   const { leaveCluster } = await import("@tscni/cluster/run")
-  const released = await leaveCluster(options.cluster)
+  const released = await leaveCluster({ ...options.cluster.datastore, node: options.cluster.node })
   process.stdout.write(`node ${options.cluster.node} left: ${released.length === 0 ? "it held no lease" : `released ${released.join(", ")}`}\n`)
 }
 
@@ -224,7 +251,10 @@ const CLUSTER_STOP_MS = 3000
 const startClusterSide = async (args: ClusterArgs, registry: Registry, onStatus: (status: NodeStatus) => void) => {
   const { startCluster } = await import("@tscni/cluster/run")
   const record = clusterMetrics(registry)
-  log(`cluster: node ${args.node}, etcd ${args.etcdEndpoints.join(",")}, prefix ${args.prefix}`)
+  const where = args.datastore.type === "etcd"
+    ? `etcd ${args.datastore.endpoints.join(",")}, prefix ${args.datastore.prefix}`
+    : `kubernetes (${args.datastore.kubeconfig ?? "in-cluster credentials"}), cluster config ${args.datastore.clusterConfig}`
+  log(`cluster: node ${args.node}, ${where}`)
   return startCluster(args, (status) => {
     record(status)
     onStatus(status)
