@@ -11,9 +11,9 @@
  *   - watches that the server ends are resumed, and a watch too old (410) lists again.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { agentRoutes, makeCluster, makePod, nodeFileOf, pings, type RunningAgent, type TestCluster, type TestKubeApi, type TestNode, until } from "./cluster.ts"
 
 let cluster: TestCluster
@@ -23,6 +23,9 @@ const agents = new Map<string, RunningAgent>()
 
 const register = (node: TestNode, podCIDRs: ReadonlyArray<string>) =>
   kube.send({ op: "create", node: { metadata: { name: node.name }, spec: { podCIDRs }, status: { addresses: [{ type: "InternalIP", address: node.address }] } } })
+
+/** Where a node's agent writes the cluster conflist (as the DaemonSet has it write /etc/cni/net.d/…). */
+const conflistOf = (node: TestNode) => join(dirname(node.nodeFile), "net.d", "10-tscni-cluster.conflist")
 
 const routesTo = (from: TestNode, subnet: string) => agentRoutes(from).some((route) => route.startsWith(`${subnet} via`))
 
@@ -40,7 +43,7 @@ beforeAll(async () => {
   // node3 registers before kube-controller-manager gave it a subnet
   await register(n3, [])
   // no periodic resync to speak of: every change below must arrive through the watch
-  for (const node of cluster.nodes) agents.set(node.name, cluster.startAgent(node, ["--resync-interval", "600"]))
+  for (const node of cluster.nodes) agents.set(node.name, cluster.startAgent(node, ["--resync-interval", "600", "--write-conflist", conflistOf(node)]))
 })
 
 afterAll(async () => {
@@ -59,9 +62,20 @@ describe("tscni agent with the Kubernetes datastore", () => {
       return answer.status === 503 && answer.body.includes("podCIDRs") ? answer.body : undefined
     })
     expect(waiting).toContain("node node3 has no spec.podCIDRs yet (kube-controller-manager --allocate-node-cidrs assigns them)")
+    // no conflist yet: the runtime holds node3's pods until its network is ready
+    expect(existsSync(conflistOf(n3))).toBe(false)
     await kube.send({ op: "patch", name: n3.name, patch: { spec: { podCIDRs: ["10.244.3.0/24"] } } })
     await until("node3 ready", () => (cluster.probe(n3, "/readyz").status === 200 ? true : undefined), 30_000)
     expect(nodeFileOf(n3).subnets).toEqual(["10.244.3.0/24"])
+    expect(JSON.parse(readFileSync(conflistOf(n3), "utf8"))).toEqual({
+      cniVersion: "1.1.0",
+      name: "tscni-cluster",
+      plugins: [
+        { type: "tscni-net", nodeFile: n3.nodeFile },
+        { type: "portmap", capabilities: { portMappings: true } },
+        { type: "bandwidth", capabilities: { bandwidth: true } }
+      ]
+    })
   })
 
   test("each agent annotates its Node; peers come from the Node objects, and pods reach each other across nodes", async () => {

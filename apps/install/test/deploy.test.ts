@@ -90,3 +90,34 @@ describe("deploy/10-tscni-cluster.conflist and deploy/tscni-agent-etcd.service",
     expect(unit).toContain("EnvironmentFile=/etc/tscni/agent.env")
   })
 })
+
+describe("deploy/daemonset-cluster.yaml", () => {
+  const cluster = Bun.YAML.parse(readFileSync(join(REPO, "deploy/daemonset-cluster.yaml"), "utf8")) as ReadonlyArray<Json>
+  const daemonSet = cluster.find((doc) => doc.kind === "DaemonSet")
+  const pod = at(daemonSet, "spec", "template", "spec") as Json
+  const agent = (pod.containers as ReadonlyArray<Json>)[0] as Json
+  const command = agent.command as ReadonlyArray<string>
+  const flag = (name: string) => command[command.indexOf(name) + 1]
+  const mountOf = (volume: string) => (agent.volumeMounts as ReadonlyArray<Json>).find((mount) => mount.name === volume) as Json
+
+  test("RBAC: the agent's service account may get, list, watch and patch nodes, and nothing else", () => {
+    expect(at(cluster.find((doc) => doc.kind === "ClusterRole"), "rules")).toEqual([{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch", "patch"] }])
+    expect(at(cluster.find((doc) => doc.kind === "ClusterRoleBinding"), "subjects", 0)).toEqual({ kind: "ServiceAccount", name: pod.serviceAccountName, namespace: "kube-system" })
+  })
+
+  test("the agent runs chrooted with the kubernetes datastore, and what it reads from the pod is mounted where the chroot sees it", () => {
+    expect(command.slice(0, 4)).toEqual(["chroot", "/host", "/opt/cni/bin/tscni", "agent"])
+    expect(flag("--datastore")).toBe("kubernetes")
+    expect(flag("--node")).toBe("$(NODE_NAME)")
+    expect(agent.env).toContainEqual({ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } })
+    expect(`/host${flag("--cluster-config")}`.startsWith(`${mountOf("net-conf").mountPath}/`)).toBe(true)
+    const configMap = cluster.find((doc) => doc.kind === "ConfigMap")
+    expect(Object.keys(at(configMap, "data") as Json)).toContain(String(flag("--cluster-config")!.split("/").pop()))
+    expect(`/host${flag("--service-account-dir")}`).toBe(String(mountOf("service-account").mountPath))
+    expect(mountOf("host-root")).toEqual(expect.objectContaining({ mountPath: "/host", mountPropagation: "HostToContainer" }))
+    // the conflist is the agent's to write, into the host's CNI conf dir, once the node has its subnet
+    expect(flag("--write-conflist")).toBe("/etc/cni/net.d/10-tscni-cluster.conflist")
+    const install = (pod.initContainers as ReadonlyArray<Json>)[0] as Json
+    expect(install.command).toContain("--no-conflist")
+  })
+})

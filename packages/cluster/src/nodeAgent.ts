@@ -16,13 +16,19 @@ import { planHostGw, reconcileRoutes } from "./hostGw.ts"
 import { reconcileMasquerade } from "./masquerade.ts"
 import { Datastore } from "./datastore.ts"
 import type { HeldSubnet } from "./leases.ts"
-import { readNodeFile, writeNodeFile } from "./nodeFile.ts"
+import { clusterConflist, readNodeFile, writeConflist, writeNodeFile } from "./nodeFile.ts"
 import { findUnderlay, type Underlay } from "./underlay.ts"
 import { ensureVxlanDevice, removeVxlanDevice, reconcileVxlanEntries, vtepMacOf, vxlanDeviceName, vxlanPeersOf, vxlanRoute } from "./vxlan.ts"
 
 export interface NodeAgentOptions {
   readonly node: string
   readonly nodeFile: string
+  /**
+   * where to write the cluster's conflist (tscni-net reading the node file, portmap,
+   * bandwidth) once the node holds its subnet: the runtime sees no CNI config, and so holds
+   * its pods, until the network is ready. undefined: none is written.
+   */
+  readonly conflist: string | undefined
   /** how often the peers' routes are reconciled even when nothing changed (repairs hand edits) */
   readonly resyncSeconds: number
   readonly iface: string | undefined
@@ -76,6 +82,7 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
       mtu,
       backend: config.backend.type
     })
+    if (options.conflist !== undefined) yield* writeConflist(options.conflist, clusterConflist(options.nodeFile))
     const how = held.map((h) => `${formatCidr(h.subnet)} (${h.outcome})`).join(", ")
     log(`node ${options.node} holds ${how} on ${underlay.iface} ${underlay.publicIp}; node file ${options.nodeFile}, mtu ${mtu}`)
     report((now) => ({ ready: true, detail: `holds ${how}`, subnets, claims: now.claims + 1 }))

@@ -53,3 +53,34 @@ export const readNodeFile = (path: string): Effect.Effect<NodeFile | undefined> 
       return undefined
     }
   })
+
+/** The cluster's conflist: tscni-net reading the node file, then portmap and bandwidth (the runtime's capabilities). */
+export const clusterConflist = (nodeFile: string) => ({
+  cniVersion: "1.1.0",
+  name: "tscni-cluster",
+  plugins: [
+    { type: "tscni-net", nodeFile },
+    { type: "portmap", capabilities: { portMappings: true } },
+    { type: "bandwidth", capabilities: { bandwidth: true } }
+  ]
+})
+
+/** Writes a conflist atomically (0644), unless it already says exactly that. */
+export const writeConflist = (path: string, conflist: object): Effect.Effect<void, NodeFileError> =>
+  Effect.try({
+    try: () => {
+      const content = JSON.stringify(conflist, null, 2) + "\n"
+      let present: string | undefined
+      try {
+        present = readFileSync(path, "utf8")
+      } catch {
+        present = undefined
+      }
+      if (present === content) return
+      mkdirSync(dirname(path), { recursive: true, mode: 0o755 })
+      const temp = `${path}.${process.pid}.tmp`
+      writeFileSync(temp, content, { mode: 0o644 })
+      renameSync(temp, path)
+    },
+    catch: (error) => new NodeFileError({ path, message: describe(error) })
+  })

@@ -20,7 +20,7 @@ import { type NodeAgentOptions, type NodeStatus, runNodeAgent } from "./nodeAgen
 /** Which datastore, and how to reach it. */
 export type DatastoreArgs =
   | { readonly type: "etcd"; readonly endpoints: ReadonlyArray<string>; readonly prefix: string; readonly leaseTtlSeconds: number }
-  | { readonly type: "kubernetes"; readonly kubeconfig: string | undefined; readonly clusterConfig: string }
+  | { readonly type: "kubernetes"; readonly kubeconfig: string | undefined; readonly clusterConfig: string; readonly serviceAccountDir: string | undefined }
 
 export interface ClusterOptions extends NodeAgentOptions {
   readonly datastore: DatastoreArgs
@@ -33,7 +33,7 @@ const datastoreLayer = (args: DatastoreArgs): Layer.Layer<Datastore> => {
       Layer.provide(etcdKvLayer({ endpoints: args.endpoints }))
     )
   }
-  const connection = args.kubeconfig !== undefined ? kubeconfigConnection(args.kubeconfig) : inClusterConnection()
+  const connection = args.kubeconfig !== undefined ? kubeconfigConnection(args.kubeconfig) : inClusterConnection(process.env, args.serviceAccountDir)
   if (connection === undefined) {
     throw new Error("no Kubernetes credentials: not in a pod (no KUBERNETES_SERVICE_HOST or service account token); give --kubeconfig")
   }

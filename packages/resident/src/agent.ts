@@ -25,7 +25,8 @@ export const DEFAULT_RESYNC_SECONDS = 10
 export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off] [--max-running-calls N]
                   [--etcd-endpoints URL[,URL…] [--etcd-prefix PREFIX] [--lease-ttl SECONDS]
                    | --datastore kubernetes [--kubeconfig PATH] --cluster-config PATH]
-                  [--node NAME] [--node-file PATH] [--iface NAME] [--public-ip IP] [--resync-interval SECONDS]
+                  [--node NAME] [--node-file PATH] [--write-conflist PATH] [--iface NAME] [--public-ip IP]
+                  [--resync-interval SECONDS]
        tscni agent leave --etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX]
 
 The node's tscni process: serves the calls of the multicall plugin binary (tscni and its
@@ -46,6 +47,10 @@ subnet(s) and writes them to the node file.
   --kubeconfig PATH          credentials for it (default: the pod's service account; giving
                              --kubeconfig alone selects the kubernetes datastore)
   --cluster-config PATH      with kubernetes: the cluster network's JSON (as etcd's PREFIX/config)
+  --service-account-dir PATH with kubernetes: where the service account's token and ca.crt are
+                             (default /var/run/secrets/kubernetes.io/serviceaccount)
+  --write-conflist PATH      write the cluster conflist (tscni-net, portmap, bandwidth) there once
+                             the node holds its subnet, so the runtime waits for the network
   --node NAME                this node's name in the datastore (default: the host name)
   --etcd-prefix PREFIX       where the cluster lives in etcd: PREFIX/config, PREFIX/subnets/…
                              (default: ${DEFAULT_ETCD_PREFIX})
@@ -92,7 +97,9 @@ const FLAGS = [
   "--resync-interval",
   "--datastore",
   "--kubeconfig",
-  "--cluster-config"
+  "--cluster-config",
+  "--service-account-dir",
+  "--write-conflist"
 ]
 
 /** The flags that only make sense with a datastore. */
@@ -125,10 +132,12 @@ const parseDatastore = (values: ReadonlyMap<string, string>): DatastoreArgs | un
   }
   const clusterConfig = values.get("--cluster-config")
   if (clusterConfig === undefined) return { error: "--datastore kubernetes needs --cluster-config PATH (the cluster network's JSON, e.g. a mounted ConfigMap)" }
-  for (const [flag, path] of [["--cluster-config", clusterConfig], ["--kubeconfig", kubeconfig]] as const) {
+  const serviceAccountDir = values.get("--service-account-dir")
+  if (serviceAccountDir !== undefined && kubeconfig !== undefined) return { error: "--service-account-dir and --kubeconfig are two ways to the same credentials: give one" }
+  for (const [flag, path] of [["--cluster-config", clusterConfig], ["--kubeconfig", kubeconfig], ["--service-account-dir", serviceAccountDir]] as const) {
     if (path !== undefined && !path.startsWith("/")) return { error: `${flag}: '${path}' is not an absolute path` }
   }
-  return { type: "kubernetes", kubeconfig, clusterConfig }
+  return { type: "kubernetes", kubeconfig, clusterConfig, serviceAccountDir }
 }
 
 /** The cluster flags, checked; undefined without a datastore. */
@@ -139,13 +148,15 @@ const parseClusterArgs = (values: ReadonlyMap<string, string>): ClusterArgs | un
   if (!/^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(node)) return { error: `--node: '${node}' is not a node name (letters, digits, '.', '_', '-')` }
   const nodeFile = values.get("--node-file") ?? DEFAULT_NODE_FILE
   if (!nodeFile.startsWith("/")) return { error: `--node-file: '${nodeFile}' is not an absolute path` }
+  const conflist = values.get("--write-conflist")
+  if (conflist !== undefined && !conflist.startsWith("/")) return { error: `--write-conflist: '${conflist}' is not an absolute path` }
   const resync = values.get("--resync-interval") ?? String(DEFAULT_RESYNC_SECONDS)
   if (!/^\d{1,5}$/.test(resync) || Number(resync) < 1) return { error: `--resync-interval: '${resync}' is not a whole number of seconds from 1 to 99999` }
   const iface = values.get("--iface")
   if (iface !== undefined && !/^[^\s/]{1,15}$/.test(iface)) return { error: `--iface: '${iface}' is not an interface name` }
   const publicIp = values.get("--public-ip")
   if (publicIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(publicIp)) return { error: `--public-ip: '${publicIp}' is not an IPv4 address` }
-  return { datastore, node, nodeFile, iface, publicIp, resyncSeconds: Number(resync) }
+  return { datastore, node, nodeFile, conflist, iface, publicIp, resyncSeconds: Number(resync) }
 }
 
 /** The options, or the reason they are wrong; `help` when help was asked for. */
