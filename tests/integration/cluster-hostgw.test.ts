@@ -114,3 +114,31 @@ describe("host-gw across three nodes", () => {
     for (const node of cluster.nodes.slice(0, 2)) expect(agentRoutes(node).some((route) => route.includes(`via ${n3.address} `))).toBe(false)
   })
 })
+
+describe("host-gw, dual stack: IPv6 pod subnets routed via the peers' IPv6 underlay addresses", () => {
+  let dual: TestCluster
+  const running = new Map<string, RunningAgent>()
+
+  beforeAll(async () => {
+    dual = await makeCluster(2, { ipv6Underlay: true })
+    dual.etcd.etcdctl("put", `${dual.prefix}/config`, JSON.stringify({ network: "10.244.0.0/16", ipv6Network: "fd00:10:244::/48", backend: { type: "host-gw" } }))
+    for (const node of dual.nodes) running.set(node.name, dual.startAgent(node, ["--lease-ttl", "30", "--resync-interval", "1"]))
+    for (const node of dual.nodes) await until(`${node.name} ready`, () => (dual.probe(node, "/readyz").status === 200 ? true : undefined))
+  })
+  afterAll(async () => {
+    await dual?.remove()
+  })
+
+  test("each node routes the peer's IPv4 subnet via its IPv4 address and its IPv6 subnet via its IPv6 address; pods reach each other over both", async () => {
+    const [n1, n2] = dual.nodes as [TestNode, TestNode]
+    const [v4, v6] = nodeFileOf(n2).subnets as [string, string]
+    const wanted = [`${v4} via ${n2.address} dev eth0`, `${v6} via ${n2.address6} dev eth0`].sort()
+    await until("node1 to route node2's subnets by host-gw", () => (agentRoutes(n1).join() === wanted.join() ? true : undefined))
+    expect(dual.probe(n1, "/readyz").body).not.toContain("cannot reach")
+    const [a, b] = [makePod(n1, join(dir, "dual")), makePod(n2, join(dir, "dual"))]
+    const b6 = (JSON.parse(ip("-j", "-n", b.netns, "addr", "show", "dev", "eth0")) as Array<{ addr_info: Array<{ local: string; scope: string }> }>)[0]!.addr_info
+      .find((info) => info.scope === "global" && info.local.includes(":"))!.local
+    expect(pings(a, b).exitCode).toBe(0)
+    expect(Bun.spawnSync(["ip", "netns", "exec", a.netns, "ping", "-6", "-c", "1", "-W", "5", b6]).exitCode).toBe(0)
+  })
+})

@@ -18,6 +18,8 @@ export interface TestNode {
   readonly netns: string
   /** its underlay address */
   readonly address: string
+  /** its IPv6 underlay address (clusters made with `ipv6Underlay`) */
+  readonly address6: string | undefined
   readonly nodeFile: string
   readonly socket: string
 }
@@ -78,7 +80,7 @@ export const until = async <A>(what: string, check: () => A | undefined, timeout
  */
 export const makeCluster = async (
   nodeCount: number,
-  options: { readonly routed?: ReadonlyArray<number>; readonly datastore?: "etcd" | "kubernetes" } = {}
+  options: { readonly routed?: ReadonlyArray<number>; readonly datastore?: "etcd" | "kubernetes"; readonly ipv6Underlay?: boolean } = {}
 ): Promise<TestCluster> => {
   // two /24s of their own per cluster of this run: 10.(200 + n).0.0/24 and 10.(200 + n).1.0/24
   const base = `10.${200 + (clusters++ % 50)}`
@@ -115,9 +117,12 @@ export const makeCluster = async (
       ip("-n", netns, "addr", "add", `${address}/24`, "dev", ifname)
       ip("-n", netns, "link", "set", ifname, "up")
     }
+    const v6Of = (address: string) => `fd99:${clusters}::${address.split(".")[3]}`
     const attach = (netns: string, address: string) => {
       const onB = address.startsWith(`${segmentB}.`)
       plug(netns, onB ? "br1" : "br0", "eth0", address)
+      // an IPv6 underlay too, usable at once (no duplicate address detection)
+      if (options.ipv6Underlay === true) ip("-n", netns, "addr", "add", `${v6Of(address)}/64`, "dev", "eth0", "nodad")
       // the default route leads to the router (which only the routed topology's traffic uses)
       ip("-n", netns, "route", "add", "default", "via", `${onB ? segmentB : segment}.254`, "dev", "eth0", "onlink")
     }
@@ -181,6 +186,7 @@ export const makeCluster = async (
         name: `node${i}`,
         netns: netns.name,
         address,
+        address6: options.ipv6Underlay === true ? v6Of(address) : undefined,
         nodeFile: join(dir, `node${i}`, "node.json"),
         socket: join(dir, `node${i}.sock`)
       })

@@ -122,6 +122,21 @@ describe("tscni-net", () => {
     expect(observe(h.name)).toBe(before)
   })
 
+  test("a delegate file that cannot be saved fails the ADD before the delegate runs: code 5, nothing changed", () => {
+    const h = host()
+    const p = pod()
+    writeNodeFile(h, ["10.244.7.0/24"])
+    // dataDir under a regular file: the directory cannot be made
+    writeFileSync(join(h.dir, "not-a-dir"), "")
+    const before = observe(h.name)
+    const out = run(h, "ADD", "c6", p.path, conf(h, { dataDir: join(h.dir, "not-a-dir", "delegates") }))
+    expect(out.exitCode).toBe(1)
+    expect(out.json?.code).toBe(5)
+    expect(String(out.json?.msg)).toContain("saving the delegate")
+    expect(allocations(h)).toEqual([])
+    expect(observe(h.name)).toBe(before)
+  })
+
   test("delegate.type ptp: the pod is routed by the host, with a default route from IPAM", () => {
     const h = host()
     const p = pod()

@@ -18,6 +18,8 @@ import type { SubnetClaim } from "./leases.ts"
 /** A peer host-gw cannot reach, and why. */
 export interface UnreachablePeer {
   readonly node: string
+  /** the peer subnet host-gw cannot route */
+  readonly subnet: string
   readonly publicIp: string
   readonly why: string
 }
@@ -28,10 +30,9 @@ export interface HostGwPlan {
 }
 
 /**
- * The routes this node wants: each other node's IPv4 subnet via its public address, out of
- * the underlay interface, if that address is on-link there. IPv6 subnets are reported, not
- * routed (that needs IPv6 underlay addresses, which leases do not carry yet; `auto` and
- * `vxlan` carry them over the overlay).
+ * The routes this node wants: each other node's subnet via its underlay address of that
+ * family (`publicIp`, `publicIpv6`), out of the underlay interface, if that address is
+ * on-link there. A subnet that cannot be routed so is reported (auto carries it over VXLAN).
  */
 export const planHostGw = (claims: ReadonlyArray<SubnetClaim>, self: string, underlay: string) =>
   Effect.gen(function*() {
@@ -40,21 +41,24 @@ export const planHostGw = (claims: ReadonlyArray<SubnetClaim>, self: string, und
     const unreachable: Array<UnreachablePeer> = []
     const seen = new Map<string, boolean>()
     for (const claim of claims) {
-      const publicIp = claim.record.publicIp
-      if (claim.record.node === self || publicIp === undefined || parseIp(publicIp)?.family !== 4) continue
-      if (claim.subnet.ip.family === 6) {
-        unreachable.push({ node: claim.record.node, publicIp, why: `${formatCidr(claim.subnet)}: host-gw routes IPv4 subnets only` })
+      const family = claim.subnet.ip.family
+      // an IPv6 subnet goes via the peer's IPv6 underlay address, an IPv4 one via its IPv4 address
+      const gateway = family === 4 ? claim.record.publicIp : claim.record.publicIpv6
+      if (claim.record.node === self || claim.record.publicIp === undefined) continue
+      const subnet = formatCidr(claim.subnet)
+      if (gateway === undefined || parseIp(gateway)?.family !== family) {
+        unreachable.push({ node: claim.record.node, subnet, publicIp: claim.record.publicIp, why: `${subnet}: the node publishes no IPv${family} underlay address` })
         continue
       }
-      let onLink = seen.get(publicIp)
+      let onLink = seen.get(gateway)
       if (onLink === undefined) {
         // the kernel's own answer: a directly connected address has no gateway on its route
-        const route = yield* backend.lookupRoute(HOST_NETNS, publicIp)
+        const route = yield* backend.lookupRoute(HOST_NETNS, gateway)
         onLink = route !== undefined && route.gateway === undefined && route.link === underlay
-        seen.set(publicIp, onLink)
+        seen.set(gateway, onLink)
       }
-      if (onLink) routes.push({ dst: formatCidr(claim.subnet), gateway: publicIp, link: underlay })
-      else unreachable.push({ node: claim.record.node, publicIp, why: `${publicIp} is not on ${underlay}'s L2 segment` })
+      if (onLink) routes.push({ dst: subnet, gateway, link: underlay })
+      else unreachable.push({ node: claim.record.node, subnet, publicIp: gateway, why: `${gateway} is not on ${underlay}'s L2 segment` })
     }
     return { routes, unreachable } satisfies HostGwPlan
   })

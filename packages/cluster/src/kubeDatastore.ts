@@ -17,6 +17,7 @@ import type { HeldSubnet, SubnetClaim } from "./leases.ts"
 
 export const ANNOTATION = {
   publicIp: "tscni.io/public-ip",
+  publicIpv6: "tscni.io/public-ipv6",
   backendType: "tscni.io/backend-type",
   vtepMac: "tscni.io/vtep-mac"
 } as const
@@ -27,6 +28,7 @@ class NotYet extends Schema.TaggedError<NotYet>()("NotYet", { message: Schema.St
 /** A Node's subnets as claims, with what its agent published (or its InternalIP, host-gw). */
 const claimsOf = (config: ClusterConfig, node: KubeNode): ReadonlyArray<SubnetClaim> => {
   const publicIp = node.annotations[ANNOTATION.publicIp] ?? node.internalIPs.find((ip) => !ip.includes(":"))
+  const publicIpv6 = node.annotations[ANNOTATION.publicIpv6] ?? node.internalIPs.find((ip) => ip.includes(":"))
   const vtepMac = node.annotations[ANNOTATION.vtepMac]
   const backend = node.annotations[ANNOTATION.backendType] === "vxlan" && vtepMac !== undefined ? { type: "vxlan" as const, vtepMac } : { type: "host-gw" as const }
   return node.podCIDRs.flatMap((text) => {
@@ -34,7 +36,7 @@ const claimsOf = (config: ClusterConfig, node: KubeNode): ReadonlyArray<SubnetCl
     if (subnet === undefined || !config.networks.some((net) => net.family === subnet.ip.family && contains(net.network, subnet.ip))) return []
     return [{
       subnet,
-      record: { node: node.name, ...(publicIp === undefined ? {} : { publicIp }), backend },
+      record: { node: node.name, ...(publicIp === undefined ? {} : { publicIp }), ...(publicIpv6 === undefined ? {} : { publicIpv6 }), backend },
       reserved: true,
       key: node.name,
       modRevision: 0n
@@ -105,6 +107,7 @@ export const kubeDatastore = (client: KubeClient, options: { readonly server: st
       const held = yield* assigned(config, node)
       yield* client.annotateNode(identity.node, {
         [ANNOTATION.publicIp]: identity.publicIp,
+        [ANNOTATION.publicIpv6]: identity.publicIpv6 ?? null,
         [ANNOTATION.backendType]: identity.backend.type,
         [ANNOTATION.vtepMac]: identity.backend.vtepMac ?? null
       })

@@ -20,6 +20,8 @@ export const LeaseRecord = Schema.Struct({
   node: Schema.String,
   /** the node's underlay address: host-gw routes via it, VXLAN sends to it */
   publicIp: Schema.optionalKey(Schema.String),
+  /** its IPv6 underlay address, when it has one: host-gw routes IPv6 subnets via it */
+  publicIpv6: Schema.optionalKey(Schema.String),
   backend: Schema.optionalKey(Schema.Struct({
     /** what this node speaks: `vxlan` nodes also answer host-gw peers on their L2 segment */
     type: Schema.Literals(["host-gw", "vxlan"]),
@@ -69,10 +71,16 @@ export const claimsIn = (net: PodNetwork, prefix: string, entries: ReadonlyArray
 export interface NodeIdentity {
   readonly node: string
   readonly publicIp: string
+  readonly publicIpv6?: string | undefined
   readonly backend: NonNullable<LeaseRecord["backend"]>
 }
 
-const recordOf = (identity: NodeIdentity): LeaseRecord => ({ node: identity.node, publicIp: identity.publicIp, backend: identity.backend })
+const recordOf = (identity: NodeIdentity): LeaseRecord => ({
+  node: identity.node,
+  publicIp: identity.publicIp,
+  ...(identity.publicIpv6 === undefined ? {} : { publicIpv6: identity.publicIpv6 }),
+  backend: identity.backend
+})
 
 const sameRecord = (a: LeaseRecord, b: LeaseRecord): boolean => JSON.stringify(a) === JSON.stringify(b)
 

@@ -33,6 +33,7 @@ export interface NodeAgentOptions {
   readonly resyncSeconds: number
   readonly iface: string | undefined
   readonly publicIp: string | undefined
+  readonly publicIpv6?: string | undefined
 }
 
 /** What /readyz and /metrics report. */
@@ -65,13 +66,14 @@ const holdSubnets = (options: NodeAgentOptions, report: Report) =>
   Effect.scoped(Effect.gen(function*() {
     const datastore = yield* Datastore
     const config = yield* datastore.config
-    const underlay = yield* findUnderlay({ iface: options.iface, publicIp: options.publicIp })
+    const underlay = yield* findUnderlay({ iface: options.iface, publicIp: options.publicIp, publicIpv6: options.publicIpv6 })
     const previous = (yield* readNodeFile(options.nodeFile))?.subnets ?? []
     // a vxlan or auto node publishes its VTEP MAC (derived from its name: known before its device exists)
     const backend = config.backend.type === "host-gw"
       ? { type: "host-gw" as const }
       : { type: "vxlan" as const, vtepMac: vtepMacOf(options.node, config.backend.vni) }
-    const hold = yield* datastore.hold(config, { node: options.node, publicIp: underlay.publicIp, backend }, previous)
+    const identity = { node: options.node, publicIp: underlay.publicIp, ...(underlay.publicIpv6 === undefined ? {} : { publicIpv6: underlay.publicIpv6 }), backend }
+    const hold = yield* datastore.hold(config, identity, previous)
     const held = hold.subnets
     const subnets = held.map((h) => formatCidr(h.subnet))
     const mtu = config.mtu ?? underlay.mtu - (config.backend.type === "host-gw" ? 0 : 50)
@@ -110,11 +112,11 @@ const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underl
     const claims = yield* (yield* Datastore).claims(config)
     const type = config.backend.type
     const hostGw = type === "vxlan" ? { routes: [], unreachable: [] } : yield* planHostGw(claims, options.node, underlay.iface)
-    const offLink = new Set(hostGw.unreachable.map((peer) => peer.node))
-    // auto: VXLAN for the peers host-gw cannot reach, and for every IPv6 subnet (host-gw routes IPv4 only)
+    // auto: VXLAN for the subnets host-gw cannot route (off the segment, or no underlay address of their family)
+    const offLink = new Set(hostGw.unreachable.map((peer) => peer.subnet))
     const overlay = type === "host-gw"
       ? []
-      : vxlanPeersOf(claims, options.node).filter((peer) => type === "vxlan" || offLink.has(peer.node) || peer.subnet.ip.family === 6)
+      : vxlanPeersOf(claims, options.node).filter((peer) => type === "vxlan" || offLink.has(formatCidr(peer.subnet)))
     const routes = [...hostGw.routes]
     const made: Array<string> = []
     if (type === "host-gw") {
@@ -128,8 +130,8 @@ const reconcilePeers = (options: NodeAgentOptions, config: ClusterConfig, underl
     const changes = yield* reconcileRoutes(routes)
     made.push(...changes.removed.map((route) => `removed route ${route}`), ...changes.added.map((route) => `added route ${route}`))
     for (const change of made) log(change)
-    const reached = new Set(overlay.map((peer) => peer.node))
-    const unreachable = hostGw.unreachable.filter((peer) => !reached.has(peer.node)).map((peer) => `${peer.node} (${peer.why})`)
+    const reached = new Set(overlay.map((peer) => formatCidr(peer.subnet)))
+    const unreachable = hostGw.unreachable.filter((peer) => !reached.has(peer.subnet)).map((peer) => `${peer.node} (${peer.why})`)
     report((now) => {
       if (unreachable.length > 0 && unreachable.join() !== now.unreachable.join()) log(`${type} cannot reach ${unreachable.join(", ")}`)
       return { peers: routes.length, unreachable, changes: now.changes + made.length }

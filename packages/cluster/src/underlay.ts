@@ -10,6 +10,8 @@ import { formatIp, parseCidr, parseIp } from "@tscni/ip"
 export interface Underlay {
   readonly iface: string
   readonly publicIp: string
+  /** the interface's first global IPv6 address (or `--public-ipv6`): host-gw routes IPv6 subnets via it */
+  readonly publicIpv6: string | undefined
   readonly mtu: number
 }
 
@@ -21,7 +23,7 @@ export class UnderlayError extends Schema.TaggedError<UnderlayError>()("Underlay
 const DEFAULT_ROUTE = "0.0.0.0/0"
 
 /** Finds the underlay in the agent's own network namespace. */
-export const findUnderlay = (wanted: { readonly iface?: string | undefined; readonly publicIp?: string | undefined }) =>
+export const findUnderlay = (wanted: { readonly iface?: string | undefined; readonly publicIp?: string | undefined; readonly publicIpv6?: string | undefined }) =>
   Effect.gen(function*() {
     const backend = yield* Backend
     const problem = (message: string) => new UnderlayError({ message })
@@ -35,11 +37,11 @@ export const findUnderlay = (wanted: { readonly iface?: string | undefined; read
       if (iface === undefined) return yield* problem("no IPv4 default route to take the underlay interface from: set --iface")
     }
     const link = yield* backend.getLink(HOST_NETNS, iface).pipe(Effect.mapError((error) => problem(`--iface ${iface}: ${error.message}`)))
+    const addresses = yield* backend.listAddresses(HOST_NETNS, link.name).pipe(
+      Effect.mapError((error) => problem(`listing the addresses of ${link.name}: ${error.message}`))
+    )
     let publicIp = wanted.publicIp
     if (publicIp === undefined) {
-      const addresses = yield* backend.listAddresses(HOST_NETNS, link.name).pipe(
-        Effect.mapError((error) => problem(`listing the addresses of ${link.name}: ${error.message}`))
-      )
       // the first global IPv4 address (not loopback, not link-local)
       const global = addresses
         .map((address) => parseCidr(address.cidr)?.ip)
@@ -47,5 +49,11 @@ export const findUnderlay = (wanted: { readonly iface?: string | undefined; read
       if (global === undefined) return yield* problem(`${link.name} has no IPv4 address to publish: set --public-ip`)
       publicIp = formatIp(global)
     } else if (parseIp(publicIp)?.family !== 4) return yield* problem(`--public-ip: '${publicIp}' is not an IPv4 address`)
-    return { iface: link.name, publicIp, mtu: link.mtu } satisfies Underlay
+    let publicIpv6 = wanted.publicIpv6
+    if (publicIpv6 === undefined) {
+      // the first global IPv6 address (not link-local: fe80::/10)
+      const global6 = addresses.map((address) => parseCidr(address.cidr)?.ip).find((ip) => ip?.family === 6 && ip.value >> 118n !== 0x3fan)
+      publicIpv6 = global6 === undefined ? undefined : formatIp(global6)
+    } else if (parseIp(publicIpv6)?.family !== 6) return yield* problem(`--public-ipv6: '${publicIpv6}' is not an IPv6 address`)
+    return { iface: link.name, publicIp, publicIpv6, mtu: link.mtu } satisfies Underlay
   })

@@ -26,7 +26,7 @@ export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:P
                   [--etcd-endpoints URL[,URL…] [--etcd-prefix PREFIX] [--lease-ttl SECONDS]
                    | --datastore kubernetes [--kubeconfig PATH] --cluster-config PATH]
                   [--node NAME] [--node-file PATH] [--write-conflist PATH] [--iface NAME] [--public-ip IP]
-                  [--resync-interval SECONDS]
+                  [--public-ipv6 IP] [--resync-interval SECONDS]
        tscni agent leave --etcd-endpoints URL[,URL…] [--node NAME] [--etcd-prefix PREFIX]
 
 The node's tscni process: serves the calls of the multicall plugin binary (tscni and its
@@ -58,6 +58,8 @@ subnet(s) and writes them to the node file.
                              (default: ${DEFAULT_NODE_FILE})
   --iface NAME               the underlay interface (default: that of the default route)
   --public-ip IP             the address peers reach this node at (default: the underlay's)
+  --public-ipv6 IP           its IPv6 address, for host-gw routes to IPv6 pod subnets (default:
+                             the underlay's first global IPv6 address, if any)
   --lease-ttl SECONDS        a lease not renewed for this long expires and its subnet is
                              freed (default: ${DEFAULT_LEASE_TTL_SECONDS})
   --resync-interval SECONDS  how often the routes to the peers are reconciled even when
@@ -99,6 +101,7 @@ const FLAGS = [
   "--kubeconfig",
   "--cluster-config",
   "--service-account-dir",
+  "--public-ipv6",
   "--write-conflist"
 ]
 
@@ -156,7 +159,9 @@ const parseClusterArgs = (values: ReadonlyMap<string, string>): ClusterArgs | un
   if (iface !== undefined && !/^[^\s/]{1,15}$/.test(iface)) return { error: `--iface: '${iface}' is not an interface name` }
   const publicIp = values.get("--public-ip")
   if (publicIp !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(publicIp)) return { error: `--public-ip: '${publicIp}' is not an IPv4 address` }
-  return { datastore, node, nodeFile, conflist, iface, publicIp, resyncSeconds: Number(resync) }
+  const publicIpv6 = values.get("--public-ipv6")
+  if (publicIpv6 !== undefined && !/^[0-9a-fA-F:]+$/.test(publicIpv6)) return { error: `--public-ipv6: '${publicIpv6}' is not an IPv6 address` }
+  return { datastore, node, nodeFile, conflist, iface, publicIp, publicIpv6, resyncSeconds: Number(resync) }
 }
 
 /** The options, or the reason they are wrong; `help` when help was asked for. */
