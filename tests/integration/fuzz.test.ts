@@ -11,6 +11,7 @@
  * test, never luck. The cases the issue found are pinned first.
  */
 import { afterAll, describe, expect, test } from "bun:test"
+import { writeFileSync } from "node:fs"
 import { binary, freshNetns, podEnv } from "./harness.ts"
 import { freshHost, observe, type TestHost } from "./hostns.ts"
 
@@ -84,6 +85,15 @@ const PLUGINS: ReadonlyArray<PluginSpec> = [
     name: "ptp",
     conf: (h) => ({ cniVersion: "1.0.0", name: "fz", type: "ptp", ipMasq: true, mtu: 1400, ipam: { type: "host-local", ranges: [[{ subnet: "10.133.3.0/24" }]], dataDir: h.dir } }),
     keys: { ipMasq: "boolean", ipMasqBackend: "string", mtu: "number", ipam: "object" }
+  },
+  {
+    name: "tscni-net",
+    conf: (h) => {
+      // the node file the agent would have written: every case gets past "no lease yet"
+      writeFileSync(`${h.dir}/node.json`, JSON.stringify({ node: "fz", subnets: ["10.133.4.0/24"], networks: ["10.133.0.0/16"], mtu: 1450, backend: "vxlan" }))
+      return { cniVersion: "1.0.0", name: "fz", type: "tscni-net", nodeFile: `${h.dir}/node.json`, dataDir: `${h.dir}/delegates`, delegate: { bridge: "cni-fz0", ipam: { dataDir: h.dir } } }
+    },
+    keys: { nodeFile: "string", dataDir: "string", delegate: "object" }
   }
 ]
 
