@@ -50,6 +50,17 @@ else
   failed=$((failed + 1))
 fi
 
+echo "== end to end: containerd's CRI running tscni (tests/e2e/containerd/run.sh)"
+containerd_summary=$(bash tests/e2e/containerd/run.sh 2>&1 | tee /tmp/tscni-containerd.log | tail -1)
+if [[ "$containerd_summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+  passed=$((passed + BASH_REMATCH[1]))
+  failed=$((failed + BASH_REMATCH[2]))
+  grep -E "^\(fail\)" /tmp/tscni-containerd.log || true
+else
+  tail -20 /tmp/tscni-containerd.log
+  failed=$((failed + 1))
+fi
+
 echo "== the demo (README's first command) runs to the end"
 if bash scripts/demo.sh > /tmp/tscni-demo.log 2>&1; then
   passed=$((passed + 1))

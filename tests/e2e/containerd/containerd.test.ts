@@ -1,0 +1,146 @@
+/**
+ * The path kubelet takes to tscni, for real: CRI calls (runtime.v1, over containerd's
+ * socket) to Debian's containerd 1.6 with runc, whose CRI plugin runs tscni's compiled
+ * plugins (installed by tscni-install) through libcni with the test's conflist (bridge +
+ * host-local, portmap, bandwidth, and a recording plugin). Observed with ip -j, tc -j, the
+ * IPAM store and traffic. Run by tests/e2e/containerd/run.sh (TSCNI_CONTAINERD=1; setup.sh
+ * installs containerd).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { type ContainerdNode, sandboxConfig, sandboxNetwork, startNode } from "./harness.ts"
+
+const ENABLED = process.env.TSCNI_CONTAINERD === "1"
+
+const ipJson = (netnsPath: string, ...args: Array<string>): Array<Record<string, any>> =>
+  JSON.parse(Bun.spawnSync(["nsenter", `--net=${netnsPath}`, "ip", "-j", ...args]).stdout.toString() || "[]")
+
+const allocations = (node: ContainerdNode): Array<string> => {
+  const dir = `${node.ipamDir}/tscni-cri`
+  return existsSync(dir) ? readdirSync(dir).filter((name) => /^\d/.test(name)).sort() : []
+}
+
+const hostVeths = (node: ContainerdNode): Array<string> =>
+  (JSON.parse(Bun.spawnSync(["ip", "-n", node.netns, "-j", "link", "show", "type", "veth"]).stdout.toString() || "[]") as Array<{ ifname: string }>).map((link) => link.ifname)
+
+describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
+  let node: ContainerdNode
+
+  beforeAll(async () => {
+    node = await startNode()
+  })
+  afterAll(async () => {
+    await node?.stop()
+  })
+
+  const run = async (name: string, extra?: Parameters<typeof sandboxConfig>[1]) => {
+    const { podSandboxId } = await node.cri.call("runPodSandbox", { config: sandboxConfig(name, extra) })
+    return { id: String(podSandboxId), ...(await sandboxNetwork(node.cri, podSandboxId)) }
+  }
+  const stop = (id: string) => node.cri.call("stopPodSandbox", { podSandboxId: id })
+  const remove = (id: string) => node.cri.call("removePodSandbox", { podSandboxId: id })
+
+  test("RunPodSandbox gets an IP: the sandbox's namespace has lo up and eth0 with that IP and the default route via the node", async () => {
+    const sandbox = await run("p1")
+    expect(sandbox.state).toBe("SANDBOX_READY")
+    expect(sandbox.ip).toMatch(/^10\.88\.0\.\d+$/)
+    const links = ipJson(sandbox.netnsPath, "addr", "show")
+    const lo = links.find((link) => link.ifname === "lo")!
+    expect(lo.flags).toContain("UP")
+    const eth0 = links.find((link) => link.ifname === "eth0")!
+    expect(eth0.addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`)).toContain(`${sandbox.ip}/24`)
+    expect(ipJson(sandbox.netnsPath, "route", "show", "default")).toEqual([expect.objectContaining({ gateway: "10.88.0.1", dev: "eth0" })])
+    expect(allocations(node)).toEqual([sandbox.ip])
+    await stop(sandbox.id)
+    await remove(sandbox.id)
+  })
+
+  test("CNI_ARGS carry the pod's namespace, name, infra container ID and UID, with IgnoreUnknown=1", async () => {
+    const sandbox = await run("args-pod")
+    const adds = readFileSync(node.argsLog, "utf8").split("\n").filter((line) => line.startsWith("ADD "))
+    const args = Object.fromEntries(adds.at(-1)!.slice(4).split(";").map((pair) => pair.split("=") as [string, string]))
+    expect(args).toEqual({ IgnoreUnknown: "1", K8S_POD_NAMESPACE: "default", K8S_POD_NAME: "args-pod", K8S_POD_INFRA_CONTAINER_ID: sandbox.id, K8S_POD_UID: "uid-args-pod" })
+    await stop(sandbox.id)
+    await remove(sandbox.id)
+  })
+
+  test("two sandboxes reach each other", async () => {
+    const [a, b] = [await run("ping-a"), await run("ping-b")]
+    expect(a.ip).not.toBe(b.ip)
+    expect(Bun.spawnSync(["nsenter", `--net=${a.netnsPath}`, "ping", "-c", "1", "-W", "5", b.ip]).exitCode).toBe(0)
+    for (const sandbox of [a, b]) {
+      await stop(sandbox.id)
+      await remove(sandbox.id)
+    }
+  })
+
+  test("a sandbox's port mapping makes it reachable on its hostPort from the node", async () => {
+    const sandbox = await run("web", { portMappings: [{ protocol: "TCP", containerPort: 80, hostPort: 8080 }] })
+    const server = Bun.spawn(["nsenter", `--net=${sandbox.netnsPath}`, process.execPath, "-e",
+      `Bun.serve({ hostname: "0.0.0.0", port: 80, fetch: () => new Response("served by the sandbox\\n") }); console.log("listening")`], { stdout: "pipe" })
+    try {
+      await server.stdout.getReader().read()
+      const fetched = Bun.spawnSync(["nsenter", `--net=/var/run/netns/${node.netns}`, "curl", "-s", "--max-time", "5", "http://10.88.0.1:8080/"])
+      expect(fetched.stdout.toString()).toBe("served by the sandbox\n")
+    } finally {
+      server.kill("SIGKILL")
+      await server.exited
+    }
+    await stop(sandbox.id)
+    await remove(sandbox.id)
+  })
+
+  test("the bandwidth annotations shape the sandbox (tbf towards it, and on the ifb its egress is redirected to)", async () => {
+    const sandbox = await run("shaped", { annotations: { "kubernetes.io/ingress-bandwidth": "1M", "kubernetes.io/egress-bandwidth": "2M" } })
+    const qdiscs = JSON.parse(Bun.spawnSync(["tc", "-n", node.netns, "-j", "qdisc", "show"]).stdout.toString()) as Array<{ kind: string; dev: string; options?: { rate?: number } }>
+    const tbfs = qdiscs.filter((qdisc) => qdisc.kind === "tbf").map((qdisc) => qdisc.options?.rate).sort((a, b) => (a ?? 0) - (b ?? 0))
+    // tc -j reports bytes per second: 1 Mbit/s and 2 Mbit/s
+    expect(tbfs).toEqual([125000, 250000])
+    await stop(sandbox.id)
+    await remove(sandbox.id)
+    const after = JSON.parse(Bun.spawnSync(["tc", "-n", node.netns, "-j", "qdisc", "show"]).stdout.toString()) as Array<{ kind: string }>
+    expect(after.filter((qdisc) => qdisc.kind === "tbf")).toEqual([])
+  })
+
+  test("StopPodSandbox runs DEL: no veth, no allocation, no bridge; stopping twice is fine; RemovePodSandbox after it is clean", async () => {
+    const sandbox = await run("stopped")
+    expect(hostVeths(node)).toHaveLength(1)
+    await stop(sandbox.id)
+    expect(hostVeths(node)).toEqual([])
+    expect(allocations(node)).toEqual([])
+    expect(existsSync(sandbox.netnsPath)).toBe(false)
+    await stop(sandbox.id)
+    await remove(sandbox.id)
+    const dels = readFileSync(node.argsLog, "utf8").split("\n").filter((line) => line.startsWith("DEL ") && line.includes(`K8S_POD_INFRA_CONTAINER_ID=${sandbox.id}`))
+    expect(dels.length).toBeGreaterThanOrEqual(1)
+    expect((await node.cri.call("listPodSandbox", {})).items).toEqual([])
+  })
+
+  test("20 sandboxes started at once: 20 distinct IPs, all reachable, all cleaned up", async () => {
+    const sandboxes = await Promise.all(Array.from({ length: 20 }, (_, i) => run(`burst-${i}`)))
+    expect(new Set(sandboxes.map((s) => s.ip)).size).toBe(20)
+    for (const sandbox of sandboxes.slice(1)) {
+      expect({ ip: sandbox.ip, exitCode: Bun.spawnSync(["nsenter", `--net=${sandboxes[0]!.netnsPath}`, "ping", "-c", "1", "-W", "5", sandbox.ip]).exitCode }).toEqual({ ip: sandbox.ip, exitCode: 0 })
+    }
+    await Promise.all(sandboxes.map(async (sandbox) => {
+      await stop(sandbox.id)
+      await remove(sandbox.id)
+    }))
+    expect(hostVeths(node)).toEqual([])
+    expect(allocations(node)).toEqual([])
+  }, 180_000)
+
+  test("containerd restarted with a sandbox running: it keeps its network, and stopping it afterwards is clean", async () => {
+    const [a, b] = [await run("kept-a"), await run("kept-b")]
+    await node.stopContainerd("SIGTERM")
+    await node.startContainerd()
+    expect(Bun.spawnSync(["nsenter", `--net=${a.netnsPath}`, "ping", "-c", "1", "-W", "5", b.ip]).exitCode).toBe(0)
+    expect((await sandboxNetwork(node.cri, a.id)).ip).toBe(a.ip)
+    for (const sandbox of [a, b]) {
+      await stop(sandbox.id)
+      await remove(sandbox.id)
+    }
+    expect(hostVeths(node)).toEqual([])
+    expect(allocations(node)).toEqual([])
+  })
+})
