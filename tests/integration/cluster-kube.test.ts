@@ -68,7 +68,7 @@ describe("tscni agent with the Kubernetes datastore", () => {
     await until("node3 ready", () => (cluster.probe(n3, "/readyz").status === 200 ? true : undefined), 30_000)
     expect(nodeFileOf(n3).subnets).toEqual(["10.244.3.0/24"])
     expect(JSON.parse(readFileSync(conflistOf(n3), "utf8"))).toEqual({
-      cniVersion: "1.1.0",
+      cniVersion: "1.0.0",
       name: "tscni-cluster",
       plugins: [
         { type: "tscni-net", nodeFile: n3.nodeFile },

@@ -54,9 +54,14 @@ export const readNodeFile = (path: string): Effect.Effect<NodeFile | undefined> 
     }
   })
 
-/** The cluster's conflist: tscni-net reading the node file, then portmap and bandwidth (the runtime's capabilities). */
+/**
+ * The cluster's conflist: tscni-net reading the node file, then portmap and bandwidth (the
+ * runtime's capabilities). cniVersion 1.0.0: containerd 1.6's libcni refuses a 1.1.0
+ * result ("unsupported CNI result version", tests/e2e/containerd), and 1.0.0 works with
+ * every runtime tested.
+ */
 export const clusterConflist = (nodeFile: string) => ({
-  cniVersion: "1.1.0",
+  cniVersion: "1.0.0",
   name: "tscni-cluster",
   plugins: [
     { type: "tscni-net", nodeFile },

@@ -15,6 +15,10 @@ const ENABLED = process.env.TSCNI_CONTAINERD === "1"
 const ipJson = (netnsPath: string, ...args: Array<string>): Array<Record<string, any>> =>
   JSON.parse(Bun.spawnSync(["nsenter", `--net=${netnsPath}`, "ip", "-j", ...args]).stdout.toString() || "[]")
 
+/** The calls the recording plugin saw, oldest first. */
+const recorded = (node: ContainerdNode): Array<{ command: string; args: string; cniVersion?: string }> =>
+  existsSync(node.argsLog) ? readFileSync(node.argsLog, "utf8").split("\n").filter((line) => line !== "").map((line) => JSON.parse(line)) : []
+
 const allocations = (node: ContainerdNode): Array<string> => {
   const dir = `${node.ipamDir}/tscni-cri`
   return existsSync(dir) ? readdirSync(dir).filter((name) => /^\d/.test(name)).sort() : []
@@ -57,8 +61,8 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
 
   test("CNI_ARGS carry the pod's namespace, name, infra container ID and UID, with IgnoreUnknown=1", async () => {
     const sandbox = await run("args-pod")
-    const adds = readFileSync(node.argsLog, "utf8").split("\n").filter((line) => line.startsWith("ADD "))
-    const args = Object.fromEntries(adds.at(-1)!.slice(4).split(";").map((pair) => pair.split("=") as [string, string]))
+    const add = recorded(node).filter((call) => call.command === "ADD").at(-1)!
+    const args = Object.fromEntries(add.args.split(";").map((pair) => pair.split("=") as [string, string]))
     expect(args).toEqual({ IgnoreUnknown: "1", K8S_POD_NAMESPACE: "default", K8S_POD_NAME: "args-pod", K8S_POD_INFRA_CONTAINER_ID: sandbox.id, K8S_POD_UID: "uid-args-pod" })
     await stop(sandbox.id)
     await remove(sandbox.id)
@@ -111,7 +115,7 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
     expect(existsSync(sandbox.netnsPath)).toBe(false)
     await stop(sandbox.id)
     await remove(sandbox.id)
-    const dels = readFileSync(node.argsLog, "utf8").split("\n").filter((line) => line.startsWith("DEL ") && line.includes(`K8S_POD_INFRA_CONTAINER_ID=${sandbox.id}`))
+    const dels = recorded(node).filter((call) => call.command === "DEL" && call.args.includes(`K8S_POD_INFRA_CONTAINER_ID=${sandbox.id}`))
     expect(dels.length).toBeGreaterThanOrEqual(1)
     expect((await node.cri.call("listPodSandbox", {})).items).toEqual([])
   })
@@ -129,6 +133,48 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
     expect(hostVeths(node)).toEqual([])
     expect(allocations(node)).toEqual([])
   }, 180_000)
+
+  test("conflist cniVersion 0.4.0 and 1.0.0 work; 1.1.0, which containerd 1.6's libcni cannot read results of, fails RunPodSandbox and leaves nothing", async () => {
+    /** Runs a sandbox once containerd has loaded the conflist of `version` (it reloads conf_dir on change, a moment later). */
+    const runWith = async (version: string) => {
+      for (let attempt = 0; ; attempt++) {
+        const sandbox = await run(`version-${version.replaceAll(".", "")}-${attempt}`)
+        const add = recorded(node).filter((call) => call.command === "ADD" && call.args.includes(`K8S_POD_INFRA_CONTAINER_ID=${sandbox.id}`)).at(-1)
+        if (add?.cniVersion === version || attempt >= 100) return { sandbox, seen: add?.cniVersion }
+        await stop(sandbox.id)
+        await remove(sandbox.id)
+        await Bun.sleep(100)
+      }
+    }
+    for (const version of ["0.4.0", "1.0.0"]) {
+      node.setConflist(version)
+      const { sandbox, seen } = await runWith(version)
+      expect({ version, seen, ip: sandbox.ip.startsWith("10.88.0.") }).toEqual({ version, seen: version, ip: true })
+      await stop(sandbox.id)
+      await remove(sandbox.id)
+    }
+    node.setConflist("1.1.0")
+    let refused = ""
+    for (let attempt = 0; attempt < 100 && refused === ""; attempt++) {
+      try {
+        const sandbox = await run(`version-110-${attempt}`)
+        // the old config still loaded: undo and try again once containerd saw the new one
+        await stop(sandbox.id)
+        await remove(sandbox.id)
+        await Bun.sleep(100)
+      } catch (error) {
+        refused = String(error)
+      }
+    }
+    expect(refused).toContain("unsupported CNI result version \"1.1.0\"")
+    // containerd tore the attempt down with DEL: nothing of it is left
+    expect(hostVeths(node)).toEqual([])
+    expect(allocations(node)).toEqual([])
+    node.setConflist("1.0.0")
+    const { sandbox } = await runWith("1.0.0")
+    await stop(sandbox.id)
+    await remove(sandbox.id)
+  })
 
   test("containerd restarted with a sandbox running: it keeps its network, and stopping it afterwards is clean", async () => {
     const [a, b] = [await run("kept-a"), await run("kept-b")]

@@ -26,7 +26,7 @@ export interface ContainerdNode {
   readonly dir: string
   readonly socket: string
   readonly cri: CriClient
-  /** the file the recording plugin appends each call's CNI_COMMAND and CNI_ARGS to */
+  /** the file the recording plugin appends each call to: one JSON line of CNI_COMMAND, CNI_ARGS and the config's cniVersion */
   readonly argsLog: string
   /** the IPAM store of the test network */
   readonly ipamDir: string
@@ -53,9 +53,11 @@ const run = (argv: ReadonlyArray<string>) => {
 const recorderScript = (log: string) => `#!${process.execPath}
 import { appendFileSync } from "node:fs"
 const command = process.env.CNI_COMMAND ?? ""
-appendFileSync(${JSON.stringify(log)}, \`\${command} \${process.env.CNI_ARGS ?? ""}\\n\`)
+const stdin = command === "VERSION" ? "{}" : await Bun.stdin.text()
+const conf = JSON.parse(stdin || "{}")
+appendFileSync(${JSON.stringify(log)}, JSON.stringify({ command, args: process.env.CNI_ARGS ?? "", cniVersion: conf.cniVersion }) + "\\n")
 if (command === "VERSION") console.log(JSON.stringify({ cniVersion: "1.0.0", supportedVersions: ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] }))
-else if (command === "ADD") console.log(JSON.stringify(JSON.parse(await Bun.stdin.text()).prevResult))
+else if (command === "ADD") console.log(JSON.stringify(conf.prevResult))
 `
 
 let nodes = 0
