@@ -30,6 +30,11 @@ export interface ContainerdNode {
   readonly argsLog: string
   /** the IPAM store of the test network */
   readonly ipamDir: string
+  /** tscni installed here (bin_dir) */
+  readonly binDir: string
+  readonly confDir: string
+  /** the agent's health port when one serves the calls */
+  readonly agentMetrics: (() => string) | undefined
   /** writes the conflist containerd uses (the first in conf_dir) */
   readonly setConflist: (cniVersion: string) => void
   /** stops containerd (SIGTERM, or SIGKILL), and starts it again */
@@ -48,14 +53,20 @@ const run = (argv: ReadonlyArray<string>) => {
 /**
  * A plugin for the end of the chain that records what the runtime passed (CNI_COMMAND and
  * CNI_ARGS, one line per call) and hands the previous result on, as a chained plugin must:
- * the test observes containerd's calls without tscni's code. A Bun script (this Bun).
+ * the test observes containerd's calls without tscni's code. A Bun script (this Bun). While
+ * the file `gate` exists, an ADD says so (`entered`) and waits: the test holds containerd
+ * in the middle of RunPodSandbox, after tscni's plugins ran, to kill it right there.
  */
-const recorderScript = (log: string) => `#!${process.execPath}
-import { appendFileSync } from "node:fs"
+const recorderScript = (log: string, gate: string, entered: string) => `#!${process.execPath}
+import { appendFileSync, existsSync, writeFileSync } from "node:fs"
 const command = process.env.CNI_COMMAND ?? ""
 const stdin = command === "VERSION" ? "{}" : await Bun.stdin.text()
 const conf = JSON.parse(stdin || "{}")
-appendFileSync(${JSON.stringify(log)}, JSON.stringify({ command, args: process.env.CNI_ARGS ?? "", cniVersion: conf.cniVersion }) + "\\n")
+appendFileSync(${JSON.stringify(log)}, JSON.stringify({ command, args: process.env.CNI_ARGS ?? "", netns: process.env.CNI_NETNS ?? "", cniVersion: conf.cniVersion }) + "\\n")
+if (command === "ADD" && existsSync(${JSON.stringify(gate)})) {
+  writeFileSync(${JSON.stringify(entered)}, process.env.CNI_NETNS ?? "")
+  while (existsSync(${JSON.stringify(gate)})) await Bun.sleep(20)
+}
 if (command === "VERSION") console.log(JSON.stringify({ cniVersion: "1.0.0", supportedVersions: ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] }))
 else if (command === "ADD") console.log(JSON.stringify(conf.prevResult))
 `
@@ -63,12 +74,14 @@ else if (command === "ADD") console.log(JSON.stringify(conf.prevResult))
 let nodes = 0
 
 /** Starts a node: namespace, install, image, containerd. `agentSocket`: plugins forward calls to a tscni agent there. */
-export const startNode = async (options: { readonly agentSocket?: string } = {}): Promise<ContainerdNode> => {
+export const startNode = async (options: { readonly withAgent?: boolean } = {}): Promise<ContainerdNode> => {
   const netns = `tscni-ctrd-${process.pid}-${nodes++}`
   const dir = mkdtempSync(join(tmpdir(), "tscni-containerd-"))
   run(["ip", "netns", "add", netns])
   run(["ip", "-n", netns, "link", "set", "lo", "up"])
   let containerd: Bun.Subprocess | undefined
+  let agent: Bun.Subprocess | undefined
+  const agentSocket = options.withAgent === true ? join(dir, "agent.sock") : undefined
   const socket = join(dir, "containerd.sock")
   const binDir = join(dir, "bin")
   const confDir = join(dir, "net.d")
@@ -76,7 +89,7 @@ export const startNode = async (options: { readonly agentSocket?: string } = {})
   const ipamDir = join(dir, "ipam")
   mkdirSync(confDir, { recursive: true })
   run([join(BIN, "tscni-install"), "--source", BIN, "--bin-dir", binDir, "--conf-dir", confDir, "--mode", "multicall", "--no-conflist"])
-  writeFileSync(join(binDir, "record-args"), recorderScript(argsLog), { mode: 0o755 })
+  writeFileSync(join(binDir, "record-args"), recorderScript(argsLog, join(dir, "gate"), join(dir, "entered")), { mode: 0o755 })
   const setConflist = (cniVersion: string) =>
     writeFileSync(join(confDir, "10-tscni.conflist"), JSON.stringify({
       cniVersion,
@@ -123,7 +136,8 @@ export const startNode = async (options: { readonly agentSocket?: string } = {})
     const child = Bun.spawn(["nsenter", `--net=/var/run/netns/${netns}`, "containerd", "--config", join(dir, "config.toml")], {
       stdout: "ignore",
       stderr: "pipe",
-      env: { ...process.env, ...(options.agentSocket === undefined ? { TSCNI_DAEMON_SOCKET: join(dir, "no-agent.sock") } : { TSCNI_DAEMON_SOCKET: options.agentSocket }) }
+      // the plugins containerd runs forward their calls to this socket (or find no agent there)
+      env: { ...process.env, TSCNI_DAEMON_SOCKET: agentSocket ?? join(dir, "no-agent.sock") }
     })
     containerd = child
     void (async () => {
@@ -171,6 +185,8 @@ export const startNode = async (options: { readonly agentSocket?: string } = {})
     } finally {
       cri.close()
       await stopContainerd("SIGKILL")
+      agent?.kill("SIGKILL")
+      await agent?.exited
       for (const pid of shims()) process.kill(pid, "SIGKILL")
       Bun.spawnSync(["ip", "netns", "delete", netns])
       // containerd's root holds read-only snapshot files: remove them anyway
@@ -178,6 +194,14 @@ export const startNode = async (options: { readonly agentSocket?: string } = {})
     }
   }
   try {
+    if (agentSocket !== undefined) {
+      // the installed binary (the plugins' own build), in the node's namespace, as the DaemonSet runs it
+      agent = Bun.spawn(["nsenter", `--net=/var/run/netns/${netns}`, join(binDir, "tscni"), "agent", "--socket", agentSocket, "--health-listen", "127.0.0.1:9402"], { stdout: "ignore", stderr: "ignore" })
+      for (let attempt = 0; !existsSync(agentSocket); attempt++) {
+        if (attempt > 200) throw new Error("the tscni agent did not start")
+        await Bun.sleep(25)
+      }
+    }
     await startContainerd()
     const image = join(dir, "sandbox.tar")
     buildSandboxImage(image)
@@ -186,7 +210,10 @@ export const startNode = async (options: { readonly agentSocket?: string } = {})
     await stop()
     throw error
   }
-  return { netns, dir, socket, cri, argsLog, ipamDir, setConflist, stopContainerd, startContainerd, log: () => log, stop }
+  const agentMetrics = agentSocket === undefined
+    ? undefined
+    : () => Bun.spawnSync(["nsenter", `--net=/var/run/netns/${netns}`, "curl", "-s", "http://127.0.0.1:9402/metrics"]).stdout.toString()
+  return { netns, dir, socket, cri, argsLog, ipamDir, binDir, confDir, agentMetrics, setConflist, stopContainerd, startContainerd, log: () => log, stop }
 }
 
 /** The pod sandbox config kubelet sends (the fields containerd's CRI plugin reads for networking). */
