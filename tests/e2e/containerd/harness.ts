@@ -13,7 +13,7 @@
  * Pod namespaces are containerd's (`/var/run/netns/cni-*`), removed by RemovePodSandbox;
  * `stop` removes every sandbox left, then ends containerd and its shims by PID.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { type CriClient, criClient } from "./cri.ts"
@@ -74,7 +74,15 @@ else if (command === "ADD") console.log(JSON.stringify(conf.prevResult))
 let nodes = 0
 
 /** Starts a node: namespace, install, image, containerd. `agentSocket`: plugins forward calls to a tscni agent there. */
-export const startNode = async (options: { readonly withAgent?: boolean } = {}): Promise<ContainerdNode> => {
+export const startNode = async (
+  options: {
+    readonly withAgent?: boolean
+    /** Debian's reference plugins (/usr/lib/cni) instead of tscni, for the bench */
+    readonly reference?: boolean
+    /** the recording plugin at the end of the chain (default true; the bench leaves it out) */
+    readonly recorder?: boolean
+  } = {}
+): Promise<ContainerdNode> => {
   const netns = `tscni-ctrd-${process.pid}-${nodes++}`
   const dir = mkdtempSync(join(tmpdir(), "tscni-containerd-"))
   run(["ip", "netns", "add", netns])
@@ -88,8 +96,14 @@ export const startNode = async (options: { readonly withAgent?: boolean } = {}):
   const argsLog = join(dir, "cni-args.log")
   const ipamDir = join(dir, "ipam")
   mkdirSync(confDir, { recursive: true })
-  run([join(BIN, "tscni-install"), "--source", BIN, "--bin-dir", binDir, "--conf-dir", confDir, "--mode", "multicall", "--no-conflist"])
-  writeFileSync(join(binDir, "record-args"), recorderScript(argsLog, join(dir, "gate"), join(dir, "entered")), { mode: 0o755 })
+  if (options.reference === true) {
+    mkdirSync(binDir, { recursive: true })
+    for (const plugin of ["bridge", "host-local", "portmap", "bandwidth", "loopback"]) symlinkSync(`/usr/lib/cni/${plugin}`, join(binDir, plugin))
+  } else {
+    run([join(BIN, "tscni-install"), "--source", BIN, "--bin-dir", binDir, "--conf-dir", confDir, "--mode", "multicall", "--no-conflist"])
+  }
+  const recorder = options.recorder !== false
+  if (recorder) writeFileSync(join(binDir, "record-args"), recorderScript(argsLog, join(dir, "gate"), join(dir, "entered")), { mode: 0o755 })
   const setConflist = (cniVersion: string) =>
     writeFileSync(join(confDir, "10-tscni.conflist"), JSON.stringify({
       cniVersion,
@@ -98,7 +112,7 @@ export const startNode = async (options: { readonly withAgent?: boolean } = {}):
         { type: "bridge", bridge: "cni0", isGateway: true, isDefaultGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: "10.88.0.0/24" }]], dataDir: ipamDir } },
         { type: "portmap", capabilities: { portMappings: true } },
         { type: "bandwidth", capabilities: { bandwidth: true } },
-        { type: "record-args" }
+        ...(recorder ? [{ type: "record-args" }] : [])
       ]
     }, null, 2))
   setConflist("1.0.0")
