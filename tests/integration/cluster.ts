@@ -6,10 +6,10 @@
  * `tscni agent`, one per node, with their own socket, node file and health port.
  * Everything is removed, and every process this made is killed by PID, on every path.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { binary, execPlugin, freshNetns, ip, podEnv } from "./harness.ts"
+import { BIN_DIR, binary, freshNetns, ip } from "./harness.ts"
 import { type RunningEtcd, startEtcd } from "./etcd.ts"
 
 export interface TestNode {
@@ -247,25 +247,26 @@ export interface TestPod {
 let podCount = 0
 
 /**
- * A pod on `node` as a runtime makes one with the cluster's conflist: the compiled
- * tscni-net meta plugin, reading the node file the node's agent wrote, delegating to bridge
- * + host-local on the node's subnet with the node's MTU. Its saved delegates and IPAM store
- * live in `dataDir`.
+ * A pod on `node`, made as the cluster issue asks: with the `cni` CLI (the runtime's half)
+ * and the cluster's conflist, whose tscni-net reads the node file the node's agent wrote and
+ * delegates to bridge + host-local on the node's subnet with the node's MTU. Its conflist,
+ * result cache, saved delegates and IPAM store live in `dataDir`.
  */
 export const makePod = (node: TestNode, dataDir: string): TestPod => {
   const netns = freshNetns()
-  const conf = {
-    cniVersion: "1.1.0",
+  const base = join(dataDir, node.name)
+  const confDir = join(base, "net.d")
+  mkdirSync(confDir, { recursive: true })
+  writeFileSync(join(confDir, "10-cluster.conflist"), JSON.stringify({
+    cniVersion: "1.0.0",
     name: "cluster",
-    type: "tscni-net",
-    nodeFile: node.nodeFile,
-    dataDir: join(dataDir, node.name, "delegates"),
-    delegate: { bridge: "cni0", ipam: { dataDir: join(dataDir, node.name, "ipam") } }
-  }
-  const run = execPlugin(["ip", "netns", "exec", node.netns, binary("tscni-net")], podEnv("ADD", `pod-${process.pid}-${podCount++}`, netns.path), JSON.stringify(conf))
-  if (run.exitCode !== 0) throw new Error(`tscni-net ADD on ${node.name}: ${run.stdout}${run.stderr}`)
-  const address = (run.json!.ips as Array<{ address: string }>)[0]!.address.split("/")[0]!
-  return { node, netns: netns.name, ip: address }
+    plugins: [{ type: "tscni-net", nodeFile: node.nodeFile, dataDir: join(base, "delegates"), delegate: { bridge: "cni0", ipam: { dataDir: join(base, "ipam") } } }]
+  }))
+  const run = Bun.spawnSync(["ip", "netns", "exec", node.netns, binary("cni"), "add", "cluster", netns.path, "--json",
+    "--conf-dir", confDir, "--bin-dir", BIN_DIR, "--cache-dir", join(base, "cache"), "--container-id", `pod-${process.pid}-${podCount++}`])
+  if (run.exitCode !== 0) throw new Error(`cni add on ${node.name}: ${run.stdout.toString()}${run.stderr.toString()}`)
+  const result = JSON.parse(run.stdout.toString()) as { ips: Array<{ address: string }> }
+  return { node, netns: netns.name, ip: result.ips[0]!.address.split("/")[0]! }
 }
 
 /** Whether one ping from `from` to `to` is answered (5 s patience: a lost reply, not slowness, fails it). */
