@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from "bun:test"
-import { writeFileSync } from "node:fs"
-import { join, resolve } from "node:path"
+import { resolve } from "node:path"
 import { BIN_DIR, binary, freshNetns, ipJson, kernelKillSweep, podEnv } from "./harness.ts"
 import { execIn, freshHost, observe, spawnIn, type TestHost } from "./hostns.ts"
+import { measure } from "./traffic.ts"
 
 const BANDWIDTH = binary("bandwidth")
 const BRIDGE = binary("bridge")
@@ -14,7 +14,6 @@ type Json = Record<string, any>
 const MBIT = 1_000_000
 /** 12.5 kB: room for eight full frames, small next to the 250 kB sent */
 const BURST = 100_000
-const SENT = 250_000
 const GATEWAY = "10.131.0.1"
 const POD_IP = "10.131.0.2"
 
@@ -96,77 +95,6 @@ const observeTc = (ns: string): string => {
     .filter((q) => q.kind === "ingress")
     .map((q) => ({ dev: q.dev, filters: tcJson(ns, "filter", "show", "dev", q.dev, "ingress") }))
   return JSON.stringify({ qdiscs, filters }, null, 1)
-}
-
-/** The tiny TCP receiver and sender the rate is measured with (run with bun, inside a namespace). */
-const writeTrafficScripts = (dir: string) => {
-  const server = join(dir, "receive.ts")
-  const client = join(dir, "send.ts")
-  writeFileSync(server, `
-import { createServer } from "node:net"
-const [address, port, total] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
-setTimeout(() => process.exit(3), 15_000)
-const server = createServer((socket) => {
-  let received = 0
-  let first = 0
-  socket.on("data", (chunk) => {
-    if (received === 0) first = performance.now()
-    received += chunk.length
-    if (received >= total) {
-      process.stdout.write(JSON.stringify({ bytes: received, ms: performance.now() - first }) + "\\n", () => process.exit(0))
-    }
-  })
-})
-server.listen(port, address, () => process.stdout.write("ready\\n"))
-`)
-  writeFileSync(client, `
-import { connect } from "node:net"
-const [address, port, total] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
-setTimeout(() => process.exit(3), 15_000)
-const socket = connect(port, address, () => socket.end(Buffer.alloc(total, 97)))
-socket.on("error", (error) => { console.error(String(error)); process.exit(1) })
-socket.on("close", () => process.exit(0))
-`)
-  return { server, client }
-}
-
-/**
- * Sends SENT bytes over TCP from one namespace to a listener in another and returns the rate
- * the receiver saw, in bit/s, from its first byte to its last. Both processes are always reaped.
- */
-const measure = async (dir: string, fromNs: string, toNs: string, address: string, port: number): Promise<number> => {
-  const scripts = writeTrafficScripts(dir)
-  const receiver = Bun.spawn(["ip", "netns", "exec", toNs, "bun", scripts.server, address, String(port), String(SENT)], {
-    stdout: "pipe",
-    stderr: "pipe"
-  })
-  try {
-    const reader = receiver.stdout.getReader()
-    let output = ""
-    while (!output.includes("ready\n")) {
-      const { value, done } = await reader.read()
-      if (done) throw new Error(`receiver did not start: ${await new Response(receiver.stderr).text()}`)
-      output += new TextDecoder().decode(value)
-    }
-    const sender = Bun.spawnSync(["ip", "netns", "exec", fromNs, "bun", scripts.client, address, String(port), String(SENT)], {
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: 20_000
-    })
-    if (sender.exitCode !== 0) throw new Error(`sender failed: ${sender.stderr.toString()}`)
-    while (!output.includes("}\n")) {
-      const { value, done } = await reader.read()
-      if (done) break
-      output += new TextDecoder().decode(value)
-    }
-    const line = output.split("\n").find((l) => l.startsWith("{"))
-    if (line === undefined) throw new Error(`receiver gave no measurement: ${output}`)
-    const { bytes, ms } = JSON.parse(line) as { bytes: number; ms: number }
-    return (bytes * 8) / (ms / 1000)
-  } finally {
-    receiver.kill()
-    await receiver.exited
-  }
 }
 
 const mbit = (rate: number): string => `${(rate / MBIT).toFixed(3)} Mbit/s`

@@ -6,10 +6,11 @@
  * IPAM store and traffic. Run by tests/e2e/containerd/run.sh (TSCNI_CONTAINERD=1; setup.sh
  * installs containerd).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { measure } from "../../integration/traffic.ts"
 import { BIN, type ContainerdNode, sandboxConfig, sandboxNetwork, startNode } from "./harness.ts"
 
 const ENABLED = process.env.TSCNI_CONTAINERD === "1"
@@ -24,6 +25,15 @@ const recorded = (node: ContainerdNode): Array<{ command: string; args: string; 
 const allocations = (node: ContainerdNode): Array<string> => {
   const dir = `${node.ipamDir}/tscni-cri`
   return existsSync(dir) ? readdirSync(dir).filter((name) => /^\d/.test(name)).sort() : []
+}
+
+/** Every element of tscni's keyed nftables sets in the node (masquerade sources, hostPort maps), as nft -j lists them. */
+const nftElements = (node: ContainerdNode): Array<unknown> => {
+  const ruleset = JSON.parse(Bun.spawnSync(["ip", "netns", "exec", node.netns, "nft", "-j", "list", "ruleset"]).stdout.toString() || "{\"nftables\":[]}") as { nftables: Array<{ set?: { table: string; elem?: Array<unknown> }; map?: { table: string; elem?: Array<unknown> } }> }
+  return ruleset.nftables.flatMap((entry) => {
+    const set = entry.set ?? entry.map
+    return set !== undefined && set.table.startsWith("tscni-") ? set.elem ?? [] : []
+  })
 }
 
 const hostVeths = (node: ContainerdNode): Array<string> =>
@@ -45,6 +55,14 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
   }
   const stop = (id: string) => node.cri.call("stopPodSandbox", { podSandboxId: id })
   const remove = (id: string) => node.cri.call("removePodSandbox", { podSandboxId: id })
+
+  // each test leaves nothing behind, also when it fails: a failure must not become the next test's
+  afterEach(async () => {
+    for (const sandbox of (await node.cri.call("listPodSandbox", {})).items as Array<{ id: string }>) {
+      await stop(sandbox.id).catch(() => undefined)
+      await remove(sandbox.id).catch(() => undefined)
+    }
+  })
 
   test("RunPodSandbox gets an IP: the sandbox's namespace has lo up and eth0 with that IP and the default route via the node", async () => {
     const sandbox = await run("p1")
@@ -96,24 +114,39 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
     await remove(sandbox.id)
   })
 
-  test("the bandwidth annotations shape the sandbox (tbf towards it, and on the ifb its egress is redirected to)", async () => {
+  test("the bandwidth annotations shape the sandbox (tbf towards it and on the ifb its egress is redirected to, with containerd's burst)", async () => {
     const sandbox = await run("shaped", { annotations: { "kubernetes.io/ingress-bandwidth": "1M", "kubernetes.io/egress-bandwidth": "2M" } })
     const qdiscs = JSON.parse(Bun.spawnSync(["tc", "-n", node.netns, "-j", "qdisc", "show"]).stdout.toString()) as Array<{ kind: string; dev: string; options?: { rate?: number } }>
     const tbfs = qdiscs.filter((qdisc) => qdisc.kind === "tbf").map((qdisc) => qdisc.options?.rate).sort((a, b) => (a ?? 0) - (b ?? 0))
     // tc -j reports bytes per second: 1 Mbit/s and 2 Mbit/s
     expect(tbfs).toEqual([125000, 250000])
+    // containerd 1.6 sends a burst of MaxUint32 bits (~512 MiB) with the annotations' rates,
+    // as kubelet's annotations carry no burst: a transfer runs at the limit only after that
+    // much, so the rate itself is measured where tscni decides the burst
+    // (tests/integration/bandwidth.test.ts, 1 Mbit/s held to 0.6-1.6 Mbit/s). Here: a
+    // transfer of less than that burst is not held back (the tbf is in place, with containerd's burst).
+    const work = mkdtempSync(join(tmpdir(), "tscni-rate-"))
+    try {
+      const rate = await measure(work, node.netns, sandbox.netnsPath.split("/").pop()!, sandbox.ip, 5301)
+      expect(rate).toBeGreaterThan(10 * 1_000_000)
+    } finally {
+      rmSync(work, { recursive: true, force: true })
+    }
     await stop(sandbox.id)
     await remove(sandbox.id)
     const after = JSON.parse(Bun.spawnSync(["tc", "-n", node.netns, "-j", "qdisc", "show"]).stdout.toString()) as Array<{ kind: string }>
     expect(after.filter((qdisc) => qdisc.kind === "tbf")).toEqual([])
   })
 
-  test("StopPodSandbox runs DEL: no veth, no allocation, no bridge; stopping twice is fine; RemovePodSandbox after it is clean", async () => {
-    const sandbox = await run("stopped")
+  test("StopPodSandbox runs DEL: no veth, allocation, set element or qdisc left; stopping twice is fine; RemovePodSandbox after it is clean", async () => {
+    const sandbox = await run("stopped", { portMappings: [{ protocol: "TCP", containerPort: 80, hostPort: 8081 }], annotations: { "kubernetes.io/ingress-bandwidth": "5M" } })
     expect(hostVeths(node)).toHaveLength(1)
+    expect(nftElements(node)).not.toEqual([])
     await stop(sandbox.id)
     expect(hostVeths(node)).toEqual([])
     expect(allocations(node)).toEqual([])
+    expect(nftElements(node)).toEqual([])
+    expect((JSON.parse(Bun.spawnSync(["tc", "-n", node.netns, "-j", "qdisc", "show"]).stdout.toString()) as Array<{ kind: string }>).filter((q) => q.kind === "tbf")).toEqual([])
     expect(existsSync(sandbox.netnsPath)).toBe(false)
     await stop(sandbox.id)
     await remove(sandbox.id)
@@ -156,6 +189,7 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
       await remove(sandbox.id)
     }
     node.setConflist("1.1.0")
+    try {
     let refused = ""
     for (let attempt = 0; attempt < 100 && refused === ""; attempt++) {
       try {
@@ -172,7 +206,9 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
     // containerd tore the attempt down with DEL: nothing of it is left
     expect(hostVeths(node)).toEqual([])
     expect(allocations(node)).toEqual([])
-    node.setConflist("1.0.0")
+    } finally {
+      node.setConflist("1.0.0")
+    }
     const { sandbox } = await runWith("1.0.0")
     await stop(sandbox.id)
     await remove(sandbox.id)
