@@ -134,18 +134,27 @@ describe("vxlan across three nodes", () => {
     expect(cluster.probe(n1, "/metrics").body).toContain("tscni_agent_kernel_changes_total 0")
   })
 
-  test("a node that leaves is removed from every other node: its neighbour, forwarding entry and route", async () => {
-    const n3 = cluster.nodes[2]!
-    const agent = agents.get(n3.name)!
-    process.kill(agent.pid, "SIGTERM")
-    await agent.exited
-    agents.delete(n3.name)
+  test("a node that leaves is removed from every other node (its neighbour, forwarding entry and route), also by an agent that was down meanwhile, at its start", async () => {
+    const [n1, , n3] = cluster.nodes as [TestNode, TestNode, TestNode]
+    const stopAgent = async (node: TestNode) => {
+      const agent = agents.get(node.name)!
+      process.kill(agent.pid, "SIGTERM")
+      await agent.exited
+      agents.delete(node.name)
+    }
+    // node1's agent is down while node3 leaves: node1 keeps node3's entries until it starts again
+    await stopAgent(n1)
+    await stopAgent(n3)
     expect(cluster.agentCommand(n3, ["leave", "--etcd-endpoints", cluster.etcd.endpoint, "--etcd-prefix", cluster.prefix, "--node", n3.name]).exitCode).toBe(0)
+    expect(fdb(n1).some((entry) => entry.endsWith(` ${n3.address}`))).toBe(true)
+    agents.set(n1.name, cluster.startAgent(n1, ["--lease-ttl", "30", "--resync-interval", "1"]))
     await converged()
     for (const node of cluster.nodes.slice(0, 2)) {
       expect(fdb(node).some((entry) => entry.endsWith(` ${n3.address}`))).toBe(false)
       expect(actual(node).routes).toHaveLength(1)
     }
+    // the restarted agent says what it removed (read from its stderr as it comes: waited for, not raced)
+    await until("node1's agent to log the removal", () => (/removed fdb .* dst /.test(agents.get(n1.name)!.log()) ? true : undefined))
   })
 })
 
