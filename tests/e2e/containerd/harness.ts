@@ -81,12 +81,19 @@ export const startNode = async (
     readonly reference?: boolean
     /** the recording plugin at the end of the chain (default true; the bench leaves it out) */
     readonly recorder?: boolean
+    /** a node namespace that exists already (a cluster's node): used, never removed */
+    readonly netns?: string
+    /** the network's first plugin instead of bridge + host-local (e.g. tscni-net, for a cluster node) */
+    readonly firstPlugin?: (ipamDir: string) => Record<string, unknown>
   } = {}
 ): Promise<ContainerdNode> => {
-  const netns = `tscni-ctrd-${process.pid}-${nodes++}`
+  const ownNetns = options.netns === undefined
+  const netns = options.netns ?? `tscni-ctrd-${process.pid}-${nodes++}`
   const dir = mkdtempSync(join(tmpdir(), "tscni-containerd-"))
-  run(["ip", "netns", "add", netns])
-  run(["ip", "-n", netns, "link", "set", "lo", "up"])
+  if (ownNetns) {
+    run(["ip", "netns", "add", netns])
+    run(["ip", "-n", netns, "link", "set", "lo", "up"])
+  }
   let containerd: Bun.Subprocess | undefined
   let agent: Bun.Subprocess | undefined
   const agentSocket = options.withAgent === true ? join(dir, "agent.sock") : undefined
@@ -109,7 +116,8 @@ export const startNode = async (
       cniVersion,
       name: "tscni-cri",
       plugins: [
-        { type: "bridge", bridge: "cni0", isGateway: true, isDefaultGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: "10.88.0.0/24" }]], dataDir: ipamDir } },
+        options.firstPlugin?.(ipamDir) ??
+          { type: "bridge", bridge: "cni0", isGateway: true, isDefaultGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: "10.88.0.0/24" }]], dataDir: ipamDir } },
         { type: "portmap", capabilities: { portMappings: true } },
         { type: "bandwidth", capabilities: { bandwidth: true } },
         ...(recorder ? [{ type: "record-args" }] : [])
@@ -202,7 +210,15 @@ export const startNode = async (
       agent?.kill("SIGKILL")
       await agent?.exited
       for (const pid of shims()) process.kill(pid, "SIGKILL")
-      Bun.spawnSync(["ip", "netns", "delete", netns])
+      // pod namespaces this containerd made and, killed or failed midway, did not remove:
+      // those its plugins were called with (the recording plugin's log names them)
+      if (existsSync(argsLog)) {
+        for (const line of readFileSync(argsLog, "utf8").split("\n")) {
+          const path = line === "" ? "" : String((JSON.parse(line) as { netns?: string }).netns ?? "")
+          if (path.startsWith("/var/run/netns/cni-") && existsSync(path)) Bun.spawnSync(["ip", "netns", "delete", path.slice("/var/run/netns/".length)])
+        }
+      }
+      if (ownNetns) Bun.spawnSync(["ip", "netns", "delete", netns])
       // containerd's root holds read-only snapshot files: remove them anyway
       rmSync(dir, { recursive: true, force: true })
     }
