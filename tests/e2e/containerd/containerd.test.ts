@@ -252,6 +252,29 @@ describe.skipIf(!ENABLED)("containerd's CRI runs tscni", () => {
     if (existsSync(sandboxNetns)) Bun.spawnSync(["ip", "netns", "delete", sandboxNetns.split("/").pop()!])
   })
 
+  test("dual stack: PodSandboxStatus has the IPv4 address as its IP and the IPv6 one among the additional IPs, both on eth0", async () => {
+    node.setConflist("1.0.0", true)
+    try {
+      let sandbox = await run("dual-0")
+      // containerd reloads conf_dir a moment after the change: until a sandbox gets both families
+      for (let attempt = 1; sandbox.additional.length === 0 && attempt < 100; attempt++) {
+        await stop(sandbox.id)
+        await remove(sandbox.id)
+        await Bun.sleep(100)
+        sandbox = await run(`dual-${attempt}`)
+      }
+      expect(sandbox.ip).toMatch(/^10\.88\.0\.\d+$/)
+      expect(sandbox.additional).toEqual([expect.stringMatching(/^fd00:88::/)])
+      const eth0 = ipJson(sandbox.netnsPath, "addr", "show", "dev", "eth0")[0]!
+      const globals = (eth0.addr_info as Array<{ local: string; scope: string }>).filter((a) => a.scope === "global").map((a) => a.local)
+      expect(globals.sort()).toEqual([sandbox.ip, sandbox.additional[0]!].sort())
+      await stop(sandbox.id)
+      await remove(sandbox.id)
+    } finally {
+      node.setConflist("1.0.0")
+    }
+  })
+
   test("containerd restarted with a sandbox running: it keeps its network, and stopping it afterwards is clean", async () => {
     const [a, b] = [await run("kept-a"), await run("kept-b")]
     await node.stopContainerd("SIGTERM")

@@ -35,8 +35,8 @@ export interface ContainerdNode {
   readonly confDir: string
   /** the agent's health port when one serves the calls */
   readonly agentMetrics: (() => string) | undefined
-  /** writes the conflist containerd uses (the first in conf_dir) */
-  readonly setConflist: (cniVersion: string) => void
+  /** writes the conflist containerd uses (the first in conf_dir); dualStack adds an IPv6 range set */
+  readonly setConflist: (cniVersion: string, dualStack?: boolean) => void
   /** stops containerd (SIGTERM, or SIGKILL), and starts it again */
   readonly stopContainerd: (signal: "SIGTERM" | "SIGKILL") => Promise<void>
   readonly startContainerd: () => Promise<void>
@@ -111,13 +111,13 @@ export const startNode = async (
   }
   const recorder = options.recorder !== false
   if (recorder) writeFileSync(join(binDir, "record-args"), recorderScript(argsLog, join(dir, "gate"), join(dir, "entered")), { mode: 0o755 })
-  const setConflist = (cniVersion: string) =>
+  const setConflist = (cniVersion: string, dualStack = false) =>
     writeFileSync(join(confDir, "10-tscni.conflist"), JSON.stringify({
       cniVersion,
       name: "tscni-cri",
       plugins: [
         options.firstPlugin?.(ipamDir) ??
-          { type: "bridge", bridge: "cni0", isGateway: true, isDefaultGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: "10.88.0.0/24" }]], dataDir: ipamDir } },
+          { type: "bridge", bridge: "cni0", isGateway: true, isDefaultGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", ranges: [[{ subnet: "10.88.0.0/24" }], ...(dualStack ? [[{ subnet: "fd00:88::/64" }]] : [])], dataDir: ipamDir } },
         { type: "portmap", capabilities: { portMappings: true } },
         { type: "bandwidth", capabilities: { bandwidth: true } },
         ...(recorder ? [{ type: "record-args" }] : [])
