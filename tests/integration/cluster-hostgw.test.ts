@@ -97,8 +97,12 @@ describe("host-gw across three nodes", () => {
 
   test("a route deleted by hand comes back at the next resync", async () => {
     const [n1, n2] = cluster.nodes as [TestNode, TestNode]
+    // the agent says each route it adds: one more such line proves it put this one back
+    // (the deletion itself is `ip route del` succeeding; the resync may follow within a moment)
+    const added = () => agents.get(n1.name)!.log().split("\n").filter((line) => line.includes(`added route ${subnetOf(n2)} ${n2.address}`)).length
+    const before = added()
     ip("-n", n1.netns, "route", "del", subnetOf(n2))
-    expect(agentRoutes(n1)).not.toContain(`${subnetOf(n2)} via ${n2.address} dev eth0`)
+    await until("node1's agent to add the route again", () => (added() > before ? true : undefined))
     await converged()
     expect(agentRoutes(n1)).toContain(`${subnetOf(n2)} via ${n2.address} dev eth0`)
   })
