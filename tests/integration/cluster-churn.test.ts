@@ -35,7 +35,7 @@ beforeAll(async () => {
   const [n1, n2, n3] = cluster.nodes as [TestNode, TestNode, TestNode]
   start(n1, 60)
   start(n2, 60)
-  start(n3, 3)
+  start(n3, 5)
   for (const node of [n1, n2, n3]) await until(`${node.name} ready`, () => (cluster.probe(node, "/readyz").status === 200 ? true : undefined))
   await converged()
 })
@@ -62,8 +62,14 @@ describe("churn", () => {
     const agent = agents.get(n3.name)!
     process.kill(agent.pid, "SIGKILL")
     await agent.exited
-    // its routes stay on the others while the lease lives (it may be a restart)
-    expect(cluster.nodes.filter((node) => node !== n3).every((node) => agentRoutes(node).some((route) => route.includes(`via ${n3.address} `)))).toBe(true)
+    // its routes stay on the others while the lease lives (it may be a restart): looked at
+    // with etcd paused, so the lease cannot expire while the test looks (5 s TTL, ms after the kill)
+    cluster.etcd.pause()
+    try {
+      expect(cluster.nodes.filter((node) => node !== n3).every((node) => agentRoutes(node).some((route) => route.includes(`via ${n3.address} `)))).toBe(true)
+    } finally {
+      cluster.etcd.resume()
+    }
     await until("node3's lease to expire", () => (cluster.etcd.etcdctl("get", key, "--print-value-only").trim() === "" ? true : undefined))
     agents.delete(n3.name)
     await converged()
