@@ -100,7 +100,8 @@ describe("tscni agent with etcd: subnet leases", () => {
 
   test("a SIGKILLed node's lease expires after its TTL and only then is its subnet free; back with its node file, it gets that subnet again", async () => {
     const [, , n3, n4] = cluster.nodes as [TestNode, TestNode, TestNode, TestNode]
-    start(n3, 3)
+    // a TTL far longer than n4 takes to join: n3's lease is surely alive when n4 claims
+    start(n3, 10)
     const s3 = await leased(n3)
     await stop(n3, "SIGKILL")
     // n4 joins while n3's lease is still alive: it never gets n3's subnet
