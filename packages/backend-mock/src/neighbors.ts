@@ -1,12 +1,12 @@
 import type { BackendError, FdbEntry, NetnsPath, Neighbor } from "@tscni/backend"
-import { formatIp, type Ip, parseIp, sameIp } from "@tscni/ip"
+import { formatIp, type Ip, parseIp, parseMac, sameIp } from "@tscni/ip"
 import { Effect } from "effect"
 import { fail, type KernelState, requireLink, requireNetns } from "./state.ts"
 
-const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/
-
-const macOf = (operation: string, mac: string): Effect.Effect<string, BackendError> =>
-  MAC.test(mac.toLowerCase()) ? Effect.succeed(mac.toLowerCase()) : fail(operation, "Invalid", `'${mac}' is not a MAC address`, "EINVAL")
+const macOf = (operation: string, mac: string): Effect.Effect<string, BackendError> => {
+  const parsed = parseMac(mac)
+  return parsed === undefined ? fail(operation, "Invalid", `'${mac}' is not a MAC address`, "EINVAL") : Effect.succeed(parsed)
+}
 
 const ipOf = (operation: string, text: string): Effect.Effect<Ip, BackendError> => {
   const ip = parseIp(text)

@@ -5,7 +5,7 @@
  */
 import { Effect, Schema } from "effect"
 import { Backend, HOST_NETNS } from "@tscni/backend"
-import { formatIp, parseCidr, parseIp } from "@tscni/ip"
+import { formatIp, isLinkLocal6, parseCidr, parseIp } from "@tscni/ip"
 
 export interface Underlay {
   readonly iface: string
@@ -51,8 +51,8 @@ export const findUnderlay = (wanted: { readonly iface?: string | undefined; read
     } else if (parseIp(publicIp)?.family !== 4) return yield* problem(`--public-ip: '${publicIp}' is not an IPv4 address`)
     let publicIpv6 = wanted.publicIpv6
     if (publicIpv6 === undefined) {
-      // the first global IPv6 address (not link-local: fe80::/10)
-      const global6 = addresses.map((address) => parseCidr(address.cidr)?.ip).find((ip) => ip?.family === 6 && ip.value >> 118n !== 0x3fan)
+      // the first global IPv6 address (not link-local)
+      const global6 = addresses.map((address) => parseCidr(address.cidr)?.ip).find((ip) => ip?.family === 6 && !isLinkLocal6(ip))
       publicIpv6 = global6 === undefined ? undefined : formatIp(global6)
     } else if (parseIp(publicIpv6)?.family !== 6) return yield* problem(`--public-ipv6: '${publicIpv6}' is not an IPv6 address`)
     return { iface: link.name, publicIp, publicIpv6, mtu: link.mtu } satisfies Underlay

@@ -77,11 +77,11 @@ export const ifinfomsg = (index = 0, flags = 0, change = 0, family = AF_UNSPEC):
 }
 
 /** The kernel's MAC bytes in the lower-case colon form LinkInfo reports. */
-const macToString = (bytes: Uint8Array): string =>
+export const macToString = (bytes: Uint8Array): string =>
   Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(":")
 
 /** A colon-form MAC back into the bytes IFLA_ADDRESS takes. */
-const macToBytes = (mac: string): Uint8Array => Uint8Array.from(mac.split(":"), (part) => parseInt(part, 16))
+export const macToBytes = (mac: string): Uint8Array => Uint8Array.from(mac.split(":"), (part) => parseInt(part, 16))
 
 const KINDS: Record<string, LinkKind> = { veth: "veth", bridge: "bridge", dummy: "dummy", ifb: "ifb", vxlan: "vxlan" }
 

@@ -5,11 +5,11 @@
  * kernel for one device's entries only, and are filtered here again.
  */
 import type { FdbEntry, Neighbor } from "@tscni/backend"
-import { formatIp, fromBytes, parseIp, toBytes } from "@tscni/ip"
+import { formatIp, fromBytes, parseIp, parseMac, toBytes } from "@tscni/ip"
 import { kernelError, KernelCallFailed } from "../errors.ts"
 import { addressFamilyCode, AttributeWriter, decodeAttributes, ipFamilyOfCode, NLM_F_CREATE, type NetlinkMessage } from "../netlink/message.ts"
 import type { RouteSocket } from "../netlink/socket.ts"
-import { ifinfomsg } from "./link.ts"
+import { ifinfomsg, macToBytes, macToString } from "./link.ts"
 
 const RTM_NEWNEIGH = 28
 const RTM_DELNEIGH = 29
@@ -37,10 +37,10 @@ const ndmsg = (family: number, index: number, state = 0, flags = 0): Uint8Array 
   return header
 }
 
-const macToString = (bytes: Uint8Array): string => Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(":")
 const macBytes = (operation: string, mac: string): Uint8Array => {
-  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new KernelCallFailed(kernelError(operation, 22, `'${mac}' is not a MAC address`))
-  return Uint8Array.from(mac.split(":"), (part) => parseInt(part, 16))
+  const parsed = parseMac(mac)
+  if (parsed === undefined) throw new KernelCallFailed(kernelError(operation, 22, `'${mac}' is not a MAC address`))
+  return macToBytes(parsed)
 }
 const ipBytes = (operation: string, text: string) => {
   const ip = parseIp(text)
