@@ -6,21 +6,14 @@ import { Deferred, Effect, Layer, Schema } from "effect"
 import { decodeClusterConfig } from "./config.ts"
 import { Datastore, type DatastoreShape } from "./datastore.ts"
 import { Kv, type KvShape } from "./kv.ts"
-import { claimsIn, claimSubnets, subnetsPrefix } from "./leases.ts"
+import { claimsIn, claimSubnets, decodeClaimValue, subnetsPrefix } from "./leases.ts"
 import { subnetKey } from "./subnets.ts"
 
 /** Nothing to hold yet (no config) or the hold could not be verified: said, then retried. */
 class NotYet extends Schema.TaggedError<NotYet>()("NotYet", { message: Schema.String }) {}
 
-/** The node a claim's value names; undefined when it names none. */
-const ownerOf = (value: string): string | undefined => {
-  try {
-    const parsed: unknown = JSON.parse(value)
-    return typeof parsed === "object" && parsed !== null && "node" in parsed && typeof parsed.node === "string" ? parsed.node : undefined
-  } catch {
-    return undefined
-  }
-}
+/** The node a claim's value names (decoded as claimsIn decodes it); undefined when it is no claim. */
+const ownerOf = (value: string): string | undefined => decodeClaimValue(value)?.node
 
 export const etcdDatastore = (kv: KvShape, prefix: string, options: { readonly leaseTtlSeconds: number; readonly endpoints: string }): DatastoreShape => ({
   describe: `etcd ${options.endpoints}, prefix ${prefix}`,

@@ -51,20 +51,25 @@ export const subnetsPrefix = (prefix: string): string => `${prefix}/subnets/`
 
 const decodeRecord = Schema.decodeUnknownOption(LeaseRecord)
 
+/** A claim's value decoded; undefined when it is not JSON or not a LeaseRecord. */
+export const decodeClaimValue = (value: string): LeaseRecord | undefined => {
+  let json: unknown
+  try {
+    json = JSON.parse(value)
+  } catch {
+    return undefined
+  }
+  const record = decodeRecord(json)
+  return record._tag === "None" ? undefined : record.value
+}
+
 /** The claims among `entries` on node subnets of `net` (others, and undecodable values, are not claims). */
 export const claimsIn = (net: PodNetwork, prefix: string, entries: ReadonlyArray<KvEntry>): ReadonlyArray<SubnetClaim> =>
   entries.flatMap((entry) => {
     const subnet = subnetOfKey(net, entry.key.slice(subnetsPrefix(prefix).length))
-    if (subnet === undefined) return []
-    let json: unknown
-    try {
-      json = JSON.parse(entry.value)
-    } catch {
-      return []
-    }
-    const record = decodeRecord(json)
-    if (record._tag === "None") return []
-    return [{ subnet, record: record.value, reserved: entry.lease === undefined, key: entry.key, modRevision: entry.modRevision }]
+    const record = subnet === undefined ? undefined : decodeClaimValue(entry.value)
+    if (subnet === undefined || record === undefined) return []
+    return [{ subnet, record, reserved: entry.lease === undefined, key: entry.key, modRevision: entry.modRevision }]
   })
 
 /** The record a node writes: its own name, address and backend data. */

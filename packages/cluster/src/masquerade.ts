@@ -3,7 +3,7 @@
  * the cluster network leaves the node with the node's address; pod-to-pod traffic, on
  * this node or across nodes, is never NATed (the receiver sees the sender's pod IP).
  *
- * One keyed nftables table of the agent's, `inet tscni-cluster-masq-<skeleton hash>`: two
+ * One keyed nftables table of the agent's, `inet tscni-cluster-masq-<hash>-<skeleton hash>`: two
  * interval sets holding the cluster networks (IPv4, IPv6) and a postrouting chain that
  * only looks them up, so the rules never change and a config change is an element change.
  * Reconciled (created if missing, elements made equal to the config's networks, tables of
@@ -12,9 +12,12 @@
 import { Effect } from "effect"
 import { Backend, type BackendError, HOST_NETNS, type NftTable } from "@tscni/backend"
 import { formatCidr } from "@tscni/ip"
+import { keyedTable, keyedTablePrefix } from "@tscni/steps/nftElements"
 import type { ClusterConfig } from "./config.ts"
 
-const PREFIX = "tscni-cluster-masq-"
+const KIND = "cluster-masq"
+/** the one cluster network a node belongs to: names the table, as a plugin's network does */
+const NETWORK = "cluster"
 const OWNER = "tscni-agent"
 
 const SKELETON: Omit<NftTable, "name"> = {
@@ -37,10 +40,9 @@ const SKELETON: Omit<NftTable, "name"> = {
   }]
 }
 
-const sha8 = (text: string): string => new Bun.CryptoHasher("sha256").update(text).digest("hex").slice(0, 8)
-
-/** The agent's masquerade table (its name changes with its skeleton, so an upgrade makes a new one). */
-export const clusterMasqueradeTable: NftTable = { ...SKELETON, name: `${PREFIX}${sha8(JSON.stringify(SKELETON))}` }
+/** The agent's masquerade table, named as every keyed table is (its name changes with its skeleton, so an upgrade makes a new one). */
+export const clusterMasqueradeTable: NftTable = keyedTable(KIND, NETWORK, SKELETON)
+const PREFIX = keyedTablePrefix(KIND, NETWORK)
 
 /**
  * Makes the masquerade table hold exactly the config's networks; returns what changed.

@@ -7,9 +7,8 @@
 import { Effect, Fiber, Layer } from "effect"
 import { layer as linuxBackend } from "@tscni/backend-linux"
 import { formatCidr } from "@tscni/ip"
-import { decodeClusterConfig } from "./config.ts"
 import type { Datastore } from "./datastore.ts"
-import { etcdDatastoreLayer } from "./etcdDatastore.ts"
+import { etcdDatastore, etcdDatastoreLayer } from "./etcdDatastore.ts"
 import { etcdKvLayer } from "./etcdKv.ts"
 import { inClusterConnection, kubeClient, kubeconfigConnection } from "./kube/client.ts"
 import { kubeDatastoreLayer } from "./kubeDatastore.ts"
@@ -51,9 +50,8 @@ export const leaveCluster = (options: { readonly endpoints: ReadonlyArray<string
   Effect.runPromise(
     Effect.gen(function*() {
       const kv = yield* Kv
-      const key = `${options.prefix}/config`
-      const { entries } = yield* kv.list(key)
-      const config = yield* decodeClusterConfig(entries.find((entry) => entry.key === key)?.value ?? "")
+      // the config as the agent reads it (a missing one is said so, not a JSON error)
+      const config = yield* etcdDatastore(kv, options.prefix, { leaseTtlSeconds: 1, endpoints: options.endpoints.join(",") }).config
       return (yield* releaseSubnets(kv, options.prefix, config, options.node)).map(formatCidr)
     }).pipe(Effect.provide(etcdKvLayer({ endpoints: options.endpoints })))
   )
