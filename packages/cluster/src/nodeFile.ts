@@ -6,9 +6,10 @@
  *
  *   {"node":"n1","subnets":["10.244.1.0/24"],"networks":["10.244.0.0/16"],"mtu":1450,"backend":"vxlan"}
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync } from "node:fs"
 import { dirname } from "node:path"
 import { Effect, Schema } from "effect"
+import { replaceFile } from "@tscni/lock"
 
 export const NodeFile = Schema.Struct({
   node: Schema.String,
@@ -32,14 +33,16 @@ export class NodeFileError extends Schema.TaggedError<NodeFileError>()("NodeFile
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
+let temps = 0
+/** A temp file beside `path` that no other write of this process uses. */
+const tempOf = (path: string): string => `${path}.${process.pid}.${temps++}.tmp`
+
 /** Writes the node file atomically (mode 0644: plugins run as root, but operators read it). */
 export const writeNodeFile = (path: string, content: NodeFile): Effect.Effect<void, NodeFileError> =>
   Effect.try({
     try: () => {
       mkdirSync(dirname(path), { recursive: true, mode: 0o755 })
-      const temp = `${path}.${process.pid}.tmp`
-      writeFileSync(temp, JSON.stringify(content) + "\n", { mode: 0o644 })
-      renameSync(temp, path)
+      replaceFile(path, tempOf(path), JSON.stringify(content) + "\n", 0o644)
     },
     catch: (error) => new NodeFileError({ path, message: describe(error) })
   })
@@ -83,9 +86,7 @@ export const writeConflist = (path: string, conflist: object): Effect.Effect<voi
       }
       if (present === content) return
       mkdirSync(dirname(path), { recursive: true, mode: 0o755 })
-      const temp = `${path}.${process.pid}.tmp`
-      writeFileSync(temp, content, { mode: 0o644 })
-      renameSync(temp, path)
+      replaceFile(path, tempOf(path), content, 0o644)
     },
     catch: (error) => new NodeFileError({ path, message: describe(error) })
   })

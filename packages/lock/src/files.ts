@@ -40,9 +40,9 @@ export const removeFileIfExists = (path: string): void => {
   }
 }
 
-/** Writes `content` to a new file (`flags` decide whether it must not exist), removing it if the write fails. */
-export const writeNewFile = (path: string, content: string, flags: number): void => {
-  const fd = openSync(path, flags, 0o600)
+/** Writes `content` to a new file (`flags` decide whether it must not exist; `mode` 0600 unless said), removing it if the write fails. */
+export const writeNewFile = (path: string, content: string, flags: number, mode = 0o600): void => {
+  const fd = openSync(path, flags, mode)
   try {
     writeSync(fd, content)
   } catch (error) {
@@ -54,8 +54,8 @@ export const writeNewFile = (path: string, content: string, flags: number): void
 }
 
 /** Replaces `path` atomically: writes `temp` (same directory, must not exist), then renames it over `path`. */
-export const replaceFile = (path: string, temp: string, content: string): void => {
-  writeNewFile(temp, content, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
+export const replaceFile = (path: string, temp: string, content: string, mode = 0o600): void => {
+  writeNewFile(temp, content, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode)
   try {
     renameSync(temp, path)
   } catch (error) {

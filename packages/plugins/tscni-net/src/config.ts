@@ -84,7 +84,7 @@ export const renderDelegate = (request: PluginRequest, settings: TscniNetSetting
     ...defaults,
     ...passed,
     ...settings.overrides,
-    // an ipam override adds to the rendered IPAM (dataDir, more routes), it does not replace the node's subnets
+    // an ipam override is merged key by key into the rendered IPAM (dataDir, routes; ranges too, if it names them)
     ...(typeof ipamOverride === "object" && ipamOverride !== null ? { ipam: { ...(defaults.ipam as object), ...ipamOverride } } : {})
   }
 }

@@ -16,6 +16,7 @@ export const SaveDelegateHandle = Schema.Struct({ path: Schema.String })
 export type SaveDelegateHandle = typeof SaveDelegateHandle.Type
 
 const STEP = "saveDelegate"
+let temps = 0
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -49,7 +50,8 @@ export const saveDelegate = makeStep<SaveDelegateInput, SaveDelegateHandle, CniE
     Effect.try({
       try: () => {
         mkdirSync(dirname(input.path), { recursive: true, mode: 0o700 })
-        replaceFile(input.path, `${input.path}.${process.pid}.tmp`, JSON.stringify(input.delegate))
+        // a counter too: in the agent, every call shares one PID
+        replaceFile(input.path, `${input.path}.${process.pid}.${temps++}.tmp`, JSON.stringify(input.delegate))
         return { path: input.path }
       },
       catch: (error) => ioFailure(`tscni-net: saving the delegate to ${input.path}: ${describe(error)}`)
