@@ -3,6 +3,7 @@
  * namespace standing in for the host, via `ip netns exec`: their bridge, host veths,
  * sysctls and nftables rules all land in that namespace, never on the real host.
  */
+import { afterAll } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -14,6 +15,27 @@ export interface TestHost {
   /** a scratch directory (IPAM dataDir and the like), removed with the host */
   readonly dir: string
   readonly remove: () => void
+}
+
+/**
+ * Test hosts and pod namespaces for one test file, all removed (newest first) after it, on
+ * every path: what each file would otherwise write out again.
+ */
+export const scratchSpace = () => {
+  const cleanups: Array<() => void> = []
+  afterAll(() => cleanups.reverse().forEach((cleanup) => cleanup()))
+  return {
+    host: (): TestHost => {
+      const h = freshHost()
+      cleanups.push(h.remove)
+      return h
+    },
+    pod: () => {
+      const p = freshNetns()
+      cleanups.push(p.remove)
+      return p
+    }
+  }
 }
 
 export const freshHost = (): TestHost => {

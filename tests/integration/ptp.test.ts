@@ -3,11 +3,11 @@
  * observed with ip -j and nft -j; beside Debian's reference ptp (/usr/lib/cni/ptp) for the
  * same config; a fault and a SIGKILL at every kernel call of ADD through fault-driver.ts.
  */
-import { afterAll, describe, expect, test } from "bun:test"
+import { describe, expect, test } from "bun:test"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { resolve } from "node:path"
 import { BIN_DIR, binary, freshNetns, ipJson, kernelFaultSweep, kernelKillSweep, podEnv } from "./harness.ts"
-import { execIn, freshHost, hostSysctls, nftSets, observe, observeAfterDel, restoreHostSysctls, settle, spawnIn, type TestHost } from "./hostns.ts"
+import { execIn, hostSysctls, nftSets, observe, observeAfterDel, restoreHostSysctls, scratchSpace, settle, spawnIn, type TestHost } from "./hostns.ts"
 
 /** The plugin under test: PTP_BIN (a scratch build) or dist/bin/ptp. */
 const PTP = process.env.PTP_BIN ?? binary("ptp")
@@ -18,18 +18,7 @@ const DRIVER = resolve(import.meta.dir, "fault-driver.ts")
 
 type Json = Record<string, any>
 
-const cleanups: Array<() => void> = []
-afterAll(() => cleanups.reverse().forEach((cleanup) => cleanup()))
-const host = (): TestHost => {
-  const h = freshHost()
-  cleanups.push(h.remove)
-  return h
-}
-const pod = () => {
-  const p = freshNetns()
-  cleanups.push(p.remove)
-  return p
-}
+const { host, pod } = scratchSpace()
 
 const V4 = [[{ subnet: "10.141.0.0/24" }]]
 const DUAL = [[{ subnet: "10.141.0.0/24" }], [{ subnet: "fd14:1::/64" }]]

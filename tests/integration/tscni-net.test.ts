@@ -3,28 +3,17 @@
  * file written as the agent writes it. Observed with ip -j, the host-local store and the
  * saved delegate files; "nothing changed" with hostns.ts's observe().
  */
-import { afterAll, describe, expect, test } from "bun:test"
+import { describe, expect, test } from "bun:test"
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { binary, freshNetns, ipJson, podEnv } from "./harness.ts"
-import { execIn, freshHost, observe, type TestHost } from "./hostns.ts"
+import { binary, ipJson, podEnv } from "./harness.ts"
+import { execIn, observe, scratchSpace, type TestHost } from "./hostns.ts"
 
 const META = binary("tscni-net")
 for (const delegate of ["bridge", "ptp", "host-local"]) binary(delegate)
 
 type Json = Record<string, any>
-const cleanups: Array<() => void> = []
-afterAll(() => cleanups.reverse().forEach((cleanup) => cleanup()))
-const host = (): TestHost => {
-  const h = freshHost()
-  cleanups.push(h.remove)
-  return h
-}
-const pod = () => {
-  const p = freshNetns()
-  cleanups.push(p.remove)
-  return p
-}
+const { host, pod } = scratchSpace()
 
 const nodeFilePath = (h: TestHost) => join(h.dir, "run", "node.json")
 const writeNodeFile = (h: TestHost, subnets: Array<string>, mtu = 1450) => {
