@@ -6,7 +6,7 @@
  * `tscni agent`, one per node, with their own socket, node file and health port.
  * Everything is removed, and every process this made is killed by PID, on every path.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { BIN_DIR, binary, freshNetns, ip } from "./harness.ts"
@@ -242,17 +242,37 @@ export interface TestPod {
   readonly node: TestNode
   readonly netns: string
   readonly ip: string
+  readonly containerId: string
+  /** `cni del` of the attachment, as the runtime's teardown (the namespace stays until the test ends) */
+  readonly detach: () => void
 }
 
 let podCount = 0
+
+/** A bin dir under `dataDir` of links to the multicall `tscni`, as tscni-install lays one out: its plugins forward calls to the agent. */
+const multicallLinks = (dataDir: string): string => {
+  const dir = join(dataDir, "bin")
+  if (existsSync(dir)) return dir
+  mkdirSync(dir, { recursive: true })
+  for (const name of readdirSync(BIN_DIR)) {
+    if (name !== "cni" && name !== "tscni-install") symlinkSync(binary("tscni"), join(dir, name))
+  }
+  return dir
+}
 
 /**
  * A pod on `node`, made as the cluster issue asks: with the `cni` CLI (the runtime's half)
  * and the cluster's conflist, whose tscni-net reads the node file the node's agent wrote and
  * delegates to bridge + host-local on the node's subnet with the node's MTU. Its conflist,
- * result cache, saved delegates and IPAM store live in `dataDir`.
+ * result cache, saved delegates and IPAM store live in `dataDir`. With `k8s`, CNI_ARGS name
+ * the pod as containerd does; with `viaAgent`, the plugins forward the calls to the node's
+ * agent (which then enforces the pod's network policies before the ADD returns).
  */
-export const makePod = (node: TestNode, dataDir: string): TestPod => {
+export const makePod = (
+  node: TestNode,
+  dataDir: string,
+  options: { readonly k8s?: { readonly namespace: string; readonly name: string }; readonly viaAgent?: boolean } = {}
+): TestPod => {
   const netns = freshNetns()
   const base = join(dataDir, node.name)
   const confDir = join(base, "net.d")
@@ -262,11 +282,19 @@ export const makePod = (node: TestNode, dataDir: string): TestPod => {
     name: "cluster",
     plugins: [{ type: "tscni-net", nodeFile: node.nodeFile, dataDir: join(base, "delegates"), delegate: { bridge: "cni0", ipam: { dataDir: join(base, "ipam") } } }]
   }))
-  const run = Bun.spawnSync(["ip", "netns", "exec", node.netns, binary("cni"), "add", "cluster", netns.path, "--json",
-    "--conf-dir", confDir, "--bin-dir", BIN_DIR, "--cache-dir", join(base, "cache"), "--container-id", `pod-${process.pid}-${podCount++}`])
-  if (run.exitCode !== 0) throw new Error(`cni add on ${node.name}: ${run.stdout.toString()}${run.stderr.toString()}`)
-  const result = JSON.parse(run.stdout.toString()) as { ips: Array<{ address: string }> }
-  return { node, netns: netns.name, ip: result.ips[0]!.address.split("/")[0]! }
+  const containerId = `pod-${process.pid}-${podCount++}`
+  const binDir = options.viaAgent === true ? multicallLinks(dataDir) : BIN_DIR
+  const cni = (command: "add" | "del") => {
+    const args = options.k8s === undefined ? [] : ["--args", `IgnoreUnknown=1;K8S_POD_NAMESPACE=${options.k8s.namespace};K8S_POD_NAME=${options.k8s.name};K8S_POD_INFRA_CONTAINER_ID=${containerId}`]
+    const run = Bun.spawnSync(["ip", "netns", "exec", node.netns, binary("cni"), command, "cluster", netns.path, ...(command === "add" ? ["--json"] : []),
+      "--conf-dir", confDir, "--bin-dir", binDir, "--cache-dir", join(base, "cache"), "--container-id", containerId, ...args], {
+      env: { ...process.env, ...(options.viaAgent === true ? { TSCNI_DAEMON_SOCKET: node.socket } : {}) }
+    })
+    if (run.exitCode !== 0) throw new Error(`cni ${command} on ${node.name}: ${run.stdout.toString()}${run.stderr.toString()}`)
+    return run.stdout.toString()
+  }
+  const result = JSON.parse(cni("add")) as { ips: Array<{ address: string }> }
+  return { node, netns: netns.name, ip: result.ips[0]!.address.split("/")[0]!, containerId, detach: () => void cni("del") }
 }
 
 /** Whether one ping from `from` to `to` is answered (5 s patience: a lost reply, not slowness, fails it). */

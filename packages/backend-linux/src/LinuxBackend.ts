@@ -326,6 +326,8 @@ export const makeLinuxBackend = (): BackendShape => ({
   listNftChainRules: (ns, table, chain) => kernelCall("listNftChainRules", () => nftSets.listChainRules(ns, table, chain)),
   listNftTables: (ns, prefix) => kernelCall("listNftTables", () => nftSets.listTables(ns, prefix)),
   deleteNftTable: (ns, table) => kernelCall("deleteNftTable", () => nftSets.deleteTable(ns, table)),
+  replaceNftTable: (ns, table, elements) => kernelCall("replaceNftTable", () => nftSets.replaceTable(ns, table, elements)),
+  changeNftTable: (ns, table, changes) => kernelCall("changeNftTable", () => nftSets.changeTable(ns, table, changes)),
 
   addIptablesRules: iptables.addIptablesRules,
   deleteIptablesRules: iptables.deleteIptablesRules,

@@ -169,7 +169,9 @@ export const makeMockBackend = (
     listNftElements: instrument("listNftElements", nftSets.listNftElements),
     listNftChainRules: instrument("listNftChainRules", nftSets.listNftChainRules),
     listNftTables: instrument("listNftTables", nftSets.listNftTables),
-    deleteNftTable: instrument("deleteNftTable", nftSets.deleteNftTable)
+    deleteNftTable: instrument("deleteNftTable", nftSets.deleteNftTable),
+    replaceNftTable: instrument("replaceNftTable", nftSets.replaceNftTable),
+    changeNftTable: instrument("changeNftTable", nftSets.changeNftTable)
   }
 
   const control: MockControl = {

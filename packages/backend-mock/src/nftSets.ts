@@ -1,6 +1,7 @@
 import {
   type BackendError,
   type NetnsPath,
+  type NftChanges,
   type NftChain,
   type NftElement,
   type NftElementKey,
@@ -182,6 +183,71 @@ export const nftSetOperations = (state: KernelState) => {
         for (const table of ns.nftTables.values()) tables.set(tableKey(table), { family: table.family, name: table.name })
         for (const rule of ns.filterRules) tables.set(`${rule.family} ${rule.table}`, { family: rule.family, name: rule.table })
         return [...tables.values()].filter((table) => table.name.startsWith(prefix))
+      }),
+
+    replaceNftTable: (netns: NetnsPath, table: NftTable, elements: ReadonlyArray<NftElement>): Effect.Effect<void, BackendError> =>
+      Effect.gen(function*() {
+        const ns = yield* requireNetns(state, "replaceNftTable", netns)
+        yield* checkAgainst("replaceNftTable", table, elements)
+        const made: NftTableState = {
+          family: table.family,
+          name: table.name,
+          chains: table.chains.map((chain) => ({ ...chain, rules: [...chain.rules] })),
+          sets: new Map(table.sets.map((spec) => [spec.name, { spec: { ...spec }, elements: new Map() }]))
+        }
+        yield* insert("replaceNftTable", made, elements)
+        ns.nftTables.set(tableKey(table), made)
+      }),
+
+    changeNftTable: (netns: NetnsPath, table: NftTableRef, changes: NftChanges): Effect.Effect<void, BackendError> =>
+      Effect.gen(function*() {
+        const operation = "changeNftTable"
+        const ns = yield* requireNetns(state, operation, netns)
+        const skeleton: NftTable = { family: table.family, name: table.name, sets: [...changes.addSets, ...changes.sets], chains: changes.addChains }
+        yield* checkAgainst(operation, skeleton, changes.addElements)
+        yield* checkKeys(operation, table, changes.deleteElements)
+        const found = yield* existing(operation, ns, table, [])
+        // worked on a copy: any refusal leaves the table as it was
+        const sets = new Map([...found.sets].map(([name, set]) => [name, { spec: set.spec, elements: new Map(set.elements) }]))
+        const chains = new Map(found.chains.map((chain) => [chain.name, chain]))
+        const exists = (what: string) => fail(operation, "AlreadyExists", `${operation}: ${what}: File exists`, "EEXIST")
+        for (const spec of changes.addSets) {
+          if (sets.has(spec.name)) return yield* exists(`set ${spec.name}`)
+          sets.set(spec.name, { spec: { ...spec }, elements: new Map() })
+        }
+        for (const chain of changes.addChains) {
+          if (chains.has(chain.name)) return yield* exists(`chain ${chain.name}`)
+          chains.set(chain.name, { ...chain, rules: [...chain.rules] })
+        }
+        for (const key of changes.deleteElements) {
+          if (sets.get(key.set)?.elements.delete(key.key) !== true) return yield* missing(operation, `${key.set} { ${key.key} }`)
+        }
+        for (const element of changes.addElements) {
+          const set = sets.get(element.set)
+          if (set === undefined) return yield* missing(operation, `set ${element.set} of ${tableKey(table)}`)
+          if (set.elements.has(element.key)) return yield* exists(`${element.set} { ${element.key} }`)
+          set.elements.set(element.key, { ...(element.value !== undefined ? { value: element.value } : {}), comment: element.comment })
+        }
+        for (const name of changes.deleteChains) {
+          if (!chains.delete(name)) return yield* missing(operation, `chain ${name} of ${tableKey(table)}`)
+        }
+        for (const name of changes.deleteSets) {
+          if (!sets.delete(name)) return yield* missing(operation, `set ${name} of ${tableKey(table)}`)
+        }
+        // as the kernel: what a rule or a map element still refers to cannot go (EBUSY)
+        const rules = [...chains.values()].flatMap((chain) => chain.rules)
+        const verdicts = [...sets.values()].flatMap((set) => [...set.elements.values()].flatMap((e) => (e.value === undefined ? [] : [e.value])))
+        const busy = (what: string) => fail(operation, "Busy", `${operation}: ${what}: Device or resource busy`, "EBUSY")
+        // names are [A-Za-z0-9_-] (nftTableProblem): safe in a pattern as they are
+        for (const name of changes.deleteChains) {
+          const jump = new RegExp(`(^|\\s)(jump|goto) ${name}(\\s|$)`)
+          if ([...rules, ...verdicts].some((text) => jump.test(text))) return yield* busy(`chain ${name}`)
+        }
+        for (const name of changes.deleteSets) {
+          const lookup = new RegExp(`@${name}(\\s|$)`)
+          if (rules.some((rule) => lookup.test(rule))) return yield* busy(`set ${name}`)
+        }
+        ns.nftTables.set(tableKey(table), { family: found.family, name: found.name, chains: [...chains.values()], sets })
       }),
 
     deleteNftTable: (netns: NetnsPath, table: NftTableRef): Effect.Effect<void, BackendError> =>

@@ -27,7 +27,7 @@ import type {
   RedirectFilter,
   Route
 } from "./model.ts"
-import type { NftElement, NftElementKey, NftTable, NftTableRef } from "./nftSets.ts"
+import type { NftChanges, NftElement, NftElementKey, NftTable, NftTableRef } from "./nftSets.ts"
 
 type Op<A> = Effect.Effect<A, BackendError>
 
@@ -186,6 +186,18 @@ export interface BackendShape {
   readonly listNftTables: (netns: NetnsPath, prefix: string) => Op<ReadonlyArray<NftTableRef>>
   /** Deletes a table and everything in it; NotFound when it does not exist. */
   readonly deleteNftTable: (netns: NetnsPath, table: NftTableRef) => Op<void>
+  /**
+   * Makes the table exactly `table` with `elements`, in one transaction: created when
+   * missing, else deleted and made again inside that same transaction, so packets see the
+   * old table or the new one, never neither (how the policy agent adopts its table at start).
+   */
+  readonly replaceNftTable: (netns: NetnsPath, table: NftTable, elements: ReadonlyArray<NftElement>) => Op<void>
+  /**
+   * Changes a table's sets, chains and elements in one transaction (NftChanges says the
+   * order); all or nothing: NotFound for a missing table, set, chain or element,
+   * AlreadyExists for a set, chain or element that is there already.
+   */
+  readonly changeNftTable: (netns: NetnsPath, table: NftTableRef, changes: NftChanges) => Op<void>
 
   // nftables rules found by comment: the layout before keyed tables, kept to remove what it left
   /** Adds all rules in one atomic transaction (tables and chains are created as needed). */

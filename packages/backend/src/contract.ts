@@ -932,6 +932,57 @@ export const runBackendContract = (
       const keys = (elements: ReadonlyArray<NftElement>) => elements.map(({ set, key }) => ({ set, key }))
       const sorted = (elements: ReadonlyArray<NftElement>) => [...elements].sort((x, y) => `${x.set} ${x.key}`.localeCompare(`${y.set} ${y.key}`))
 
+      it("a table is replaced whole in one call, and changed in one transaction: sets, chains and elements, all or nothing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const ref = { family: "inet", name: "tscni-ct-pol" } as const
+          const dispatch = { name: "ingress4", type: "ipv4_addr", map: "verdict" } as const
+          const forward = { name: "forward", base: { type: "filter", hook: "forward", priority: 0 }, rules: ["ct state established,related accept", "ip daddr vmap @ingress4"] } as const
+          const old: NftTable = { ...ref, sets: [dispatch, { name: "gone", type: "ipv4_addr" }], chains: [forward, { name: "in-a", rules: ["drop"] }] }
+          yield* backend.replaceNftTable(a, old, [{ set: "ingress4", key: "10.99.9.2", value: "jump in-a", comment: "ct-owner-1" }, { set: "gone", key: "10.99.9.9", comment: "ct-owner-1" }])
+          const peers = { name: "ra4", type: "ipv4_addr", interval: true } as const
+          const ports = { name: "rp", type: "inet_proto . inet_service", interval: true } as const
+          const made: NftTable = { ...ref, sets: [dispatch, peers, ports], chains: [forward, { name: "in-a", rules: ["ip saddr @ra4 meta l4proto . th dport @rp return", "meta l4proto tcp reject with tcp reset", "reject with icmpx admin-prohibited"] }] }
+          const madeElements: ReadonlyArray<NftElement> = [
+            { set: "ingress4", key: "10.99.9.2", value: "jump in-a", comment: "ct-owner-1" },
+            { set: "ra4", key: "10.99.0.0/16", comment: "ct-owner-1" },
+            { set: "rp", key: "tcp . 80-81", comment: "ct-owner-1" },
+            { set: "rp", key: "udp . 53", comment: "ct-owner-1" }
+          ]
+          // replaced: what the first table had and the second has not is gone
+          yield* backend.replaceNftTable(a, made, madeElements)
+          expect(sorted(yield* backend.listNftElements(a, ref))).toEqual(sorted(madeElements))
+          expect(yield* backend.listNftChainRules(a, ref, "in-a")).toHaveLength(3)
+          // a new chain with a new set takes over the pod; the old chain goes, in one transaction
+          yield* backend.changeNftTable(a, ref, {
+            addSets: [{ name: "rb4", type: "ipv4_addr", interval: true }],
+            addChains: [{ name: "in-b", rules: ["ip saddr @rb4 return", "drop"] }],
+            deleteElements: [{ set: "ingress4", key: "10.99.9.2" }, { set: "rp", key: "udp . 53" }],
+            addElements: [{ set: "ingress4", key: "10.99.9.2", value: "jump in-b", comment: "ct-owner-1" }, { set: "rb4", key: "10.98.0.0/16", comment: "ct-owner-1" }, { set: "ingress4", key: "10.99.9.3", value: "jump in-b", comment: "ct-owner-1" }],
+            deleteChains: [],
+            deleteSets: [],
+            sets: [dispatch]
+          })
+          yield* backend.changeNftTable(a, ref, { addSets: [], addChains: [], deleteElements: [], addElements: [], deleteChains: ["in-a"], deleteSets: ["ra4", "rp"], sets: [] })
+          const now: ReadonlyArray<NftElement> = [
+            { set: "ingress4", key: "10.99.9.2", value: "jump in-b", comment: "ct-owner-1" },
+            { set: "ingress4", key: "10.99.9.3", value: "jump in-b", comment: "ct-owner-1" },
+            { set: "rb4", key: "10.98.0.0/16", comment: "ct-owner-1" }
+          ]
+          expect(sorted(yield* backend.listNftElements(a, ref))).toEqual(sorted(now))
+          yield* expectReason(backend.listNftChainRules(a, ref, "in-a"), "NotFound")
+          expect(yield* backend.listNftChainRules(a, ref, "in-b")).toHaveLength(2)
+          // refused as a whole: a set still looked up, a chain still jumped to, an element that is not there
+          const nothing = { addSets: [], addChains: [], deleteElements: [], addElements: [], deleteChains: [], deleteSets: [], sets: [] }
+          yield* expectReason(backend.changeNftTable(a, ref, { ...nothing, addElements: [{ set: "rb4", key: "10.97.0.0/16", comment: "ct-owner-1" }], sets: [{ name: "rb4", type: "ipv4_addr", interval: true }], deleteSets: ["ingress4"] }), "Busy")
+          yield* expectReason(backend.changeNftTable(a, ref, { ...nothing, deleteChains: ["in-b"] }), "Busy")
+          yield* expectReason(backend.changeNftTable(a, ref, { ...nothing, deleteElements: [{ set: "ingress4", key: "10.99.9.3" }, { set: "ingress4", key: "10.99.9.4" }] }), "NotFound")
+          yield* expectReason(backend.changeNftTable(a, ref, { ...nothing, addChains: [{ name: "in-b", rules: ["drop"] }] }), "AlreadyExists")
+          yield* expectReason(backend.changeNftTable(a, { family: "inet", name: "tscni-ct-nope" }, { ...nothing, deleteChains: ["in-b"] }), "NotFound")
+          expect(sorted(yield* backend.listNftElements(a, ref))).toEqual(sorted(now))
+          yield* backend.deleteNftTable(a, ref)
+        }))
+
       it("a table is created whole with its first elements; elements are added, looked up and deleted by key", (backend) =>
         Effect.gen(function* () {
           const a = yield* netns

@@ -48,6 +48,24 @@ export const NftTable = Schema.Struct({
 })
 export type NftTable = typeof NftTable.Type
 
+/**
+ * A change to a keyed table whose skeleton grows and shrinks (the policy table: chains and
+ * sets per policy rule), made in one transaction in this order: new sets, new chains,
+ * deleted elements, added elements, deleted chains, deleted sets — so a new chain's sets
+ * exist before its rules, a map element may move to a new chain, and nothing is deleted
+ * while a rule or element still refers to it. `sets` are the specs of the sets elements
+ * are added to (their types check the keys).
+ */
+export interface NftChanges {
+  readonly addSets: ReadonlyArray<NftSet>
+  readonly addChains: ReadonlyArray<NftChain>
+  readonly deleteElements: ReadonlyArray<NftElementKey>
+  readonly addElements: ReadonlyArray<NftElement>
+  readonly deleteChains: ReadonlyArray<string>
+  readonly deleteSets: ReadonlyArray<string>
+  readonly sets: ReadonlyArray<NftSet>
+}
+
 /** An element's address: its set and its key. */
 export const NftElementKey = Schema.Struct({ set: Schema.String, key: Schema.String })
 export type NftElementKey = typeof NftElementKey.Type
@@ -72,7 +90,12 @@ const TYPES: Readonly<Record<string, (text: string, interval: boolean) => boolea
   ipv4_addr: (text, interval) => canonicalAddress(text, 4, interval),
   ipv6_addr: (text, interval) => canonicalAddress(text, 6, interval),
   inet_proto: (text) => PROTOCOLS.has(text),
-  inet_service: (text) => /^(0|[1-9][0-9]{0,4})$/.test(text) && Number(text) <= 65535,
+  inet_service: (text, interval) => {
+    const port = (part: string) => /^(0|[1-9][0-9]{0,4})$/.test(part) && Number(part) <= 65535
+    const dash = text.indexOf("-")
+    // a port range (`80-90`), as nft prints one, in interval sets only
+    return dash < 0 ? port(text) : interval && port(text.slice(0, dash)) && port(text.slice(dash + 1)) && Number(text.slice(0, dash)) < Number(text.slice(dash + 1))
+  },
   ifname: (text) => IFNAME.test(text),
   ether_addr: (text) => MAC.test(text),
   mark: (text) => /^0x[0-9a-f]{8}$/.test(text)

@@ -4,7 +4,7 @@
  * `tscni agent` only when a datastore is configured, so an agent that only serves calls
  * never loads a gRPC or HTTP client.
  */
-import { Effect, Fiber, Layer } from "effect"
+import { Effect, Fiber, Layer, ManagedRuntime } from "effect"
 import { layer as linuxBackend } from "@tscni/backend-linux"
 import { formatCidr } from "@tscni/ip"
 import type { Datastore } from "./datastore.ts"
@@ -15,6 +15,7 @@ import { kubeDatastoreLayer } from "./kubeDatastore.ts"
 import { Kv } from "./kv.ts"
 import { releaseSubnets } from "./leases.ts"
 import { type NodeAgentOptions, type NodeStatus, runNodeAgent } from "./nodeAgent.ts"
+import { makePolicyAgent, type PolicyStatus } from "./policyAgent.ts"
 
 /** Which datastore, and how to reach it. */
 export type DatastoreArgs =
@@ -39,10 +40,56 @@ const datastoreLayer = (args: DatastoreArgs): Layer.Layer<Datastore> => {
   return kubeDatastoreLayer(kubeClient(connection), { server: connection.server, clusterConfig: args.clusterConfig })
 }
 
-/** Starts the cluster side; `stop` interrupts it (nothing is released: see nodeAgent.ts). */
-export const startCluster = (options: ClusterOptions, onStatus: (status: NodeStatus) => void): { readonly stop: () => Promise<void> } => {
-  const fiber = Effect.runFork(runNodeAgent(options, onStatus).pipe(Effect.provide(Layer.merge(datastoreLayer(options.datastore), linuxBackend))))
-  return { stop: () => Effect.runPromise(Fiber.interrupt(fiber)).then(() => undefined) }
+/** The running cluster side. */
+export interface RunningCluster {
+  /** interrupts it (nothing is released: see nodeAgent.ts) */
+  readonly stop: () => Promise<void>
+  /** the policy enforcement (etcd datastore), told of the pods whose calls the agent served */
+  readonly policy: {
+    readonly attached: (pod: { readonly namespace: string; readonly name: string; readonly containerID: string; readonly ips: ReadonlyArray<string> }) => Promise<void>
+    readonly detached: (containerID: string) => Promise<void>
+  } | undefined
+}
+
+/** A failed policy loop (the datastore unreachable, the watch broken) starts again after this. */
+const POLICY_RETRY = "1 second"
+
+/** Starts the cluster side. */
+export const startCluster = async (
+  options: ClusterOptions,
+  onStatus: (status: NodeStatus) => void,
+  onPolicy: (status: PolicyStatus) => void = () => {}
+): Promise<RunningCluster> => {
+  const args = options.datastore
+  if (args.type !== "etcd") {
+    const fiber = Effect.runFork(runNodeAgent(options, onStatus).pipe(Effect.provide(Layer.merge(datastoreLayer(args), linuxBackend))))
+    return { stop: () => Effect.runPromise(Fiber.interrupt(fiber)).then(() => undefined), policy: undefined }
+  }
+  const kvLayer = etcdKvLayer({ endpoints: args.endpoints })
+  const layer = Layer.mergeAll(
+    etcdDatastoreLayer(args.prefix, { leaseTtlSeconds: args.leaseTtlSeconds, endpoints: args.endpoints.join(",") }).pipe(Layer.provideMerge(kvLayer)),
+    linuxBackend
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const policy = await runtime.runPromise(Effect.gen(function*() {
+    return yield* makePolicyAgent(yield* Kv, args.prefix, options.node, onPolicy)
+  }))
+  const policyLoop = policy.run.pipe(
+    Effect.catch((error) => Effect.sync(() => process.stderr.write(`tscni agent: policy: ${error instanceof Error ? error.message : String(error)}; again in ${POLICY_RETRY}\n`))),
+    Effect.andThen(Effect.sleep(POLICY_RETRY)),
+    Effect.forever
+  )
+  const fibers = [runtime.runFork(runNodeAgent(options, onStatus)), runtime.runFork(policyLoop)]
+  return {
+    stop: async () => {
+      await Promise.all(fibers.map((fiber) => Effect.runPromise(Fiber.interrupt(fiber))))
+      await runtime.dispose()
+    },
+    policy: {
+      attached: (pod) => runtime.runPromise(policy.attached(pod)),
+      detached: (containerID) => runtime.runPromise(policy.detached(containerID))
+    }
+  }
 }
 
 /** `tscni agent leave` (etcd): deletes the node's leases (not its reservations); the subnets released. */
@@ -56,4 +103,4 @@ export const leaveCluster = (options: { readonly endpoints: ReadonlyArray<string
     }).pipe(Effect.provide(etcdKvLayer({ endpoints: options.endpoints })))
   )
 
-export type { NodeStatus }
+export type { NodeStatus, PolicyStatus }

@@ -7,9 +7,9 @@
 import { hostname } from "node:os"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import type { NodeStatus } from "@tscni/cluster/nodeAgent"
-import type { ClusterOptions, DatastoreArgs } from "@tscni/cluster/run"
+import type { ClusterOptions, DatastoreArgs, PolicyStatus, RunningCluster } from "@tscni/cluster/run"
 import { DEFAULT_NODE_FILE } from "@tscni/cluster/nodeFile"
-import { BUILD_ID } from "./protocol.ts"
+import { BUILD_ID, type ForwardedCall } from "./protocol.ts"
 import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
 
 /** Where probes and scrapes are answered unless `--health-listen` says otherwise (per network namespace). */
@@ -274,7 +274,60 @@ const startClusterSide = async (args: ClusterArgs, registry: Registry, onStatus:
   return startCluster(args, (status) => {
     record(status)
     onStatus(status)
-  })
+  }, policyMetrics(registry))
+}
+
+/** The policy enforcement's metrics; the applied revision is what tests and operators wait on. */
+const policyMetrics = (registry: Registry) => {
+  const revision = new Gauge({ name: "tscni_policy_applied_revision", help: "The datastore revision the node's policy table reflects (every change up to it is enforced).", registers: [registry] })
+  const policies = new Gauge({ name: "tscni_policy_policies", help: "NetworkPolicies enforced.", registers: [registry] })
+  const localPods = new Gauge({ name: "tscni_policy_local_pods", help: "Pods of this node known to policy enforcement.", registers: [registry] })
+  const rejected = new Gauge({ name: "tscni_policy_rejected_objects", help: "Datastore objects that could not be decoded, so are not enforced (see the log).", registers: [registry] })
+  return (status: PolicyStatus) => {
+    revision.set(Number(status.appliedRevision))
+    policies.set(status.policies)
+    localPods.set(status.localPods)
+    rejected.set(status.rejected.length)
+  }
+}
+
+/** `K8S_POD_NAMESPACE` and `K8S_POD_NAME` from CNI_ARGS, as containerd and CRI-O pass them. */
+export const podOfArgs = (cniArgs: string | undefined): { readonly namespace: string; readonly name: string } | undefined => {
+  const pairs = new Map((cniArgs ?? "").split(";").map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)] as const))
+  const namespace = pairs.get("K8S_POD_NAMESPACE")
+  const name = pairs.get("K8S_POD_NAME")
+  return namespace === undefined || name === undefined || namespace === "" || name === "" ? undefined : { namespace, name }
+}
+
+/** The plugin whose ADD makes a cluster pod's addresses: the policy enforcement hears of those. */
+const CLUSTER_PLUGIN = "tscni-net"
+
+/**
+ * After a served tscni-net ADD of a Kubernetes pod: the pod is enforced before the runtime
+ * hears of it (an error if that fails, so the runtime tears it down: never an unenforced
+ * pod). After a DEL: its enforcement and endpoint go (a failure is only logged: DEL succeeds).
+ */
+const enforceServedCall = (cluster: () => RunningCluster | undefined) =>
+async (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCode: number }) => {
+  const policy = cluster()?.policy
+  if (policy === undefined || call.plugin !== CLUSTER_PLUGIN || outcome.exitCode !== 0) return undefined
+  const containerID = call.env.CNI_CONTAINERID ?? ""
+  if (call.env.CNI_COMMAND === "DEL") {
+    await policy.detached(containerID).catch((error: unknown) => log(`policy: forgetting ${containerID}: ${error instanceof Error ? error.message : String(error)}`))
+    return undefined
+  }
+  const pod = podOfArgs(call.env.CNI_ARGS)
+  if (call.env.CNI_COMMAND !== "ADD" || pod === undefined) return undefined
+  const result = JSON.parse(outcome.stdout) as { cniVersion?: string; ips?: ReadonlyArray<{ address?: string }> }
+  const ips = (result.ips ?? []).flatMap((entry) => entry.address === undefined ? [] : [entry.address.split("/")[0]!])
+  try {
+    await policy.attached({ ...pod, containerID, ips })
+    return undefined
+  } catch (error) {
+    const msg = `network policy for ${pod.namespace}/${pod.name} could not be enforced: ${error instanceof Error ? error.message : String(error)}`
+    log(msg)
+    return { exitCode: 1, stdout: JSON.stringify({ cniVersion: result.cniVersion ?? "1.0.0", code: 11, msg }) }
+  }
 }
 
 /** Runs the agent until SIGTERM or SIGINT. */
@@ -300,7 +353,9 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
   // with a datastore, ready also means the node holds its subnet(s): the runtime's pods wait for it
   let clusterStatus: NodeStatus | undefined
   // the socket first: a second agent on the same socket stops there, before taking the port
+  let cluster: RunningCluster | undefined
   const daemon = await startDaemon(options.socket, load, {
+    beforeAnswer: enforceServedCall(() => cluster),
     served: (call) => {
       metrics.calls.inc({ plugin: call.plugin, command: call.command, exit_code: String(call.exitCode) })
       metrics.seconds.observe({ plugin: call.plugin, command: call.command }, call.seconds)
@@ -338,7 +393,7 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
     throw error
   }
   if (http !== undefined) log(`health and metrics on http://${options.health!.hostname}:${http.port}/`)
-  const cluster = options.cluster === undefined ? undefined : await startClusterSide(options.cluster, metrics.registry, (status) => {
+  cluster = options.cluster === undefined ? undefined : await startClusterSide(options.cluster, metrics.registry, (status) => {
     clusterStatus = status
   })
   try {

@@ -72,6 +72,11 @@ const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
 
 /** What the server tells its owner (the agent's metrics): each call served, each refused. */
 export interface DaemonHooks {
+  /**
+   * Runs after a call and before its answer; what it returns replaces the outcome's stdout
+   * and exit code (a failure to enforce what the call made turns it into an error).
+   */
+  readonly beforeAnswer?: (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCode: number }) => Promise<{ readonly stdout: string; readonly exitCode: number } | undefined>
   readonly served?: (call: { readonly plugin: string; readonly command: string; readonly exitCode: number; readonly seconds: number }) => void
   readonly fellBack?: (why: string) => void
 }
@@ -196,9 +201,16 @@ export const startDaemon = async (
     if (Exit.isSuccess(exit)) {
       hooks.served?.({ plugin: bound.name, command: call.env.CNI_COMMAND ?? "", exitCode: exit.value.exitCode, seconds: (performance.now() - started) / 1000 })
     }
-    if (Exit.isSuccess(exit) && !socket.data.closed) {
+    // the owner's last word before the caller hears the outcome (the agent enforces a new pod's policies here)
+    const outcome = Exit.isSuccess(exit) && hooks.beforeAnswer !== undefined
+      ? { ...exit.value, ...(await hooks.beforeAnswer(call, exit.value).catch((error: unknown) => {
+        log(`after ${bound.name} ${call.env.CNI_COMMAND ?? ""}: ${error instanceof Error ? error.message : String(error)}`)
+        return undefined
+      })) }
+      : Exit.isSuccess(exit) ? exit.value : undefined
+    if (outcome !== undefined && !socket.data.closed) {
       socket.data.answered = true
-      sendLine(socket, { ...exit.value, stderr: lines.join("") }, true)
+      sendLine(socket, { ...outcome, stderr: lines.join("") }, true)
     } else if (!socket.data.closed) {
       // no outcome (cannot happen today: invoke never fails) must still end the caller's wait
       socket.end()

@@ -1,0 +1,159 @@
+/**
+ * NetworkPolicy enforced as the API defines it: the upstream e2e cases (test/e2e/network/
+ * netpol) over a 3-node test cluster (etcd, compiled agents, host-gw), namespaces x, y, z
+ * with pods a, b, c each spread over the nodes (so every case has same-node bridged and
+ * cross-node routed pairs), every pod probing every pod on TCP and UDP 80 and 81 after each
+ * step. The expected truth table comes from the oracle in netpol/oracle.ts, written from the
+ * Kubernetes documentation, not from the agent's code. Each step waits until every agent
+ * reports the step's datastore revision enforced.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test"
+import { makePolicyWorld, namespaceObject, podObject, type PolicyWorld } from "./policy-cluster.ts"
+
+let world: PolicyWorld
+
+beforeAll(async () => {
+  world = await makePolicyWorld()
+}, 300_000)
+
+afterEach(async () => {
+  await world.clearPolicies()
+})
+
+afterAll(async () => {
+  await world?.remove()
+})
+
+type Spec = Record<string, unknown>
+const policy = (name: string, namespace: string, spec: Spec) => ({ metadata: { name, namespace }, spec })
+const podIs = (name: string) => ({ matchLabels: { pod: name } })
+const nsIs = (name: string) => ({ matchLabels: { ns: name } })
+const ipOf = (key: string) => world.pods.find((pod) => pod.key === key)!.ip
+
+/** Applies `policies` and compares every probe with the oracle. */
+const expectTruthTable = async (policies: ReadonlyArray<ReturnType<typeof policy>> = []) => {
+  for (const p of policies) await world.apply(p)
+  expect(await world.mismatches()).toEqual([])
+}
+
+describe("NetworkPolicy truth tables (3 nodes, 9 pods, TCP+UDP on 80 and 81)", () => {
+  test("no policy: every pod reaches every pod", () => expectTruthTable())
+
+  test("default deny ingress in x", () => expectTruthTable([policy("deny-ingress", "x", { podSelector: {} })]))
+
+  test("default deny ingress and egress in x", () => expectTruthTable([policy("deny-all", "x", { podSelector: {}, policyTypes: ["Ingress", "Egress"] })]))
+
+  test("allow to x/a from pods of its namespace by podSelector", () =>
+    expectTruthTable([policy("allow-b", "x", { podSelector: podIs("a"), ingress: [{ from: [{ podSelector: podIs("b") }] }] })]))
+
+  test("allow to x/a from all namespaces", () => expectTruthTable([policy("allow-all-ns", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: {} }] }] })]))
+
+  test("allow to x/a only from namespace y by namespaceSelector", () =>
+    expectTruthTable([policy("allow-y", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }] }] })]))
+
+  test("podSelector with matchExpressions (In)", () =>
+    expectTruthTable([policy("pod-in", "x", { podSelector: podIs("a"), ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: "pod", operator: "In", values: ["b"] }] } }] }] })]))
+
+  test("namespaceSelector with matchExpressions (NotIn)", () =>
+    expectTruthTable([policy("ns-notin", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: "ns", operator: "NotIn", values: ["x"] }] } }] }] })]))
+
+  test("podSelector OR namespaceSelector (two peers)", () =>
+    expectTruthTable([policy("or", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }, { podSelector: podIs("b") }] }] })]))
+
+  test("podSelector AND namespaceSelector (one peer)", () =>
+    expectTruthTable([
+      policy("and", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: "ns", operator: "NotIn", values: ["x"] }] }, podSelector: podIs("b") }] }] })
+    ]))
+
+  test("multiple selectors: pods b or c of namespaces y or z, Exists and DoesNotExist", () =>
+    expectTruthTable([
+      policy("multi", "x", {
+        podSelector: { matchExpressions: [{ key: "pod", operator: "Exists" }, { key: "tier", operator: "DoesNotExist" }] },
+        ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: "ns", operator: "In", values: ["y", "z"] }] }, podSelector: { matchExpressions: [{ key: "pod", operator: "In", values: ["b", "c"] }] } }] }]
+      })
+    ]))
+
+  test("ports: only TCP 81 admitted to x/a", () => expectTruthTable([policy("port-81", "x", { podSelector: podIs("a"), ingress: [{ ports: [{ port: 81, protocol: "TCP" }] }] })]))
+
+  test("named ports on ingress: serve-80-tcp (and serve-81-udp over UDP)", () =>
+    expectTruthTable([
+      policy("named", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: "serve-80-tcp" }, { port: "serve-81-udp", protocol: "UDP" }] }] })
+    ]))
+
+  test("named ports on egress: x/a may only reach serve-81-udp over UDP (resolved at each destination)", () =>
+    expectTruthTable([policy("named-egress", "x", { podSelector: podIs("a"), policyTypes: ["Egress"], egress: [{ ports: [{ port: "serve-81-udp", protocol: "UDP" }] }] })]))
+
+  test("a named port with the wrong protocol matches nothing", () =>
+    expectTruthTable([policy("named-mismatch", "x", { podSelector: podIs("a"), ingress: [{ ports: [{ port: "serve-80-udp", protocol: "TCP" }] }] })]))
+
+  test("endPort: TCP 80 to 81 from y, UDP 81 to 81 from z", () =>
+    expectTruthTable([
+      policy("range", "x", {
+        podSelector: {},
+        ingress: [{ from: [{ namespaceSelector: nsIs("y") }], ports: [{ port: 80, endPort: 81 }] }, { from: [{ namespaceSelector: nsIs("z") }], ports: [{ port: 81, endPort: 81, protocol: "UDP" }] }]
+      })
+    ]))
+
+  test("stacked policies with overlapping selectors are additive", () =>
+    expectTruthTable([
+      policy("from-y-80", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }], ports: [{ port: 80 }] }] }),
+      policy("from-b-81", "x", { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: podIs("b") }], ports: [{ port: 81 }, { port: 81, protocol: "UDP" }] }] })
+    ]))
+
+  test("allow-all takes precedence over deny-all", () =>
+    expectTruthTable([policy("deny", "x", { podSelector: {} }), policy("allow-all", "x", { podSelector: {}, ingress: [{}] })]))
+
+  test("an updated policy is enforced as updated", async () => {
+    await expectTruthTable([policy("changing", "x", { podSelector: podIs("a"), ingress: [{ from: [{ podSelector: podIs("b") }] }] })])
+    await expectTruthTable([policy("changing", "x", { podSelector: podIs("a"), ingress: [{ from: [{ podSelector: podIs("c") }] }] })])
+  })
+
+  test("updated pod labels: a pod that gains the label a policy admits is admitted, and loses it again", async () => {
+    await expectTruthTable([policy("from-new", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { team: "new" } } }] }] })])
+    await world.put("pods/y/b", podObject("y", "b", { pod: "b", team: "new" }))
+    expect(await world.mismatches()).toEqual([])
+    await world.put("pods/y/b", podObject("y", "b"))
+    expect(await world.mismatches()).toEqual([])
+  })
+
+  test("updated namespace labels: a namespace that gains the label a policy admits is admitted, and loses it again", async () => {
+    await expectTruthTable([policy("from-ns-new", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: "new" } } }] }] })])
+    await world.put("namespaces/z", namespaceObject("z", { ns: "z", team: "new" }))
+    expect(await world.mismatches()).toEqual([])
+    await world.put("namespaces/z", namespaceObject("z"))
+    expect(await world.mismatches()).toEqual([])
+  })
+
+  test("deny egress of one pod by podSelector", () => expectTruthTable([policy("deny-egress-a", "x", { podSelector: podIs("a"), policyTypes: ["Egress"] })]))
+
+  test("deny egress of a whole namespace", () => expectTruthTable([policy("deny-egress-y", "y", { podSelector: {}, policyTypes: ["Egress"] })]))
+
+  test("ingress and egress together: x/a admits y and reaches only z", () =>
+    expectTruthTable([
+      policy("both", "x", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }] }], egress: [{ to: [{ namespaceSelector: nsIs("z") }] }] })
+    ]))
+
+  test("the client's egress deny wins although the server allows it", () =>
+    expectTruthTable([
+      policy("client-deny", "x", { podSelector: podIs("a"), policyTypes: ["Egress"] }),
+      policy("server-allow", "y", { podSelector: podIs("a"), ingress: [{ from: [{ namespaceSelector: nsIs("x"), podSelector: podIs("a") }] }] })
+    ]))
+
+  test("ipBlock with except, and an IP in the except allowed by another policy", async () => {
+    await expectTruthTable([policy("block", "x", { podSelector: podIs("a"), ingress: [{ from: [{ ipBlock: { cidr: "10.244.0.0/16", except: [`${ipOf("y/a")}/32`, `${ipOf("z/b")}/32`] } }] }] })])
+    await expectTruthTable([policy("one-ip", "x", { podSelector: podIs("a"), ingress: [{ from: [{ ipBlock: { cidr: `${ipOf("y/a")}/32` } }] }] })])
+  })
+
+  test("egress to an ipBlock with except", () =>
+    expectTruthTable([policy("egress-block", "y", { podSelector: podIs("b"), egress: [{ to: [{ ipBlock: { cidr: "10.244.0.0/16", except: [`${ipOf("x/c")}/32`] } }], ports: [{ port: 80 }] }] })]))
+
+  test("SCTP only does not admit TCP or UDP", () => expectTruthTable([policy("sctp", "x", { podSelector: {}, ingress: [{ ports: [{ port: 80, protocol: "SCTP" }, { port: 81, protocol: "SCTP" }] }] })]))
+
+  test("UDP only does not admit TCP", () => expectTruthTable([policy("udp", "x", { podSelector: {}, ingress: [{ ports: [{ port: 80, protocol: "UDP" }, { port: 81, protocol: "UDP" }] }] })]))
+
+  test("a deleted policy stops being enforced", async () => {
+    await expectTruthTable([policy("deny-z", "z", { podSelector: {}, policyTypes: ["Ingress", "Egress"] })])
+    await world.del("policies/z/deny-z")
+    await expectTruthTable()
+  })
+})
