@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The cluster demo: three nodes, etcd, a `tscni agent` per node; each node leases a pod
 # subnet and builds the VXLAN overlay to the others; a pod on every node (made by the
-# tscni-net meta plugin through the `cni` CLI) reaches the pods on the other nodes without
-# NAT; then node 3 leaves and disappears from the others; everything is removed.
+# tscni-net meta plugin through the `cni` CLI, the calls served by the node's agent)
+# reaches the pods on the other nodes without NAT; a default-deny NetworkPolicy isolates
+# them and an allow policy lets one through (`cni policy apply`, `cni policy explain`);
+# then node 3 leaves and disappears from the others; everything is removed.
 #
 # Background processes are started with `ip netns exec` directly (never through a shell
 # function, whose subshell's PID is not theirs), so cleanup ends exactly them, by PID.
@@ -30,8 +32,24 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 node_name() { echo "node$(( $1 + 1 ))"; }
 on() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 etcdctl_() { on "$ETCD_NS" env ETCDCTL_API=3 etcdctl --endpoints="$ETCD" "$@"; }
-# cni SUBCOMMAND ARGS… on node $1, with that node's conflist, bin and cache dirs
-cni_on() { local i=$1 sub=$2; shift 2; on "${NODES[$i]}" "$BIN/cni" "$sub" --conf-dir "$WORK/n$i/net.d" --bin-dir "$BIN" --cache-dir "$WORK/n$i/cache" "$@"; }
+# cni SUBCOMMAND ARGS… on node $1, with that node's conflist and cache dir; the plugins are
+# links to the multicall tscni (as tscni-install lays them out), so they hand their calls
+# to the node's agent
+cni_on() { local i=$1 sub=$2; shift 2; on "${NODES[$i]}" env TSCNI_DAEMON_SOCKET="$WORK/n$i/agent.sock" "$BIN/cni" "$sub" --conf-dir "$WORK/n$i/net.d" --bin-dir "$WORK/bin" --cache-dir "$WORK/n$i/cache" "$@"; }
+# from node1, which reaches etcd over the underlay (this machine itself does not)
+policy() { on "${NODES[0]}" "$BIN/cni" policy "$@" --etcd-endpoints "$ETCD" --etcd-prefix "$PREFIX"; }
+# waits until the agents of the nodes given enforce everything etcd holds now (their applied revision)
+enforced() {
+  local revision i applied
+  revision=$(etcdctl_ get -w json "$PREFIX/config" | sed 's/.*"revision":\([0-9]*\).*/\1/')
+  for i in "$@"; do
+    for _ in $(seq 1 100); do
+      applied=$(on "${NODES[$i]}" curl -s http://127.0.0.1:9402/metrics | sed -n 's/^tscni_policy_applied_revision //p')
+      [ "${applied:-0}" -ge "$revision" ] && break
+      sleep 0.1
+    done
+  done
+}
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
@@ -106,11 +124,19 @@ EOF
 done
 cat "$WORK/n0/net.d/10-cluster.conflist"
 
-say "a pod on every node (cni add)"
+say "a pod on every node (cni add, naming the pod in CNI_ARGS as containerd does), its labels in etcd"
+mkdir -p "$WORK/bin"
+for plugin in tscni-net bridge host-local loopback portmap bandwidth; do ln -s "$BIN/tscni" "$WORK/bin/$plugin"; done
+ROLES=(client web other)
+{
+  echo '{"kind": "Namespace", "metadata": {"name": "demo", "labels": {"team": "demo"}}}'
+  for i in 0 1 2; do echo "---"; echo "{\"kind\": \"Pod\", \"metadata\": {\"name\": \"pod$(( i + 1 ))\", \"namespace\": \"demo\", \"labels\": {\"role\": \"${ROLES[$i]}\"}}}"; done
+} > "$WORK/pods.yaml"
+policy apply -f "$WORK/pods.yaml"
 POD_IPS=()
 for i in 0 1 2; do
   "$BIN/cni" netns create "${PODS[$i]}" >/dev/null
-  cni_on "$i" add cluster "${PODS[$i]}" >/dev/null
+  cni_on "$i" add cluster "${PODS[$i]}" --args "IgnoreUnknown=1;K8S_POD_NAMESPACE=demo;K8S_POD_NAME=pod$(( i + 1 ))" >/dev/null
   POD_IPS+=("$(ip -n "${PODS[$i]}" -j addr show eth0 | sed -n 's/.*"local":"\(10\.244\.[0-9.]*\)".*/\1/p')")
   echo "$(node_name "$i"): pod ${POD_IPS[$i]}"
 done
@@ -130,6 +156,46 @@ for i in 0 1 2; do
     echo "$(node_name "$i") pod ${POD_IPS[$i]} → $(node_name "$j") pod ${POD_IPS[$j]}: ok"
   done
 done
+
+say "NetworkPolicy: default deny in namespace demo (cni policy apply)"
+cat > "$WORK/deny.yaml" <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: demo}
+spec:
+  podSelector: {}
+EOF
+cat "$WORK/deny.yaml"
+policy apply -f "$WORK/deny.yaml"
+enforced 0 1 2
+if on "${PODS[0]}" ping -c 1 -W 2 "${POD_IPS[1]}" > /dev/null 2>&1; then echo "pod1 → pod2 passed a default deny" >&2; exit 1; fi
+echo "pod1 (client) → pod2 (web): refused"
+policy explain demo/pod1 demo/pod2 icmp
+
+say "an allow policy: web pods admit client pods"
+cat > "$WORK/allow.yaml" <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-clients, namespace: demo}
+spec:
+  podSelector: {matchLabels: {role: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {role: client}}}]
+EOF
+cat "$WORK/allow.yaml"
+policy apply -f "$WORK/allow.yaml"
+enforced 0 1 2
+on "${PODS[0]}" ping -c 1 -W 5 "${POD_IPS[1]}" > /dev/null && echo "pod1 (client) → pod2 (web): ok"
+if on "${PODS[2]}" ping -c 1 -W 2 "${POD_IPS[1]}" > /dev/null 2>&1; then echo "pod3 → pod2 passed" >&2; exit 1; fi
+echo "pod3 (other) → pod2 (web): refused"
+policy explain demo/pod1 demo/pod2 80/tcp
+policy list -n demo
+echo "node2's dispatch of its pod, in its own nftables table:"
+ip netns exec "${NODES[1]}" nft list map inet tscni-policy ingress4 | grep elements
+policy delete -f "$WORK/deny.yaml"
+policy delete -f "$WORK/allow.yaml"
+enforced 0 1 2
+on "${PODS[2]}" ping -c 1 -W 5 "${POD_IPS[1]}" > /dev/null && echo "policies deleted: pod3 → pod2 ok again"
 
 say "node3 leaves: its agent stops, 'tscni agent leave' releases its lease"
 kill -TERM "${AGENTS[2]}"

@@ -18,38 +18,11 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { cpuMs, type Endpoint, median, round, rssMb, throughput } from "./netns-measure.ts"
 import { agentRoutes, makeCluster, makePod, type RunningAgent, type TestCluster, type TestNode, type TestPod, until } from "../integration/cluster.ts"
 
 const OUT_DIR = resolve(import.meta.dir, "..", "..", "docs", "bench")
 const log = (line: string) => process.stderr.write(`[cluster bench] ${line}\n`)
-const median = (values: ReadonlyArray<number>): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-const round = (value: number, digits = 1) => Number(value.toFixed(digits))
-
-interface Endpoint {
-  readonly netns: string
-  readonly ip: string
-}
-
-/** iperf3 from `from` to a one-shot server in `to`: Gbit/s received. */
-const throughput = async (from: Endpoint, to: Endpoint): Promise<number> => {
-  const server = Bun.spawn(["ip", "netns", "exec", to.netns, "iperf3", "-s", "-1", "-p", "5201", "--forceflush"], { stdout: "pipe", stderr: "ignore" })
-  try {
-    const reader = server.stdout.getReader()
-    // the server prints its banner once it listens
-    for (let seen = ""; !seen.includes("Server listening");) seen += new TextDecoder().decode((await reader.read()).value ?? new Uint8Array())
-    const client = Bun.spawnSync(["ip", "netns", "exec", from.netns, "iperf3", "-c", to.ip, "-p", "5201", "-t", "5", "-J"], { timeout: 30_000 })
-    const result = JSON.parse(client.stdout.toString()) as { end: { sum_received: { bits_per_second: number } } }
-    return result.end.sum_received.bits_per_second / 1e9
-  } finally {
-    server.kill("SIGKILL")
-    await server.exited
-  }
-}
-
 /** Median RTT (ms) of 60 pings 20 ms apart. */
 const latency = (from: Endpoint, to: Endpoint): number => {
   const run = Bun.spawnSync(["ip", "netns", "exec", from.netns, "ping", "-c", "60", "-i", "0.02", "-W", "2", to.ip])
@@ -71,13 +44,6 @@ const measurePair = async (pair: string, from: Endpoint, to: Endpoint): Promise<
   log(`${pair}: ${result.gbits} Gbit/s, ${result.rttMs} ms`)
   return result
 }
-
-/** utime + stime of a process, in ms (clock ticks of 10 ms). */
-const cpuMs = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-const rssMb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024
 
 const idle = async (pid: number, seconds: number) => {
   const before = cpuMs(pid)

@@ -4,7 +4,7 @@
  * PID and its data removed on every path. Ready when its client port answers `etcdctl
  * endpoint health`, polled: a condition, not a guess at how long it takes.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
@@ -14,6 +14,8 @@ export interface RunningEtcd {
   /** etcdctl against this etcd (in its namespace); throws on failure */
   readonly etcdctl: (...args: ReadonlyArray<string>) => string
   readonly stop: () => Promise<void>
+  /** writes many keys at once through etcd's JSON gateway (one process, many requests in flight); the last revision written */
+  readonly putMany: (entries: ReadonlyArray<readonly [string, string]>) => number
   /** SIGSTOP / SIGCONT: etcd out of reach (connections open, nothing answered), then back */
   readonly pause: () => void
   readonly resume: () => void
@@ -82,5 +84,27 @@ export const startEtcd = async (options: { readonly netns?: string; readonly add
       await Bun.sleep(50)
     }
   }
-  return { endpoint, pid: child.pid, etcdctl, stop, pause: () => child.kill("SIGSTOP"), resume: () => child.kill("SIGCONT") }
+  const putMany = (entries: ReadonlyArray<readonly [string, string]>): number => {
+    const file = join(dir, `put-${Date.now()}-${Math.random().toString(36).slice(2)}.json`)
+    writeFileSync(file, JSON.stringify(entries))
+    const script = `
+      const entries = await Bun.file(${JSON.stringify(file)}).json()
+      const b64 = (text) => Buffer.from(text).toString("base64")
+      let last = 0, next = 0
+      const worker = async () => {
+        while (next < entries.length) {
+          const [key, value] = entries[next++]
+          const response = await fetch(${JSON.stringify(`${endpoint}/v3/kv/put`)}, { method: "POST", body: JSON.stringify({ key: b64(key), value: b64(value) }) })
+          if (!response.ok) throw new Error("put " + key + ": " + response.status + " " + await response.text())
+          last = Math.max(last, Number((await response.json()).header.revision))
+        }
+      }
+      await Promise.all(Array.from({ length: 16 }, worker))
+      console.log(last)`
+    const run = Bun.spawnSync(inNetns(options.netns, [process.execPath, "-e", script]))
+    rmSync(file, { force: true })
+    if (run.exitCode !== 0) throw new Error(`putMany: ${run.stderr.toString()}`)
+    return Number(run.stdout.toString().trim())
+  }
+  return { endpoint, pid: child.pid, etcdctl, putMany, stop, pause: () => child.kill("SIGSTOP"), resume: () => child.kill("SIGCONT") }
 }

@@ -3,9 +3,10 @@
  * uses (no kube-apiserver installs on these machines; docs/cluster.md says what this proves
  * and what it does not):
  *   - TLS with a cluster CA made here by openssl, and bearer-token auth (401 otherwise);
- *   - Nodes: list (a NodeList whose metadata.resourceVersion is the store's), get, create
- *     (409 when it exists), delete, and PATCH with application/merge-patch+json (RFC 7386;
- *     other patch types 415);
+ *   - Nodes, Namespaces (cluster-scoped), Pods and NetworkPolicies (namespaced, listed across
+ *     namespaces at /api/v1/pods and /apis/networking.k8s.io/v1/networkpolicies): list (a
+ *     List whose metadata.resourceVersion is the store's), get, create (409 when it exists),
+ *     delete, and PATCH with application/merge-patch+json (RFC 7386; other patch types 415);
  *   - watch (`?watch=true&resourceVersion=RV`): every change after RV, in order, as
  *     newline-delimited ADDED / MODIFIED / DELETED events; BOOKMARK events when asked
  *     (`allowWatchBookmarks=true`) and the test calls `bookmark()`; a resourceVersion older
@@ -42,6 +43,8 @@ export interface KubeApiServer {
   readonly kubeconfig: string
   /** every Node now */
   readonly nodes: () => ReadonlyArray<Json>
+  /** every object of a resource now */
+  readonly objects: (resource: Resource) => ReadonlyArray<Json>
   /** forgets history up to now: watches from an older resourceVersion get 410 */
   readonly compact: () => void
   /** sends a BOOKMARK at the current resourceVersion on every watch that asked for them */
@@ -54,10 +57,44 @@ export interface KubeApiServer {
   readonly create: (node: Json) => Json
   readonly patch: (name: string, patch: Json) => Json | undefined
   readonly remove: (name: string) => boolean
+  /** the same for any resource; `key` is `name`, or `namespace/name` for namespaced ones */
+  readonly createIn: (resource: Resource, object: Json) => Json
+  readonly patchIn: (resource: Resource, key: string, patch: Json) => Json | undefined
+  /** the deleted object at the resourceVersion of its deletion */
+  readonly removeIn: (resource: Resource, key: string) => Json | undefined
   readonly stop: () => Promise<void>
 }
 
+/** The resources served, with their kind, group version and scope. */
+const RESOURCES = {
+  nodes: { kind: "Node", apiVersion: "v1", namespaced: false },
+  namespaces: { kind: "Namespace", apiVersion: "v1", namespaced: false },
+  pods: { kind: "Pod", apiVersion: "v1", namespaced: true },
+  networkpolicies: { kind: "NetworkPolicy", apiVersion: "networking.k8s.io/v1", namespaced: true }
+} as const
+export type Resource = keyof typeof RESOURCES
+
+/**
+ * The resource, namespace and name a path names: `/api/v1/nodes[/n]`,
+ * `/api/v1/namespaces[/n]`, `/api/v1/pods`, `/api/v1/namespaces/NS/pods[/n]`,
+ * `/apis/networking.k8s.io/v1/networkpolicies`, `/apis/networking.k8s.io/v1/namespaces/NS/networkpolicies[/n]`.
+ */
+const route = (path: string): { readonly resource: Resource; readonly namespace: string | undefined; readonly name: string | undefined } | undefined => {
+  const match = /^\/(?:api\/v1|apis\/networking\.k8s\.io\/v1)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(path)
+  const plain = /^\/api\/v1\/(nodes|namespaces)(?:\/([^/]+))?$/.exec(path)
+  if (plain !== null) return { resource: plain[1] as Resource, namespace: undefined, name: plain[2] === undefined ? undefined : decodeURIComponent(plain[2]) }
+  if (match === null || !(match[2]! in RESOURCES)) return undefined
+  const resource = match[2] as Resource
+  const group = RESOURCES[resource].apiVersion === "v1" ? "/api/v1" : "/apis/networking.k8s.io/v1"
+  if (!path.startsWith(group) || !RESOURCES[resource].namespaced) return undefined
+  const namespace = match[1] === undefined ? undefined : decodeURIComponent(match[1])
+  // a namespaced object is reached only through its namespace
+  if (namespace === undefined && match[3] !== undefined) return undefined
+  return { resource, namespace, name: match[3] === undefined ? undefined : decodeURIComponent(match[3]) }
+}
+
 interface Watcher {
+  readonly resource: Resource
   readonly send: (line: string) => void
   readonly end: () => void
   readonly bookmarks: boolean
@@ -81,8 +118,9 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
   const dir = mkdtempSync(join(tmpdir(), "tscni-kube-"))
   makeCertificates(dir, address)
   const token = crypto.randomUUID()
-  const nodes = new Map<string, Json>()
-  const history: Array<{ readonly rv: number; readonly line: string }> = []
+  const stores = new Map<Resource, Map<string, Json>>(Object.keys(RESOURCES).map((resource) => [resource as Resource, new Map()]))
+  const storeOf = (resource: Resource) => stores.get(resource)!
+  const history: Array<{ readonly rv: number; readonly resource: Resource; readonly line: string }> = []
   const watchers = new Set<Watcher>()
   let revision = 1
   let compactedAt = 0
@@ -90,43 +128,49 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
   const status = (code: number, reason: string, message: string) =>
     Response.json({ kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code }, { status: code })
 
-  const record = (type: "ADDED" | "MODIFIED" | "DELETED", object: Json) => {
+  const record = (resource: Resource, type: "ADDED" | "MODIFIED" | "DELETED", object: Json) => {
     const line = JSON.stringify({ type, object }) + "\n"
-    history.push({ rv: revision, line })
-    for (const watcher of watchers) watcher.send(line)
+    history.push({ rv: revision, resource, line })
+    for (const watcher of watchers) if (watcher.resource === resource) watcher.send(line)
   }
 
+  const keyOf = (resource: Resource, metadata: Json) =>
+    RESOURCES[resource].namespaced ? `${String(metadata.namespace ?? "default")}/${String(metadata.name)}` : String(metadata.name)
+
   /** Stores a changed object under a new resourceVersion and tells the watches. */
-  const commit = (type: "ADDED" | "MODIFIED", object: Json): Json => {
+  const commit = (resource: Resource, type: "ADDED" | "MODIFIED", object: Json): Json => {
     revision++
     const metadata = isRecord(object.metadata) ? object.metadata : {}
-    const stored = { apiVersion: "v1", kind: "Node", ...object, metadata: { ...metadata, resourceVersion: String(revision) } }
-    nodes.set(String(metadata.name), stored)
-    record(type, stored)
+    const { kind, apiVersion, namespaced } = RESOURCES[resource]
+    const stored = { apiVersion, kind, ...object, metadata: { ...metadata, ...(namespaced ? { namespace: metadata.namespace ?? "default" } : {}), resourceVersion: String(revision) } }
+    storeOf(resource).set(keyOf(resource, stored.metadata), stored)
+    record(resource, type, stored)
     return stored
   }
 
-  const create = (object: Json): Json => commit("ADDED", { ...object, metadata: { ...(object.metadata as Json), uid: crypto.randomUUID() } })
-  const patch = (name: string, body: unknown): Json | undefined => {
-    const existing = nodes.get(name)
+  const createIn = (resource: Resource, object: Json): Json => commit(resource, "ADDED", { ...object, metadata: { ...(object.metadata as Json), uid: crypto.randomUUID() } })
+  const patchIn = (resource: Resource, key: string, body: unknown): Json | undefined => {
+    const existing = storeOf(resource).get(key)
     if (existing === undefined) return undefined
     const patched = mergePatch(existing, body) as Json
-    return commit("MODIFIED", { ...patched, metadata: { ...(patched.metadata as Json), name } })
+    const metadata = existing.metadata as Json
+    return commit(resource, "MODIFIED", { ...patched, metadata: { ...(patched.metadata as Json), name: metadata.name, ...(metadata.namespace === undefined ? {} : { namespace: metadata.namespace }) } })
   }
-  const remove = (name: string): Json | undefined => {
-    const existing = nodes.get(name)
+  const removeIn = (resource: Resource, key: string): Json | undefined => {
+    const existing = storeOf(resource).get(key)
     if (existing === undefined) return undefined
-    nodes.delete(name)
+    storeOf(resource).delete(key)
     revision++
     const gone = { ...existing, metadata: { ...(existing.metadata as Json), resourceVersion: String(revision) } }
-    record("DELETED", gone)
+    record(resource, "DELETED", gone)
     return gone
   }
 
-  const watch = (from: number, bookmarks: boolean) => {
+  const watch = (resource: Resource, from: number, bookmarks: boolean) => {
     let controller: ReadableStreamDefaultController<Uint8Array> | undefined
     const encoder = new TextEncoder()
     const watcher: Watcher = {
+      resource,
       bookmarks,
       send: (line) => controller?.enqueue(encoder.encode(line)),
       end: () => {
@@ -153,7 +197,7 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
         // between JSON objects, skipped by stream decoders) sends them at once, as the real
         // server answers a watch before any event
         c.enqueue(encoder.encode("\n"))
-        for (const past of history) if (past.rv > from) c.enqueue(encoder.encode(past.line))
+        for (const past of history) if (past.rv > from && past.resource === resource) c.enqueue(encoder.encode(past.line))
         watchers.add(watcher)
       },
       cancel() {
@@ -171,32 +215,40 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
     fetch: async (request) => {
       if (request.headers.get("authorization") !== `Bearer ${token}`) return status(401, "Unauthorized", "Unauthorized")
       const url = new URL(request.url)
-      const match = /^\/api\/v1\/nodes(?:\/([^/]+))?$/.exec(url.pathname)
-      if (match === null) return status(404, "NotFound", `the server could not find the requested resource (${url.pathname})`)
-      const name = match[1] === undefined ? undefined : decodeURIComponent(match[1])
+      const at = route(url.pathname)
+      if (at === undefined) return status(404, "NotFound", `the server could not find the requested resource (${url.pathname})`)
+      const { resource, namespace, name } = at
+      const { kind, apiVersion, namespaced } = RESOURCES[resource]
       if (name === undefined && request.method === "GET") {
         if (url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1") {
-          return watch(Number(url.searchParams.get("resourceVersion") ?? revision), url.searchParams.get("allowWatchBookmarks") === "true")
+          return watch(resource, Number(url.searchParams.get("resourceVersion") ?? revision), url.searchParams.get("allowWatchBookmarks") === "true")
         }
-        return Response.json({ kind: "NodeList", apiVersion: "v1", metadata: { resourceVersion: String(revision) }, items: [...nodes.values()] })
+        const items = [...storeOf(resource).values()].filter((object) => namespace === undefined || (object.metadata as Json).namespace === namespace)
+        return Response.json({ kind: `${kind}List`, apiVersion, metadata: { resourceVersion: String(revision) }, items })
       }
       if (name === undefined && request.method === "POST") {
+        if (namespaced && namespace === undefined) return status(405, "MethodNotAllowed", `create ${resource} in a namespace`)
         const object = (await request.json()) as Json
-        const objectName = isRecord(object.metadata) ? object.metadata.name : undefined
-        if (typeof objectName !== "string" || objectName === "") return status(422, "Invalid", "metadata.name: Required value")
-        if (nodes.has(objectName)) return status(409, "AlreadyExists", `nodes "${objectName}" already exists`)
-        return Response.json(create(object), { status: 201 })
+        const metadata = isRecord(object.metadata) ? object.metadata : {}
+        if (typeof metadata.name !== "string" || metadata.name === "") return status(422, "Invalid", "metadata.name: Required value")
+        if (namespaced && metadata.namespace !== undefined && metadata.namespace !== namespace) {
+          return status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+        }
+        const full = { ...object, metadata: { ...metadata, ...(namespaced ? { namespace } : {}) } }
+        if (storeOf(resource).has(keyOf(resource, full.metadata))) return status(409, "AlreadyExists", `${resource} "${metadata.name}" already exists`)
+        return Response.json(createIn(resource, full), { status: 201 })
       }
-      const existing = name === undefined ? undefined : nodes.get(name)
-      if (name === undefined || existing === undefined) return status(404, "NotFound", `nodes "${name ?? ""}" not found`)
+      const key = name === undefined ? undefined : namespaced ? `${namespace}/${name}` : name
+      const existing = key === undefined ? undefined : storeOf(resource).get(key)
+      if (key === undefined || existing === undefined) return status(404, "NotFound", `${resource} "${name ?? ""}" not found`)
       if (request.method === "GET") return Response.json(existing)
       if (request.method === "PATCH") {
         if (request.headers.get("content-type") !== "application/merge-patch+json") {
           return status(415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/merge-patch+json`)
         }
-        return Response.json(patch(name, await request.json()))
+        return Response.json(patchIn(resource, key, await request.json()))
       }
-      if (request.method === "DELETE") return Response.json(remove(name))
+      if (request.method === "DELETE") return Response.json(removeIn(resource, key))
       return status(405, "MethodNotAllowed", `${request.method} is not allowed`)
     }
   })
@@ -229,22 +281,28 @@ export const startKubeApiServer = (options: { readonly address?: string } = {}):
     caFile,
     token,
     kubeconfig,
-    nodes: () => [...nodes.values()],
+    nodes: () => [...storeOf("nodes").values()],
+    objects: (resource) => [...storeOf(resource).values()],
     compact: () => {
       compactedAt = revision
       history.length = 0
     },
     bookmark: () => {
-      const line = JSON.stringify({ type: "BOOKMARK", object: { kind: "Node", apiVersion: "v1", metadata: { resourceVersion: String(revision) } } }) + "\n"
-      for (const watcher of watchers) if (watcher.bookmarks) watcher.send(line)
+      for (const watcher of watchers) {
+        const { kind, apiVersion } = RESOURCES[watcher.resource]
+        if (watcher.bookmarks) watcher.send(JSON.stringify({ type: "BOOKMARK", object: { kind, apiVersion, metadata: { resourceVersion: String(revision) } } }) + "\n")
+      }
     },
     endWatches: () => {
       for (const watcher of [...watchers]) watcher.end()
     },
     watchCount: () => watchers.size,
-    create,
-    patch,
-    remove: (name) => remove(name) !== undefined,
+    create: (node) => createIn("nodes", node),
+    patch: (name, body) => patchIn("nodes", name, body),
+    remove: (name) => removeIn("nodes", name) !== undefined,
+    createIn,
+    patchIn,
+    removeIn,
     stop: async () => {
       for (const watcher of [...watchers]) watcher.end()
       await server.stop(true)

@@ -8,7 +8,8 @@
  * reports the step's datastore revision enforced.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test"
-import { makePolicyWorld, namespaceObject, podObject, type PolicyWorld } from "./policy-cluster.ts"
+import { until } from "./cluster.ts"
+import { farPodsAndPolicies, makePolicyWorld, namespaceObject, podObject, type PolicyWorld } from "./policy-cluster.ts"
 
 let world: PolicyWorld
 
@@ -155,5 +156,99 @@ describe("NetworkPolicy truth tables (3 nodes, 9 pods, TCP+UDP on 80 and 81)", (
     await expectTruthTable([policy("deny-z", "z", { podSelector: {}, policyTypes: ["Ingress", "Egress"] })])
     await world.del("policies/z/deny-z")
     await expectTruthTable()
+  })
+})
+
+/** The node's policy table as `nft -j` prints it (an independent reader), handles left out. */
+const policyTable = (netns: string) => {
+  const run = Bun.spawnSync(["ip", "netns", "exec", netns, "nft", "-j", "list", "table", "inet", "tscni-policy"])
+  const items = (JSON.parse(run.stdout.toString()) as { nftables: Array<Record<string, Record<string, unknown>>> }).nftables
+  return items.filter((item) => !("metainfo" in item)).map((item) => JSON.stringify(item, (key, value) => (key === "handle" ? undefined : value)))
+}
+/** The verdict a dispatch map holds for `ip`, read with nft. */
+const dispatchOf = (netns: string, map: string, ip: string): string | undefined => {
+  const run = Bun.spawnSync(["ip", "netns", "exec", netns, "nft", "-j", "list", "map", "inet", "tscni-policy", map])
+  const set = (JSON.parse(run.stdout.toString()) as { nftables: Array<{ map?: { elem?: Array<[unknown, Record<string, { target?: string }>]> } }> }).nftables.find((i) => i.map)?.map
+  const element = set?.elem?.find(([key]) => JSON.stringify(key).includes(`"${ip}"`))
+  return element === undefined ? undefined : Object.entries(element[1]).map(([verdict, arg]) => `${verdict} ${arg?.target ?? ""}`.trim())[0]
+}
+
+describe("enforcement over a pod's and an agent's life", () => {
+  test("a new pod a policy selects is isolated when its ADD returns: its dispatch is in the kernel then, and traffic agrees", async () => {
+    await world.apply(policy("only-from-y", "x", { podSelector: podIs("d"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }] }] }))
+    const pod = await world.addPod("x", "d", 0)
+    // read at once, with nft: nothing was waited for after the ADD returned
+    expect(dispatchOf(pod.node.netns, "ingress4", pod.ip)).toMatch(/^jump in-[0-9a-f]+$/)
+    // its server, so an allowed probe is answered
+    await world.startProbers([pod])
+    const from = (key: string) => world.prober.probe(key, [{ ip: pod.ip, port: 80, protocol: "TCP" }, { ip: pod.ip, port: 81, protocol: "UDP" }])
+    expect(await from("y/b")).toEqual([true, true])
+    expect(await from("x/a")).toEqual([false, false])
+    expect(await from("z/c")).toEqual([false, false])
+    pod.detach()
+    expect(dispatchOf(pod.node.netns, "ingress4", pod.ip)).toBeUndefined()
+    await world.del("pods/x/d")
+  })
+
+  test("an agent SIGKILLed and restarted never opens an allow window: a prober running throughout sees no denied connection pass", async () => {
+    await world.apply(policy("deny", "x", { podSelector: {} }))
+    const target = world.pods.find((pod) => pod.key === "x/a")!
+    const node = target.node
+    const index = world.cluster.nodes.indexOf(node)
+    const before = policyTable(node.netns)
+    let running = true
+    const seen: Array<boolean> = []
+    const probing = (async () => {
+      while (running) seen.push(...(await world.prober.probe("y/b", [{ ip: target.ip, port: 80, protocol: "TCP" }, { ip: target.ip, port: 81, protocol: "UDP" }], 500)))
+    })()
+    try {
+      const agent = world.agents[index]!
+      process.kill(agent.pid, "SIGKILL")
+      await agent.exited
+      // probes while no agent runs: the kernel's table alone enforces
+      const down = seen.length
+      await until("probes while the agent is down", () => (seen.length >= down + 4 ? true : undefined))
+      const restarted = world.cluster.startAgent(node)
+      // the restart is done when it reports the datastore's latest revision enforced
+      const latest = Number(JSON.parse(world.cluster.etcd.etcdctl("get", "-w", "json", `${world.cluster.prefix}/config`)).header.revision)
+      await until("the restarted agent to enforce the datastore", () => {
+        const match = /^tscni_policy_applied_revision (\d+)/m.exec(world.cluster.probe(node, "/metrics").body)
+        return match !== null && Number(match[1]) >= latest ? true : undefined
+      })
+      // and a few probes after it, so the window around the table's replacement is covered
+      const after = seen.length
+      await until("probes after the restart", () => (seen.length >= after + 4 ? true : undefined))
+      expect(restarted.log()).toContain("cluster: node")
+      world.agents[index] = restarted
+    } finally {
+      running = false
+      await probing
+    }
+    expect(seen.length).toBeGreaterThan(4)
+    expect(seen.filter((passed) => passed)).toEqual([])
+    // the restart changed nothing that was right
+    expect(policyTable(node.netns)).toEqual(before)
+  })
+})
+
+describe("at scale", () => {
+  test("1,000 policies over 500 more pods (most of them only endpoint records) compile and apply, and the truth table still holds", async () => {
+    // ten of the policies select x/a, from namespaces that never probe: x/a is isolated
+    const many = farPodsAndPolicies({ namespaces: 50, podsPerNamespace: 10, policiesPerNamespace: 20, selectingXa: 10 })
+    try {
+      const ms = await world.putMany(many)
+      console.log(`1000 policies over ${9 + 500} pods written and enforced on every node in ${Math.round(ms)} ms`)
+      for (const node of world.cluster.nodes) {
+        const metrics = world.cluster.probe(node, "/metrics").body
+        expect(metrics).toMatch(/^tscni_policy_policies 1000$/m)
+        expect(metrics).toMatch(/^tscni_policy_rejected_objects 0$/m)
+      }
+      const nodeOfA = world.pods.find((pod) => pod.key === "x/a")!.node
+      expect(dispatchOf(nodeOfA.netns, "ingress4", ipOf("x/a"))).toMatch(/^jump in-/)
+      expect(await world.mismatches()).toEqual([])
+    } finally {
+      for (const kind of ["policies/ns-", "policies/x/p-", "endpoints/ns-", "pods/ns-", "namespaces/ns-"]) await world.delPrefix(kind)
+    }
+    expect(await world.mismatches()).toEqual([])
   })
 })

@@ -20,6 +20,7 @@ import {
   runStatus
 } from "./commands.ts"
 import type { CommandError } from "./errors.ts"
+import { runPolicyApply, runPolicyDelete, runPolicyExplain, runPolicyList } from "./policy.ts"
 import type { Progress } from "./invoke.ts"
 import { errorJson, formatError, formatJson, formatResult } from "./output.ts"
 
@@ -146,10 +147,52 @@ const netns = Command.make("netns").pipe(
   ])
 )
 
+const etcd = {
+  etcdEndpoints: Flag.String("etcd-endpoints").pipe(
+    Flag.withDefault(process.env.TSCNI_ETCD_ENDPOINTS ?? "http://127.0.0.1:2379"),
+    Flag.withDescription("the cluster's etcd, as the agents' --etcd-endpoints (default: $TSCNI_ETCD_ENDPOINTS, else http://127.0.0.1:2379)")
+  ),
+  etcdPrefix: Flag.String("etcd-prefix").pipe(
+    Flag.withDefault("/tscni/network"),
+    Flag.withDescription("where the cluster lives in etcd, as the agents' --etcd-prefix (default /tscni/network)")
+  )
+}
+const policyFile = Flag.String("filename").pipe(Flag.withAlias("f"), Flag.withDescription("YAML or JSON: NetworkPolicy, Pod and Namespace objects (several per file)"))
+const policyNamespace = Flag.String("namespace").pipe(Flag.withAlias("n"), Flag.withDefault("default"), Flag.withDescription("the namespace of objects that name none (default: default)"))
+
+const policy = Command.make("policy").pipe(
+  Command.withDescription("NetworkPolicy for etcd clusters: apply, delete, list, explain"),
+  Command.withSubcommands([
+    Command.make("apply", { ...etcd, file: policyFile, namespace: policyNamespace }, (o) => reporting(false)(runPolicyApply(o))).pipe(
+      Command.withDescription("check every object of the file, then store each for the agents (NetworkPolicy, Pod labels and ports, Namespace labels)")
+    ),
+    Command.make("delete", { ...etcd, file: policyFile, namespace: policyNamespace }, (o) => reporting(false)(runPolicyDelete(o))).pipe(
+      Command.withDescription("delete the file's objects from the datastore")
+    ),
+    Command.make("list", {
+      ...etcd,
+      namespace: policyNamespace,
+      allNamespaces: Flag.Boolean("all-namespaces").pipe(Flag.withAlias("A"), Flag.withDefault(false), Flag.withDescription("every namespace")),
+      json
+    }, (o) => reporting(o.json)(runPolicyList(o))).pipe(
+      Command.withDescription("the stored NetworkPolicies, and the objects the agents cannot decode (so do not enforce)")
+    ),
+    Command.make("explain", {
+      ...etcd,
+      source: Argument.String("src").pipe(Argument.withDescription("namespace/pod or an IP address")),
+      destination: Argument.String("dst").pipe(Argument.withDescription("namespace/pod or an IP address")),
+      port: Argument.String("port").pipe(Argument.withDescription("PORT/tcp, PORT/udp, PORT/sctp or icmp")),
+      json
+    }, (o) => reporting(o.json)(runPolicyExplain(o))).pipe(
+      Command.withDescription("whether a new connection is allowed, and which policies and rules decide it (the model the agents enforce)")
+    )
+  ])
+)
+
 /** The whole command tree. */
 export const cni = Command.make("cni").pipe(
   Command.withDescription("tscni's CNI runtime: run network configuration lists against network namespaces (libcni + cnitool)"),
-  Command.withSubcommands([add, check, del, gc, status, netns])
+  Command.withSubcommands([add, check, del, gc, status, netns, policy])
 )
 
 /** Runs the CLI on argv (without the program name). */

@@ -16,6 +16,7 @@ import { Kv } from "./kv.ts"
 import { releaseSubnets } from "./leases.ts"
 import { type NodeAgentOptions, type NodeStatus, runNodeAgent } from "./nodeAgent.ts"
 import { makePolicyAgent, type PolicyStatus } from "./policyAgent.ts"
+import { etcdPolicySource, kubePolicySource, PolicySourceService } from "./policySource.ts"
 
 /** Which datastore, and how to reach it. */
 export type DatastoreArgs =
@@ -26,29 +27,38 @@ export interface ClusterOptions extends NodeAgentOptions {
   readonly datastore: DatastoreArgs
 }
 
-/** The datastore's layer; a Kubernetes one without credentials is an error saying where they were looked for. */
-const datastoreLayer = (args: DatastoreArgs): Layer.Layer<Datastore> => {
-  if (args.type === "etcd") {
-    return etcdDatastoreLayer(args.prefix, { leaseTtlSeconds: args.leaseTtlSeconds, endpoints: args.endpoints.join(",") }).pipe(
-      Layer.provide(etcdKvLayer({ endpoints: args.endpoints }))
-    )
-  }
+/** The Kubernetes client the flags name; no credentials is an error saying where they were looked for. */
+const kubeClientOf = (args: DatastoreArgs & { readonly type: "kubernetes" }) => {
   const connection = args.kubeconfig !== undefined ? kubeconfigConnection(args.kubeconfig) : inClusterConnection(process.env, args.serviceAccountDir)
   if (connection === undefined) {
     throw new Error("no Kubernetes credentials: not in a pod (no KUBERNETES_SERVICE_HOST or service account token); give --kubeconfig")
   }
-  return kubeDatastoreLayer(kubeClient(connection), { server: connection.server, clusterConfig: args.clusterConfig })
+  return { client: kubeClient(connection), server: connection.server }
+}
+
+/** The datastore and the policy enforcement's source, over one client. */
+const datastoreLayer = (args: DatastoreArgs): Layer.Layer<Datastore | PolicySourceService> => {
+  if (args.type === "etcd") {
+    return Layer.merge(
+      etcdDatastoreLayer(args.prefix, { leaseTtlSeconds: args.leaseTtlSeconds, endpoints: args.endpoints.join(",") }),
+      Layer.effect(PolicySourceService)(Effect.gen(function*() {
+        return etcdPolicySource(yield* Kv, args.prefix)
+      }))
+    ).pipe(Layer.provide(etcdKvLayer({ endpoints: args.endpoints })))
+  }
+  const { client, server } = kubeClientOf(args)
+  return Layer.merge(kubeDatastoreLayer(client, { server, clusterConfig: args.clusterConfig }), Layer.effect(PolicySourceService)(Effect.succeed(kubePolicySource(client))))
 }
 
 /** The running cluster side. */
 export interface RunningCluster {
   /** interrupts it (nothing is released: see nodeAgent.ts) */
   readonly stop: () => Promise<void>
-  /** the policy enforcement (etcd datastore), told of the pods whose calls the agent served */
+  /** the policy enforcement, told of the pods whose calls the agent served */
   readonly policy: {
     readonly attached: (pod: { readonly namespace: string; readonly name: string; readonly containerID: string; readonly ips: ReadonlyArray<string> }) => Promise<void>
     readonly detached: (containerID: string) => Promise<void>
-  } | undefined
+  }
 }
 
 /** A failed policy loop (the datastore unreachable, the watch broken) starts again after this. */
@@ -60,19 +70,9 @@ export const startCluster = async (
   onStatus: (status: NodeStatus) => void,
   onPolicy: (status: PolicyStatus) => void = () => {}
 ): Promise<RunningCluster> => {
-  const args = options.datastore
-  if (args.type !== "etcd") {
-    const fiber = Effect.runFork(runNodeAgent(options, onStatus).pipe(Effect.provide(Layer.merge(datastoreLayer(args), linuxBackend))))
-    return { stop: () => Effect.runPromise(Fiber.interrupt(fiber)).then(() => undefined), policy: undefined }
-  }
-  const kvLayer = etcdKvLayer({ endpoints: args.endpoints })
-  const layer = Layer.mergeAll(
-    etcdDatastoreLayer(args.prefix, { leaseTtlSeconds: args.leaseTtlSeconds, endpoints: args.endpoints.join(",") }).pipe(Layer.provideMerge(kvLayer)),
-    linuxBackend
-  )
-  const runtime = ManagedRuntime.make(layer)
+  const runtime = ManagedRuntime.make(Layer.merge(datastoreLayer(options.datastore), linuxBackend))
   const policy = await runtime.runPromise(Effect.gen(function*() {
-    return yield* makePolicyAgent(yield* Kv, args.prefix, options.node, onPolicy)
+    return yield* makePolicyAgent(yield* PolicySourceService, options.node, onPolicy)
   }))
   const policyLoop = policy.run.pipe(
     Effect.catch((error) => Effect.sync(() => process.stderr.write(`tscni agent: policy: ${error instanceof Error ? error.message : String(error)}; again in ${POLICY_RETRY}\n`))),

@@ -11,6 +11,7 @@ import { makeMockBackend } from "@tscni/backend-mock"
 import { POLICY_TABLE } from "@tscni/policy/nft"
 import { makeMemoryKv } from "../src/memoryKv.ts"
 import { makePolicyAgent, type PolicyStatus } from "../src/policyAgent.ts"
+import { etcdPolicySource } from "../src/policySource.ts"
 
 const PREFIX = "/tscni/network"
 const put = (kv: ReturnType<typeof makeMemoryKv>["kv"], key: string, value: unknown) =>
@@ -30,7 +31,7 @@ const start = async (given?: { readonly memory: ReturnType<typeof makeMemoryKv>;
   const memory = given?.memory ?? makeMemoryKv()
   const mock = given?.mock ?? makeMockBackend()
   const statuses: Array<PolicyStatus> = []
-  const agent = await Effect.runPromise(makePolicyAgent(memory.kv, PREFIX, "node1", (s) => void statuses.push(s)).pipe(Effect.provideService(Backend, mock.backend)))
+  const agent = await Effect.runPromise(makePolicyAgent(etcdPolicySource(memory.kv, PREFIX), "node1", (s) => void statuses.push(s)).pipe(Effect.provideService(Backend, mock.backend)))
   const fiber = Effect.runFork(agent.run.pipe(Effect.provideService(Backend, mock.backend)))
   /** resolves once the kernel reflects `revision` (a condition polled, not a pause hoped long enough) */
   const enforced = async (revision: bigint) => {

@@ -46,6 +46,11 @@ export type NodeEvent =
   | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly node: KubeNode }
   | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
 
+/** A watch event of any resource, its object as the server sent it. */
+export type ObjectEvent =
+  | { readonly type: "ADDED" | "MODIFIED" | "DELETED"; readonly object: unknown }
+  | { readonly type: "BOOKMARK"; readonly resourceVersion: string }
+
 const SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 const readOrUndefined = (path: string): string | undefined => {
@@ -151,14 +156,60 @@ export const kubeClient = (connection: KubeConnection) => {
       Effect.flatMap((response) => Effect.tryPromise({ try: () => response.json() as Promise<unknown>, catch: (error) => new KubeError({ operation, message: describe(error) }) }))
     )
 
-  return {
-    /** Every Node, and the resourceVersion to watch from. */
-    listNodes: json("listNodes", "/api/v1/nodes").pipe(
+  /** Every object of a collection (`/api/v1/pods`), and the resourceVersion to watch from. */
+  const listObjects = (path: string) =>
+    json(`list ${path}`, path).pipe(
       Effect.map((list) => ({
-        nodes: (Array.isArray(record(list).items) ? record(list).items as Array<unknown> : []).map(nodeOf),
+        items: Array.isArray(record(list).items) ? record(list).items as Array<unknown> : [],
         resourceVersion: text(record(record(list).metadata).resourceVersion) ?? ""
       }))
-    ),
+    )
+
+  /**
+   * Watches a collection from `resourceVersion`, calling `onEvent` for each event in order,
+   * until the server ends the stream (succeeds: watch again from the last resourceVersion)
+   * or fails (`gone`: too old, list again).
+   */
+  const watchObjects = (path: string, resourceVersion: string, onEvent: (event: ObjectEvent) => Effect.Effect<void>) => {
+    const operation = `watch ${path}`
+    return request(operation, `${path}?watch=true&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(resourceVersion)}`).pipe(
+      Effect.flatMap((response) =>
+        Effect.tryPromise({
+          try: async () => {
+            const reader = response.body!.getReader()
+            const decoder = new TextDecoder()
+            let pending = ""
+            for (;;) {
+              const { done, value } = await reader.read()
+              if (done) return
+              pending += decoder.decode(value, { stream: true })
+              for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n")) {
+                const line = pending.slice(0, end).trim()
+                pending = pending.slice(end + 1)
+                if (line === "") continue
+                const event = record(JSON.parse(line))
+                const object = record(event.object)
+                if (event.type === "ERROR") {
+                  // a watch that fell too far behind ends with a Status: 410 Gone
+                  const status = typeof object.code === "number" ? object.code : undefined
+                  throw new KubeError({ operation, ...(status === undefined ? {} : { status }), message: `${status ?? "error"}: ${text(object.message) ?? "watch error"}` })
+                }
+                if (event.type === "BOOKMARK") await Effect.runPromise(onEvent({ type: "BOOKMARK", resourceVersion: text(record(object.metadata).resourceVersion) ?? resourceVersion }))
+                else if (event.type === "ADDED" || event.type === "MODIFIED" || event.type === "DELETED") await Effect.runPromise(onEvent({ type: event.type, object: event.object }))
+              }
+            }
+          },
+          catch: (error) => (error instanceof KubeError ? error : new KubeError({ operation, message: describe(error) }))
+        })
+      )
+    )
+  }
+
+  return {
+    listObjects,
+    watchObjects,
+    /** Every Node, and the resourceVersion to watch from. */
+    listNodes: listObjects("/api/v1/nodes").pipe(Effect.map(({ items, resourceVersion }) => ({ nodes: items.map(nodeOf), resourceVersion }))),
     getNode: (name: string) => json("getNode", `/api/v1/nodes/${encodeURIComponent(name)}`).pipe(Effect.map(nodeOf)),
     /** Sets (or, with null, removes) annotations of a Node: a JSON merge patch. */
     annotateNode: (name: string, annotations: Readonly<Record<string, string | null>>) =>
@@ -167,43 +218,9 @@ export const kubeClient = (connection: KubeConnection) => {
         headers: { "content-type": "application/merge-patch+json" },
         body: JSON.stringify({ metadata: { annotations } })
       }).pipe(Effect.map(nodeOf)),
-    /**
-     * Watches Nodes from `resourceVersion`, calling `onEvent` for each event in order, until
-     * the server ends the stream (succeeds: watch again from the last resourceVersion) or
-     * fails (`gone`: too old, list again).
-     */
+    /** watchObjects of the Nodes, their objects read as KubeNode. */
     watchNodes: (resourceVersion: string, onEvent: (event: NodeEvent) => Effect.Effect<void>) =>
-      request("watchNodes", `/api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(resourceVersion)}`).pipe(
-        Effect.flatMap((response) =>
-          Effect.tryPromise({
-            try: async () => {
-              const reader = response.body!.getReader()
-              const decoder = new TextDecoder()
-              let pending = ""
-              for (;;) {
-                const { done, value } = await reader.read()
-                if (done) return
-                pending += decoder.decode(value, { stream: true })
-                for (let end = pending.indexOf("\n"); end >= 0; end = pending.indexOf("\n")) {
-                  const line = pending.slice(0, end).trim()
-                  pending = pending.slice(end + 1)
-                  if (line === "") continue
-                  const event = record(JSON.parse(line))
-                  const object = record(event.object)
-                  if (event.type === "ERROR") {
-                    // a watch that fell too far behind ends with a Status: 410 Gone
-                    const status = typeof object.code === "number" ? object.code : undefined
-                    throw new KubeError({ operation: "watchNodes", ...(status === undefined ? {} : { status }), message: `${status ?? "error"}: ${text(object.message) ?? "watch error"}` })
-                  }
-                  if (event.type === "BOOKMARK") await Effect.runPromise(onEvent({ type: "BOOKMARK", resourceVersion: text(record(object.metadata).resourceVersion) ?? resourceVersion }))
-                  else if (event.type === "ADDED" || event.type === "MODIFIED" || event.type === "DELETED") await Effect.runPromise(onEvent({ type: event.type, node: nodeOf(object) }))
-                }
-              }
-            },
-            catch: (error) => (error instanceof KubeError ? error : new KubeError({ operation: "watchNodes", message: describe(error) }))
-          })
-        )
-      )
+      watchObjects("/api/v1/nodes", resourceVersion, (event) => onEvent(event.type === "BOOKMARK" ? event : { type: event.type, node: nodeOf(event.object) }))
   }
 }
 
