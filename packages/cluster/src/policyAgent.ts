@@ -8,7 +8,7 @@
  * ADD the agent serves waits until the new pod is enforced before it answers, so the pod is
  * isolated from its first packet.
  */
-import { Effect, Semaphore } from "effect"
+import { Effect, Queue, Semaphore } from "effect"
 import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
 import { compile, podKey } from "@tscni/policy/model"
 import { diffRulesets, isEmptyChange, POLICY_TABLE, type PolicyRuleset, renderRuleset, tableOf } from "@tscni/policy/nft"
@@ -49,6 +49,8 @@ export const makePolicyAgent = (
     /** the datastore revision the state reflects */
     let revision = 0n
     const lock = Semaphore.makeUnsafe(1)
+    /** a change waits here for the worker; one slot, so changes arriving meanwhile coalesce */
+    const changed = yield* Queue.sliding<void>(1)
     /** what the kernel holds; undefined until the first (replacing) write of this process */
     let applied: PolicyRuleset | undefined
     /** the kinds the source has handed over whole; nothing is enforced before all of them are */
@@ -84,9 +86,17 @@ export const makePolicyAgent = (
           if (at > revision) revision = at
         }
         for (const [key, why] of state.rejected) if (events.some((e) => (e.type === "put" ? e.entry.key : e.key) === key)) yield* log(`${key} is not enforced: ${why}`)
-        // a failed write is retried by the next event or the caller's restart; said, not fatal here
-        yield* enforceLocked.pipe(Effect.catch((error) => log(`enforcing: ${error.message}`)))
+        // the worker enforces once for every change that arrived while it was busy
+        yield* Queue.offer(changed, undefined)
       })
+
+    /** Enforces the state whenever it changed: a burst of changes costs one compile and one transaction. */
+    const worker = Effect.forever(
+      Queue.take(changed).pipe(
+        // a failed write is retried by the next change or the caller's restart; said, not fatal here
+        Effect.andThen(enforceLocked.pipe(Effect.catch((error) => log(`enforcing: ${error.message}`))))
+      )
+    )
 
     const reset: PolicySink["reset"] = (kinds, entries, at) =>
       lock.withPermits(1)(Effect.gen(function*() {
@@ -98,7 +108,10 @@ export const makePolicyAgent = (
         yield* enforce.pipe(Effect.catch((error) => log(`enforcing: ${error.message}`)))
       }))
 
-    const run: PolicyAgent["run"] = source.follow({ reset, events: onEvents })
+    const run: PolicyAgent["run"] = Effect.scoped(Effect.gen(function*() {
+      yield* Effect.forkScoped(worker)
+      return yield* source.follow({ reset, events: onEvents })
+    }))
 
     /** Publishes the endpoint record (etcd); the watch brings it back to the state. */
     const record = (key: string, endpoint: Endpoint) =>

@@ -5,7 +5,7 @@
  * explained is what is enforced.
  */
 import type { IpFamily } from "@tscni/ip"
-import { implicitNamespace, type Namespace, type Pod, type Policy, type PortSpec, type Protocol } from "./objects.ts"
+import { implicitNamespace, type Namespace, type Pod, type Policy, type PortSpec, type Protocol, type Rule } from "./objects.ts"
 import { inRanges, ipValue, type Range, rangeOfCidr, subtract, union } from "./ranges.ts"
 import { matches } from "./selectors.ts"
 
@@ -67,38 +67,67 @@ const addressRanges = (world: World, pods: ReadonlyArray<string>, extra: Record<
   return { 4: union(out[4]), 6: union(out[6]) }
 }
 
-const compileRule = (world: World, policy: Policy, rule: Policy["ingress"] & object, index: number): CompiledRule => {
-  const spec = rule[index]!
-  let peers: CompiledRule["peers"] = "all"
-  if (spec.peers.length > 0) {
-    const pods = new Set<string>()
-    const blocks: Record<IpFamily, Array<Range>> = { 4: [], 6: [] }
-    for (const peer of spec.peers) {
-      if (peer.kind === "ipBlock") {
-        blocks[peer.cidr.ip.family].push(...subtract([rangeOfCidr(peer.cidr)], peer.except.map(rangeOfCidr)))
-        continue
-      }
-      for (const [key, pod] of world.pods) {
-        const inNamespace = peer.namespaceSelector === undefined
-          ? pod.namespace === policy.namespace
-          : matches(peer.namespaceSelector, namespaceOf(world, pod.namespace).labels)
-        if (inNamespace && (peer.podSelector === undefined || matches(peer.podSelector, pod.labels))) pods.add(key)
+/** The world's pods by namespace, and each namespace's labels: what selectors are matched against. */
+interface Index {
+  readonly podsIn: ReadonlyMap<string, ReadonlyArray<Pod>>
+  readonly namespaces: ReadonlyArray<Namespace>
+}
+
+const indexOf = (world: World): Index => {
+  const podsIn = new Map<string, Array<Pod>>()
+  for (const pod of world.pods.values()) podsIn.set(pod.namespace, [...(podsIn.get(pod.namespace) ?? []), pod])
+  // a namespace with pods but no object still has its implied name label
+  const names = new Set([...world.namespaces.keys(), ...podsIn.keys()])
+  return { podsIn, namespaces: [...names].map((name) => namespaceOf(world, name)) }
+}
+
+/** A rule's peers as addresses (pod selectors matched namespace by namespace). */
+const compilePeers = (world: World, index: Index, policy: Policy, spec: Rule): CompiledPeers => {
+  const pods = new Set<string>()
+  const blocks: Record<IpFamily, Array<Range>> = { 4: [], 6: [] }
+  for (const peer of spec.peers) {
+    if (peer.kind === "ipBlock") {
+      blocks[peer.cidr.ip.family].push(...subtract([rangeOfCidr(peer.cidr)], peer.except.map(rangeOfCidr)))
+      continue
+    }
+    const namespaces = peer.namespaceSelector === undefined
+      ? [policy.namespace]
+      : index.namespaces.filter((ns) => matches(peer.namespaceSelector!, ns.labels)).map((ns) => ns.name)
+    for (const namespace of namespaces) {
+      for (const pod of index.podsIn.get(namespace) ?? []) {
+        if (peer.podSelector === undefined || matches(peer.podSelector, pod.labels)) pods.add(podKey(pod))
       }
     }
-    const sorted = [...pods].sort()
-    peers = { pods: sorted, ranges: addressRanges(world, sorted, blocks) }
   }
-  return { index, peers, ports: spec.ports.length === 0 ? "all" : spec.ports }
+  const sorted = [...pods].sort()
+  return { pods: sorted, ranges: addressRanges(world, sorted, blocks) }
+}
+
+/**
+ * A rule, its peers worked out on first use: the agent renders only the rules of policies
+ * that select a pod of its node, so the others' peers are never computed there.
+ */
+const compileRule = (world: World, index: Index, policy: Policy, spec: Rule, position: number): CompiledRule => {
+  let peers: CompiledRule["peers"] | undefined = spec.peers.length === 0 ? "all" : undefined
+  return {
+    index: position,
+    get peers() {
+      peers ??= compilePeers(world, index, policy, spec)
+      return peers
+    },
+    ports: spec.ports.length === 0 ? "all" : spec.ports
+  }
 }
 
 /** Compiles the world: selections, peers and ports of every policy. */
 export const compile = (world: World): Model => {
+  const index = indexOf(world)
   const policies = new Map<string, CompiledPolicy>()
   const selecting: Record<Direction, Map<string, Array<CompiledPolicy>>> = { ingress: new Map(), egress: new Map() }
   for (const key of [...world.policies.keys()].sort()) {
     const policy = world.policies.get(key)!
-    const selected = [...world.pods.values()]
-      .filter((pod) => pod.namespace === policy.namespace && matches(policy.podSelector, pod.labels))
+    const selected = (index.podsIn.get(policy.namespace) ?? [])
+      .filter((pod) => matches(policy.podSelector, pod.labels))
       .map(podKey)
       .sort()
     const compiled: CompiledPolicy = {
@@ -106,13 +135,17 @@ export const compile = (world: World): Model => {
       namespace: policy.namespace,
       name: policy.name,
       selected,
-      ingress: policy.ingress?.map((_, i) => compileRule(world, policy, policy.ingress!, i)),
-      egress: policy.egress?.map((_, i) => compileRule(world, policy, policy.egress!, i))
+      ingress: policy.ingress?.map((rule, i) => compileRule(world, index, policy, rule, i)),
+      egress: policy.egress?.map((rule, i) => compileRule(world, index, policy, rule, i))
     }
     policies.set(key, compiled)
     for (const direction of ["ingress", "egress"] as const) {
       if (compiled[direction] === undefined) continue
-      for (const pod of selected) selecting[direction].set(pod, [...(selecting[direction].get(pod) ?? []), compiled])
+      for (const pod of selected) {
+        const list = selecting[direction].get(pod)
+        if (list === undefined) selecting[direction].set(pod, [compiled])
+        else list.push(compiled)
+      }
     }
   }
   return { world, policies, selecting }

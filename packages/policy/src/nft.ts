@@ -73,6 +73,8 @@ const namedBase = (name: string, protocol: Protocol): string => `n${hash(`${name
 class Builder {
   readonly sets = new Map<string, { spec: NftSet; elements: Map<string, string | undefined> }>()
   readonly chains = new Map<string, NftChain>()
+  /** named-port sets no pod declares (never made: an empty set admits nothing, so no rule names it) */
+  readonly emptyNamedPorts = new Set<string>()
 
   set(spec: NftSet): Map<string, string | undefined> {
     const existing = this.sets.get(spec.name)
@@ -130,13 +132,20 @@ const ruleStatements = (out: Builder, model: Model, policy: CompiledPolicy, dire
 
 /** The named-port set: every pod address declaring `name` over `protocol`; false when none does (the set would be empty). */
 const fillNamedPort = (out: Builder, model: Model, setName: string, family: IpFamily, name: string, protocol: Protocol): boolean => {
+  // one set per name, protocol and family, shared by every rule naming it: filled once
+  const filled = out.sets.get(setName)
+  if (filled !== undefined) return filled.elements.size > 0
+  if (out.emptyNamedPorts.has(setName)) return false
   const entries: Array<string> = []
   for (const pod of model.world.pods.values()) {
     const declared = pod.ports.find((p) => p.name === name && p.protocol === protocol)
     if (declared === undefined) continue
     for (const ip of pod.ips) if (ip.includes(":") === (family === 6)) entries.push(`${ip} . ${PROTO[protocol]} . ${declared.port}`)
   }
-  if (entries.length === 0) return false
+  if (entries.length === 0) {
+    out.emptyNamedPorts.add(setName)
+    return false
+  }
   const elements = out.set({ name: setName, type: `${ADDR[family].type} . inet_proto . inet_service` })
   for (const entry of entries) elements.set(entry, undefined)
   return true
