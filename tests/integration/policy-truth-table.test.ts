@@ -174,6 +174,18 @@ const dispatchOf = (netns: string, map: string, ip: string): string | undefined 
 }
 
 describe("enforcement over a pod's and an agent's life", () => {
+  test("traffic from a pod's own node is always allowed (kubelet's probes), whatever isolates the pod", async () => {
+    await world.apply(policy("deny-all", "x", { podSelector: {}, policyTypes: ["Ingress", "Egress"] }))
+    const target = world.pods.find((pod) => pod.key === "x/a")!
+    const connect = Bun.spawnSync(["ip", "netns", "exec", target.node.netns, process.execPath, "-e", `
+      const socket = await Bun.connect({ hostname: "${target.ip}", port: 80, socket: { data() {}, error() { process.exit(1) } } })
+      socket.end()
+      process.exit(0)`], { timeout: 10_000 })
+    expect(connect.exitCode).toBe(0)
+    // while a pod is refused
+    expect(await world.prober.probe("y/a", [{ ip: target.ip, port: 80, protocol: "TCP" }])).toEqual([false])
+  })
+
   test("a new pod a policy selects is isolated when its ADD returns: its dispatch is in the kernel then, and traffic agrees", async () => {
     await world.apply(policy("only-from-y", "x", { podSelector: podIs("d"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }] }] }))
     const pod = await world.addPod("x", "d", 0)

@@ -100,8 +100,12 @@ describe("deploy/daemonset-cluster.yaml", () => {
   const flag = (name: string) => command[command.indexOf(name) + 1]
   const mountOf = (volume: string) => (agent.volumeMounts as ReadonlyArray<Json>).find((mount) => mount.name === volume) as Json
 
-  test("RBAC: the agent's service account may get, list, watch and patch nodes, and nothing else", () => {
-    expect(at(cluster.find((doc) => doc.kind === "ClusterRole"), "rules")).toEqual([{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch", "patch"] }])
+  test("RBAC: the agent's service account may get, list, watch and patch nodes, list and watch namespaces, pods and network policies, and nothing else", () => {
+    expect(at(cluster.find((doc) => doc.kind === "ClusterRole"), "rules")).toEqual([
+      { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch", "patch"] },
+      { apiGroups: [""], resources: ["namespaces", "pods"], verbs: ["list", "watch"] },
+      { apiGroups: ["networking.k8s.io"], resources: ["networkpolicies"], verbs: ["list", "watch"] }
+    ])
     expect(at(cluster.find((doc) => doc.kind === "ClusterRoleBinding"), "subjects", 0)).toEqual({ kind: "ServiceAccount", name: pod.serviceAccountName, namespace: "kube-system" })
   })
 

@@ -8,10 +8,12 @@
  */
 import {
   BackendError,
+  type NftChain,
   type NftChanges,
   type NftElement,
   type NftElementKey,
   nftElementProblem,
+  type NftSet,
   nftKeyTextProblem,
   type NftTable,
   type NftTableRef,
@@ -61,18 +63,24 @@ const elementLines = (verb: "add" | "create" | "delete", table: NftTableRef, ele
   return [...bySet].map(([set, texts]) => `${verb} element ${where(table)} ${set} { ${texts.join(", ")} }`)
 }
 
+/** The line that makes a set (or map) of `table`. */
+const setLine = (verb: "add" | "create", table: NftTableRef, set: NftSet): string => {
+  const kind = set.map === undefined ? "set" : "map"
+  const type = set.map === undefined ? set.type : `${set.type} : ${set.map}`
+  return `${verb} ${kind} ${where(table)} ${set.name} { type ${type} ;${set.interval === true ? " flags interval ;" : ""} }`
+}
+
+/** The lines that make a chain of `table` and its rules. */
+const chainLines = (verb: "add" | "create", table: NftTableRef, chain: NftChain): Array<string> => [
+  `${verb} chain ${where(table)} ${chain.name}${chain.base === undefined ? "" : baseChainSpec(chain.base)}`,
+  ...chain.rules.map((rule) => `add rule ${where(table)} ${chain.name} ${rule}`)
+]
+
 /** The script that creates a table's skeleton (failing if the table exists) and its first elements. */
 export const createTableScript = (table: NftTable, elements: ReadonlyArray<NftElement>): string => {
   const lines = [`create table ${where(table)}`]
-  for (const set of table.sets) {
-    const kind = set.map === undefined ? "set" : "map"
-    const type = set.map === undefined ? set.type : `${set.type} : ${set.map}`
-    lines.push(`add ${kind} ${where(table)} ${set.name} { type ${type} ;${set.interval === true ? " flags interval ;" : ""} }`)
-  }
-  for (const chain of table.chains) {
-    lines.push(`add chain ${where(table)} ${chain.name}${chain.base === undefined ? "" : baseChainSpec(chain.base)}`)
-    for (const rule of chain.rules) lines.push(`add rule ${where(table)} ${chain.name} ${rule}`)
-  }
+  for (const set of table.sets) lines.push(setLine("add", table, set))
+  for (const chain of table.chains) lines.push(...chainLines("add", table, chain))
   // `add`, not `create`: the elements are new in a table made in this same transaction
   lines.push(...elementLines("add", table, elements))
   return lines.join("\n")
@@ -102,15 +110,9 @@ export const changeTable = (netns: string, table: NftTableRef, changes: NftChang
   checkKeys("changeNftTable", table, changes.deleteElements)
   netlinkElements.forgetTable(netns, table)
   const lines: Array<string> = []
-  for (const set of changes.addSets) {
-    const kind = set.map === undefined ? "set" : "map"
-    const type = set.map === undefined ? set.type : `${set.type} : ${set.map}`
-    lines.push(`create ${kind} ${where(table)} ${set.name} { type ${type} ;${set.interval === true ? " flags interval ;" : ""} }`)
-  }
-  for (const chain of changes.addChains) {
-    lines.push(`create chain ${where(table)} ${chain.name}${chain.base === undefined ? "" : baseChainSpec(chain.base)}`)
-    for (const rule of chain.rules) lines.push(`add rule ${where(table)} ${chain.name} ${rule}`)
-  }
+  // `create`: a set or chain that is there already is refused (AlreadyExists), not merged
+  for (const set of changes.addSets) lines.push(setLine("create", table, set))
+  for (const chain of changes.addChains) lines.push(...chainLines("create", table, chain))
   lines.push(...elementLines("delete", table, changes.deleteElements))
   // `add`, not `create`, for a key deleted above and for interval sets: nft 1.0.6 and the
   // kernel refuse `create` for those inside one transaction (File exists). The mock still

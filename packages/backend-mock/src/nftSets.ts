@@ -26,6 +26,14 @@ export interface NftTableState {
 
 const tableKey = (table: NftTableRef): string => `${table.family} ${table.name}`
 
+/** A skeleton as the model holds it, with no elements yet. */
+const emptyTable = (table: NftTable): NftTableState => ({
+  family: table.family,
+  name: table.name,
+  chains: table.chains.map((chain) => ({ ...chain, rules: [...chain.rules] })),
+  sets: new Map(table.sets.map((spec) => [spec.name, { spec: { ...spec }, elements: new Map() }]))
+})
+
 /** Every element of a table, set by set in creation order, keys in insertion order. */
 const elementsOf = (table: NftTableState): Array<NftElement> =>
   [...table.sets.values()].flatMap(({ spec, elements }) =>
@@ -116,12 +124,7 @@ export const nftSetOperations = (state: KernelState) => {
         if (ns.nftTables.has(tableKey(table))) {
           return yield* fail("createNftTable", "AlreadyExists", `createNftTable: table ${tableKey(table)}: File exists`, "EEXIST")
         }
-        const created: NftTableState = {
-          family: table.family,
-          name: table.name,
-          chains: table.chains.map((chain) => ({ ...chain, rules: [...chain.rules] })),
-          sets: new Map(table.sets.map((spec) => [spec.name, { spec: { ...spec }, elements: new Map() }]))
-        }
+        const created = emptyTable(table)
         yield* insert("createNftTable", created, elements)
         ns.nftTables.set(tableKey(table), created)
       }),
@@ -189,12 +192,7 @@ export const nftSetOperations = (state: KernelState) => {
       Effect.gen(function*() {
         const ns = yield* requireNetns(state, "replaceNftTable", netns)
         yield* checkAgainst("replaceNftTable", table, elements)
-        const made: NftTableState = {
-          family: table.family,
-          name: table.name,
-          chains: table.chains.map((chain) => ({ ...chain, rules: [...chain.rules] })),
-          sets: new Map(table.sets.map((spec) => [spec.name, { spec: { ...spec }, elements: new Map() }]))
-        }
+        const made = emptyTable(table)
         yield* insert("replaceNftTable", made, elements)
         ns.nftTables.set(tableKey(table), made)
       }),

@@ -36,6 +36,9 @@ export interface PolicyAgent {
   readonly detached: (containerID: string) => Effect.Effect<void, unknown>
 }
 
+/** What makes bridged traffic pass the inet forward hook (Kubernetes nodes have both on). */
+const BRIDGE_SYSCTLS = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
+
 const log = (line: string) => Effect.sync(() => process.stderr.write(`tscni agent: policy: ${line}\n`))
 
 export const makePolicyAgent = (
@@ -108,7 +111,19 @@ export const makePolicyAgent = (
         yield* enforce.pipe(Effect.catch((error) => log(`enforcing: ${error.message}`)))
       }))
 
+    /** Same-bridge pod traffic reaches the forward hook only through br_netfilter: turned on, or said why it cannot be. */
+    const bridgeTrafficFiltered = Effect.forEach(BRIDGE_SYSCTLS, (key) =>
+      backend.readSysctl(HOST_NETNS, key).pipe(
+        Effect.flatMap((value) =>
+          value.trim() === "1"
+            ? Effect.void
+            : backend.writeSysctl(HOST_NETNS, key, "1").pipe(Effect.andThen(log(`turned ${key} on: traffic between pods of one bridge is judged as routed traffic is`)))
+        ),
+        Effect.catch((error) => log(`${key}: ${error.message}: traffic between pods of one bridge is not judged (load br_netfilter)`))
+      ), { discard: true })
+
     const run: PolicyAgent["run"] = Effect.scoped(Effect.gen(function*() {
+      yield* bridgeTrafficFiltered
       yield* Effect.forkScoped(worker)
       return yield* source.follow({ reset, events: onEvents })
     }))

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test"
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { Effect } from "effect"
 import { diskStoreLayer, hostLocalPlugin, memoryStore } from "../src/index.ts"
 import { addressesOf, cniEnv, invoke } from "./helpers.ts"
 
@@ -329,5 +330,92 @@ describe("host-local on disk, in one process", () => {
     expect(new Set(addresses).size).toBe(30)
     await Promise.all(ids.map((id) => invoke(hostLocalPlugin, diskStoreLayer, cniEnv("DEL", { CNI_CONTAINERID: id }), config)))
     expect(readdirSync(join(root, "net")).filter((name) => /^\d/.test(name))).toEqual([])
+  })
+})
+
+describe("host-local's owner index: ADD and DEL cost the same with 5 attachments or 200", () => {
+  /** A fake store whose file reads and listings are counted. */
+  const counted = () => {
+    const counts = { reads: 0, listings: 0 }
+    const fake = memoryStore(undefined, (files) => ({
+      ...files,
+      read: (name) => Effect.suspend(() => {
+        counts.reads++
+        return files.read(name)
+      }),
+      names: Effect.suspend(() => {
+        counts.listings++
+        return files.names
+      })
+    }))
+    const call = (command: string, config: unknown, extra: Record<string, string> = {}) => invoke(hostLocalPlugin, fake.layer, cniEnv(command, extra), config)
+    return { fake, call, counts }
+  }
+  const slash24 = { ranges: [[{ subnet: "10.0.0.0/24" }]] }
+
+  test("with 200 attachments, an ADD and a DEL read a few files each, the same as with 5", async () => {
+    const reads = async (attachments: number) => {
+      const { call, counts } = counted()
+      for (let i = 0; i < attachments; i++) expect((await call("ADD", conf(slash24), { CNI_CONTAINERID: `bg-${i}` })).exitCode).toBe(0)
+      counts.reads = 0
+      const add = await call("ADD", conf(slash24), { CNI_CONTAINERID: "probe" })
+      expect(add.exitCode).toBe(0)
+      const addReads = counts.reads
+      counts.reads = 0
+      expect((await call("DEL", conf(slash24), { CNI_CONTAINERID: "probe" })).exitCode).toBe(0)
+      return { add: addReads, del: counts.reads }
+    }
+    const few = await reads(5)
+    const many = await reads(200)
+    expect(many).toEqual(few)
+    expect(many.add).toBeLessThan(10)
+    expect(many.del).toBeLessThan(10)
+  })
+
+  test("allocations the reference wrote: new addresses avoid them, and their DEL finds them by reading every file", async () => {
+    const { fake, call, counts } = counted()
+    const dir = new Map<string, string>([["10.0.0.2", "r1\r\neth0"], ["10.0.0.3", "r2\r\neth0"], ["last_reserved_ip.0", "10.0.0.2"], ["10.0.0.5", "old"]])
+    fake.state.dirs.set(`${DATA}/net`, dir)
+    // .3 is taken (its file says so): the next free is .4
+    expect(addressesOf((await call("ADD", conf(slash24))).json)).toEqual(["10.0.0.4/24"])
+    expect([...dir.keys()].filter((name) => name.startsWith(".tscni-owner.")).length).toBe(1)
+    counts.reads = 0
+    // the same attachment again: its address, from its entry
+    expect(addressesOf((await call("ADD", conf(slash24))).json)).toEqual(["10.0.0.4/24"])
+    expect(counts.reads).toBeLessThan(10)
+    // the reference's attachments (one of an old version, naming no ifname) have no entry: DEL reads every file
+    expect((await call("DEL", conf(slash24), { CNI_CONTAINERID: "r1" })).exitCode).toBe(0)
+    expect((await call("DEL", conf(slash24), { CNI_CONTAINERID: "old" })).exitCode).toBe(0)
+    expect([dir.has("10.0.0.2"), dir.has("10.0.0.5"), dir.has("10.0.0.3")]).toEqual([false, false, true])
+    expect((await call("DEL", conf(slash24))).exitCode).toBe(0)
+    expect([...dir.keys()].filter((name) => name.startsWith(".tscni-owner."))).toEqual([])
+  })
+
+  test("an entry is a hint: an address someone else now holds is not released; an attachment with no entry is still found", async () => {
+    const { fake, call } = counted()
+    expect(addressesOf((await call("ADD", conf(slash24))).json)).toEqual(["10.0.0.2/24"])
+    const dir = fake.state.dirs.get(`${DATA}/net`)!
+    // the reference released c1's address and gave it to r9 (it keeps no index)
+    dir.set("10.0.0.2", "r9\r\neth0")
+    // and allocated for r8 after the directory was indexed
+    dir.set("10.0.0.7", "r8\r\neth0")
+    expect((await call("DEL", conf(slash24))).exitCode).toBe(0)
+    expect(dir.get("10.0.0.2")).toBe("r9\r\neth0")
+    expect((await call("DEL", conf(slash24), { CNI_CONTAINERID: "r8" })).exitCode).toBe(0)
+    expect(dir.has("10.0.0.7")).toBe(false)
+  })
+
+  test("GC drops the entries of attachments another plugin released, and keeps the rest", async () => {
+    const { fake, call } = counted()
+    for (const id of ["a", "b"]) expect((await call("ADD", conf(slash24), { CNI_CONTAINERID: id })).exitCode).toBe(0)
+    const dir = fake.state.dirs.get(`${DATA}/net`)!
+    // the reference's DEL of a: its address file goes, tscni's entry stays
+    dir.delete("10.0.0.2")
+    const entries = () => [...dir.keys()].filter((name) => name.startsWith(".tscni-owner.")).length
+    expect(entries()).toBe(2)
+    const gc = await call("GC", { ...conf(slash24), "cni.dev/valid-attachments": [{ containerID: "a", ifname: "eth0" }, { containerID: "b", ifname: "eth0" }] })
+    expect(gc.exitCode).toBe(0)
+    expect(entries()).toBe(1)
+    expect(dir.get("10.0.0.3")).toBe("b\r\neth0")
   })
 })

@@ -17,6 +17,7 @@
  */
 import { connect, type Socket as NetSocket } from "node:net"
 import { fstatSync, rmSync } from "node:fs"
+import { flushUnsent, writeAll } from "./socket-writes.ts"
 
 const SERVED_PORTS = [80, 81] as const
 const SOURCE_PORT_SPAN = 35_000
@@ -175,17 +176,6 @@ const answer = async (line: string): Promise<string> => {
 }
 
 const buffers = new WeakMap<object, string>()
-// Bun's socket.write may take only part of the bytes: the rest waits here for "drain"
-const unsent = new WeakMap<object, Buffer>()
-const writeAll = (socket: Bun.Socket<undefined>, bytes: Buffer): void => {
-  const waiting = unsent.get(socket)
-  if (waiting !== undefined) {
-    unsent.set(socket, Buffer.concat([waiting, bytes]))
-    return
-  }
-  const written = Math.max(socket.write(bytes), 0)
-  if (written < bytes.length) unsent.set(socket, bytes.subarray(written))
-}
 
 rmSync(controlPath, { force: true }) // a socket file left by an earlier run
 const control = Bun.listen({
@@ -200,11 +190,7 @@ const control = Bun.listen({
         void answer(line).then((reply) => writeAll(socket, Buffer.from(reply + "\n")))
       }
     },
-    drain: (socket) => {
-      const waiting = unsent.get(socket)
-      unsent.delete(socket)
-      if (waiting !== undefined) writeAll(socket, waiting)
-    },
+    drain: flushUnsent,
     error: () => {}
   }
 })

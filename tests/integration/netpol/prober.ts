@@ -6,6 +6,7 @@
 import type { Socket, Subprocess } from "bun"
 import { join, resolve } from "node:path"
 import { matrixKey } from "./oracle.ts"
+import { flushUnsent, writeAll } from "./socket-writes.ts"
 
 const POD_MAIN = resolve(import.meta.dir, "pod-main.ts")
 const READY_DEADLINE_MS = 30_000
@@ -38,17 +39,6 @@ interface Agent {
   readonly pending: Map<number, { resolve: (results: boolean[]) => void; reject: (error: Error) => void }>
 }
 
-// Bun's socket.write may take only part of the bytes: the rest waits here for "drain"
-const unsent = new WeakMap<object, Buffer>()
-const writeAll = (socket: Socket<undefined>, bytes: Buffer): void => {
-  const waiting = unsent.get(socket)
-  if (waiting !== undefined) {
-    unsent.set(socket, Buffer.concat([waiting, bytes]))
-    return
-  }
-  const written = Math.max(socket.write(bytes), 0)
-  if (written < bytes.length) unsent.set(socket, bytes.subarray(written))
-}
 
 /** Reads the agent's stdout until it shows a line `ready`; throws with the agent's stderr if it ends first or takes too long. */
 const waitReady = async (proc: Subprocess<"pipe", "pipe", "pipe">, key: string): Promise<void> => {
@@ -92,11 +82,7 @@ const openControl = async (path: string, pending: Agent["pending"]): Promise<Soc
           else waiter?.reject(new Error(`probe agent: ${reply.error ?? "no results"}`))
         }
       },
-      drain: (socket) => {
-        const waiting = unsent.get(socket)
-        unsent.delete(socket)
-        if (waiting !== undefined) writeAll(socket, waiting)
-      },
+      drain: flushUnsent,
       close: () => failAll(new Error(`control socket ${path} closed`)),
       error: (_socket, error) => failAll(error)
     }

@@ -78,10 +78,13 @@ const memoryFiles = (state: MemoryState, locks: Map<string, Semaphore.Semaphore>
   }
 }
 
-/** A fresh fake store and its layer; `state` is shared with the test. */
-export const memoryStore = (state: MemoryState = newMemoryState()) => {
+/**
+ * A fresh fake store and its layer; `state` is shared with the test, and `observe` may wrap
+ * each network's file primitives (a test counting what an operation reads).
+ */
+export const memoryStore = (state: MemoryState = newMemoryState(), observe: (files: StoreFiles) => StoreFiles = (files) => files) => {
   const locks = new Map<string, Semaphore.Semaphore>()
-  const network = (dataDir: string, name: string) => makeNetworkStore(memoryFiles(state, locks, `${dataDir}/${name}`))
+  const network = (dataDir: string, name: string) => makeNetworkStore(observe(memoryFiles(state, locks, `${dataDir}/${name}`)))
   return {
     state,
     layer: IpamStore.make({ network, currentBootId: Effect.sync(() => state.bootId) }),

@@ -15,7 +15,7 @@ import {
   validAttachments
 } from "@tscni/spec"
 import { allocationFailed, checkFailed } from "../errors.ts"
-import { type Candidate, capacity, describeSet, nextFree, rangeFor } from "./allocate.ts"
+import { type Candidate, candidates, capacity, describeSet, rangeFor } from "./allocate.ts"
 import {
   type HostLocalConfig,
   loadHostLocalConfig,
@@ -87,9 +87,13 @@ const allocateAll = (
   owner: Owner
 ) =>
   Effect.gen(function*() {
-    const all = yield* store.allocations
-    const mine = ownedBy(all, owner)
-    const holders = new Map(all.map((allocation) => [formatIp(allocation.ip), allocation]))
+    // what the attachment holds, from its index entry (one it has not has none: an attachment
+    // the reference or an older tscni allocated, ADDed again without DEL, gets a second
+    // address instead of the reference's "duplicate allocation" error); whether an address is
+    // free, from its file: no call reads every allocation
+    const mine = (yield* store.allocationsOf(owner)) ?? []
+    const picked = new Map<string, Allocation>()
+    const holderOf = (ip: Ip) => (picked.has(formatIp(ip)) ? Effect.succeed(picked.get(formatIp(ip))) : store.isTaken(ip))
     const chosen: Array<Allocated> = []
     const picks: Array<{ ip: Ip; setIndex: number }> = []
     for (const set of config.rangeSets) {
@@ -108,7 +112,7 @@ const allocateAll = (
       }
       let candidate: Candidate | undefined
       if (wanted !== undefined) {
-        const holder = holders.get(formatIp(wanted.ip))
+        const holder = yield* holderOf(wanted.ip)
         if (holder !== undefined) {
           return yield* allocationFailed(
             `requested IP address ${formatIp(wanted.ip)} is already allocated to ${describeOwner(holder)}`
@@ -117,12 +121,17 @@ const allocateAll = (
         candidate = { ip: wanted.ip, range: rangeFor(set, wanted.ip)! }
       } else {
         const last = yield* store.lastReserved(set.index)
-        candidate = nextFree(set, (ip) => holders.has(formatIp(ip)), last)
+        for (const next of candidates(set, last)) {
+          if ((yield* holderOf(next.ip)) === undefined) {
+            candidate = next
+            break
+          }
+        }
         if (candidate === undefined) {
           return yield* allocationFailed(`no IP addresses available in range set ${set.field}: ${describeSet(set)}`)
         }
       }
-      holders.set(formatIp(candidate.ip), { ip: candidate.ip, containerId: owner.containerId, ifname: owner.ifname })
+      picked.set(formatIp(candidate.ip), { ip: candidate.ip, containerId: owner.containerId, ifname: owner.ifname })
       chosen.push({ set, candidate })
       picks.push({ ip: candidate.ip, setIndex: set.index })
     }
@@ -172,7 +181,10 @@ const del = (request: PluginRequest) =>
     if (!(yield* store.exists)) return
     yield* store.locked(
       Effect.gen(function*() {
-        const mine = ownedBy(yield* store.allocations, ownerOf(request))
+        // the owner's index entry when it has one; else (a store the reference wrote, a DEL
+        // repeated, an ADD killed before its entry) every file is read
+        const owner = ownerOf(request)
+        const mine = (yield* store.allocationsOf(owner)) ?? ownedBy(yield* store.allocations, owner)
         yield* store.release(mine.map((allocation) => allocation.ip))
       })
     )
@@ -236,6 +248,8 @@ const gc = (request: PluginRequest) =>
           )
         )
         yield* store.release(stale.map((allocation) => allocation.ip))
+        // index entries whose addresses another plugin released (GC reads every file anyway)
+        yield* store.dropStaleEntries
       })
     )
   })

@@ -4,6 +4,13 @@
  * by the address and holding `<containerID>\r\n<ifname>`, a `last_reserved_ip.<set>` file
  * per range set, the `lock` file, and (tscni only) `boot_id`.
  *
+ * tscni also keeps an index beside them so ADD and DEL cost the same on a node with 5 pods
+ * or 500: a `.tscni-owner.<hash>` file per attachment it allocated, listing its addresses.
+ * The reference never reads them as allocations (their names are not addresses, their
+ * contents never equal an owner's). An entry is a hint, checked against the address files
+ * it names; an attachment without one (the reference's, an older tscni's) is looked for the
+ * old way, by reading every file.
+ *
  * The format logic lives here once, over `StoreFiles`, a handful of file primitives with a
  * disk implementation (diskStore.ts) and an in-memory fake (memoryStore.ts), so the fake
  * cannot drift from the real format.
@@ -59,6 +66,15 @@ export interface NetworkStore {
   readonly exists: Effect.Effect<boolean, StoreError>
   readonly locked: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StoreError, R>
   readonly allocations: Effect.Effect<ReadonlyArray<Allocation>, StoreError>
+  /**
+   * The attachment's allocations from its index entry, each checked against its address file;
+   * undefined when it has no entry (the caller reads `allocations` when it must be sure).
+   */
+  readonly allocationsOf: (owner: Owner) => Effect.Effect<ReadonlyArray<Allocation> | undefined, StoreError>
+  /** removes the index entries none of whose addresses their owner still holds (the reference released them); GC runs it */
+  readonly dropStaleEntries: Effect.Effect<void, StoreError>
+  /** who holds an address, from its file (one read); undefined when it is free */
+  readonly isTaken: (ip: Ip) => Effect.Effect<Allocation | undefined, StoreError>
   readonly lastReserved: (setIndex: number) => Effect.Effect<Ip | undefined, StoreError>
   /**
    * Reserves every pick for `owner`, all or nothing: returns the first address whose file
@@ -78,6 +94,8 @@ export interface NetworkStore {
 }
 
 const LAST_RESERVED = "last_reserved_ip."
+/** the index: one file per attachment tscni allocated */
+const OWNER_FILE = ".tscni-owner."
 const BOOT_ID = "boot_id"
 /** The reference writes this separator (disk.LineBreak) and compares whole, trimmed contents. */
 const LINE_BREAK = "\r\n"
@@ -103,6 +121,13 @@ export const ownedBy = (allocations: ReadonlyArray<Allocation>, owner: Owner): R
   return exact.length > 0 ? exact : allocations.filter((a) => a.containerId === id && a.ifname === undefined)
 }
 
+/** The index file of an owner: a hash, so any container ID and ifname make a plain name. */
+const ownerFile = (owner: Owner): string =>
+  `${OWNER_FILE}${new Bun.CryptoHasher("sha256").update(`${owner.containerId.trim()}\n${owner.ifname}`).digest("hex").slice(0, 32)}`
+
+/** An index file's content: the owner's allocation content, then its addresses, one per line. */
+const ownerContent = (owner: Owner, ips: ReadonlyArray<string>): string => [allocationContent(owner), ...ips].join(LINE_BREAK)
+
 /** The store format over some file primitives. */
 export const makeNetworkStore = (files: StoreFiles): NetworkStore => {
   const allocations = Effect.gen(function*() {
@@ -116,10 +141,62 @@ export const makeNetworkStore = (files: StoreFiles): NetworkStore => {
     return out
   })
 
+  const isTaken = (ip: Ip) =>
+    files.read(formatIp(ip)).pipe(Effect.map((content) => (content === undefined ? undefined : parseAllocation(formatIp(ip), content))))
+
+  /** The addresses an owner's index entry lists ([] when it has none). */
+  const indexedIps = (owner: Owner) =>
+    files.read(ownerFile(owner)).pipe(Effect.map((content) => (content === undefined ? [] : content.split(/\r?\n/).slice(2).map((line) => line.trim()).filter((line) => line !== ""))))
+
+  /** Rewrites an owner's entry to `ips` (removed when none is left). */
+  const writeEntry = (owner: Owner, ips: ReadonlyArray<string>) =>
+    ips.length === 0 ? files.remove(ownerFile(owner)) : files.replace(ownerFile(owner), ownerContent(owner, ips))
+
+  const allocationsOf = (owner: Owner) =>
+    Effect.gen(function*() {
+      const listed = yield* indexedIps(owner)
+      if (listed.length === 0) return undefined
+      const content = allocationContent(owner).trim()
+      const out: Array<Allocation> = []
+      for (const text of listed) {
+        const ip = parseIp(text)
+        const file = ip === undefined ? undefined : yield* files.read(formatIp(ip))
+        // a stale entry (released by a plugin that keeps no index) is not the owner's any more
+        if (ip !== undefined && file !== undefined && file.trim() === content) out.push({ ip, containerId: owner.containerId.trim(), ifname: owner.ifname })
+      }
+      return out
+    })
+
   const lastReserved = (setIndex: number) =>
     files.read(`${LAST_RESERVED}${setIndex}`).pipe(Effect.map((text) => (text === undefined ? undefined : parseIp(text.trim()))))
 
-  const release = (ips: ReadonlyArray<Ip>) => Effect.forEach(ips, (ip) => files.remove(formatIp(ip)), { discard: true })
+  const dropStaleEntries = Effect.gen(function*() {
+    for (const name of yield* files.names) {
+      if (!name.startsWith(OWNER_FILE)) continue
+      const [containerId = "", ifname = ""] = ((yield* files.read(name)) ?? "").split(/\r?\n/)
+      const held = (yield* allocationsOf({ containerId, ifname })) ?? []
+      if (held.length === 0) yield* files.remove(name)
+    }
+  })
+
+  /** Removes the addresses' files, then their owners' index entries. */
+  const release = (ips: ReadonlyArray<Ip>) =>
+    Effect.gen(function*() {
+      const owners = new Map<string, { owner: Owner; gone: Set<string> }>()
+      for (const ip of ips) {
+        const held = yield* isTaken(ip)
+        yield* files.remove(formatIp(ip))
+        if (held?.ifname === undefined) continue
+        const owner = { containerId: held.containerId, ifname: held.ifname }
+        const entry = owners.get(ownerFile(owner)) ?? { owner, gone: new Set<string>() }
+        entry.gone.add(formatIp(ip))
+        owners.set(ownerFile(owner), entry)
+      }
+      for (const { owner, gone } of owners.values()) {
+        const listed = yield* indexedIps(owner)
+        if (listed.length > 0) yield* writeEntry(owner, listed.filter((ip) => !gone.has(ip)))
+      }
+    })
 
   const reserve = (owner: Owner, picks: ReadonlyArray<{ readonly ip: Ip; readonly setIndex: number }>) =>
     Effect.gen(function*() {
@@ -137,6 +214,10 @@ export const makeNetworkStore = (files: StoreFiles): NetworkStore => {
       yield* Effect.forEach(picks, (pick) => files.replace(`${LAST_RESERVED}${pick.setIndex}`, formatIp(pick.ip)), {
         discard: true
       }).pipe(Effect.onError(() => undo))
+      // the index last: a failure before it leaves an allocation found the old way, never a dangling entry
+      const listed = yield* indexedIps(owner).pipe(Effect.onError(() => undo))
+      const added = picks.map((pick) => formatIp(pick.ip)).filter((ip) => !listed.includes(ip))
+      if (added.length > 0) yield* writeEntry(owner, [...listed, ...added]).pipe(Effect.onError(() => undo))
       return undefined
     }).pipe(Effect.uninterruptible)
 
@@ -149,6 +230,9 @@ export const makeNetworkStore = (files: StoreFiles): NetworkStore => {
     exists: files.exists,
     locked: files.locked,
     allocations,
+    allocationsOf,
+    dropStaleEntries,
+    isTaken,
     lastReserved,
     reserve,
     release,
