@@ -276,7 +276,7 @@ const markdown = (r: ScaleResults, a: Analysis): string => {
   out.push("## Targets", "")
   out.push(table(["target (issue #11)", "measured", "met"], ts.map((t) => [t.target, t.result, mark(t.met)])), "")
   const missed = ts.filter((t) => t.met === false).length
-  out.push(`${ts.length - missed} of ${ts.length} targets met${missed > 0 ? `, ${missed} missed (what costs what: the "busy node" section of README.md)` : ""}.`, "")
+  out.push(`${ts.length - missed} of ${ts.length} targets met${missed > 0 ? `, ${missed} missed (what costs what: the "busy node" section of docs/bench/README.md)` : ""}.`, "")
 
   out.push("## Chain ADD and DEL per node state (median ms; p95 in brackets)", "")
   out.push(table(
