@@ -301,22 +301,21 @@ const readPolicy = (object: unknown): Policy => {
   }
 }
 
+/** The connection being judged: the world, its destination and what it is sent to. */
+interface Connection {
+  readonly world: OracleWorld
+  readonly dst: OraclePod
+  readonly port: number
+  readonly protocol: Protocol
+  readonly options: OracleOptions
+}
+
 /** A rule: its peers (`from`/`to`; omitted or empty = everyone) AND its ports (omitted or empty = all). */
-const ruleAllows = (
-  world: OracleWorld,
-  rule: unknown,
-  peersKey: "from" | "to",
-  policyNamespace: string,
-  peer: OraclePod,
-  dst: OraclePod,
-  port: number,
-  protocol: Protocol,
-  options: OracleOptions
-): boolean => {
+const ruleAllows = (conn: Connection, rule: unknown, peersKey: "from" | "to", policyNamespace: string, peer: OraclePod): boolean => {
   const peers = list(field(rule, peersKey)) ?? []
   const ports = list(field(rule, "ports")) ?? []
-  const peerOk = peers.length === 0 || peers.some((p) => peerMatches(world, p, policyNamespace, peer, options))
-  const portOk = ports.length === 0 || ports.some((entry) => portMatches(entry, dst, port, protocol))
+  const peerOk = peers.length === 0 || peers.some((p) => peerMatches(conn.world, p, policyNamespace, peer, conn.options))
+  const portOk = ports.length === 0 || ports.some((entry) => portMatches(entry, conn.dst, conn.port, conn.protocol))
   return peerOk && portOk
 }
 
@@ -324,26 +323,14 @@ const ruleAllows = (
  * One direction at one pod: `subject` is the pod policies select (src for Egress, dst for
  * Ingress), `peer` the other end. Unselected → allowed; selected → some rule allows.
  */
-const directionAllows = (
-  world: OracleWorld,
-  policies: ReadonlyArray<Policy>,
-  direction: Direction,
-  subject: OraclePod,
-  peer: OraclePod,
-  dst: OraclePod,
-  port: number,
-  protocol: Protocol,
-  options: OracleOptions
-): boolean => {
+const directionAllows = (conn: Connection, policies: ReadonlyArray<Policy>, direction: Direction, subject: OraclePod, peer: OraclePod): boolean => {
   const selecting = policies.filter((policy) =>
     policy.types.includes(direction) && policy.namespace === subject.namespace && selectorMatches(policy.podSelector, subject.labels)
   )
   if (selecting.length === 0) return true
   const peersKey = direction === "Ingress" ? "from" : "to"
   return selecting.some((policy) =>
-    (direction === "Ingress" ? policy.ingress : policy.egress).some((rule) =>
-      ruleAllows(world, rule, peersKey, policy.namespace, peer, dst, port, protocol, options)
-    )
+    (direction === "Ingress" ? policy.ingress : policy.egress).some((rule) => ruleAllows(conn, rule, peersKey, policy.namespace, peer))
   )
 }
 
@@ -360,8 +347,8 @@ const decide = (
   options: OracleOptions
 ): boolean => {
   if (samePod(src, dst)) return true
-  return directionAllows(world, policies, "Egress", src, dst, dst, port, protocol, options) &&
-    directionAllows(world, policies, "Ingress", dst, src, dst, port, protocol, options)
+  const conn: Connection = { world, dst, port, protocol, options }
+  return directionAllows(conn, policies, "Egress", src, dst) && directionAllows(conn, policies, "Ingress", dst, src)
 }
 
 /**
