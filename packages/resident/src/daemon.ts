@@ -92,9 +92,6 @@ export interface RunningDaemon {
 /** How many calls run at once unless told otherwise (`tscni agent --max-running-calls`). */
 export const DEFAULT_MAX_RUNNING_CALLS = 8
 
-/** How many finished calls between two forced garbage collections (each takes a few ms). */
-const CALLS_PER_COLLECTION = 16
-
 /**
  * At most `max` calls run at once; the others wait their turn (first come, first served),
  * holding nothing but their request. The plugins' kernel calls are synchronous, so more
@@ -152,8 +149,6 @@ export const startDaemon = async (
   /** calls read and not yet finished (loading, waiting for `go`, or running) */
   let held = 0
   let stopping = false
-  /** calls finished since the last forced garbage collection */
-  let callsSinceCollection = 0
   /** running calls per pod namespace path: its sockets are closed when the last one ends */
   const podCalls = new Map<string, number>()
 
@@ -229,12 +224,6 @@ export const startDaemon = async (
       if (left === 0 && podNetns !== "") closeNamespaceResources(podNetns)
     } catch (error) {
       log(`closing the sockets of ${podNetns}: ${error instanceof Error ? error.message : String(error)}`)
-    }
-    // a burst of calls leaves garbage faster than the collector's own pace reclaims it: a
-    // collection every few calls keeps the agent's peak memory near its working set
-    if (++callsSinceCollection >= CALLS_PER_COLLECTION) {
-      callsSinceCollection = 0
-      Bun.gc(true)
     }
   }
 
