@@ -98,34 +98,44 @@ const readFile = (file: string) =>
 
 const say = (lines: ReadonlyArray<string>) => Effect.sync(() => void process.stdout.write(lines.map((line) => `${line}\n`).join("")))
 
-/** `cni policy apply -f FILE`: every object checked, then written (`<kind> <name> configured`). */
-export const runPolicyApply = (options: EtcdOptions & { readonly file: string; readonly namespace: string }) =>
+type FileOptions = EtcdOptions & { readonly file: string; readonly namespace: string }
+
+/**
+ * Every object of the file checked (all before any is touched), then `act` on each in turn
+ * with its key; what it answers is printed as `<kind> <name> <answer>`.
+ */
+const eachObjectOfFile = (
+  options: FileOptions,
+  act: (kv: KvShape, key: string, object: StoredObject) => Effect.Effect<string, CniError>
+) =>
   Effect.gen(function*() {
     const parsed = parseObjects(yield* readFile(options.file), options.file)
     if (!Array.isArray(parsed)) return yield* Effect.fail(parsed)
     const objects = yield* checkObjects(parsed, options.namespace, options.file)
-    const { putKey } = yield* Effect.promise(() => import("@tscni/cluster/policyStore"))
     yield* withEtcd(options, (kv) =>
       Effect.forEach(objects, (object) =>
-        putKey(kv, `${options.etcdPrefix}/${object.path}`, JSON.stringify(object.json)).pipe(
-          Effect.mapError(unreachable),
-          Effect.flatMap((written) => written ? say([`${object.kind.toLowerCase()} ${object.name} configured`]) : Effect.fail(tryAgainLater(`${object.path} kept changing while it was written`)))
+        act(kv, `${options.etcdPrefix}/${object.path}`, object).pipe(
+          Effect.flatMap((answer) => say([`${object.kind.toLowerCase()} ${object.name} ${answer}`]))
         ), { discard: true }))
   })
 
-/** `cni policy delete -f FILE`: the file's objects deleted (`deleted`, or `not found`). */
-export const runPolicyDelete = (options: EtcdOptions & { readonly file: string; readonly namespace: string }) =>
+/** `cni policy apply -f FILE`: every object checked, then written (`<kind> <name> configured`). */
+export const runPolicyApply = (options: FileOptions) =>
   Effect.gen(function*() {
-    const parsed = parseObjects(yield* readFile(options.file), options.file)
-    if (!Array.isArray(parsed)) return yield* Effect.fail(parsed)
-    const objects = yield* checkObjects(parsed, options.namespace, options.file)
+    const { putKey } = yield* Effect.promise(() => import("@tscni/cluster/policyStore"))
+    yield* eachObjectOfFile(options, (kv, key, object) =>
+      putKey(kv, key, JSON.stringify(object.json)).pipe(
+        Effect.mapError(unreachable),
+        Effect.flatMap((written) => written ? Effect.succeed("configured") : Effect.fail(tryAgainLater(`${object.path} kept changing while it was written`)))
+      ))
+  })
+
+/** `cni policy delete -f FILE`: the file's objects deleted (`deleted`, or `not found`). */
+export const runPolicyDelete = (options: FileOptions) =>
+  Effect.gen(function*() {
     const { deleteKey } = yield* Effect.promise(() => import("@tscni/cluster/policyStore"))
-    yield* withEtcd(options, (kv) =>
-      Effect.forEach(objects, (object) =>
-        deleteKey(kv, `${options.etcdPrefix}/${object.path}`).pipe(
-          Effect.mapError(unreachable),
-          Effect.flatMap((deleted) => say([`${object.kind.toLowerCase()} ${object.name} ${deleted ? "deleted" : "not found"}`]))
-        ), { discard: true }))
+    yield* eachObjectOfFile(options, (kv, key) =>
+      deleteKey(kv, key).pipe(Effect.mapError(unreachable), Effect.map((deleted) => (deleted ? "deleted" : "not found"))))
   })
 
 /** A selector as kubectl's describe prints one: `pod=a,tier in (x,y)`; `<all>` for `{}`. */
