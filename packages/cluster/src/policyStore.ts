@@ -49,17 +49,18 @@ export class PolicyStore {
     // namespaced kinds are <namespace>/<name>; anything else under them is not ours to read
     if (kind !== "namespaces" && name.split("/").length !== 2) return
     this.rejected.delete(key)
-    this.forget(kind as PolicyKind, name)
+    this.maps[kind as PolicyKind].delete(name)
     if (value === undefined) return
     const problem = this.decode(kind as PolicyKind, name, value)
     if (problem !== undefined) this.rejected.set(key, problem)
   }
 
-  private forget(kind: PolicyKind, name: string): void {
-    if (kind === "namespaces") this.namespaces.delete(name)
-    else if (kind === "pods") this.pods.delete(name)
-    else if (kind === "policies") this.policies.delete(name)
-    else this.endpoints.delete(name)
+  /** Each kind's map, so forgetting and clearing need not ask which it is. */
+  private readonly maps: Readonly<Record<PolicyKind, Map<string, unknown>>> = {
+    namespaces: this.namespaces,
+    pods: this.pods,
+    policies: this.policies,
+    endpoints: this.endpoints
   }
 
   /** Stores the decoded value; the reason when it cannot be decoded. */
@@ -109,10 +110,7 @@ export class PolicyStore {
   /** Forgets everything of `kinds` (before the source hands them over whole again). */
   clear(kinds: ReadonlyArray<PolicyKind>): void {
     for (const kind of kinds) {
-      if (kind === "namespaces") this.namespaces.clear()
-      else if (kind === "pods") this.pods.clear()
-      else if (kind === "policies") this.policies.clear()
-      else this.endpoints.clear()
+      this.maps[kind].clear()
       for (const key of [...this.rejected.keys()]) if (key.startsWith(`${this.prefix}/${kind}/`)) this.rejected.delete(key)
     }
   }
