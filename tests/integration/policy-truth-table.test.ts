@@ -9,6 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test"
 import { until } from "./cluster.ts"
+import { observe } from "./hostns.ts"
 import { farPodsAndPolicies, makePolicyWorld, namespaceObject, podObject, type PolicyWorld } from "./policy-cluster.ts"
 
 let world: PolicyWorld
@@ -200,6 +201,27 @@ describe("enforcement over a pod's and an agent's life", () => {
     pod.detach()
     expect(dispatchOf(pod.node.netns, "ingress4", pod.ip)).toBeUndefined()
     await world.del("pods/x/d")
+  })
+
+  test("a served ADD whose enforcement the kernel refuses is undone: code 11, and the node is as before", async () => {
+    await world.apply(policy("only-e", "x", { podSelector: podIs("e"), ingress: [{ from: [{ namespaceSelector: nsIs("y") }] }] }))
+    const node = world.cluster.nodes[0]!
+    // the node as observe() sees it, its nftables tables in name order (a table made again lists last)
+    const state = () => {
+      const observed = JSON.parse(observe(node.netns)) as { nft: string }
+      return { ...observed, nft: observed.nft.split(/\n(?=table )/).map((table) => table.trim()).sort() }
+    }
+    const before = state()
+    // the agent's table deleted by hand: its next change is refused (the table is missing)
+    expect(Bun.spawnSync(["ip", "netns", "exec", node.netns, "nft", "delete", "table", "inet", "tscni-policy"]).exitCode).toBe(0)
+    const added = await world.addPod("x", "e", 0).then(() => "added", (error: unknown) => String(error))
+    expect(added).toContain("could not be enforced")
+    expect(added).toContain("the ADD was undone")
+    expect(added).toContain(`"code":11`)
+    // the undoing DEL's enforcement wrote the whole table again: the node is exactly as before
+    expect(state()).toEqual(before)
+    expect(world.cluster.etcd.etcdctl("get", "--prefix", "--keys-only", `${world.cluster.prefix}/endpoints/x/e`).trim()).toBe("")
+    await world.del("pods/x/e")
   })
 
   test("an agent SIGKILLed and restarted never opens an allow window: a prober running throughout sees no denied connection pass", async () => {

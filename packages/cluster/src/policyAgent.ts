@@ -9,7 +9,7 @@
  * isolated from its first packet.
  */
 import { Effect, Queue, Semaphore } from "effect"
-import { Backend, type BackendError, HOST_NETNS } from "@tscni/backend"
+import { Backend, type BackendError, HOST_NETNS, type NftChanges } from "@tscni/backend"
 import { compile, podKey } from "@tscni/policy/model"
 import { diffRulesets, isEmptyChange, POLICY_TABLE, type PolicyRuleset, renderRuleset, tableOf } from "@tscni/policy/nft"
 import type { Pod } from "@tscni/policy/objects"
@@ -36,9 +36,6 @@ export interface PolicyAgent {
   readonly detached: (containerID: string) => Effect.Effect<void, unknown>
 }
 
-/** What makes bridged traffic pass the inet forward hook (Kubernetes nodes have both on). */
-const BRIDGE_SYSCTLS = ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"]
-
 const log = (line: string) => Effect.sync(() => process.stderr.write(`tscni agent: policy: ${line}\n`))
 
 export const makePolicyAgent = (
@@ -61,19 +58,22 @@ export const makePolicyAgent = (
 
     const isLocal = (pod: Pod) => pod.nodeName === node
 
+    const replaceTable = (wanted: PolicyRuleset) => {
+      const { table, elements } = tableOf(wanted)
+      return backend.replaceNftTable(HOST_NETNS, table, elements)
+    }
+    const changeTable = (changes: NftChanges) => (isEmptyChange(changes) ? Effect.void : backend.changeNftTable(HOST_NETNS, POLICY_TABLE, changes))
+
     /** Makes the kernel table what the state says (the caller holds the lock). */
     const enforce: Effect.Effect<void, BackendError> = Effect.gen(function*() {
       if (!source.kinds.every((kind) => synced.has(kind))) return
       const reflected = revision
       const model = compile(state.world())
       const wanted = renderRuleset(model, isLocal)
-      if (applied === undefined) {
-        const { table, elements } = tableOf(wanted)
-        yield* backend.replaceNftTable(HOST_NETNS, table, elements)
-      } else {
-        const changes = diffRulesets(applied, wanted)
-        if (!isEmptyChange(changes)) yield* backend.changeNftTable(HOST_NETNS, POLICY_TABLE, changes)
-      }
+      const write = applied === undefined ? replaceTable(wanted) : changeTable(diffRulesets(applied, wanted))
+      // after a refused write what the kernel holds is not known for sure (a table deleted by
+      // hand, a change half-understood): the next write replaces the whole table, atomically
+      yield* write.pipe(Effect.tapError(() => Effect.sync(() => void (applied = undefined))))
       applied = wanted
       const localPods = [...model.world.pods.values()].filter(isLocal).length
       onStatus({ appliedRevision: reflected, policies: model.policies.size, localPods, rejected: [...state.rejected].map(([k, why]) => `${k}: ${why}`) })
@@ -111,19 +111,7 @@ export const makePolicyAgent = (
         yield* enforce.pipe(Effect.catch((error) => log(`enforcing: ${error.message}`)))
       }))
 
-    /** Same-bridge pod traffic reaches the forward hook only through br_netfilter: turned on, or said why it cannot be. */
-    const bridgeTrafficFiltered = Effect.forEach(BRIDGE_SYSCTLS, (key) =>
-      backend.readSysctl(HOST_NETNS, key).pipe(
-        Effect.flatMap((value) =>
-          value.trim() === "1"
-            ? Effect.void
-            : backend.writeSysctl(HOST_NETNS, key, "1").pipe(Effect.andThen(log(`turned ${key} on: traffic between pods of one bridge is judged as routed traffic is`)))
-        ),
-        Effect.catch((error) => log(`${key}: ${error.message}: traffic between pods of one bridge is not judged (load br_netfilter)`))
-      ), { discard: true })
-
     const run: PolicyAgent["run"] = Effect.scoped(Effect.gen(function*() {
-      yield* bridgeTrafficFiltered
       yield* Effect.forkScoped(worker)
       return yield* source.follow({ reset, events: onEvents })
     }))

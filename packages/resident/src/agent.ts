@@ -9,6 +9,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import type { NodeStatus } from "@tscni/cluster/nodeAgent"
 import type { ClusterOptions, DatastoreArgs, PolicyStatus, RunningCluster } from "@tscni/cluster/run"
 import { DEFAULT_NODE_FILE } from "@tscni/cluster/nodeFile"
+import { splitCniArgs } from "@tscni/spec/cniArgs"
 import { BUILD_ID, type ForwardedCall } from "./protocol.ts"
 import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
 
@@ -292,8 +293,9 @@ const policyMetrics = (registry: Registry) => {
 }
 
 /** `K8S_POD_NAMESPACE` and `K8S_POD_NAME` from CNI_ARGS, as containerd and CRI-O pass them. */
-export const podOfArgs = (cniArgs: string | undefined): { readonly namespace: string; readonly name: string } | undefined => {
-  const pairs = new Map((cniArgs ?? "").split(";").map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)] as const))
+const podOfArgs = (cniArgs: string | undefined): { readonly namespace: string; readonly name: string } | undefined => {
+  const split = splitCniArgs(cniArgs ?? "")
+  const pairs = new Map("pairs" in split ? split.pairs : [])
   const namespace = pairs.get("K8S_POD_NAMESPACE")
   const name = pairs.get("K8S_POD_NAME")
   return namespace === undefined || name === undefined || namespace === "" || name === "" ? undefined : { namespace, name }
@@ -304,21 +306,23 @@ const CLUSTER_PLUGIN = "tscni-net"
 
 /**
  * After a served tscni-net ADD of a Kubernetes pod: the pod is enforced before the runtime
- * hears of it (an error if that fails, so the runtime tears it down: never an unenforced
- * pod). After a DEL: its enforcement and endpoint go (a failure is only logged: DEL succeeds).
+ * hears of it; when that fails, why (the daemon undoes the ADD and answers an error, so a pod
+ * never runs unenforced). After a DEL: its enforcement and endpoint go (a failure is only
+ * logged: DEL succeeds).
  */
 const enforceServedCall = (cluster: () => RunningCluster | undefined) =>
-async (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCode: number }) => {
+async (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCode: number }): Promise<string | undefined> => {
   const policy = cluster()?.policy
   if (policy === undefined || call.plugin !== CLUSTER_PLUGIN || outcome.exitCode !== 0) return undefined
   const containerID = call.env.CNI_CONTAINERID ?? ""
+  const forget = () => policy.detached(containerID).catch((error: unknown) => log(`policy: forgetting ${containerID}: ${error instanceof Error ? error.message : String(error)}`))
   if (call.env.CNI_COMMAND === "DEL") {
-    await policy.detached(containerID).catch((error: unknown) => log(`policy: forgetting ${containerID}: ${error instanceof Error ? error.message : String(error)}`))
+    await forget()
     return undefined
   }
   const pod = podOfArgs(call.env.CNI_ARGS)
   if (call.env.CNI_COMMAND !== "ADD" || pod === undefined) return undefined
-  const result = JSON.parse(outcome.stdout) as { cniVersion?: string; ips?: ReadonlyArray<{ address?: string }> }
+  const result = JSON.parse(outcome.stdout) as { ips?: ReadonlyArray<{ address?: string }> }
   const ips = (result.ips ?? []).flatMap((entry) => entry.address === undefined ? [] : [entry.address.split("/")[0]!])
   try {
     await policy.attached({ ...pod, containerID, ips })
@@ -326,7 +330,9 @@ async (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCod
   } catch (error) {
     const msg = `network policy for ${pod.namespace}/${pod.name} could not be enforced: ${error instanceof Error ? error.message : String(error)}`
     log(msg)
-    return { exitCode: 1, stdout: JSON.stringify({ cniVersion: result.cniVersion ?? "1.0.0", code: 11, msg }) }
+    // the ADD is undone: the pod is no endpoint of this node
+    await forget()
+    return msg
   }
 }
 

@@ -13,6 +13,7 @@ import type { Socket } from "bun"
 import { Effect, Exit, Fiber } from "effect"
 import { closeNamespaceResources, releaseNamespaceResources } from "@tscni/backend-linux"
 import type { BoundPlugin } from "@tscni/skel/run"
+import { tryAgainOutcome } from "./forward.ts"
 import { BUILD_ID, type CallerView, DEFAULT_SOCKET, type ForwardedCall, GO, lineReader, parseCall, viewOf } from "./protocol.ts"
 
 /** Finds the plugin a call names (the multicall binary's table). */
@@ -73,10 +74,11 @@ const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
 /** What the server tells its owner (the agent's metrics): each call served, each refused. */
 export interface DaemonHooks {
   /**
-   * Runs after a call and before its answer; what it returns replaces the outcome's stdout
-   * and exit code (a failure to enforce what the call made turns it into an error).
+   * Runs after a call and before its answer. For a successful ADD it may say why the ADD
+   * must not stand (the agent could not enforce the pod's policies): the daemon then undoes
+   * it with the plugin's DEL, as a failed ADD leaves the host as it was, and answers code 11.
    */
-  readonly beforeAnswer?: (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCode: number }) => Promise<{ readonly stdout: string; readonly exitCode: number } | undefined>
+  readonly beforeAnswer?: (call: ForwardedCall, outcome: { readonly stdout: string; readonly exitCode: number }) => Promise<string | undefined>
   readonly served?: (call: { readonly plugin: string; readonly command: string; readonly exitCode: number; readonly seconds: number }) => void
   readonly fellBack?: (why: string) => void
 }
@@ -190,24 +192,32 @@ export const startDaemon = async (
     podCalls.set(podNetns, (podCalls.get(podNetns) ?? 0) + 1)
     const lines: Array<string> = []
     const started = performance.now()
-    const fiber = Effect.runFork(
-      bound.invoke(
-        { env: call.env, stdin: Effect.succeed(call.stdin) },
-        { log: (line) => void lines.push(line), note: `${bound.name}: served by the tscni daemon (pid ${process.pid})` }
+    const invoke = (env: ForwardedCall["env"]) =>
+      Effect.runFork(
+        bound.invoke(
+          { env, stdin: Effect.succeed(call.stdin) },
+          { log: (line) => void lines.push(line), note: `${bound.name}: served by the tscni daemon (pid ${process.pid})` }
+        )
       )
-    )
+    const fiber = invoke(call.env)
     socket.data.fiber = fiber
     const exit = await Effect.runPromise(Fiber.await(fiber))
     if (Exit.isSuccess(exit)) {
       hooks.served?.({ plugin: bound.name, command: call.env.CNI_COMMAND ?? "", exitCode: exit.value.exitCode, seconds: (performance.now() - started) / 1000 })
     }
     // the owner's last word before the caller hears the outcome (the agent enforces a new pod's policies here)
-    const outcome = Exit.isSuccess(exit) && hooks.beforeAnswer !== undefined
-      ? { ...exit.value, ...(await hooks.beforeAnswer(call, exit.value).catch((error: unknown) => {
+    const refused = Exit.isSuccess(exit) && hooks.beforeAnswer !== undefined
+      ? await hooks.beforeAnswer(call, exit.value).catch((error: unknown) => {
         log(`after ${bound.name} ${call.env.CNI_COMMAND ?? ""}: ${error instanceof Error ? error.message : String(error)}`)
         return undefined
-      })) }
-      : Exit.isSuccess(exit) ? exit.value : undefined
+      })
+      : undefined
+    let outcome = Exit.isSuccess(exit) ? exit.value : undefined
+    if (refused !== undefined && call.env.CNI_COMMAND === "ADD") {
+      const undone = await Effect.runPromise(Fiber.await(invoke({ ...call.env, CNI_COMMAND: "DEL" })))
+      const undo = Exit.isSuccess(undone) && undone.value.exitCode === 0 ? "the ADD was undone" : "undoing the ADD failed too: a DEL must clean it"
+      outcome = await tryAgainOutcome(call.stdin, `${refused}; ${undo}`)
+    }
     if (outcome !== undefined && !socket.data.closed) {
       socket.data.answered = true
       sendLine(socket, { ...outcome, stderr: lines.join("") }, true)

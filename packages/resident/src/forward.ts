@@ -28,8 +28,8 @@ const sender = (text: string) => {
   }
 }
 
-/** What an ADD gets when the daemon started it and ended without an answer: its work may be half done (a DEL cleans it). */
-const lostAdd = async (stdin: string): Promise<DaemonOutcome> => {
+/** A code 11 (try again later) outcome for the call whose config is `stdin`, in its cniVersion when that is one. */
+export const tryAgainOutcome = async (stdin: string, msg: string): Promise<DaemonOutcome> => {
   const { errorResult, tryAgainLater } = await import("@tscni/spec/errors")
   const { LATEST_VERSION, isSupportedVersion } = await import("@tscni/spec/versions")
   let version: string = LATEST_VERSION
@@ -40,9 +40,11 @@ const lostAdd = async (stdin: string): Promise<DaemonOutcome> => {
   } catch {
     // the daemon would have answered a bad config itself; keep the latest version
   }
-  const error = tryAgainLater("the tscni daemon ended before answering this ADD")
-  return { stdout: JSON.stringify(errorResult(error, version)) + "\n", exitCode: 1, stderr: "" }
+  return { stdout: JSON.stringify(errorResult(tryAgainLater(msg), version)) + "\n", exitCode: 1, stderr: "" }
 }
+
+/** What an ADD gets when the daemon started it and ended without an answer: its work may be half done (a DEL cleans it). */
+const lostAdd = (stdin: string): Promise<DaemonOutcome> => tryAgainOutcome(stdin, "the tscni daemon ended before answering this ADD")
 
 /** Asks the daemon at TSCNI_DAEMON_SOCKET (default DEFAULT_SOCKET) to run `plugin` with this process's env and `stdin`. */
 export const forwardToDaemon = (plugin: string, stdin: string): Promise<DaemonOutcome | undefined> =>
