@@ -80,10 +80,10 @@ const checkObjects = (objects: ReadonlyArray<unknown>, defaultNamespace: string,
 /** Runs `use` with an etcd client (loaded only now: other `cni` commands never load gRPC). */
 const withEtcd = <A>(options: EtcdOptions, use: (kv: KvShape) => Effect.Effect<A, CniError>): Effect.Effect<A, CniError> =>
   Effect.gen(function*() {
-    const endpoints = options.etcdEndpoints.split(",").filter((e) => e !== "")
-    if (endpoints.length === 0 || endpoints.some((e) => !/^https?:\/\/[^\s/]+$/.test(e))) {
-      return yield* Effect.fail(invalidEnvironment("--etcd-endpoints", `'${options.etcdEndpoints}' is not a comma-separated list of http(s)://host:port`))
-    }
+    const { parseEtcdEndpoints } = yield* Effect.promise(() => import("@tscni/cluster/endpoints"))
+    const parsed = parseEtcdEndpoints(options.etcdEndpoints)
+    if ("bad" in parsed) return yield* Effect.fail(invalidEnvironment("--etcd-endpoints", `'${parsed.bad}' is not an http(s)://HOST:PORT URL`))
+    const endpoints = parsed.urls
     const { etcdKvLayer } = yield* Effect.promise(() => import("@tscni/cluster/etcdKv"))
     const { Kv } = yield* Effect.promise(() => import("@tscni/cluster/kv"))
     return yield* Effect.gen(function*() {

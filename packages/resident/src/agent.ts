@@ -8,6 +8,7 @@ import { hostname } from "node:os"
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import type { NodeStatus } from "@tscni/cluster/nodeAgent"
 import type { ClusterOptions, DatastoreArgs, PolicyStatus, RunningCluster } from "@tscni/cluster/run"
+import { parseEtcdEndpoints } from "@tscni/cluster/endpoints"
 import { DEFAULT_NODE_FILE } from "@tscni/cluster/nodeFile"
 import { splitCniArgs } from "@tscni/spec/cniArgs"
 import { BUILD_ID, type ForwardedCall } from "./protocol.ts"
@@ -121,9 +122,9 @@ const parseDatastore = (values: ReadonlyMap<string, string>): DatastoreArgs | un
   if (chosen === "etcd") {
     if (endpoints === undefined) return { error: "--datastore etcd needs --etcd-endpoints" }
     if (kubeconfig !== undefined || values.has("--cluster-config")) return { error: "--kubeconfig and --cluster-config are for --datastore kubernetes, not etcd" }
-    const urls = endpoints.split(",").map((url) => url.trim()).filter((url) => url !== "")
-    const bad = urls.find((url) => !/^https?:\/\/[^/]+\/?$/.test(url))
-    if (urls.length === 0 || bad !== undefined) return { error: `--etcd-endpoints: '${bad ?? endpoints}' is not an http(s)://HOST:PORT URL` }
+    const parsed = parseEtcdEndpoints(endpoints)
+    if ("bad" in parsed) return { error: `--etcd-endpoints: '${parsed.bad}' is not an http(s)://HOST:PORT URL` }
+    const urls = parsed.urls
     const prefix = (values.get("--etcd-prefix") ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, "")
     if (!prefix.startsWith("/")) return { error: `--etcd-prefix: '${prefix}' must start with /` }
     const ttl = values.get("--lease-ttl") ?? String(DEFAULT_LEASE_TTL_SECONDS)

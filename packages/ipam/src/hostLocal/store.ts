@@ -17,6 +17,7 @@
  */
 import { Context, Effect, Layer, Schema } from "effect"
 import { formatIp, type Ip, parseIp } from "@tscni/ip"
+import { attachmentKey } from "@tscni/steps/attachment"
 
 /** A store operation failed; `busy` when the lock could not be had in time. */
 export class StoreError extends Schema.TaggedError<StoreError>()("IpamStoreError", {
@@ -121,9 +122,8 @@ export const ownedBy = (allocations: ReadonlyArray<Allocation>, owner: Owner): R
   return exact.length > 0 ? exact : allocations.filter((a) => a.containerId === id && a.ifname === undefined)
 }
 
-/** The index file of an owner: a hash, so any container ID and ifname make a plain name. */
-const ownerFile = (owner: Owner): string =>
-  `${OWNER_FILE}${new Bun.CryptoHasher("sha256").update(`${owner.containerId.trim()}\n${owner.ifname}`).digest("hex").slice(0, 32)}`
+/** The index file of an owner, named by the attachment's key, so any container ID and ifname make a plain name. */
+const ownerFile = (owner: Owner): string => `${OWNER_FILE}${attachmentKey(owner.containerId.trim(), owner.ifname)}`
 
 /** An index file's content: the owner's allocation content, then its addresses, one per line. */
 const ownerContent = (owner: Owner, ips: ReadonlyArray<string>): string => [allocationContent(owner), ...ips].join(LINE_BREAK)
