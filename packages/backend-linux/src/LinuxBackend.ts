@@ -72,6 +72,36 @@ const findLink = (ns: string, name: string): LinkInfo => link.getLink(routeSocke
 
 const socketOf = routeSocket
 
+/**
+ * The links put in a group of their own for the moment, then the group deleted: one
+ * unregister for all of them. The group is random in [2^24, 2^32) (people and tools number
+ * theirs from 0 up), so no other link is in it; if the delete fails, each link gets its
+ * own group back.
+ */
+const deleteLinksTogether = (ns: string, names: ReadonlyArray<string>): void => {
+  const socket = socketOf(ns)
+  const links = names.map((name) => findLink(ns, name))
+  const group = 0x1000000 + Math.floor(Math.random() * (0x100000000 - 0x1000000))
+  const regrouped: Array<{ readonly link: LinkInfo; readonly group: number }> = []
+  try {
+    for (const target of links) {
+      const was = link.linkGroup(socket, target)
+      link.setLinkGroup(socket, target, group)
+      regrouped.push({ link: target, group: was })
+    }
+    link.deleteLinkGroup(socket, group, names.join(", "))
+  } catch (error) {
+    for (const { link: target, group: was } of regrouped) {
+      try {
+        link.setLinkGroup(socket, target, was)
+      } catch {
+        // gone after all (a veth whose peer was deleted): nothing to give back
+      }
+    }
+    throw error
+  }
+}
+
 const invalid = (operation: string, message: string) =>
   new KernelCallFailed(new BackendError({ operation, reason: "Invalid", message: `${operation}: ${message}` }))
 
@@ -200,6 +230,7 @@ export const makeLinuxBackend = (): BackendShape => ({
       return yield* kernelCall(op, () => findLink(request.netns, request.name))
     }),
   deleteLink: (ns, name) => kernelCall("deleteLink", () => link.deleteLink(socketOf(ns), findLink(ns, name).index, name)),
+  deleteLinksTogether: (ns, names) => kernelCall("deleteLinksTogether", () => deleteLinksTogether(ns, names)),
   setLink: (ns, name, changes) =>
     kernelCall("setLink", () => {
       const target = findLink(ns, name)

@@ -125,6 +125,7 @@ export const makeMockBackend = (
     createVeth: instrument("createVeth", links.createVeth),
     createLink: instrument("createLink", links.createLink),
     deleteLink: instrument("deleteLink", links.deleteLink),
+    deleteLinksTogether: instrument("deleteLinksTogether", links.deleteLinksTogether),
     setLink: instrument("setLink", links.setLink),
     moveLink: instrument("moveLink", links.moveLink),
     listBridgeVlans: instrument("listBridgeVlans", vlans.listBridgeVlans),

@@ -240,6 +240,19 @@ export const linkOperations = (state: KernelState) => ({
       destroyLink(state, ns, link)
     }),
 
+  deleteLinksTogether: (netns: NetnsPath, names: ReadonlyArray<string>): Effect.Effect<void, BackendError> =>
+    Effect.gen(function* () {
+      const ns = yield* requireNetns(state, "deleteLinksTogether", netns)
+      const doomed: Array<LinkState> = []
+      // all or none: every name is checked before any link goes
+      for (const name of names) doomed.push(yield* requireLink(ns, "deleteLinksTogether", name))
+      if (doomed.some((link) => link.kind === "loopback")) {
+        return yield* fail("deleteLinksTogether", "Unsupported", "the loopback link cannot be deleted", "EOPNOTSUPP")
+      }
+      // a veth's peer may be among them, and already gone with its other end
+      for (const link of doomed) if (ns.links.get(link.index) === link) destroyLink(state, ns, link)
+    }),
+
   setLink: (netns: NetnsPath, name: string, changes: LinkChanges): Effect.Effect<LinkInfo, BackendError> =>
     Effect.gen(function* () {
       const ns = yield* requireNetns(state, "setLink", netns)

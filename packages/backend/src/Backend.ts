@@ -63,6 +63,14 @@ export interface BackendShape {
   readonly createLink: (request: CreateLinkRequest) => Op<LinkInfo>
   /** Deleting one end of a veth deletes the other too. */
   readonly deleteLink: (netns: NetnsPath, name: string) => Op<void>
+  /**
+   * Deletes these links of one namespace in one kernel batch: one unregister, one wait for
+   * the kernel's RCU grace period instead of one per link (a network's last pod's veth and
+   * its bridge: ~20 ms less than two deleteLinks). All or none: NotFound, nothing deleted,
+   * when one is missing. Only for links the caller owns: the kernel is asked to delete a
+   * link group, set on them for the moment (a random 32-bit group number).
+   */
+  readonly deleteLinksTogether: (netns: NetnsPath, names: ReadonlyArray<string>) => Op<void>
   readonly setLink: (netns: NetnsPath, name: string, changes: LinkChanges) => Op<LinkInfo>
   /** Moves a link to another namespace, optionally renaming it on arrival. */
   readonly moveLink: (netns: NetnsPath, name: string, toNetns: NetnsPath, newName?: string) => Op<LinkInfo>

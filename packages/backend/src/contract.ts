@@ -254,6 +254,23 @@ export const runBackendContract = (
           yield* expectReason(backend.deleteLink(a, "ct-v3"), "NotFound")
         }))
 
+      it("deleteLinksTogether deletes a bridge with its port (and the port's peer) at once, and nothing when a name is missing", (backend) =>
+        Effect.gen(function* () {
+          const a = yield* netns
+          const b = yield* netns
+          yield* backend.createLink({ netns: a, name: "ct-tb", kind: "bridge" })
+          yield* backend.createLink({ netns: a, name: "ct-keep", kind: "bridge" })
+          yield* backend.createVeth({ netns: a, name: "ct-tv", peerNetns: b, peerName: "eth0" })
+          yield* backend.setLink(a, "ct-tv", { master: "ct-tb", up: true })
+          yield* expectReason(backend.deleteLinksTogether(a, ["ct-tv", "ct-tb", "ct-nope"]), "NotFound")
+          expect((yield* backend.getLink(a, "ct-tv")).master).toBe((yield* backend.getLink(a, "ct-tb")).index)
+          yield* backend.deleteLinksTogether(a, ["ct-tv", "ct-tb"])
+          yield* expectReason(backend.getLink(a, "ct-tv"), "NotFound")
+          yield* expectReason(backend.getLink(a, "ct-tb"), "NotFound")
+          yield* expectReason(backend.getLink(b, "eth0"), "NotFound")
+          expect((yield* backend.getLink(a, "ct-keep")).kind).toBe("bridge")
+        }))
+
       it("setLink changes up, mtu, mac and txqlen, and validates them", (backend) =>
         Effect.gen(function* () {
           const a = yield* netns

@@ -34,6 +34,7 @@ const IFLA_LINKINFO = 18
 const IFLA_IFALIAS = 20
 const IFLA_AF_SPEC = 26
 const IFLA_NET_NS_FD = 28
+const IFLA_GROUP = 27
 const IFLA_EXT_MASK = 29
 const IFLA_INFO_KIND = 1
 const IFLA_INFO_DATA = 2
@@ -291,6 +292,27 @@ export const createLink = (
 /** Deletes a link by index (a veth takes its peer with it); `name` only labels errors. */
 export const deleteLink = (socket: RouteSocket, index: number, name: string): void => {
   socket.request("deleteLink", RTM_DELLINK, 0, ifinfomsg(index), undefined, name)
+}
+
+/** A link's group (IFLA_GROUP; 0, "default", unless someone set one). */
+export const linkGroup = (socket: RouteSocket, link: LinkInfo): number => {
+  const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(link.index), undefined, link.name)
+  if (!reply) throw new KernelCallFailed(kernelError("getLink", 19, link.name))
+  return attrU32(decodeAttributes(reply.payload.subarray(IFINFOMSG_LENGTH)), IFLA_GROUP) ?? 0
+}
+
+/** Puts a link in a group (IFLA_GROUP). */
+export const setLinkGroup = (socket: RouteSocket, link: LinkInfo, group: number): void => {
+  socket.request("setLink", RTM_NEWLINK, 0, ifinfomsg(link.index), new AttributeWriter().u32(IFLA_GROUP, group).finish(), link.name)
+}
+
+/**
+ * Deletes every link of the socket's namespace in `group` in one batch (`ip link delete
+ * group N`): the kernel unregisters them together, waiting for one RCU grace period, not one
+ * per link. A group with a link that cannot be deleted (EOPNOTSUPP) deletes none.
+ */
+export const deleteLinkGroup = (socket: RouteSocket, group: number, subject: string): void => {
+  socket.request("deleteLinksTogether", RTM_DELLINK, 0, ifinfomsg(), new AttributeWriter().u32(IFLA_GROUP, group).finish(), subject)
 }
 
 /** Moves a link into the namespace behind `netnsFd`, renaming it on the way when asked. */

@@ -217,6 +217,38 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
     }))
   })
 
+  test("the last pod's DEL deletes its veth and the bridge in one batch; an earlier pod's DEL only its veth; a batch the kernel refuses falls back to one by one", async () => {
+    for (const refused of [false, true]) {
+      const w = world()
+      await run(w, Effect.gen(function*() {
+        const mock = yield* MockBackend.MockControlService
+        const backend = yield* Backend
+        const ns1 = yield* pod("p1")
+        const ns2 = yield* pod("p2")
+        const before = mock.snapshot()
+        const add1 = yield* invoke(env("ADD", "c1", ns1), CONF)
+        const add2 = yield* invoke(env("ADD", "c2", ns2), CONF)
+        const deletions = (from: number) =>
+          mock.calls().slice(from).filter((call) => call.operation.startsWith("deleteLink")).map((call) => `${call.operation} ${JSON.stringify(call.args.slice(1))}`)
+        let from = mock.calls().length
+        expect((yield* invoke(env("DEL", "c1", ns1), { ...CONF, prevResult: add1.json })).exitCode).toBe(0)
+        expect(deletions(from)).toEqual([`deleteLink ${JSON.stringify([hostVethName("c1", "eth0")])}`])
+        if (refused) mock.failWhen((call) => call.operation === "deleteLinksTogether", "Busy")
+        from = mock.calls().length
+        expect((yield* invoke(env("DEL", "c2", ns2), { ...CONF, prevResult: add2.json })).exitCode).toBe(0)
+        mock.clearFaults()
+        const together = `deleteLinksTogether ${JSON.stringify([[hostVethName("c2", "eth0"), "br-test"]])}`
+        const veth = [`deleteLink ${JSON.stringify([hostVethName("c2", "eth0")])}`]
+        // after the batch the pipeline's undo finds the veth gone, and looks for its pod end (gone too)
+        expect(deletions(from)).toEqual(
+          refused ? [together, ...veth, `deleteLink ${JSON.stringify(["br-test"])}`] : [together, ...veth, `deleteLink ${JSON.stringify(["eth0"])}`]
+        )
+        expect((yield* backend.listLinks(HOST_NETNS)).map((l) => l.name)).not.toContain("br-test")
+        expect(mock.diff(before, mock.snapshot()).filter((line) => !isShared(line))).toEqual([])
+      }))
+    }
+  })
+
   test("DEL succeeds twice, without ADD, and with the namespace already gone", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
