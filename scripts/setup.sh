@@ -8,7 +8,7 @@ export TURBO_TELEMETRY_DISABLED=1
 cd "$(dirname "$0")/.."
 
 BUN_VERSION=1.4.5
-APT_PACKAGES=(iproute2 iputils-ping nftables libnftables1 iptables conntrack curl containernetworking-plugins etcd-server etcd-client)
+APT_PACKAGES=(iproute2 iputils-ping nftables libnftables1 iptables conntrack curl containernetworking-plugins etcd-server etcd-client util-linux-extra)
 
 if [ "$(bun --version 2>/dev/null || true)" != "$BUN_VERSION" ]; then
   echo "== installing bun $BUN_VERSION from the npm registry"

@@ -27,7 +27,8 @@
  * every path; the agent and the inner process are this run's children, killed on every
  * path. The real host's network is never touched; no traffic is sent.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import { dropFromPageCache } from "@tscni/install/pageCache"
 import { join, resolve } from "node:path"
 import { cleanup, createNetns, deleteNetns, setUp, sh } from "./host.ts"
 import { cniEnv, containerId, type Exec, execAsync, execTimed, type Json, parseJson, PLUGIN_PATH, type Pod, pluginStdin, rotate } from "./lib.ts"
@@ -206,7 +207,24 @@ const buildBaseline = (scratch: string, name: string, source: string): string =>
   const flags = ["--compile", "--minify", "--bytecode", "--format=esm", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig"]
   const built = sh([process.execPath, "build", join(dir, `${name}.ts`), ...flags, "--outfile", out])
   if (built.exitCode !== 0 || !existsSync(out)) throw new Error(`building the ${name} Bun program: ${built.stderr}`)
+  // measured in the same state as tscni's binary
+  settleLikeAnInstall(out)
   return out
+}
+
+/**
+ * What tscni-install does to each binary it copies (apps/install/src/pageCache.ts): fsynced,
+ * then dropped from the page cache, so that processes map its pages as read back from disk
+ * and not as the copy wrote them (large folios mapped whole: ~5 MB more RSS per process).
+ */
+const settleLikeAnInstall = (path: string): void => {
+  const fd = openSync(path, "r+")
+  try {
+    fsyncSync(fd)
+    if (!dropFromPageCache(fd)) throw new Error(`${path}: posix_fadvise(DONTNEED) was refused`)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 const outer = async () => {
@@ -233,6 +251,7 @@ const outer = async () => {
   const builtAt = statSync(join(DIST, "tscni")).mtime.toISOString()
   copyFileSync(join(DIST, "tscni"), join(bin, "tscni"))
   chmodSync(join(bin, "tscni"), 0o755)
+  settleLikeAnInstall(join(bin, "tscni"))
   for (const name of ["bridge", "portmap", "host-local"]) symlinkSync("tscni", join(bin, name))
   const lockDir = join(scratch, "lock")
   mkdirSync(lockDir)

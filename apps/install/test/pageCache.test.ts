@@ -1,0 +1,29 @@
+import { afterAll, expect, test } from "bun:test"
+import { closeSync, fsyncSync, openSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { dropFromPageCache } from "../src/pageCache.ts"
+import { cleanup, tempDir } from "./helpers.ts"
+
+const root = tempDir()
+afterAll(() => cleanup(root))
+
+/** Bytes of the file in the page cache, as util-linux's fincore (not our code) reports them. */
+const resident = (path: string): number => {
+  const run = Bun.spawnSync(["fincore", "--json", "--bytes", "--output", "RES", path])
+  if (run.exitCode !== 0) throw new Error(`fincore: ${run.stderr.toString()}`)
+  return Number((JSON.parse(run.stdout.toString()) as { fincore: Array<{ res: number | string }> }).fincore[0]!.res)
+}
+
+test("a written and fsynced file is dropped from the page cache (what the installer does to each binary it copies)", () => {
+  const path = join(root, "binary")
+  writeFileSync(path, Buffer.alloc(4 << 20, 0x5a))
+  const fd = openSync(path, "r+")
+  try {
+    fsyncSync(fd)
+    expect(resident(path)).toBeGreaterThan(1 << 20)
+    expect(dropFromPageCache(fd)).toBe(true)
+    expect(resident(path)).toBe(0)
+  } finally {
+    closeSync(fd)
+  }
+})
