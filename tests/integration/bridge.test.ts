@@ -44,7 +44,7 @@ const allocations = (h: TestHost): Record<string, string> => {
   const dir = `${h.dir}/itnet`
   if (!existsSync(dir)) return {}
   return Object.fromEntries(readdirSync(dir)
-    .filter((f) => f !== "lock" && f !== "boot_id" && !f.startsWith("last_reserved_ip"))
+    .filter((f) => f !== "lock" && f !== "boot_id" && f !== ".tscni-tmp" && !f.startsWith("last_reserved_ip"))
     .map((f) => [f, readFileSync(`${dir}/${f}`, "utf8")]))
 }
 

@@ -6,6 +6,7 @@ import { Deferred, Effect, Fiber } from "effect"
 import { formatIp, type Ip, parseIp } from "@tscni/ip"
 import { diskFiles, makeNetworkStore, memoryStore, type NetworkStore, ownedBy, StoreError } from "../src/index.ts"
 import { withFileLock } from "@tscni/steps"
+import { TEMP_DIR } from "../src/hostLocal/diskStore.ts"
 
 const ip = (text: string): Ip => parseIp(text)!
 const owner = { containerId: "c1", ifname: "eth0" }
@@ -116,9 +117,11 @@ describe("temp files of writers killed between write and rename", () => {
     await run(store.locked(store.setBootId("b")))
     // a pid that was alive and is gone: a child we started and reaped
     const gone = Bun.spawnSync(["true"]).pid
-    const stale = join(dataDir, "net", `.last_reserved_ip.0.${gone}.0.tmp`)
-    const ours = join(dataDir, "net", `.last_reserved_ip.0.${process.pid}.7.tmp`)
-    const other = join(dataDir, "net", ".something-else.tmp")
+    // the temp dir exists once something was replaced
+    expect(readdirSync(join(dataDir, "net", TEMP_DIR))).toEqual([])
+    const stale = join(dataDir, "net", TEMP_DIR, `.last_reserved_ip.0.${gone}.0.tmp`)
+    const ours = join(dataDir, "net", TEMP_DIR, `.last_reserved_ip.0.${process.pid}.7.tmp`)
+    const other = join(dataDir, "net", TEMP_DIR, ".something-else.tmp")
     for (const path of [stale, ours, other]) writeFileSync(path, "10.0.0.9")
     await run(store.locked(store.allocations))
     expect([existsSync(stale), existsSync(ours), existsSync(other)]).toEqual([false, true, true])

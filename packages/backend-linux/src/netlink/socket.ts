@@ -30,6 +30,13 @@ import {
 } from "./message.ts"
 
 const RECEIVE_BUFFER = 1 << 16
+
+/**
+ * The one receive buffer of every socket: a receive is synchronous and copies what it
+ * decodes out of it, so sockets never need it at the same time. (One each cost 64 KiB per
+ * pod namespace a resident agent had a socket in at once: ~6 MB in a 100-pod burst.)
+ */
+const received = new Uint8Array(RECEIVE_BUFFER)
 const DUMP_RETRIES = 5
 /** nfnetlink's batch delimiters (NLMSG_MIN_TYPE and the next) */
 const NFNL_MSG_BATCH_BEGIN = 0x10
@@ -59,7 +66,6 @@ export interface BatchFailure {
  */
 export class RouteSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff)
-  private readonly buffer = new Uint8Array(RECEIVE_BUFFER)
   private cappedAcks = false
   /** every byte this socket received (tests and benchmarks read it: what a call cost) */
   bytesReceived = 0
@@ -92,10 +98,10 @@ export class RouteSocket {
     const messages: Array<NetlinkMessage> = []
     let interrupted = false
     for (;;) {
-      const length = libc.recv(this.fd, this.buffer)
+      const length = libc.recv(this.fd, received)
       if (length < 0) throw new KernelCallFailed(kernelError(operation, errno(), "recv"))
       this.bytesReceived += length
-      for (const message of decodeMessages(this.buffer.slice(0, length))) {
+      for (const message of decodeMessages(received.slice(0, length))) {
         if (message.seq !== seq) continue
         if (message.flags & NLM_F_DUMP_INTR) interrupted = true
         if (message.type === NLMSG_DONE) return { messages, interrupted }
@@ -169,14 +175,14 @@ export class RouteSocket {
     // wait for an answer to each message (or one to the batch as a whole), then take what else is queued
     for (;;) {
       const settled = whole || answered.size === messages.length
-      const length = libc.recv(this.fd, this.buffer, settled ? MSG_DONTWAIT : 0)
+      const length = libc.recv(this.fd, received, settled ? MSG_DONTWAIT : 0)
       if (length < 0) {
         const code = errno()
         if (settled && code === EAGAIN) return failures
         throw new KernelCallFailed(kernelError(operation, code, "recv"))
       }
       this.bytesReceived += length
-      for (const message of decodeMessages(this.buffer.slice(0, length))) {
+      for (const message of decodeMessages(received.slice(0, length))) {
         if (message.type !== NLMSG_ERROR || message.seq < first || message.seq > first + messages.length + 1) continue
         const { errno: code, text, offset } = decodeError(message)
         const index = message.seq === first || message.seq === first + messages.length + 1 ? -1 : message.seq - first - 1

@@ -21,6 +21,14 @@ let tempCounter = 0
 /** `.<name>.<pid>.<n>.tmp`: replace()'s temp files, named after the process writing them. */
 const TEMP_FILE = /^\..+\.(\d+)\.\d+\.tmp$/
 
+/**
+ * Where replace()'s temp files are written (in the network's dir, so the rename stays on
+ * one filesystem): the sweep under every lock reads this directory, normally empty, and
+ * not the network's, which holds a file per address and per pod (a readdir that grew with
+ * the node's pods). Temp files an older build left in the network's dir are never read.
+ */
+export const TEMP_DIR = ".tscni-tmp"
+
 const processAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
@@ -63,12 +71,22 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
         }
       }),
     replace: (name, content) =>
-      fsCall("write", pathOf(name), () => replaceFile(pathOf(name), pathOf(`.${name}.${process.pid}.${tempCounter++}.tmp`), content)),
+      fsCall("write", pathOf(name), () => {
+        const temp = join(dir, TEMP_DIR, `.${name}.${process.pid}.${tempCounter++}.tmp`)
+        try {
+          replaceFile(pathOf(name), temp, content)
+        } catch (error) {
+          // the first write of this store: its temp dir is made then
+          if (errnoCode(error) !== "ENOENT" || existsSync(join(dir, TEMP_DIR))) throw error
+          mkdirSync(join(dir, TEMP_DIR), { mode: 0o700 })
+          replaceFile(pathOf(name), temp, content)
+        }
+      }),
     remove: (name) => fsCall("remove", pathOf(name), () => removeFileIfExists(pathOf(name))),
     locked: (effect) =>
       fsCall("mkdir", dir, () => mkdirSync(dir, { recursive: true, mode: 0o755 })).pipe(
         Effect.andThen(
-          withFileLock(pathOf("lock"), fsCall("sweep", dir, () => sweepStaleTempFiles(dir)).pipe(Effect.andThen(effect)), (failure) =>
+          withFileLock(pathOf("lock"), fsCall("sweep", dir, () => sweepStaleTempFiles(join(dir, TEMP_DIR))).pipe(Effect.andThen(effect)), (failure) =>
             new StoreError({ operation: "lock", path: failure.path, message: failure.message, busy: failure.busy }))
         )
       ),
@@ -91,13 +109,17 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
   }
 }
 
+/** This boot's id, read once per process (a resident agent's too: a reboot ends it). */
+let bootId: { readonly value: string | undefined } | undefined
 const currentBootId = fsCall("read", BOOT_ID_PATH, () => {
+  if (bootId !== undefined) return bootId.value
   try {
-    return readFileSync(BOOT_ID_PATH, "utf8").trim() || undefined
+    bootId = { value: readFileSync(BOOT_ID_PATH, "utf8").trim() || undefined }
   } catch (error) {
-    if (errnoCode(error) === "ENOENT") return undefined
-    throw error
+    if (errnoCode(error) !== "ENOENT") throw error
+    bootId = { value: undefined }
   }
+  return bootId.value
 })
 
 /** host-local's store on the real filesystem. */
