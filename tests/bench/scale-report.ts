@@ -107,6 +107,10 @@ export interface ScaleResults {
   readonly agentLog: ReadonlyArray<string>
   /** peak RSS (MB) of compiled Bun programs: `empty` (export {}) and `bare` (prints its stdin), 5 runs each */
   readonly baselineRssMb: Record<string, Array<number>>
+  /** the first chains of the freshly started agent on the empty node, before the states (absent in runs before it was measured) */
+  readonly freshAgent?: ReadonlyArray<CycleSample>
+  /** how many chains the agent served on the empty node before the states */
+  readonly agentWarmup?: number
 }
 
 // ---------------------------------------------------------------- analysis
@@ -289,6 +293,18 @@ const markdown = (r: ScaleResults, a: Analysis): string => {
     ])
   ), "")
   out.push(`Samples per variant and state: ${[...new Set(a.states.flatMap((s) => VARIANT_IDS.map((id) => s.n[id])))].join(", ")}. Growth of ADD+DEL from the empty node to ${a.maxPods} pods + foreign rules: per process ${x(a.growth.process)}, agent ${x(a.growth.agent)}, reference ${x(a.growth.reference)}.`, "")
+
+  const freshAgent = r.freshAgent ?? []
+  if (freshAgent.length > 0 && a.empty !== undefined) {
+    const addOf = (c: CycleSample) => c.ms.bridgeAdd + c.ms.portmapAdd
+    const delOf = (c: CycleSample) => c.ms.portmapDel + c.ms.bridgeDel
+    const add = median(freshAgent.map(addOf))
+    const del = median(freshAgent.map(delOf))
+    out.push(
+      `**A freshly started agent.** The node states above are measured on an agent that first served ${r.agentWarmup ?? "?"} chains on the empty node: its JIT has compiled the code by then, as on a node whose agent has been up. Its first ${freshAgent.length} chains after starting, on the empty node: ADD ${fmt(add)} ms, DEL ${fmt(del)} ms (median; ${x(add / a.empty.add.reference)} / ${x(del / a.empty.del.reference)} of the reference's on the empty node; in order: ADD ${freshAgent.map((c) => fmt(addOf(c), 0)).join(", ")}).`,
+      ""
+    )
+  }
 
   out.push("## CPU per chain (median ms, user + system)", "")
   out.push("Per process and reference: the plugin processes and the children they waited for (`wait4` rusage). Agent: the forwarding processes' rusage **plus** the agent's own CPU over each call (its threads' `/proc/<pid>/task/*/schedstat`), so the columns compare whole costs.", "")

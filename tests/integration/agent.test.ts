@@ -47,7 +47,7 @@ describe("tscni agent", () => {
     expect(help.stderr.toString()).toBe("")
     // its older name answers the same, and neither starts serving
     expect(Bun.spawnSync([TSCNI, "daemon", "--help"], { stdout: "pipe" }).stdout.toString()).toBe(help.stdout.toString())
-    for (const args of [["--bogus"], ["--socket"], ["--socket", "relative.sock"], ["--health-listen", "nowhere"], ["--health-listen", "127.0.0.1:99999"], ["--max-running-calls", "0"], ["--max-running-calls", "x"]]) {
+    for (const args of [["--bogus"], ["--socket"], ["--socket", "relative.sock"], ["--health-listen", "nowhere"], ["--health-listen", "127.0.0.1:99999"], ["--max-running-calls", "0"], ["--max-running-calls", "x"], ["--memory-soft-limit", "-1"], ["--memory-soft-limit", "lots"]]) {
       const bad = Bun.spawnSync([TSCNI, "agent", ...args], { stdout: "pipe", stderr: "pipe" })
       expect({ args, code: bad.exitCode, usage: bad.stderr.toString().includes("usage: tscni agent") }).toEqual({ args, code: 2, usage: true })
     }

@@ -12,7 +12,7 @@ import { parseEtcdEndpoints } from "@tscni/cluster/endpoints"
 import { DEFAULT_NODE_FILE } from "@tscni/cluster/nodeFile"
 import { splitCniArgs } from "@tscni/spec/cniArgs"
 import { BUILD_ID, type ForwardedCall } from "./protocol.ts"
-import { DEFAULT_MAX_RUNNING_CALLS, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
+import { DEFAULT_MAX_RUNNING_CALLS, DEFAULT_MEMORY_SOFT_LIMIT_MB, defaultSocketPath, type PluginLoader, startDaemon } from "./daemon.ts"
 
 /** Where probes and scrapes are answered unless `--health-listen` says otherwise (per network namespace). */
 export const DEFAULT_HEALTH_LISTEN = "127.0.0.1:9402"
@@ -25,6 +25,7 @@ export const DEFAULT_LEASE_TTL_SECONDS = 3600
 export const DEFAULT_RESYNC_SECONDS = 10
 
 export const USAGE = `usage: tscni agent [--socket PATH] [--health-listen HOST:PORT | --health-listen off] [--max-running-calls N]
+                  [--memory-soft-limit MB]
                   [--etcd-endpoints URL[,URL…] [--etcd-prefix PREFIX] [--lease-ttl SECONDS]
                    | --datastore kubernetes [--kubeconfig PATH] --cluster-config PATH]
                   [--node NAME] [--node-file PATH] [--write-conflist PATH] [--iface NAME] [--public-ip IP]
@@ -42,6 +43,8 @@ subnet(s) and writes them to the node file.
                              (default: ${DEFAULT_HEALTH_LISTEN}; "off": none)
   --max-running-calls N      calls run at once; the others wait their turn
                              (default: ${DEFAULT_MAX_RUNNING_CALLS})
+  --memory-soft-limit MB     above this resident memory, each finished call asks for a garbage
+                             collection (run beside the calls); 0: never (default: ${DEFAULT_MEMORY_SOFT_LIMIT_MB})
   --etcd-endpoints URLS      the etcd v3 datastore (comma-separated http:// URLs); without a
                              datastore the agent only serves calls
   --datastore kubernetes     the Kubernetes API instead: the node's subnets are its
@@ -83,6 +86,8 @@ export interface AgentOptions {
   /** undefined: no HTTP endpoint */
   readonly health: { readonly hostname: string; readonly port: number } | undefined
   readonly maxRunningCalls: number
+  /** MB of resident memory above which finished calls ask for a collection; 0: off */
+  readonly memorySoftLimitMb: number
   /** undefined: no datastore, the agent only serves calls */
   readonly cluster: ClusterArgs | undefined
 }
@@ -91,6 +96,7 @@ const FLAGS = [
   "--socket",
   "--health-listen",
   "--max-running-calls",
+  "--memory-soft-limit",
   "--etcd-endpoints",
   "--node",
   "--etcd-prefix",
@@ -108,7 +114,7 @@ const FLAGS = [
 ]
 
 /** The flags that only make sense with a datastore. */
-const CALL_FLAGS = new Set(["--socket", "--health-listen", "--max-running-calls"])
+const CALL_FLAGS = new Set(["--socket", "--health-listen", "--max-running-calls", "--memory-soft-limit"])
 
 /** Which datastore the flags name, checked; undefined when none (then no cluster flag may be given). */
 const parseDatastore = (values: ReadonlyMap<string, string>): DatastoreArgs | undefined | { readonly error: string } => {
@@ -184,13 +190,16 @@ export const parseAgentArgs = (args: ReadonlyArray<string>): AgentOptions | "hel
   if (!socket.startsWith("/")) return { error: `--socket: '${socket}' is not an absolute path` }
   const maxRunningCalls = Number(maxRunning)
   if (!/^\d{1,4}$/.test(maxRunning) || maxRunningCalls < 1) return { error: `--max-running-calls: '${maxRunning}' is not a whole number from 1 to 9999` }
+  const softLimit = values.get("--memory-soft-limit") ?? String(DEFAULT_MEMORY_SOFT_LIMIT_MB)
+  if (!/^\d{1,6}$/.test(softLimit)) return { error: `--memory-soft-limit: '${softLimit}' is not a whole number of MB (0: off)` }
+  const memorySoftLimitMb = Number(softLimit)
   const cluster = parseClusterArgs(values)
   if (cluster !== undefined && "error" in cluster) return cluster
-  if (health === "off") return { socket, health: undefined, maxRunningCalls, cluster }
+  if (health === "off") return { socket, health: undefined, maxRunningCalls, memorySoftLimitMb, cluster }
   const match = /^(.+):(\d{1,5})$/.exec(health)
   const port = Number(match?.[2])
   if (match === null || port < 1 || port > 65535) return { error: `--health-listen: '${health}' is not HOST:PORT (or off)` }
-  return { socket, health: { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1"), port }, maxRunningCalls, cluster }
+  return { socket, health: { hostname: match[1]!.replace(/^\[(.*)\]$/, "$1"), port }, maxRunningCalls, memorySoftLimitMb, cluster }
 }
 
 const log = (line: string) => process.stderr.write(`tscni agent: ${line}\n`)
@@ -368,7 +377,7 @@ export const runAgent = async (args: ReadonlyArray<string>, load: PluginLoader):
       metrics.seconds.observe({ plugin: call.plugin, command: call.command }, call.seconds)
     },
     fellBack: () => metrics.fallbacks.inc()
-  }, options.maxRunningCalls)
+  }, options.maxRunningCalls, options.memorySoftLimitMb)
   let http: ReturnType<typeof Bun.serve> | undefined
   try {
     http = options.health === undefined ? undefined : Bun.serve({

@@ -91,6 +91,25 @@ export interface RunningDaemon {
   readonly load: () => { readonly running: number; readonly waiting: number }
 }
 
+/** The agent's resident memory above which each finished call asks for a collection, unless told otherwise (`tscni agent --memory-soft-limit`). */
+export const DEFAULT_MEMORY_SOFT_LIMIT_MB = 96
+
+/**
+ * A soft memory limit, as GOMEMLIMIT is for a Go program: after each call, while the
+ * process's resident memory is above `limitBytes`, it asks the collector for a full
+ * collection, run concurrently (`Bun.gc(false)`: the calls go on meanwhile). Under the limit
+ * it costs one read of the RSS. JSC otherwise lets garbage pile up while calls arrive
+ * back to back: in a burst of a hundred pods the agent's peak grew by ~50 MB, mostly garbage
+ * (docs/bench/README.md). `limitBytes` 0 turns it off.
+ */
+export const memoryGuard = (limitBytes: number, rss: () => number = () => process.memoryUsage.rss(), collect: () => void = () => Bun.gc(false)) => ({
+  afterCall: (): boolean => {
+    if (limitBytes <= 0 || rss() <= limitBytes) return false
+    collect()
+    return true
+  }
+})
+
 /** How many calls run at once unless told otherwise (`tscni agent --max-running-calls`). */
 export const DEFAULT_MAX_RUNNING_CALLS = 8
 
@@ -144,10 +163,12 @@ export const startDaemon = async (
   path: string,
   load: PluginLoader,
   hooks: DaemonHooks = {},
-  maxRunningCalls = DEFAULT_MAX_RUNNING_CALLS
+  maxRunningCalls = DEFAULT_MAX_RUNNING_CALLS,
+  memorySoftLimitMb = DEFAULT_MEMORY_SOFT_LIMIT_MB
 ): Promise<RunningDaemon> => {
   await claimSocketPath(path)
   const slots = callSlots(maxRunningCalls)
+  const memory = memoryGuard(memorySoftLimitMb * 1024 * 1024)
   /** calls read and not yet finished (loading, waiting for `go`, or running) */
   let held = 0
   let stopping = false
@@ -181,6 +202,7 @@ export const startDaemon = async (
       if (!socket.data.closed) await runNow(socket)
     } finally {
       slots.release()
+      memory.afterCall()
     }
   }
 
