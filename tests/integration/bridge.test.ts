@@ -43,9 +43,10 @@ const podAddress = (result: Json | undefined, family: 4 | 6 = 4): string =>
 const allocations = (h: TestHost): Record<string, string> => {
   const dir = `${h.dir}/itnet`
   if (!existsSync(dir)) return {}
-  return Object.fromEntries(readdirSync(dir)
-    .filter((f) => f !== "lock" && f !== "boot_id" && f !== ".tscni-tmp" && !f.startsWith("last_reserved_ip"))
-    .map((f) => [f, readFileSync(`${dir}/${f}`, "utf8")]))
+  // regular files only: host-local's temp files live in a directory of their own
+  return Object.fromEntries(readdirSync(dir, { withFileTypes: true })
+    .filter((f) => f.isFile() && f.name !== "lock" && f.name !== "boot_id" && !f.name.startsWith("last_reserved_ip"))
+    .map((f) => [f.name, readFileSync(`${dir}/${f.name}`, "utf8")]))
 }
 
 /** Host switches ADD turns on last and never puts back (see the bridge pipeline): forwarding, bridge-nf. */

@@ -40,9 +40,10 @@ const ping = (fromNs: string, address: string): boolean =>
 const allocations = (h: TestHost, network = "ptpnet"): Record<string, string> => {
   const dir = `${h.dir}/${network}`
   if (!existsSync(dir)) return {}
-  return Object.fromEntries(readdirSync(dir)
-    .filter((f) => f !== "lock" && f !== "boot_id" && !f.startsWith("last_reserved_ip"))
-    .map((f) => [f, readFileSync(`${dir}/${f}`, "utf8")]))
+  // regular files only: host-local's temp files live in a directory of their own
+  return Object.fromEntries(readdirSync(dir, { withFileTypes: true })
+    .filter((f) => f.isFile() && f.name !== "lock" && f.name !== "boot_id" && !f.name.startsWith("last_reserved_ip"))
+    .map((f) => [f.name, readFileSync(`${dir}/${f.name}`, "utf8")]))
 }
 
 const add = (h: TestHost, id: string, netns: string, c: Json, plugin = PTP, cniPath = BIN_DIR) => {

@@ -91,14 +91,17 @@ const deleteLinksTogether = (ns: string, names: ReadonlyArray<string>): void => 
     }
     link.deleteLinkGroup(socket, group, names.join(", "))
   } catch (error) {
+    const unrestored: Array<string> = []
     for (const { link: target, group: was } of regrouped) {
       try {
         link.setLinkGroup(socket, target, was)
-      } catch {
+      } catch (restoreError) {
         // gone after all (a veth whose peer was deleted): nothing to give back
+        if (!(restoreError instanceof KernelCallFailed && restoreError.error.reason === "NotFound")) unrestored.push(target.name)
       }
     }
-    throw error
+    if (unrestored.length === 0 || !(error instanceof KernelCallFailed)) throw error
+    throw new KernelCallFailed(new BackendError({ ...error.error, message: `${error.error.message}; ${unrestored.join(", ")} left in link group ${group}` }))
   }
 }
 

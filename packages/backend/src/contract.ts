@@ -263,6 +263,8 @@ export const runBackendContract = (
           yield* backend.createVeth({ netns: a, name: "ct-tv", peerNetns: b, peerName: "eth0" })
           yield* backend.setLink(a, "ct-tv", { master: "ct-tb", up: true })
           yield* expectReason(backend.deleteLinksTogether(a, ["ct-tv", "ct-tb", "ct-nope"]), "NotFound")
+          // the loopback cannot be deleted: the kernel refuses the whole batch, nothing goes
+          yield* expectReason(backend.deleteLinksTogether(a, ["ct-tv", "lo"]), "Unsupported")
           expect((yield* backend.getLink(a, "ct-tv")).master).toBe((yield* backend.getLink(a, "ct-tb")).index)
           yield* backend.deleteLinksTogether(a, ["ct-tv", "ct-tb"])
           yield* expectReason(backend.getLink(a, "ct-tv"), "NotFound")

@@ -113,7 +113,7 @@ const FLAGS = [
   "--write-conflist"
 ]
 
-/** The flags that only make sense with a datastore. */
+/** The flags that make sense without a datastore (serving calls); any other needs one. */
 const CALL_FLAGS = new Set(["--socket", "--health-listen", "--max-running-calls", "--memory-soft-limit"])
 
 /** Which datastore the flags name, checked; undefined when none (then no cluster flag may be given). */

@@ -78,7 +78,7 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
         } catch (error) {
           // the first write of this store: its temp dir is made then
           if (errnoCode(error) !== "ENOENT" || existsSync(join(dir, TEMP_DIR))) throw error
-          mkdirSync(join(dir, TEMP_DIR), { mode: 0o700 })
+          mkdirSync(join(dir, TEMP_DIR), { recursive: true, mode: 0o700 })
           replaceFile(pathOf(name), temp, content)
         }
       }),

@@ -141,9 +141,10 @@ const removeBridgeIfPortless = (settings: BridgeSettings) =>
  * DEL of a network's last pod (its veth the bridge's only port, the bridge ours): the veth
  * and the bridge go in one kernel batch, under the bridge's exclusive lock, before the
  * pipeline's undo. Deleting them one after the other waits for two unregisters; together,
- * for one (~20 ms less: docs/bench/README.md). The pipeline then finds the veth gone, and
- * removeBridgeIfUnused the bridge. Any other case, or a batch the kernel refuses (logged),
- * is left to them.
+ * for one (10–20 ms less: docs/bench/README.md). The pipeline then finds the veth gone, and
+ * removeBridgeIfUnused the bridge. Only a shortcut: any other case, and any failure here
+ * (the lock not had in time, a refused batch; logged), is left to them, so it never stops
+ * the DEL from releasing the pod's address and rules.
  */
 const removeLastPodWithBridge = (settings: BridgeSettings, hostVeth: string) =>
   Effect.gen(function*() {
@@ -156,12 +157,11 @@ const removeLastPodWithBridge = (settings: BridgeSettings, hostVeth: string) =>
     yield* withBridgeLock(settings.bridge, "exclusive", Effect.gen(function*() {
       const bridge = yield* ignoreNotFound(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge)))
       if (bridge?.kind !== "bridge" || bridge.alias !== bridgeAlias(settings.network) || !(yield* onlyPortIsOurs)) return
-      yield* Backend.use((backend) => backend.deleteLinksTogether(HOST_NETNS, [hostVeth, settings.bridge])).pipe(
-        Effect.catchTag("BackendError", (error) =>
-          error.reason === "NotFound" ? Effect.void : Effect.logWarning(`deleting ${hostVeth} and ${settings.bridge} together: ${error.message} (deleting them one by one)`))
-      )
+      yield* ignoreNotFound(Backend.use((backend) => backend.deleteLinksTogether(HOST_NETNS, [hostVeth, settings.bridge])))
     }))
-  })
+  }).pipe(
+    Effect.catch((error) => Effect.logWarning(`deleting ${hostVeth} and ${settings.bridge} together: ${error.message} (left to the one-by-one path)`))
+  )
 
 /**
  * ADD's part: with the bridge's lock held shared, leaves the intent file while a bridge
