@@ -66,7 +66,7 @@ export interface BackendShape {
   /**
    * Deletes these links of one namespace in one kernel batch: one unregister, one wait for
    * the kernel's RCU grace period instead of one per link (a network's last pod's veth and
-   * its bridge: ~20 ms less than two deleteLinks). All or none: NotFound, nothing deleted,
+   * its bridge: 10–25 ms less than two deleteLinks here). All or none: NotFound, nothing deleted,
    * when one is missing. Only for links the caller owns: the kernel is asked to delete a
    * link group, set on them for the moment (a random 32-bit group number).
    */
