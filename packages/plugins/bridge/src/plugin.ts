@@ -111,20 +111,22 @@ const withBridgeLock = <A, E, R>(bridge: string, mode: "shared" | "exclusive", e
 /**
  * A bridge tscni created (it carries our alias) is removed once no port is left on it, so
  * the last pod's DEL leaves the host as it was; a bridge someone else made is never touched.
- * A bridge that still has ports (every DEL but a network's last) is seen without the lock:
- * the exclusive lock, which waits for running ADDs and makes DELs wait for each other, is
- * taken only to remove one, and the ports are looked at again under it.
+ * With `lastPort` (a pod's DEL, before its pipeline's undo) a bridge whose only port is
+ * that pod's veth is removed with it, in one kernel batch. A bridge that still has other
+ * ports (every DEL but a network's last) is seen without the lock: the exclusive lock, which
+ * waits for running ADDs and makes DELs wait for each other, is taken only to remove one,
+ * and the ports are looked at again under it.
  */
-const removeBridgeIfUnused = (settings: BridgeSettings) =>
+const removeBridgeIfUnused = (settings: BridgeSettings, lastPort?: string) =>
   Effect.gen(function*() {
     const ports = yield* ignoreNotFound(Backend.use((backend) => backend.listBridgePorts(HOST_NETNS, settings.bridge)))
-    if (ports !== undefined && ports.length > 0) return
+    if (ports !== undefined && ports.some((port) => port.name !== lastPort)) return
     // no bridge: only a killed ADD's intent file may be left to remove
     if (ports === undefined && !existsSync(bridgeIntentPath(settings.bridge))) return
-    yield* removeBridgeIfPortless(settings)
+    yield* removeBridgeIfPortless(settings, lastPort)
   })
 
-const removeBridgeIfPortless = (settings: BridgeSettings) =>
+const removeBridgeIfPortless = (settings: BridgeSettings, lastPort?: string) =>
   withBridgeLock(settings.bridge, "exclusive", Effect.gen(function*() {
     // holding the lock exclusively, no ADD is running: an intent file is a killed ADD's
     const intent = bridgeIntentPath(settings.bridge)
@@ -132,36 +134,11 @@ const removeBridgeIfPortless = (settings: BridgeSettings) =>
     yield* deleteBridgeIfPortless(
       HOST_NETNS,
       settings.bridge,
-      (bridge) => bridge.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge.alias === undefined)
+      (bridge) => bridge.alias === bridgeAlias(settings.network) || (killedWhileCreating && bridge.alias === undefined),
+      lastPort
     )
     if (killedWhileCreating) yield* dropIntent(intent)
   }))
-
-/**
- * DEL of a network's last pod (its veth the bridge's only port, the bridge ours): the veth
- * and the bridge go in one kernel batch, under the bridge's exclusive lock, before the
- * pipeline's undo. Deleting them one after the other waits for two unregisters; together,
- * for one (10–20 ms less: docs/bench/README.md). The pipeline then finds the veth gone, and
- * removeBridgeIfUnused the bridge. Only a shortcut: any other case, and any failure here
- * (the lock not had in time, a refused batch; logged), is left to them, so it never stops
- * the DEL from releasing the pod's address and rules.
- */
-const removeLastPodWithBridge = (settings: BridgeSettings, hostVeth: string) =>
-  Effect.gen(function*() {
-    const onlyPortIsOurs = Backend.use((backend) => backend.listBridgePorts(HOST_NETNS, settings.bridge)).pipe(
-      ignoreNotFound,
-      Effect.map((ports) => ports !== undefined && ports.length === 1 && ports[0]!.name === hostVeth)
-    )
-    // without the lock first: on every DEL but a network's last this is all it costs
-    if (!(yield* onlyPortIsOurs)) return
-    yield* withBridgeLock(settings.bridge, "exclusive", Effect.gen(function*() {
-      const bridge = yield* ignoreNotFound(Backend.use((backend) => backend.getLink(HOST_NETNS, settings.bridge)))
-      if (bridge?.kind !== "bridge" || bridge.alias !== bridgeAlias(settings.network) || !(yield* onlyPortIsOurs)) return
-      yield* ignoreNotFound(Backend.use((backend) => backend.deleteLinksTogether(HOST_NETNS, [hostVeth, settings.bridge])))
-    }))
-  }).pipe(
-    Effect.catch((error) => Effect.logWarning(`deleting ${hostVeth} and ${settings.bridge} together: ${error.message} (left to the one-by-one path)`))
-  )
 
 /**
  * ADD's part: with the bridge's lock held shared, leaves the intent file while a bridge
@@ -256,7 +233,13 @@ export const bridgePlugin: PluginDefinition<Backend | PluginExec> = {
     Effect.gen(function*() {
       const settings = yield* bridgeSettings(request)
       // no plan: DEL needs none (it removes by name and key, or by owner), and must not fail on a prevResult CHECK would refuse
-      yield* removeLastPodWithBridge(settings, hostVethName(request.env.containerId, request.env.ifname))
+      // the network's last pod: its veth goes with the bridge, one unregister instead of two
+      // (10–20 ms, docs/bench/README.md). Only a shortcut: a failure (the lock not had in
+      // time, a refused batch) is logged, and what follows removes them one by one.
+      const hostVeth = hostVethName(request.env.containerId, request.env.ifname)
+      yield* removeBridgeIfUnused(settings, hostVeth).pipe(
+        Effect.catch((error) => Effect.logWarning(`removing ${hostVeth} with bridge ${settings.bridge}: ${error.message} (left to the one-by-one path)`))
+      )
       yield* Pipeline.runDel(bridgePipeline, knownOf(request, settings, undefined, new Set()))
       yield* removeLegacyRules(request, settings)
       yield* removeBridgeIfUnused(settings)
