@@ -70,21 +70,15 @@ export const diskFiles = (dataDir: string, network: string): StoreFiles => {
           throw error
         }
       }),
+    // under the lock, which made the temp dir
     replace: (name, content) =>
-      fsCall("write", pathOf(name), () => {
-        const temp = join(dir, TEMP_DIR, `.${name}.${process.pid}.${tempCounter++}.tmp`)
-        try {
-          replaceFile(pathOf(name), temp, content)
-        } catch (error) {
-          // the first write of this store: its temp dir is made then
-          if (errnoCode(error) !== "ENOENT" || existsSync(join(dir, TEMP_DIR))) throw error
-          mkdirSync(join(dir, TEMP_DIR), { recursive: true, mode: 0o700 })
-          replaceFile(pathOf(name), temp, content)
-        }
-      }),
+      fsCall("write", pathOf(name), () => replaceFile(pathOf(name), join(dir, TEMP_DIR, `.${name}.${process.pid}.${tempCounter++}.tmp`), content)),
     remove: (name) => fsCall("remove", pathOf(name), () => removeFileIfExists(pathOf(name))),
     locked: (effect) =>
-      fsCall("mkdir", dir, () => mkdirSync(dir, { recursive: true, mode: 0o755 })).pipe(
+      fsCall("mkdir", dir, () => {
+        mkdirSync(dir, { recursive: true, mode: 0o755 })
+        mkdirSync(join(dir, TEMP_DIR), { recursive: true, mode: 0o700 })
+      }).pipe(
         Effect.andThen(
           withFileLock(pathOf("lock"), fsCall("sweep", dir, () => sweepStaleTempFiles(join(dir, TEMP_DIR))).pipe(Effect.andThen(effect)), (failure) =>
             new StoreError({ operation: "lock", path: failure.path, message: failure.message, busy: failure.busy }))

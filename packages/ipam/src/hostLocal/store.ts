@@ -51,7 +51,7 @@ export interface StoreFiles {
   readonly read: (name: string) => Effect.Effect<string | undefined, StoreError>
   /** creates the file only if it does not exist (O_EXCL); false when it already did */
   readonly createExclusive: (name: string, content: string) => Effect.Effect<boolean, StoreError>
-  /** replaces the file's content atomically (temp file + rename) */
+  /** replaces the file's content atomically (temp file + rename); only inside `locked` */
   readonly replace: (name: string, content: string) => Effect.Effect<void, StoreError>
   /** removes the file; a missing file is fine */
   readonly remove: (name: string) => Effect.Effect<void, StoreError>
