@@ -113,12 +113,15 @@ const bridgePortFlags = (linkInfo: Map<number, Uint8Array>): { hairpin: boolean;
   return { hairpin: (port.get(IFLA_BRPORT_MODE)?.[0] ?? 0) !== 0, isolated: (port.get(IFLA_BRPORT_ISOLATED)?.[0] ?? 0) !== 0 }
 }
 
+/** A link message's attributes (after its ifinfomsg). */
+const linkAttributes = (message: NetlinkMessage) => decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH))
+
 /** Decodes one RTM_NEWLINK message into the Backend's LinkInfo. */
 export const decodeLink = (netns: string, message: NetlinkMessage): LinkInfo => {
   const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength)
   const index = view.getInt32(4, true)
   const flags = view.getUint32(8, true)
-  const attributes = decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH))
+  const attributes = linkAttributes(message)
   const linkInfoData = attributes.get(IFLA_LINKINFO)
   const linkInfo = linkInfoData ? decodeAttributes(linkInfoData) : undefined
   const kindName = linkInfo ? attrString(linkInfo, IFLA_INFO_KIND) : undefined
@@ -166,12 +169,16 @@ export const getLink = (socket: RouteSocket, netns: string, name: string): LinkI
   return decodeLink(netns, reply)
 }
 
-/** One link by ifindex (NotFound when absent). */
-export const getLinkByIndex = (socket: RouteSocket, netns: string, index: number): LinkInfo => {
-  const [reply] = socket.request("getLinkByIndex", RTM_GETLINK, 0, ifinfomsg(index), undefined, `ifindex ${index}`)
-  if (!reply) throw new KernelCallFailed(kernelError("getLinkByIndex", 19, `ifindex ${index}`))
-  return decodeLink(netns, reply)
+/** The kernel's message for the link with that ifindex (NotFound when absent). */
+const linkMessage = (socket: RouteSocket, operation: string, index: number, subject = `ifindex ${index}`): NetlinkMessage => {
+  const [reply] = socket.request(operation, RTM_GETLINK, 0, ifinfomsg(index), undefined, subject)
+  if (!reply) throw new KernelCallFailed(kernelError(operation, 19, subject))
+  return reply
 }
+
+/** One link by ifindex (NotFound when absent). */
+export const getLinkByIndex = (socket: RouteSocket, netns: string, index: number): LinkInfo =>
+  decodeLink(netns, linkMessage(socket, "getLinkByIndex", index))
 
 /**
  * The ports of one bridge: a link dump the kernel filters by IFLA_MASTER (as `ip link show
@@ -202,8 +209,7 @@ export const linkExists = (socket: RouteSocket, netns: string, name: string): bo
 /** The name of the link with that ifindex, undefined when there is none. */
 export const linkNameByIndex = (socket: RouteSocket, index: number): string | undefined => {
   try {
-    const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(index), undefined, `ifindex ${index}`)
-    return reply === undefined ? undefined : attrString(decodeAttributes(reply.payload.subarray(IFINFOMSG_LENGTH)), IFLA_IFNAME)
+    return attrString(linkAttributes(linkMessage(socket, "getLink", index)), IFLA_IFNAME)
   } catch (error) {
     if (error instanceof KernelCallFailed && error.error.reason === "NotFound") return undefined
     throw error
@@ -295,11 +301,8 @@ export const deleteLink = (socket: RouteSocket, index: number, name: string): vo
 }
 
 /** A link's group (IFLA_GROUP; 0, "default", unless someone set one). */
-export const linkGroup = (socket: RouteSocket, link: LinkInfo): number => {
-  const [reply] = socket.request("getLink", RTM_GETLINK, 0, ifinfomsg(link.index), undefined, link.name)
-  if (!reply) throw new KernelCallFailed(kernelError("getLink", 19, link.name))
-  return attrU32(decodeAttributes(reply.payload.subarray(IFINFOMSG_LENGTH)), IFLA_GROUP) ?? 0
-}
+export const linkGroup = (socket: RouteSocket, link: LinkInfo): number =>
+  attrU32(linkAttributes(linkMessage(socket, "getLink", link.index, link.name)), IFLA_GROUP) ?? 0
 
 /** Puts a link in a group (IFLA_GROUP). */
 export const setLinkGroup = (socket: RouteSocket, link: LinkInfo, group: number): void => {
@@ -378,7 +381,7 @@ export const bridgeVlans = (socket: RouteSocket, operation: string): Map<number,
   for (const message of socket.dump(operation, RTM_GETLINK, ifinfomsg(0, 0, 0, AF_BRIDGE), filter)) {
     if (message.type !== RTM_NEWLINK) continue
     const index = new DataView(message.payload.buffer, message.payload.byteOffset).getInt32(4, true)
-    const spec = decodeAttributes(message.payload.subarray(IFINFOMSG_LENGTH)).get(IFLA_AF_SPEC)
+    const spec = linkAttributes(message).get(IFLA_AF_SPEC)
     if (!spec) continue
     const list = vlans.get(index) ?? []
     for (const attribute of decodeAttributeList(spec)) {
