@@ -124,8 +124,9 @@ export interface ScaleResults {
 export const FALLBACK_CPU_MS = 50
 
 const LABEL: Record<VariantId, string> = { process: "tscni per process", agent: "tscni through the agent", reference: "reference" }
-const add = (s: CycleSample) => s.ms.bridgeAdd + s.ms.portmapAdd
-const del = (s: CycleSample) => s.ms.portmapDel + s.ms.bridgeDel
+/** A cycle's chain ADD (bridge + portmap) and DEL (portmap + bridge), wall ms. */
+export const add = (s: CycleSample) => s.ms.bridgeAdd + s.ms.portmapAdd
+export const del = (s: CycleSample) => s.ms.portmapDel + s.ms.bridgeDel
 const addCpu = (s: CycleSample) => s.cpuMs.bridgeAdd + s.cpuMs.portmapAdd + s.agentCpuMs.bridgeAdd + s.agentCpuMs.portmapAdd
 const delCpu = (s: CycleSample) => s.cpuMs.portmapDel + s.cpuMs.bridgeDel + s.agentCpuMs.portmapDel + s.agentCpuMs.bridgeDel
 
@@ -296,12 +297,10 @@ const markdown = (r: ScaleResults, a: Analysis): string => {
 
   const freshAgent = r.freshAgent ?? []
   if (freshAgent.length > 0 && a.empty !== undefined) {
-    const addOf = (c: CycleSample) => c.ms.bridgeAdd + c.ms.portmapAdd
-    const delOf = (c: CycleSample) => c.ms.portmapDel + c.ms.bridgeDel
-    const add = median(freshAgent.map(addOf))
-    const del = median(freshAgent.map(delOf))
+    const addMs = median(freshAgent.map(add))
+    const delMs = median(freshAgent.map(del))
     out.push(
-      `**A freshly started agent.** The node states above are measured on an agent that first served ${r.agentWarmup ?? "?"} chains on the empty node: its JIT has compiled the code by then, as on a node whose agent has been up. Its first ${freshAgent.length} chains after starting, on the empty node: ADD ${fmt(add)} ms, DEL ${fmt(del)} ms (median; ${x(add / a.empty.add.reference)} / ${x(del / a.empty.del.reference)} of the reference's on the empty node; in order: ADD ${freshAgent.map((c) => fmt(addOf(c), 0)).join(", ")}).`,
+      `**A freshly started agent.** The node states above are measured on an agent that first served ${r.agentWarmup ?? "?"} chains on the empty node: its JIT has compiled the code by then, as on a node whose agent has been up. Its first ${freshAgent.length} chains after starting, on the empty node: ADD ${fmt(addMs)} ms, DEL ${fmt(delMs)} ms (median; ${x(addMs / a.empty.add.reference)} / ${x(delMs / a.empty.del.reference)} of the reference's on the empty node; in order: ADD ${freshAgent.map((c) => fmt(add(c), 0)).join(", ")}).`,
       ""
     )
   }

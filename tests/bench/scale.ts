@@ -27,12 +27,13 @@
  * every path; the agent and the inner process are this run's children, killed on every
  * path. The real host's network is never touched; no traffic is sent.
  */
-import { chmodSync, closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
-import { dropFromPageCache } from "@tscni/install/pageCache"
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+// each binary measured as tscni-install leaves it: fsynced, dropped from the page cache
+import { settleWrittenFile } from "@tscni/install/pageCache"
 import { join, resolve } from "node:path"
 import { cleanup, createNetns, deleteNetns, setUp, sh } from "./host.ts"
 import { cniEnv, containerId, type Exec, execAsync, execTimed, type Json, parseJson, PLUGIN_PATH, type Pod, pluginStdin, rotate } from "./lib.ts"
-import { type AgentSnapshot, type BurstAt, type BurstRun, type CycleSample, type ScaleResults, type StateResult, type StepTrace, VARIANT_IDS, type VariantId, writeScaleReport } from "./scale-report.ts"
+import { add, type AgentSnapshot, type BurstAt, type BurstRun, type CycleSample, type ScaleResults, type StateResult, type StepTrace, VARIANT_IDS, type VariantId, del, writeScaleReport } from "./scale-report.ts"
 
 const REPO = resolve(import.meta.dir, "..", "..")
 const DIST = join(REPO, "dist", "bin")
@@ -210,23 +211,8 @@ const buildBaseline = (scratch: string, name: string, source: string): string =>
   const built = sh([process.execPath, "build", join(dir, `${name}.ts`), ...flags, "--outfile", out])
   if (built.exitCode !== 0 || !existsSync(out)) throw new Error(`building the ${name} Bun program: ${built.stderr}`)
   // measured in the same state as tscni's binary
-  settleLikeAnInstall(out)
+  if (!settleWrittenFile(out)) throw new Error(`${out}: posix_fadvise(DONTNEED) was refused`)
   return out
-}
-
-/**
- * What tscni-install does to each binary it copies (apps/install/src/pageCache.ts): fsynced,
- * then dropped from the page cache, so that processes map its pages as read back from disk
- * and not as the copy wrote them (large folios mapped whole: ~5 MB more RSS per process).
- */
-const settleLikeAnInstall = (path: string): void => {
-  const fd = openSync(path, "r+")
-  try {
-    fsyncSync(fd)
-    if (!dropFromPageCache(fd)) throw new Error(`${path}: posix_fadvise(DONTNEED) was refused`)
-  } finally {
-    closeSync(fd)
-  }
 }
 
 const outer = async () => {
@@ -253,7 +239,7 @@ const outer = async () => {
   const builtAt = statSync(join(DIST, "tscni")).mtime.toISOString()
   copyFileSync(join(DIST, "tscni"), join(bin, "tscni"))
   chmodSync(join(bin, "tscni"), 0o755)
-  settleLikeAnInstall(join(bin, "tscni"))
+  if (!settleWrittenFile(join(bin, "tscni"))) throw new Error("the copied tscni: posix_fadvise(DONTNEED) was refused")
   for (const name of ["bridge", "portmap", "host-local"]) symlinkSync("tscni", join(bin, name))
   const lockDir = join(scratch, "lock")
   mkdirSync(lockDir)
@@ -296,8 +282,7 @@ const outer = async () => {
   // the agent, inside the host namespace (ip netns exec execs it: the pid is the agent's)
   const agentLog = join(scratch, "agent.log")
   const agent = Bun.spawn(["ip", "netns", "exec", host, join(bin, "tscni"), "agent", "--socket", socket, "--health-listen", "off"], {
-    // TSCNI_BENCH_AGENT_ENV="K=V …": extra environment for the agent only (trying a setting)
-    env: { PATH: PLUGIN_PATH, TSCNI_LOCK_DIR: lockDir, ...Object.fromEntries((process.env.TSCNI_BENCH_AGENT_ENV ?? "").split(" ").filter((kv) => kv.includes("=")).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])) },
+    env: { PATH: PLUGIN_PATH, TSCNI_LOCK_DIR: lockDir },
     stdin: "ignore",
     stdout: "ignore",
     stderr: Bun.file(agentLog)
@@ -474,6 +459,8 @@ const inner = async (plan: Plan, outPath: string) => {
   }
 
   const fresh = (pod: ScalePod): ScalePod => ({ ...pod, id: containerId() })
+  /** What a cycle keeps for the results (not its stderr and RSS readings). */
+  const kept = (sample: CycleSample): CycleSample => ({ ms: sample.ms, cpuMs: sample.cpuMs, agentCpuMs: sample.agentCpuMs, ip: sample.ip })
 
   // ---- proof that the agent serves the agent variant's calls, and not the others'
   const verifications: Array<{ when: string; variant: VariantId; served: number; calls: number }> = []
@@ -586,7 +573,7 @@ const inner = async (plan: Plan, outPath: string) => {
       for (const v of rotate(plan.variants, i + config.warmup)) {
         const sample = cycle(v, fresh(plan.pods.probe[v.id]))
         if (v.id === "agent") agentCalls += 4
-        if (sample !== undefined && i >= 0) samples[v.id].push({ ms: sample.ms, cpuMs: sample.cpuMs, agentCpuMs: sample.agentCpuMs, ip: sample.ip })
+        if (sample !== undefined && i >= 0) samples[v.id].push(kept(sample))
       }
     }
     const wallS = (Bun.nanoseconds() - t) / 1e9
@@ -596,8 +583,6 @@ const inner = async (plan: Plan, outPath: string) => {
       const xs = samples[id].map(f).sort((a, b) => a - b)
       return xs.length === 0 ? Number.NaN : xs[Math.floor(xs.length / 2)]!
     }
-    const add = (s: CycleSample) => s.ms.bridgeAdd + s.ms.portmapAdd
-    const del = (s: CycleSample) => s.ms.portmapDel + s.ms.bridgeDel
     log(`  ${label}: ADD / DEL ms (≈median): ${VARIANT_IDS.map((id) => `${id} ${med(id, add).toFixed(0)} / ${med(id, del).toFixed(0)}`).join(", ")} (${wallS.toFixed(0)} s)`)
     const forwardRss = peakRss("agent")
     const processRss = peakRss("process")
@@ -692,7 +677,7 @@ const inner = async (plan: Plan, outPath: string) => {
   const freshAgent: Array<CycleSample> = []
   for (let i = 0; i < AGENT_WARMUP; i++) {
     const sample = cycle(variantOf.agent, fresh(plan.pods.probe.agent))
-    if (sample !== undefined && freshAgent.length < config.iterations) freshAgent.push({ ms: sample.ms, cpuMs: sample.cpuMs, agentCpuMs: sample.agentCpuMs, ip: sample.ip })
+    if (sample !== undefined && freshAgent.length < config.iterations) freshAgent.push(kept(sample))
   }
   snapshot("after warming the agent", 0, false)
   const states: Array<StateResult> = []

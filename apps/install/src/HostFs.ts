@@ -3,7 +3,7 @@ import { createHash } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { Context, Effect, Layer, Option } from "effect"
 import { fromSystemError, type InstallError } from "./errors.ts"
-import { dropFromPageCache } from "./pageCache.ts"
+import { settleWrittenFile } from "./pageCache.ts"
 
 /** What lstat says about a path, as much as the installer needs. */
 export interface PathInfo {
@@ -54,15 +54,11 @@ const hashFile = (path: string): Promise<string> =>
       .on("end", () => resolve(hash.digest("hex")))
   })
 
-/**
- * Opens `path` (created by the caller's write), fsyncs and chmods it, closes it. A copied
- * file (a binary) is then dropped from the page cache (see ./pageCache.ts).
- */
-const syncAndChmod = async (path: string, mode: number, dropPages = false): Promise<void> => {
+/** Opens `path` (created by the caller's write), fsyncs and chmods it, closes it. */
+const syncAndChmod = async (path: string, mode: number): Promise<void> => {
   const handle = await fs.open(path, "r+")
   try {
     await handle.sync()
-    if (dropPages) dropFromPageCache(handle.fd)
     await handle.chmod(mode)
   } finally {
     await handle.close()
@@ -90,7 +86,9 @@ const real: HostFsShape = {
   copyNew: (from, to, mode) =>
     call("copy", to, async () => {
       await fs.copyFile(from, to, constants.COPYFILE_EXCL)
-      await syncAndChmod(to, mode, true)
+      // a binary: fsynced, and dropped from the page cache (best effort, see ./pageCache.ts)
+      settleWrittenFile(to)
+      await fs.chmod(to, mode)
     }),
   writeNew: (to, text, mode) =>
     call("write", to, async () => {

@@ -8,6 +8,7 @@
  * that refuses changes nothing but that number.
  */
 import { dlopen, FFIType } from "bun:ffi"
+import { closeSync, fsyncSync, openSync } from "node:fs"
 
 const POSIX_FADV_DONTNEED = 4
 
@@ -29,4 +30,18 @@ const loadFadvise = (): Fadvise | undefined => {
 }
 
 /** Asks the kernel to drop the (already written back: fsync first) pages of the open file `fd`; true when it took the advice. */
-export const dropFromPageCache = (fd: number): boolean => loadFadvise()?.(fd, 0, 0, POSIX_FADV_DONTNEED) === 0
+const dropFromPageCache = (fd: number): boolean => loadFadvise()?.(fd, 0, 0, POSIX_FADV_DONTNEED) === 0
+
+/**
+ * What the installer does to a binary it wrote: fsynced (dirty pages cannot be dropped),
+ * then dropped from the page cache; true when the kernel took the advice.
+ */
+export const settleWrittenFile = (path: string): boolean => {
+  const fd = openSync(path, "r+")
+  try {
+    fsyncSync(fd)
+    return dropFromPageCache(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
