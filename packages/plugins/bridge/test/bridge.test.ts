@@ -42,15 +42,15 @@ const masqOf = (container: string, ip: string) => [
   `pods4 { ${ip} } ${ruleOwner("podnet", container, "eth0")}`,
   `own4 { ${ip} . 10.88.0.0/24 } ${ruleOwner("podnet", container, "eth0")}`
 ]
-/** Two pods c1 and c2 ADDed (checked) on the network, and the mock kernel's state before them. */
-const twoPodsAdded = Effect.gen(function*() {
+/** Two pods c1 and c2 ADDed (checked) with `conf`, and the mock kernel's state before them. */
+const twoPodsAdded = (conf: Json = CONF) => Effect.gen(function*() {
   const mock = yield* MockBackend.MockControlService
   const backend = yield* Backend
   const ns1 = yield* pod("p1")
   const ns2 = yield* pod("p2")
   const before = mock.snapshot()
-  const add1 = yield* invoke(env("ADD", "c1", ns1), CONF)
-  const add2 = yield* invoke(env("ADD", "c2", ns2), CONF)
+  const add1 = yield* invoke(env("ADD", "c1", ns1), conf)
+  const add2 = yield* invoke(env("ADD", "c2", ns2), conf)
   expect([add1.exitCode, add2.exitCode]).toEqual([0, 0])
   return { mock, backend, ns1, ns2, before, add1, add2 }
 })
@@ -205,7 +205,7 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
   test("DEL removes everything of the pod; the last pod's DEL removes tscni's bridge", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
-      const { mock, backend, ns1, ns2, before, add1, add2 } = yield* twoPodsAdded
+      const { mock, backend, ns1, ns2, before, add1, add2 } = yield* twoPodsAdded()
       // the second pod adopted bridge and gateway
       expect((yield* backend.listAddresses(HOST_NETNS, "br-test")).map((a) => a.cidr)).toEqual(["10.88.0.1/24"])
 
@@ -227,7 +227,7 @@ describe("bridge DEL, CHECK and GC on the mock kernel", () => {
     for (const refused of [false, true]) {
       const w = world()
       await run(w, Effect.gen(function*() {
-        const { mock, backend, ns1, ns2, before, add1, add2 } = yield* twoPodsAdded
+        const { mock, backend, ns1, ns2, before, add1, add2 } = yield* twoPodsAdded()
         const deletions = (from: number) =>
           mock.calls().slice(from).filter((call) => call.operation.startsWith("deleteLink")).map((call) => `${call.operation} ${JSON.stringify(call.args.slice(1))}`)
         let from = mock.calls().length
@@ -532,14 +532,7 @@ describe("bridge with ipMasqBackend iptables on the mock kernel", () => {
   test("DEL removes the pod's chain and its jump (twice, without the namespace); the shared chain stays", async () => {
     const w = world()
     await run(w, Effect.gen(function*() {
-      const mock = yield* MockBackend.MockControlService
-      const backend = yield* Backend
-      const ns1 = yield* pod("p1")
-      const ns2 = yield* pod("p2")
-      const before = mock.snapshot()
-      const add1 = yield* invoke(env("ADD", "c1", ns1), IPT)
-      const add2 = yield* invoke(env("ADD", "c2", ns2), IPT)
-      expect([add1.exitCode, add2.exitCode]).toEqual([0, 0])
+      const { mock, backend, ns1, ns2, before, add1, add2 } = yield* twoPodsAdded(IPT)
       yield* backend.deleteNetns(ns1)
       for (const netns of [ns1, ""]) {
         const del = yield* invoke(env("DEL", "c1", netns), { ...IPT, prevResult: add1.json })
